@@ -1,0 +1,40 @@
+# Two commands matter: `make demo` and `make test`. Each sets up what it needs itself.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck unit install bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Start the gateway on the example catalog and drive it with the official MCP client.
+demo: $(STAMP)
+	$(BIN)/python examples/demo.py
+
+## Lint, type-check and run the whole test suite: exactly what CI runs.
+test: lint typecheck unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests examples bench
+	$(BIN)/ruff format --check src tests examples bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest -q
+
+## Benchmarks: search latency and token cost (figures go to docs/benchmarks.md).
+bench: $(STAMP)
+	$(BIN)/python bench/search_latency.py
+	$(BIN)/python bench/tokens.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,241 @@
+"""The `aperture` command line: serve the gateway, or search, describe and run tools from a shell."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import anyio
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.markup import escape
+from rich.table import Table
+
+import aperture
+from aperture.config import Config, load_config
+from aperture.execution import RunResult
+from aperture.gateway import Gateway
+from aperture.model import ApertureError
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="aperture",
+    help="Aperture: one MCP endpoint in front of many tool backends.\n\n"
+    "Agents find tools with search_tools, learn them with describe_tool and run them with run_tool. "
+    "The commands below do the same from a shell, against the backends in your configuration file.\n\n"
+    "Start with:  aperture serve --config examples/aperture.yaml",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+out = Console()
+err = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Configuration file [default: $APERTURE_CONFIG or ./aperture.yaml].", show_default=False),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
+
+
+def _setup_logging(level: str) -> None:
+    # Logs go to stderr: on the stdio transport, stdout is the protocol.
+    handler = RichHandler(console=err, show_path=False, rich_tracebacks=False)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[handler], force=True)
+    logging.getLogger("aperture").setLevel(level.upper())
+
+
+def _load(config: Path | None) -> Config:
+    try:
+        return load_config(config)
+    except ApertureError as exc:
+        err.print(f"[red]error:[/red] {escape(exc.message)}")
+        raise typer.Exit(2) from None
+
+
+def _with_gateway(config: Config, work: Callable[[Gateway], Awaitable[T]]) -> T:
+    async def main() -> T:
+        async with Gateway(config) as gateway:
+            return await work(gateway)
+
+    try:
+        return anyio.run(main)
+    except ApertureError as exc:
+        err.print(f"[red]error:[/red] {escape(exc.message)}")
+        raise typer.Exit(1) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"aperture {aperture.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error (to stderr).")] = "warning",
+) -> None:
+    _setup_logging(log_level)
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    transport: Annotated[
+        Literal["stdio", "http"] | None, typer.Option(help="stdio or http [default: from the configuration].")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="HTTP bind address [default: 127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port [default: 8080].")] = None,
+) -> None:
+    """Serve the gateway over MCP (stdio for a desktop client, http for many clients at /mcp)."""
+    from aperture.surface.mcp import serve_http, serve_stdio
+
+    cfg = _load(config)
+    server = cfg.server.model_copy(
+        update={k: v for k, v in {"transport": transport, "host": host, "port": port}.items() if v is not None}
+    )
+
+    async def run(gateway: Gateway) -> None:
+        tools = len(gateway.index)
+        if server.transport == "http":
+            err.print(f"aperture: {tools} tools, MCP at http://{server.host}:{server.port}{server.path}")
+            await serve_http(gateway, host=server.host, port=server.port, path=server.path)
+        else:
+            logging.getLogger("aperture").info("serving %d tools on stdio", tools)
+            await serve_stdio(gateway)
+
+    try:
+        _with_gateway(cfg, run)
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def tools(
+    config: ConfigOption = None,
+    namespace: Annotated[str | None, typer.Option(help="Only this namespace.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List every tool in the catalog."""
+    result = _with_gateway(_load(config), lambda g: _async(lambda: _all_tools(g, namespace)))
+    if as_json:
+        out.print_json(data=result)
+        return
+    table = Table(title=f"{len(result)} tools")
+    table.add_column("id", no_wrap=True, style="bold")
+    table.add_column("description")
+    table.add_column("tags")
+    for row in result:
+        table.add_row(row["id"], row["short_description"], ", ".join(row["tags"]))
+    out.print(table)
+
+
+def _all_tools(gateway: Gateway, namespace: str | None) -> list[dict[str, Any]]:
+    page = gateway.index.page(limit=len(gateway.index) or 1, namespace=namespace)
+    return [hit.to_dict() for hit in page.hits]
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="What you want to do, in a few words.")],
+    config: ConfigOption = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=100, help="Results to show.")] = 10,
+    namespace: Annotated[str | None, typer.Option(help="Only this namespace.")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", "-t", help="Only tools with this tag (repeatable).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Search the catalog the way search_tools does, best match first."""
+    result = _with_gateway(
+        _load(config), lambda g: _async(lambda: g.search(query, limit=limit, namespace=namespace, tags=tag or ()))
+    )
+    if as_json:
+        out.print_json(data=result)
+        return
+    if not result["tools"]:
+        out.print(f"[yellow]No results.[/yellow] {escape(result.get('reason', ''))}")
+        return
+    table = Table(title=f"search: {escape(query)}")
+    table.add_column("#", justify="right")
+    table.add_column("id", no_wrap=True, style="bold")
+    table.add_column("score", justify="right")
+    table.add_column("description")
+    table.add_column("tags")
+    for rank, hit in enumerate(result["tools"], 1):
+        table.add_row(str(rank), hit["id"], f"{hit['score']:.2f}", hit["short_description"], ", ".join(hit["tags"]))
+    out.print(table)
+
+
+@app.command()
+def describe(
+    tool_id: Annotated[str, typer.Argument(help="The tool id, namespace:name.")],
+    config: ConfigOption = None,
+    detail: Annotated[str, typer.Option("--detail", "-d", help="summary, schema or full.")] = "full",
+    as_json: JsonOption = False,
+) -> None:
+    """Show a tool's documentation and input schema."""
+    if detail not in ("summary", "schema", "full"):
+        err.print(f"[red]error:[/red] --detail must be summary, schema or full; got {escape(detail)!r}")
+        raise typer.Exit(2)
+    doc = _with_gateway(_load(config), lambda g: _async(lambda: g.describe(tool_id, detail)))
+    if as_json:
+        out.print_json(data=doc)
+        return
+    out.print(f"[bold]{doc['id']}[/bold]  {escape(', '.join(doc['tags']))}")
+    out.print(escape(doc["description"]))
+    if "input_schema" in doc:
+        from aperture.model.tool import parameters_of
+
+        out.print("\n[bold]Parameters[/bold]")
+        for param in parameters_of(doc["input_schema"]) or []:
+            out.print(escape(param.render()))
+    for example in doc.get("examples", []):
+        out.print(f"\n[bold]Example:[/bold] {escape(example['description'])}")
+        out.print_json(data=example["args"])
+
+
+@app.command()
+def run(
+    tool_id: Annotated[str, typer.Argument(help="The tool id, namespace:name.")],
+    args: Annotated[str, typer.Option("--args", "-a", help="Arguments as a JSON object.")] = "{}",
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Run a tool and print its result (exit code 1 when the tool fails)."""
+    try:
+        parsed = json.loads(args)
+    except json.JSONDecodeError as exc:
+        err.print(f"[red]error:[/red] --args is not valid JSON ({exc}); pass an object like '{{\"a\": 1}}'")
+        raise typer.Exit(2) from None
+    result: RunResult = _with_gateway(_load(config), lambda g: g.run(tool_id, parsed))
+    if as_json:
+        data: dict[str, Any] = {"tool_id": result.tool_id, "is_error": result.is_error, "text": result.text}
+        data["structured"] = result.structured
+        if result.error is not None:
+            data["error"] = result.error.to_dict()
+        out.print_json(data=data)
+    elif result.is_error:
+        err.print(f"[red]{escape(result.text)}[/red]")
+    else:
+        out.print(escape(result.text))
+    if result.is_error:
+        raise typer.Exit(1)
+
+
+async def _async(fn: Callable[[], T]) -> T:
+    return fn()
+
+
+def main() -> None:
+    """Entry point of the `aperture` command."""
+    app(prog_name="aperture")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Load the configuration file: YAML, `${VAR}` interpolation, validation with errors that name file and key."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import yaml
+
+from aperture.config.schema import Config
+from aperture.model import ConfigError
+
+# ${VAR}, ${VAR:-default}; $${...} escapes a literal ${...}.
+_VARIABLE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+ENV_CONFIG = "APERTURE_CONFIG"
+DEFAULT_FILE = "aperture.yaml"
+
+
+def interpolate(value: Any, env: Mapping[str, str], where: str = "") -> Any:
+    """Replace `${VAR}` and `${VAR:-default}` in every string of a parsed document.
+
+    Raises:
+        ConfigError: naming the key whose value refers to an unset variable.
+    """
+    if isinstance(value, str):
+
+        def replace(match: re.Match[str]) -> str:
+            if match.group(0) == "$${":
+                return "${"
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"{where or 'value'}: environment variable {name} is not set (write ${{{name}:-default}} for a default)")
+
+        return _VARIABLE.sub(replace, value)
+    if isinstance(value, dict):
+        return {k: interpolate(v, env, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part not in ("python",):  # discriminator tags add noise to the path
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def parse_config(data: Any, *, source: str = "<config>", base_dir: Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Validate an already-parsed document.
+
+    Raises:
+        ConfigError: listing every problem as `source: key.path: what is wrong`.
+    """
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the file must hold a mapping (server:, backends:, ...), not a {type(data).__name__}")
+    try:
+        data = interpolate(data, os.environ if env is None else env)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc.message}") from None
+    data["base_dir"] = base_dir or Path.cwd()
+    try:
+        return Config.model_validate(data)
+    except pydantic.ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            message = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                message = "unknown key (check the spelling; see docs/configuration.md)"
+            problems.append(f"  {_location(error['loc'])}: {message}")
+        raise ConfigError(f"{source}: invalid configuration:\n" + "\n".join(problems)) from None
+
+
+def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None = None) -> Config:
+    """Load and validate a configuration file.
+
+    Without `path`, uses `$APERTURE_CONFIG`, then `./aperture.yaml`.
+
+    Raises:
+        ConfigError: for a missing file, bad YAML (with line and column) or invalid content.
+    """
+    environ = os.environ if env is None else env
+    chosen = Path(path or environ.get(ENV_CONFIG) or DEFAULT_FILE)
+    if not chosen.is_file():
+        hint = "" if path else f" (pass --config FILE or set {ENV_CONFIG})"
+        raise ConfigError(f"{chosen}: configuration file not found{hint}")
+    try:
+        data = yaml.safe_load(chosen.read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        raise ConfigError(f"{chosen}: {where}{exc.problem or exc}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{chosen}: cannot read YAML: {exc}") from None
+    return parse_config(data, source=str(chosen), base_dir=chosen.resolve().parent, env=environ)

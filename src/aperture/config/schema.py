@@ -1,0 +1,80 @@
+"""The configuration file's schema: one pydantic model per section, every field described."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from aperture.model.ids import validate_part
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Section):
+    """How the gateway is reached."""
+
+    name: str = Field("aperture", description="The server name MCP clients see.")
+    transport: Literal["stdio", "http"] = Field("stdio", description="stdio, or streamable HTTP.")
+    host: str = Field("127.0.0.1", description="Address the HTTP transport binds; loopback unless told otherwise.")
+    port: int = Field(8080, ge=1, le=65535, description="Port of the HTTP transport.")
+    path: str = Field("/mcp", pattern=r"^/", description="URL path of the MCP endpoint.")
+    expose: Literal["meta"] = Field("meta", description="What tools/list shows: the meta-tools.")
+
+
+class PythonBackendConfig(_Section):
+    """Plain Python functions marked with `@aperture.tool`, loaded from a module."""
+
+    name: str = Field(description="Backend name; becomes the namespace of its tools.")
+    kind: Literal["python"]
+    module: str = Field(description="Dotted name of the module that defines the tools.")
+    path: str | None = Field(None, description="Directory to import the module from, relative to this file.")
+    timeout: float | None = Field(None, gt=0, description="Seconds a call may take (default: execution.timeout).")
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        return validate_part(value, "backend name")
+
+
+BackendConfig = Annotated[PythonBackendConfig, Field(discriminator="kind")]
+
+
+class SearchConfig(_Section):
+    """How search_tools ranks tools."""
+
+    strategy: Literal["bm25", "lexical"] = Field("bm25", description="bm25 (field-boosted) or lexical.")
+    default_limit: int = Field(10, ge=1, le=100, description="Results per page when the caller gives no limit.")
+
+
+class ExecutionConfig(_Section):
+    """How run_tool runs tools."""
+
+    timeout: float = Field(30.0, gt=0, description="Default seconds a tool call may take.")
+
+
+class Config(_Section):
+    """The whole gateway configuration (one YAML file)."""
+
+    server: ServerConfig = ServerConfig()
+    backends: list[BackendConfig] = Field(default_factory=list)
+    search: SearchConfig = SearchConfig()
+    execution: ExecutionConfig = ExecutionConfig()
+    base_dir: Path = Field(Path("."), exclude=True, description="Directory relative paths are resolved against.")
+
+    @model_validator(mode="after")
+    def _unique_backend_names(self) -> Config:
+        seen: set[str] = set()
+        for backend in self.backends:
+            if backend.name in seen:
+                raise ValueError(f"two backends are named '{backend.name}'; names must be unique (they are namespaces)")
+            seen.add(backend.name)
+        return self
+
+    def resolve(self, path: str) -> Path:
+        """A path from the file, resolved against the file's directory."""
+        candidate = Path(path).expanduser()
+        return candidate if candidate.is_absolute() else (self.base_dir / candidate).resolve()

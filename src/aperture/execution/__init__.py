@@ -1,0 +1,28 @@
+"""Execution: the `Backend` protocol, the registry, backends and the run pipeline."""
+
+from aperture.execution.backend import Backend, CallContext, ChangeNotifier, HealthStatus, ProgressFn
+from aperture.execution.backends import PythonBackend, ToolSpec, tool
+from aperture.execution.registry import BackendRegistry, CatalogSnapshot
+from aperture.execution.result import RunResult, ToolOutput, normalize
+from aperture.execution.runner import Middleware, RunFn, Runner, ToolCall, closest_ids
+
+__all__ = [
+    "Backend",
+    "BackendRegistry",
+    "CallContext",
+    "CatalogSnapshot",
+    "ChangeNotifier",
+    "HealthStatus",
+    "Middleware",
+    "ProgressFn",
+    "PythonBackend",
+    "RunFn",
+    "RunResult",
+    "Runner",
+    "ToolCall",
+    "ToolOutput",
+    "ToolSpec",
+    "closest_ids",
+    "normalize",
+    "tool",
+]

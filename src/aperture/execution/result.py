@@ -1,0 +1,123 @@
+"""Tool results: normalising what a backend returns into MCP content blocks plus structured content."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import mcp_types
+import pydantic
+import pydantic_core
+
+from aperture.model import ApertureError, ExecutionError, ToolId
+
+ContentBlock = mcp_types.ContentBlock
+_CONTENT_TYPES = (
+    mcp_types.TextContent,
+    mcp_types.ImageContent,
+    mcp_types.AudioContent,
+    mcp_types.EmbeddedResource,
+    mcp_types.ResourceLink,
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolOutput:
+    """A backend's result in normal form: content blocks, optional structured content, error flag."""
+
+    content: tuple[ContentBlock, ...] = ()
+    structured: Any = None
+    is_error: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunResult:
+    """The outcome of one `run_tool` call, success or failure.
+
+    On failure `error` holds the structured error and `content` the text the model reads.
+    """
+
+    tool_id: str
+    content: tuple[ContentBlock, ...] = ()
+    structured: Any = None
+    is_error: bool = False
+    error: ApertureError | None = None
+    duration_ms: float = 0.0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def failure(cls, tool_id: str, error: ApertureError, duration_ms: float = 0.0) -> RunResult:
+        return cls(
+            tool_id=tool_id,
+            content=(mcp_types.TextContent(text=error.message),),
+            is_error=True,
+            error=error,
+            duration_ms=duration_ms,
+        )
+
+    @property
+    def text(self) -> str:
+        """All text blocks joined: handy for people and tests."""
+        return "\n".join(b.text for b in self.content if isinstance(b, mcp_types.TextContent))
+
+
+def to_jsonable(value: Any, *, tool_id: ToolId | str) -> Any:
+    """Convert a Python value to JSON data (models, dataclasses, dates, sets, ... included).
+
+    Raises:
+        ExecutionError: when the value has no JSON form; the message names its type.
+    """
+    try:
+        return pydantic_core.to_jsonable_python(value)
+    except (pydantic_core.PydanticSerializationError, ValueError, TypeError) as exc:
+        raise ExecutionError(
+            f"Tool '{tool_id}' returned a value of type {type(value).__name__} that cannot be converted to JSON "
+            f"({exc}). This is a fault of the tool, not of your arguments.",
+            tool_id=str(tool_id),
+        ) from exc
+
+
+def dump_json(data: Any) -> str:
+    """Pretty JSON text for a content block."""
+    return json.dumps(data, indent=2, ensure_ascii=False)
+
+
+def normalize(value: Any, *, tool_id: ToolId | str) -> ToolOutput:
+    """Turn whatever a backend returned into a `ToolOutput`.
+
+    `ToolOutput` passes through; MCP content blocks become the content; strings become text; bytes become
+    a base64 blob resource; anything else becomes pretty JSON text plus structured content (objects as
+    they are; other values are not structured, since MCP wants an object there).
+    """
+    if isinstance(value, ToolOutput):
+        return value
+    if isinstance(value, mcp_types.CallToolResult):
+        return ToolOutput(
+            content=tuple(value.content), structured=value.structured_content, is_error=bool(value.is_error)
+        )
+    if isinstance(value, _CONTENT_TYPES):
+        return ToolOutput(content=(value,))
+    if isinstance(value, Sequence) and value and all(isinstance(v, _CONTENT_TYPES) for v in value):
+        return ToolOutput(content=tuple(value))
+    if value is None:
+        return ToolOutput(content=())
+    if isinstance(value, str):
+        return ToolOutput(content=(mcp_types.TextContent(text=value),))
+    if isinstance(value, bytes | bytearray):
+        blob = mcp_types.BlobResourceContents(
+            uri=f"aperture://result/{tool_id}",
+            mime_type="application/octet-stream",
+            blob=base64.b64encode(bytes(value)).decode("ascii"),
+        )
+        return ToolOutput(content=(mcp_types.EmbeddedResource(resource=blob),))
+    data = to_jsonable(value, tool_id=tool_id)
+    structured = data if isinstance(data, dict) else None
+    return ToolOutput(content=(mcp_types.TextContent(text=dump_json(data)),), structured=structured)
+
+
+def validation_error_text(error: pydantic.ValidationError) -> list[str]:
+    """pydantic's errors as `path: message` lines."""
+    return [f"{'.'.join(str(p) for p in e['loc']) or '(arguments)'}: {e['msg']}" for e in error.errors()]

@@ -1,0 +1,186 @@
+"""The run pipeline: validate id -> resolve tool -> validate and coerce input -> select backend -> execute
+with a timeout -> normalise -> validate output -> `RunResult`."""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import pydantic
+
+from aperture.execution.backend import Backend, CallContext
+from aperture.execution.registry import BackendRegistry
+from aperture.execution.result import RunResult, normalize, validation_error_text
+from aperture.model import (
+    ApertureError,
+    ArgumentValidator,
+    ExecutionError,
+    InputValidationError,
+    OutputValidator,
+    Tool,
+    ToolId,
+    ToolTimeoutError,
+    UnknownToolError,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 30.0
+RunFn = Callable[["ToolCall"], Awaitable[RunResult]]
+"""What middleware wraps: one call in, one result out."""
+Middleware = Callable[[RunFn], RunFn]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolCall:
+    """One request to run a tool, as it travels through the middleware stack."""
+
+    tool_id: str
+    args: Any
+    ctx: CallContext = CallContext()
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    """A tool with its validators, compiled once and reused until the tool definition changes."""
+
+    tool: Tool
+    inputs: ArgumentValidator
+    outputs: OutputValidator | None
+
+
+class Runner:
+    """Runs tools from the registry's catalog; never raises for a failed call, returns a failed `RunResult`.
+
+    Args:
+        registry: where tools and backends come from.
+        default_timeout: seconds a call may take when neither the call nor the backend says otherwise.
+        backend_timeouts: per-backend overrides of the default timeout.
+    """
+
+    def __init__(
+        self,
+        registry: BackendRegistry,
+        *,
+        default_timeout: float = DEFAULT_TIMEOUT,
+        backend_timeouts: Mapping[str, float] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.default_timeout = default_timeout
+        self.backend_timeouts = dict(backend_timeouts or {})
+        self._compiled: dict[str, _Compiled] = {}
+
+    async def __call__(self, call: ToolCall) -> RunResult:
+        return await self.run(call.tool_id, call.args, call.ctx)
+
+    async def run(self, tool_id: str, args: Any, ctx: CallContext | None = None) -> RunResult:
+        """Run one tool call through the whole pipeline."""
+        ctx = ctx or CallContext()
+        started = time.perf_counter()
+        shown_id = tool_id if isinstance(tool_id, str) else repr(tool_id)
+        try:
+            result = await self._run(tool_id, args, ctx)
+        except ApertureError as error:
+            error.tool_id = error.tool_id or shown_id
+            error.op = error.op or "run_tool"
+            return RunResult.failure(shown_id, error, _ms_since(started))
+        return RunResult(
+            tool_id=shown_id,
+            content=result.content,
+            structured=result.structured,
+            is_error=result.is_error,
+            duration_ms=_ms_since(started),
+        )
+
+    def resolve(self, tool_id: str) -> tuple[Tool, Backend]:
+        """The tool and backend for an id, or `UnknownToolError` naming the closest ids.
+
+        Raises:
+            InvalidToolIdError: for a malformed id.
+            UnknownToolError: for a well-formed id that names no tool.
+        """
+        parsed = ToolId.parse(tool_id)
+        found = self.registry.find_tool(parsed.key)
+        if found is None or (parsed.version is not None and found[0].version not in (None, parsed.version)):
+            raise UnknownToolError(tool_id, closest_ids(parsed.key, self.registry.snapshot.tools))
+        return found
+
+    async def _run(self, tool_id: str, args: Any, ctx: CallContext) -> Any:
+        tool, backend = self.resolve(tool_id)
+        compiled = self._compile(tool)
+        if args is None:
+            args = {}
+        if not isinstance(args, Mapping):
+            raise InputValidationError(
+                f"Arguments for tool '{tool.key}' must be a JSON object of parameter names to values; "
+                f"got {type(args).__name__}.\n" + compiled.inputs.explain([]).split("\n", 1)[1],
+                tool_id=tool.key,
+            )
+        coerced = compiled.inputs.validate(args)
+        timeout = ctx.timeout or self.backend_timeouts.get(backend.name, self.default_timeout)
+        try:
+            with anyio.fail_after(timeout):
+                raw = await backend.call(tool.name, coerced, ctx)
+        except TimeoutError:
+            raise ToolTimeoutError(
+                f"Tool '{tool.key}' did not finish within {timeout:g} s and was stopped. "
+                "Retry later, or with arguments that ask for less work.",
+                backend_kind=backend.kind,
+            ) from None
+        except ApertureError as error:
+            error.backend_kind = error.backend_kind or backend.kind
+            raise
+        except pydantic.ValidationError as exc:
+            raise InputValidationError(
+                f"Invalid arguments for tool '{tool.key}': " + "; ".join(validation_error_text(exc)),
+                backend_kind=backend.kind,
+            ) from exc
+        except Exception as exc:
+            logger.info("tool %s raised %s: %s", tool.key, type(exc).__name__, exc)
+            raise ExecutionError(
+                f"Tool '{tool.key}' failed: {type(exc).__name__}: {exc}",
+                details={"exception": type(exc).__name__},
+                backend_kind=backend.kind,
+            ) from exc
+        output = normalize(raw, tool_id=tool.key)
+        if compiled.outputs is not None and not output.is_error:
+            if output.structured is None:
+                compiled.outputs.check_missing()
+            else:
+                compiled.outputs.check(output.structured)
+        return output
+
+    def _compile(self, tool: Tool) -> _Compiled:
+        compiled = self._compiled.get(tool.key)
+        if compiled is None or compiled.tool is not tool:
+            outputs = OutputValidator(tool.output_schema, tool_id=tool.key) if tool.output_schema is not None else None
+            compiled = _Compiled(tool, ArgumentValidator(tool.input_schema, tool_id=tool.key), outputs)
+            self._compiled[tool.key] = compiled
+        return compiled
+
+
+def closest_ids(key: str, tools: Mapping[str, Tool], limit: int = 3) -> list[str]:
+    """The ids most like `key`: by name within its namespace when that exists, else across all ids.
+
+    Names containing the asked-for name count too, so `toolbox:calc` finds `toolbox:calculate`.
+    """
+    namespace, _, name = key.rpartition(":")
+    in_namespace = [k for k in tools if k.startswith(f"{namespace}:")] if namespace else []
+    if in_namespace:
+        names = {k.split(":", 1)[1]: k for k in in_namespace}
+        found = [names[n] for n in difflib.get_close_matches(name, list(names), n=limit, cutoff=0.6)]
+        found += [k for n, k in names.items() if name and (name in n or n in name) and k not in found]
+    else:
+        found = difflib.get_close_matches(key, list(tools), n=limit, cutoff=0.6)
+        by_name = {k.split(":", 1)[1]: k for k in tools}
+        found += [by_name[n] for n in difflib.get_close_matches(name, list(by_name), n=limit, cutoff=0.7)]
+    return list(dict.fromkeys(found))[:limit]
+
+
+def _ms_since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000

@@ -1,0 +1,250 @@
+"""The gateway: backends from the configuration, the index kept in step with them, and the operations
+behind every surface (search, list, describe, examples, run). Surfaces translate; this module decides."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import Any
+
+import anyio
+
+from aperture.config import Config, PythonBackendConfig
+from aperture.discovery import SearchPage, ToolIndex, strategy_named
+from aperture.execution import (
+    Backend,
+    BackendRegistry,
+    CallContext,
+    CatalogSnapshot,
+    PythonBackend,
+    Runner,
+    RunResult,
+    closest_ids,
+)
+from aperture.model import (
+    DetailLevel,
+    InvalidCursorError,
+    InvalidRequestError,
+    Tool,
+    ToolId,
+    UnknownToolError,
+    describe,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_LIMIT = 100
+MAX_EXAMPLES = 5
+
+
+def build_backend(spec: PythonBackendConfig, config: Config) -> Backend:
+    """Create the backend a configuration entry describes."""
+    path = config.resolve(spec.path) if spec.path else None
+    return PythonBackend.from_module(spec.name, spec.module, path=path)
+
+
+class Gateway:
+    """Everything behind the meta-tools, independent of how callers reach it.
+
+    Use as an async context manager: entering starts the backends and indexes their tools; leaving
+    closes them. Operations raise `ApertureError`s with messages meant for the caller.
+    """
+
+    def __init__(self, config: Config | None = None, *, registry: BackendRegistry | None = None) -> None:
+        self.config = config or Config()
+        self.registry = registry or BackendRegistry()
+        self.index = ToolIndex(strategy_named(self.config.search.strategy))
+        timeouts = {b.name: b.timeout for b in self.config.backends if b.timeout is not None}
+        self.runner = Runner(self.registry, default_timeout=self.config.execution.timeout, backend_timeouts=timeouts)
+        self.registry.add_listener(self._on_catalog_changed)
+        self._listeners: list[Any] = []
+        self._stack: AsyncExitStack | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Gateway:
+        async with AsyncExitStack() as stack:
+            stack.push_async_callback(self.registry.aclose)
+            for spec in self.config.backends:
+                await self.registry.register(build_backend(spec, self.config))
+            if self.index.version != self.registry.snapshot.version:
+                self.index.update(self.registry.snapshot, version=self.registry.snapshot.version)
+            task_group = await stack.enter_async_context(anyio.create_task_group())
+            task_group.start_soon(self.registry.watch_changes)
+            stack.callback(task_group.cancel_scope.cancel)
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._stack is not None:
+            stack, self._stack = self._stack, None
+            await stack.__aexit__(exc_type, exc, tb)
+
+    def on_tools_changed(self, listener: Any) -> None:
+        """Call `listener()` (sync) whenever the catalog changes, e.g. to notify connected clients."""
+        self._listeners.append(listener)
+
+    def _on_catalog_changed(self, snapshot: CatalogSnapshot) -> None:
+        self.index.update(snapshot, version=snapshot.version)
+        for listener in self._listeners:
+            listener()
+
+    # --- discovery ------------------------------------------------------------------------------
+
+    def search(
+        self,
+        query: str,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+        namespace: str | None = None,
+        tags: Sequence[str] = (),
+    ) -> dict[str, Any]:
+        """Ranked summaries for `query`: `{tools, total, nextCursor?, reason?}`."""
+        if not query.strip():
+            raise InvalidRequestError(
+                "The query is empty. Describe what you want to do in a few words (for example 'convert units'), "
+                "or call list_tools to browse.",
+                op="search_tools",
+            )
+        limit = _check_limit(limit or self.config.search.default_limit, "search_tools")
+        scope = _scope("search", query, namespace, *tags)
+        offset = self._offset(cursor, scope, "search_tools")
+        page = self.index.search(query, limit=limit, offset=offset, namespace=namespace, tags=tags)
+        return self._page_result(page, scope, "tools")
+
+    def list_tools(
+        self,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+        namespace: str | None = None,
+        backend_kind: str | None = None,
+    ) -> dict[str, Any]:
+        """Summaries in catalog order: `{tools, total, nextCursor?}`."""
+        limit = _check_limit(limit or 50, "list_tools")
+        scope = _scope("list", namespace, backend_kind)
+        offset = self._offset(cursor, scope, "list_tools")
+        page = self.index.page(limit=limit, offset=offset, namespace=namespace, backend_kind=backend_kind)
+        return self._page_result(page, scope, "tools")
+
+    async def list_namespaces(self, *, limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
+        """Namespaces with their tool counts and backend health."""
+        limit = _check_limit(limit or 50, "list_namespaces")
+        scope = _scope("namespaces")
+        offset = self._offset(cursor, scope, "list_namespaces")
+        counts = self.index.namespaces()
+        health = await self.registry.health_check(timeout=2.0)
+        snapshot = self.registry.snapshot
+        rows = []
+        for name in self.registry.names():
+            backend = self.registry.get(name)
+            status = health.get(name)
+            rows.append(
+                {
+                    "namespace": name,
+                    "tool_count": counts.get(name, 0),
+                    "backend_kind": backend.kind if backend else "",
+                    "healthy": bool(status and status.healthy) and name not in snapshot.failures,
+                    "message": snapshot.failures.get(name) or (status.message if status else ""),
+                }
+            )
+        chunk = rows[offset : offset + limit]
+        result: dict[str, Any] = {"namespaces": chunk, "total": len(rows)}
+        if offset + limit < len(rows):
+            result["nextCursor"] = self._cursor(offset + limit, scope)
+        return result
+
+    def get_tool(self, tool_id: str, op: str) -> Tool:
+        """The tool for an id (a version suffix must match when the tool has one).
+
+        Raises:
+            InvalidToolIdError, UnknownToolError: with the closest ids.
+        """
+        parsed = ToolId.parse(tool_id)
+        tool = self.index.get(parsed.key)
+        if tool is None or (parsed.version is not None and tool.version not in (None, parsed.version)):
+            error = UnknownToolError(tool_id, closest_ids(parsed.key, self.registry.snapshot.tools))
+            error.op = op
+            raise error
+        return tool
+
+    def describe(self, tool_id: str, detail_level: str = "schema", examples_max: int | None = None) -> dict[str, Any]:
+        """The tool's documentation at a detail level (`summary`, `schema`, `full`)."""
+        level = DetailLevel(detail_level)
+        count = MAX_EXAMPLES if examples_max is None else max(0, min(examples_max, MAX_EXAMPLES))
+        return describe(self.get_tool(tool_id, "describe_tool"), level, examples_max=count)
+
+    def examples(self, tool_id: str, max_examples: int = 3) -> dict[str, Any]:
+        """Up to `max_examples` worked calls of a tool."""
+        tool = self.get_tool(tool_id, "list_tool_examples")
+        examples = [e.to_dict() for e in tool.examples[: max(1, min(max_examples, MAX_EXAMPLES))]]
+        result: dict[str, Any] = {"tool_id": tool.key, "examples": examples}
+        if not examples:
+            result["note"] = "This tool has no examples; describe_tool with detail_level 'schema' shows its parameters."
+        return result
+
+    # --- execution ------------------------------------------------------------------------------
+
+    async def run(self, tool_id: str, args: Any, ctx: CallContext | None = None) -> RunResult:
+        """Run a tool; failures come back as a failed `RunResult`, never as an exception."""
+        return await self.runner.run(tool_id, args, ctx)
+
+    # --- cursors --------------------------------------------------------------------------------
+
+    def _page_result(self, page: SearchPage, scope: str, key: str) -> dict[str, Any]:
+        result: dict[str, Any] = {key: [hit.to_dict() for hit in page.hits], "total": page.total}
+        if page.next_offset is not None:
+            result["nextCursor"] = self._cursor(page.next_offset, scope)
+        if page.reason:
+            result["reason"] = page.reason
+        return result
+
+    def _cursor(self, offset: int, scope: str) -> str:
+        raw = json.dumps({"v": self.index.version, "o": offset, "s": scope}, separators=(",", ":"))
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    def _offset(self, cursor: str | None, scope: str, op: str) -> int:
+        if not cursor:
+            return 0
+        try:
+            padded = cursor + "=" * (-len(cursor) % 4)
+            data = json.loads(base64.urlsafe_b64decode(padded.encode()))
+            version, offset, cursor_scope = int(data["v"]), int(data["o"]), str(data["s"])
+        except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError):
+            raise InvalidCursorError(
+                "The cursor is not one this server issued. Pass the nextCursor value exactly as received, or omit it.",
+                op=op,
+            ) from None
+        if cursor_scope != scope:
+            raise InvalidCursorError(
+                "The cursor belongs to a different query or filter. Repeat the same call it came from, or omit it.",
+                op=op,
+            )
+        if version != self.index.version:
+            raise InvalidCursorError(
+                "The tool catalog changed since this cursor was issued, so its pages no longer line up. "
+                "Run the call again without a cursor.",
+                op=op,
+                retryable=True,
+            )
+        return max(0, offset)
+
+
+def _check_limit(limit: int, op: str) -> int:
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidRequestError(f"limit must be between 1 and {MAX_LIMIT}; got {limit}.", op=op)
+    return limit
+
+
+def _scope(*parts: Any) -> str:
+    """A short fingerprint of a query and its filters, so a cursor cannot be replayed on another query."""
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:12]

@@ -1,0 +1,82 @@
+"""What an agent sees of a tool: a summary in search results, a doc at a chosen detail level."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from aperture.model.tool import Tool
+
+DEFAULT_EXAMPLES_MAX = 3
+
+
+class DetailLevel(StrEnum):
+    """How much `describe_tool` tells: each level adds to the one before."""
+
+    SUMMARY = "summary"
+    SCHEMA = "schema"
+    FULL = "full"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolSummary:
+    """A search hit: enough to choose a tool, no schemas (tens of tokens, not thousands)."""
+
+    id: str
+    name: str
+    namespace: str
+    short_description: str
+    tags: tuple[str, ...]
+    score: float
+
+    @classmethod
+    def of(cls, tool: Tool, score: float) -> ToolSummary:
+        return cls(
+            id=tool.key,
+            name=tool.name,
+            namespace=tool.namespace,
+            short_description=tool.short_description,
+            tags=tool.tags,
+            score=round(float(score), 4),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "namespace": self.namespace,
+            "short_description": self.short_description,
+            "tags": list(self.tags),
+            "score": self.score,
+        }
+
+
+def describe(tool: Tool, level: DetailLevel, *, examples_max: int = DEFAULT_EXAMPLES_MAX) -> dict[str, Any]:
+    """The tool's documentation at `level`, as a JSON object.
+
+    `summary` gives id, title, description and tags; `schema` adds the input and output schemas and a
+    one-line-per-parameter digest; `full` adds annotations, examples and where the tool comes from.
+    """
+    doc: dict[str, Any] = {
+        "id": tool.key,
+        "name": tool.name,
+        "namespace": tool.namespace,
+        "title": tool.title or tool.annotations.title,
+        "description": tool.description,
+        "tags": list(tool.tags),
+    }
+    if tool.version:
+        doc["version"] = tool.version
+    if level is DetailLevel.SUMMARY:
+        doc["parameters"] = [p.name for p in tool.parameters()]
+        return doc
+    doc["input_schema"] = dict(tool.input_schema)
+    doc["output_schema"] = dict(tool.output_schema) if tool.output_schema is not None else None
+    if level is DetailLevel.SCHEMA:
+        return doc
+    doc["annotations"] = tool.annotations.to_dict()
+    doc["examples"] = [e.to_dict() for e in tool.examples[: max(0, examples_max)]]
+    doc["backend_kind"] = tool.backend_kind
+    doc["usage"] = f"run_tool(tool_id={tool.key!r}, args={{...}}) with args matching input_schema"
+    return doc

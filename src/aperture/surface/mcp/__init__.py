@@ -1,0 +1,7 @@
+"""The MCP surface: meta-tools over stdio and streamable HTTP."""
+
+from aperture.surface.mcp.metatools import META_TOOLS, MetaTool
+from aperture.surface.mcp.server import McpSurface
+from aperture.surface.mcp.transport import http_app, serve_http, serve_stdio
+
+__all__ = ["META_TOOLS", "McpSurface", "MetaTool", "http_app", "serve_http", "serve_stdio"]

@@ -1,0 +1,34 @@
+"""Shape gateway answers as MCP `CallToolResult`s: JSON text for people, `structuredContent` for programs."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import mcp_types
+
+from aperture.execution import RunResult
+from aperture.model import ApertureError
+
+
+def json_result(data: dict[str, Any]) -> mcp_types.CallToolResult:
+    """A successful meta-tool answer: compact JSON text plus the same data as structured content."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return mcp_types.CallToolResult(content=[mcp_types.TextContent(text=text)], structured_content=data)
+
+
+def error_result(error: ApertureError) -> mcp_types.CallToolResult:
+    """A failure the model can act on: the message as text, the structured error alongside."""
+    return mcp_types.CallToolResult(
+        content=[mcp_types.TextContent(text=error.message)],
+        structured_content={"error": error.to_dict()},
+        is_error=True,
+    )
+
+
+def run_result(result: RunResult) -> mcp_types.CallToolResult:
+    """A `run_tool` answer: the tool's own content blocks unchanged, and its structured result wrapped."""
+    if result.error is not None:
+        return error_result(result.error)
+    structured = {"tool_id": result.tool_id, "result": result.structured, "duration_ms": round(result.duration_ms, 3)}
+    return mcp_types.CallToolResult(content=list(result.content), structured_content=structured, is_error=result.is_error)
