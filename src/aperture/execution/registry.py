@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -168,11 +169,12 @@ class BackendRegistry:
 
     def _on_backend_changed(self, name: str) -> None:
         """A backend says its tools changed; `watch_changes` re-lists it."""
-        self._changes_in.send_nowait(name)
+        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._changes_in.send_nowait(name)
 
     async def watch_changes(self, *, debounce: float = 0.05) -> None:
         """Re-list backends that reported a change, coalescing bursts; run this in the owner's task group."""
-        async with self._changes_out:
+        with contextlib.suppress(anyio.ClosedResourceError):
             async for name in self._changes_out:
                 pending = {name}
                 await anyio.sleep(debounce)
@@ -214,6 +216,8 @@ class BackendRegistry:
     async def aclose(self) -> None:
         """Close every backend; errors are logged, and every backend gets its chance to close."""
         backends, self._backends = self._backends, {}
+        self._changes_in.close()
+        self._changes_out.close()
         self._listed.clear()
         self._failures.clear()
         for name, backend in backends.items():

@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 
 import uvicorn
-from mcp.server.stdio import stdio_server
 from starlette.applications import Starlette
 
 from aperture.gateway import Gateway
 from aperture.surface.mcp.server import McpSurface
+from aperture.surface.mcp.stdio import stdio_transport
 
 logger = logging.getLogger(__name__)
 
@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 async def serve_stdio(gateway: Gateway) -> None:
     """Answer MCP on stdin/stdout until the client closes the stream. The gateway must be entered."""
     surface = McpSurface(gateway)
-    async with stdio_server() as (read_stream, write_stream):
+    async with stdio_transport() as (read_stream, write_stream):
         await surface.server.run(read_stream, write_stream, surface.initialization_options())
 
 

@@ -1,0 +1,166 @@
+"""A real `aperture serve` process, over stdio and streamable HTTP, driven as an agent would drive it.
+
+Every bad input gets a clear error result, and the server still answers afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anyio
+import httpx2
+import mcp_types
+import pytest
+from mcp import Client
+
+from tests.integration.conftest import APERTURE, stdio_params
+
+pytestmark = pytest.mark.anyio
+
+EXPECTED_META = {"search_tools", "describe_tool", "run_tool", "list_tool_examples", "list_tools", "list_namespaces"}
+
+
+def text_of(result: mcp_types.CallToolResult) -> str:
+    return "\n".join(b.text for b in result.content if isinstance(b, mcp_types.TextContent))
+
+
+async def run(client: Client, tool_id: Any, args: Any = None) -> mcp_types.CallToolResult:
+    payload: dict[str, Any] = {"tool_id": tool_id}
+    if args is not None:
+        payload["args"] = args
+    return await client.call_tool("run_tool", payload)
+
+
+async def still_serving(client: Client) -> None:
+    result = await run(client, "toolbox:calculate", {"expression": "2 + 2"})
+    assert not result.is_error and text_of(result) == "4.0"
+
+
+async def test_session_lists_only_meta_tools_and_runs_search_describe_run(real_client: Client) -> None:
+    listing = await real_client.list_tools()
+    assert {t.name for t in listing.tools} == EXPECTED_META
+    found = await real_client.call_tool("search_tools", {"query": "days between two dates"})
+    tool_id = found.structured_content["tools"][0]["id"]
+    assert tool_id == "toolbox:date_difference"
+    doc = await real_client.call_tool("describe_tool", {"tool_id": tool_id})
+    assert set(doc.structured_content["input_schema"]["required"]) == {"start", "end"}
+    ran = await run(real_client, tool_id, {"start": "2024-01-01", "end": "2025-01-01"})
+    assert ran.structured_content["result"]["days"] == 366
+
+
+BAD_CALLS: list[tuple[str, Any, Any, str]] = [
+    ("unknown-id", "toolbox:calc", {}, "tool_not_found"),
+    ("four-parts", "a:b:c:d", {}, "invalid_tool_id"),
+    ("empty-namespace", ":x", {}, "invalid_tool_id"),
+    ("empty-id", "", {}, "invalid_tool_id"),
+    ("10kB-id", "n:" + "x" * 10_000, {}, "invalid_tool_id"),
+    ("args-not-object", "toolbox:calculate", [1, 2, 3], "validation_input"),
+    ("missing-argument", "toolbox:calculate", {}, "validation_input"),
+    ("extra-argument", "toolbox:calculate", {"expression": "1", "verbose": True}, "validation_input"),
+    ("wrong-type", "toolbox:calculate", {"expression": "1", "precision": "high"}, "validation_input"),
+    ("tool-raises", "faulty:explode", {}, "execution_failed"),
+    ("tool-hangs", "faulty:hang", {}, "timeout"),
+    ("unserialisable", "faulty:unserialisable", {}, "execution_failed"),
+]
+
+
+@pytest.mark.parametrize(("tool_id", "args", "code"), [c[1:] for c in BAD_CALLS], ids=[c[0] for c in BAD_CALLS])
+async def test_bad_input_gets_a_clear_error_and_the_server_keeps_serving(
+    real_client: Client, tool_id: str, args: Any, code: str
+) -> None:
+    with anyio.fail_after(10):
+        result = await run(real_client, tool_id, args)
+    assert result.is_error
+    error = result.structured_content["error"]
+    assert error["code"] == code
+    assert 20 < len(error["message"]) < 3000
+    assert text_of(result) == error["message"]
+    await still_serving(real_client)
+
+
+async def test_megabyte_argument_round_trips(real_client: Client) -> None:
+    big = "y" * 1_000_000
+    with anyio.fail_after(20):
+        result = await run(real_client, "faulty:echo", {"text": big})
+    assert not result.is_error and text_of(result) == big
+    await still_serving(real_client)
+
+
+async def test_malformed_json_rpc_over_stdio_gets_errors_and_the_server_keeps_serving() -> None:
+    params = stdio_params()
+    async with await anyio.open_process([params.command, *params.args]) as process:
+        assert process.stdin is not None and process.stdout is not None
+        lines = process.stdout
+
+        async def send(payload: str) -> None:
+            assert process.stdin is not None
+            await process.stdin.send((payload + "\n").encode())
+
+        buffer = b""
+
+        async def receive() -> dict[str, Any]:
+            nonlocal buffer
+            with anyio.fail_after(10):
+                while b"\n" not in buffer:
+                    buffer += await lines.receive()
+            line, buffer = buffer.split(b"\n", 1)
+            message: dict[str, Any] = json.loads(line)
+            return message
+
+        await send("{this is not json")
+        assert (await receive())["error"]["code"] == -32700
+        await send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": "not an object"}))
+        error = await receive()
+        assert error["id"] == 1 and error["error"]["code"] in (-32600, -32602)
+        await send(json.dumps({"jsonrpc": "2.0", "id": 2, "method": "no/such/method", "params": {}}))
+        assert (await receive())["error"]["code"] == -32601
+        await send(
+            json.dumps(
+                {
+                    "jsonrpc": "2.0",
+                    "id": 3,
+                    "method": "initialize",
+                    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}},
+                }
+            )
+        )
+        assert (await receive())["result"]["serverInfo"]["name"] == "aperture-test"
+        await send(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        await send(json.dumps({"jsonrpc": "2.0", "id": 4, "method": "tools/list", "params": {}}))
+        tools = (await receive())["result"]["tools"]
+        assert {t["name"] for t in tools} == EXPECTED_META
+        await process.stdin.aclose()
+        with anyio.fail_after(10):
+            assert await process.wait() == 0
+
+
+async def test_malformed_json_rpc_over_http_gets_an_error_and_the_server_keeps_serving(http_gateway: str) -> None:
+    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    async with httpx2.AsyncClient() as http:
+        garbage = await http.post(http_gateway, content=b"{oops", headers=headers)
+        assert 400 <= garbage.status_code < 500
+        assert garbage.json()["error"]["code"] == -32700
+        wrong = await http.post(http_gateway, content=b'{"jsonrpc": "2.0", "id": 1}', headers=headers)
+        assert 400 <= wrong.status_code < 500
+    async with Client(http_gateway) as client:
+        await still_serving(client)
+
+
+async def test_stdio_server_exits_cleanly_when_the_client_leaves() -> None:
+    params = stdio_params()
+    async with await anyio.open_process([params.command, *params.args]) as process:
+        assert process.stdin is not None
+        await process.stdin.aclose()
+        with anyio.fail_after(10):
+            assert await process.wait() == 0
+
+
+async def test_bad_configuration_is_reported_with_file_and_key(tmp_path: Any) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("backends:\n  - name: x\n    kind: python\n    modul: nope\n")
+    result = await anyio.run_process([APERTURE, "serve", "--config", str(config)], check=False)
+    stderr = result.stderr.decode()
+    assert result.returncode == 2
+    assert "bad.yaml" in stderr and "backends[0].modul: unknown key" in stderr
+    assert "backends[0].module: Field required" in stderr
