@@ -186,12 +186,16 @@ def convert_units(value: float, from_unit: Unit, to_unit: Unit) -> Conversion:
         if not (from_unit in _TEMPERATURES and to_unit in _TEMPERATURES):
             raise ValueError(f"cannot convert between {from_unit} and {to_unit}: only C, F and K are temperatures")
         result = _from_kelvin(_to_kelvin(value, from_unit), to_unit)
-        return Conversion(value=value, from_unit=from_unit, to_unit=to_unit, result=round(result, 6), quantity="temperature")
+        return Conversion(
+            value=value, from_unit=from_unit, to_unit=to_unit, result=round(result, 6), quantity="temperature"
+        )
     (kind_from, factor_from), (kind_to, factor_to) = _UNITS[from_unit], _UNITS[to_unit]
     if kind_from != kind_to:
         raise ValueError(f"cannot convert {kind_from} ({from_unit}) to {kind_to} ({to_unit})")
     result = value * factor_from / factor_to
-    return Conversion(value=value, from_unit=from_unit, to_unit=to_unit, result=float(f"{result:.10g}"), quantity=kind_from)
+    return Conversion(
+        value=value, from_unit=from_unit, to_unit=to_unit, result=float(f"{result:.10g}"), quantity=kind_from
+    )
 
 
 # --- text --------------------------------------------------------------------------------------

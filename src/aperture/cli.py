@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -39,7 +40,9 @@ err = Console(stderr=True)
 
 ConfigOption = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="Configuration file [default: $APERTURE_CONFIG or ./aperture.yaml].", show_default=False),
+    typer.Option(
+        "--config", "-c", help="Configuration file [default: $APERTURE_CONFIG or ./aperture.yaml].", show_default=False
+    ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
 
@@ -79,8 +82,12 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
-    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error (to stderr).")] = "warning",
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="debug, info, warning or error (to stderr).")
+    ] = "warning",
 ) -> None:
     _setup_logging(log_level)
 
@@ -111,10 +118,8 @@ def serve(
             logging.getLogger("aperture").info("serving %d tools on stdio", tools)
             await serve_stdio(gateway)
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         _with_gateway(cfg, run)
-    except KeyboardInterrupt:
-        pass
 
 
 @app.command()
@@ -238,4 +243,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -41,7 +41,9 @@ def http_gateway() -> Iterator[str]:
     deadline = time.monotonic() + 30
     while True:
         if process.poll() is not None:
-            raise RuntimeError(f"gateway exited {process.returncode}: {process.stderr.read().decode() if process.stderr else ''}")
+            raise RuntimeError(
+                f"gateway exited {process.returncode}: {process.stderr.read().decode() if process.stderr else ''}"
+            )
         try:
             httpx2.get(url, timeout=1)
             break

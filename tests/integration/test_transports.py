@@ -121,7 +121,11 @@ async def test_malformed_json_rpc_over_stdio_gets_errors_and_the_server_keeps_se
                     "jsonrpc": "2.0",
                     "id": 3,
                     "method": "initialize",
-                    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}},
+                    "params": {
+                        "protocolVersion": "2025-06-18",
+                        "capabilities": {},
+                        "clientInfo": {"name": "raw", "version": "0"},
+                    },
                 }
             )
         )

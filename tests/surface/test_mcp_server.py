@@ -6,13 +6,13 @@ import json
 from typing import Any
 
 import anyio
+import faulty
 import mcp_types
 import pytest
 from mcp import Client
 
 from aperture.gateway import Gateway
 from aperture.surface.mcp import META_TOOLS, McpSurface
-import faulty
 
 pytestmark = pytest.mark.anyio
 
@@ -135,7 +135,9 @@ async def test_describe_detail_levels_grow(client: Client) -> None:
     assert "input_schema" not in levels["summary"]
     assert "input_schema" in levels["schema"] and "examples" not in levels["schema"]
     assert levels["full"]["examples"] and levels["full"]["annotations"]["readOnlyHint"] is True
-    capped = await client.call_tool("describe_tool", {"tool_id": "toolbox:calculate", "detail_level": "full", "examples_max": 1})
+    capped = await client.call_tool(
+        "describe_tool", {"tool_id": "toolbox:calculate", "detail_level": "full", "examples_max": 1}
+    )
     assert len(capped.structured_content["examples"]) == 1
 
 

@@ -36,7 +36,9 @@ def interpolate(value: Any, env: Mapping[str, str], where: str = "") -> Any:
                 return env[name]
             if default is not None:
                 return default
-            raise ConfigError(f"{where or 'value'}: environment variable {name} is not set (write ${{{name}:-default}} for a default)")
+            raise ConfigError(
+                f"{where or 'value'}: environment variable {name} is not set (write ${{{name}:-default}} for a default)"
+            )
 
         return _VARIABLE.sub(replace, value)
     if isinstance(value, dict):
@@ -56,7 +58,9 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
-def parse_config(data: Any, *, source: str = "<config>", base_dir: Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+def parse_config(
+    data: Any, *, source: str = "<config>", base_dir: Path | None = None, env: Mapping[str, str] | None = None
+) -> Config:
     """Validate an already-parsed document.
 
     Raises:
@@ -65,7 +69,9 @@ def parse_config(data: Any, *, source: str = "<config>", base_dir: Path | None =
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: the file must hold a mapping (server:, backends:, ...), not a {type(data).__name__}")
+        raise ConfigError(
+            f"{source}: the file must hold a mapping (server:, backends:, ...), not a {type(data).__name__}"
+        )
     try:
         data = interpolate(data, os.environ if env is None else env)
     except ConfigError as exc:

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from aperture.model.errors import InvalidToolIdError
 from aperture.model.ids import validate_part
 
 
@@ -37,7 +38,10 @@ class PythonBackendConfig(_Section):
     @field_validator("name")
     @classmethod
     def _valid_name(cls, value: str) -> str:
-        return validate_part(value, "backend name")
+        try:
+            return validate_part(value, "backend name")
+        except InvalidToolIdError as exc:
+            raise ValueError(exc.details["reason"] + " (the name becomes the namespace of tool ids)") from None
 
 
 BackendConfig = Annotated[PythonBackendConfig, Field(discriminator="kind")]

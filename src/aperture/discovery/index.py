@@ -119,7 +119,9 @@ class ToolIndex:
         """Rank the tools for `query`, keep those in `namespace` having every tag in `tags`, return one page."""
         snap = self._snapshot
         if not snap.docs or snap.scorer is None:
-            return SearchPage(hits=[], total=0, version=snap.version, reason="The catalog is empty: no tools are registered.")
+            return SearchPage(
+                hits=[], total=0, version=snap.version, reason="The catalog is empty: no tools are registered."
+            )
         allowed = self._allowed(snap, namespace, tags)
         if allowed is not None and not allowed.any():
             return SearchPage(hits=[], total=0, version=snap.version, reason=self._why_filtered(snap, namespace, tags))

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import math
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -58,7 +56,8 @@ class BackendRegistry:
         self._snapshot = CatalogSnapshot()
         self._listeners: list[ChangeListener] = []
         self._lock = anyio.Lock()
-        self._changes_in, self._changes_out = anyio.create_memory_object_stream[str](max_buffer_size=math.inf)
+        self._changed: set[str] = set()
+        self._wakeup: anyio.Event | None = None
 
     # --- membership -----------------------------------------------------------------------------
 
@@ -69,7 +68,9 @@ class BackendRegistry:
             ConfigError: when a backend of that name is already registered.
         """
         if backend.name in self._backends:
-            raise ConfigError(f"A backend named '{backend.name}' is already registered; give each backend its own name.")
+            raise ConfigError(
+                f"A backend named '{backend.name}' is already registered; give each backend its own name."
+            )
         self._backends[backend.name] = backend
         if isinstance(backend, ChangeNotifier):
             backend.set_change_listener(self._on_backend_changed)
@@ -168,23 +169,21 @@ class BackendRegistry:
                 logger.exception("catalog listener failed")
 
     def _on_backend_changed(self, name: str) -> None:
-        """A backend says its tools changed; `watch_changes` re-lists it."""
-        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
-            self._changes_in.send_nowait(name)
+        """A backend says its tools changed; `watch_changes` re-lists it (or a later `refresh`)."""
+        self._changed.add(name)
+        if self._wakeup is not None:
+            self._wakeup.set()
 
     async def watch_changes(self, *, debounce: float = 0.05) -> None:
         """Re-list backends that reported a change, coalescing bursts; run this in the owner's task group."""
-        with contextlib.suppress(anyio.ClosedResourceError):
-            async for name in self._changes_out:
-                pending = {name}
-                await anyio.sleep(debounce)
-                while True:
-                    try:
-                        pending.add(self._changes_out.receive_nowait())
-                    except anyio.WouldBlock:
-                        break
-                for backend_name in pending:
-                    await self.refresh(backend_name)
+        while True:
+            self._wakeup = anyio.Event()
+            if not self._changed:
+                await self._wakeup.wait()
+            await anyio.sleep(debounce)
+            names, self._changed = self._changed, set()
+            for name in names:
+                await self.refresh(name)
 
     # --- health and shutdown --------------------------------------------------------------------
 
@@ -216,8 +215,6 @@ class BackendRegistry:
     async def aclose(self) -> None:
         """Close every backend; errors are logged, and every backend gets its chance to close."""
         backends, self._backends = self._backends, {}
-        self._changes_in.close()
-        self._changes_out.close()
         self._listed.clear()
         self._failures.clear()
         for name, backend in backends.items():

@@ -15,7 +15,7 @@ import pydantic_core
 from aperture.model import ApertureError, ExecutionError, ToolId
 
 ContentBlock = mcp_types.ContentBlock
-_CONTENT_TYPES = (
+CONTENT_TYPES = (
     mcp_types.TextContent,
     mcp_types.ImageContent,
     mcp_types.AudioContent,
@@ -98,9 +98,9 @@ def normalize(value: Any, *, tool_id: ToolId | str) -> ToolOutput:
         return ToolOutput(
             content=tuple(value.content), structured=value.structured_content, is_error=bool(value.is_error)
         )
-    if isinstance(value, _CONTENT_TYPES):
+    if isinstance(value, CONTENT_TYPES):
         return ToolOutput(content=(value,))
-    if isinstance(value, Sequence) and value and all(isinstance(v, _CONTENT_TYPES) for v in value):
+    if isinstance(value, Sequence) and value and all(isinstance(v, CONTENT_TYPES) for v in value):
         return ToolOutput(content=tuple(value))
     if value is None:
         return ToolOutput(content=())

@@ -7,7 +7,7 @@ import difflib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -42,7 +42,7 @@ class ToolCall:
 
     tool_id: str
     args: Any
-    ctx: CallContext = CallContext()
+    ctx: CallContext = field(default_factory=CallContext)
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,7 +56,9 @@ class ToolId:
         if not isinstance(text, str):
             raise InvalidToolIdError(repr(text), f"a tool id must be a string, got {type(text).__name__}")
         if len(text) > 3 * MAX_PART_LENGTH + 2:
-            raise InvalidToolIdError(text, f"it is {len(text)} characters long; ids are at most {3 * MAX_PART_LENGTH + 2}")
+            raise InvalidToolIdError(
+                text, f"it is {len(text)} characters long; ids are at most {3 * MAX_PART_LENGTH + 2}"
+            )
         parts = text.split(SEPARATOR)
         if len(parts) == 1:
             raise InvalidToolIdError(text, "it has no namespace; ids look like 'namespace:name'")

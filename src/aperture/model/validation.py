@@ -92,7 +92,7 @@ class ArgumentValidator:
         self._allows_extra = extra is not False or "patternProperties" in self.schema
         cls = jsonschema.validators.validator_for(self.schema, default=jsonschema.Draft202012Validator)
         try:
-            cls.check_schema(self.schema)
+            cls.check_schema(dict(self.schema))
             self._validator: jsonschema.protocols.Validator | None = cls(self.schema)
         except jsonschema.exceptions.SchemaError as exc:
             # A broken schema from an upstream must not make its tool unusable: coerce, but do not check.
@@ -106,7 +106,7 @@ class ArgumentValidator:
             InputValidationError: with all violations in `details["violations"]` and a message that ends
                 with the tool's valid parameters.
         """
-        coerced = self._coerce(dict(args), self.schema)
+        coerced: dict[str, Any] = self._coerce(dict(args), self.schema)
         violations = self._check(coerced)
         if violations:
             raise InputValidationError(
@@ -187,8 +187,9 @@ class ArgumentValidator:
         path = _path(error.absolute_path)
         where = f"argument '{path}'"
         kind = error.validator
+        rule: Any = error.validator_value
         if kind == "required":
-            missing = [p for p in error.validator_value if isinstance(error.instance, dict) and p not in error.instance]
+            missing = [p for p in rule if isinstance(error.instance, dict) and p not in error.instance]
             name = missing[0] if missing else "?"
             full = f"{path}.{name}" if error.absolute_path else name
             props = error.schema.get("properties", {}) if isinstance(error.schema, Mapping) else {}
@@ -202,11 +203,13 @@ class ArgumentValidator:
             return Violation(path, f"{where} has unknown keys: {', '.join(map(repr, extras))}")
         given = _show(error.instance)
         if kind == "type":
-            expected = schema_type_name(error.schema) if isinstance(error.schema, Mapping) else str(error.validator_value)
+            expected = (
+                schema_type_name(error.schema) if isinstance(error.schema, Mapping) else str(error.validator_value)
+            )
             got = json_type_of(error.instance)
             return Violation(path, f"{where} must be {expected}; got {got} {given}", given=given, expected=expected)
         if kind == "enum":
-            allowed = tuple(error.validator_value)
+            allowed = tuple(rule)
             choices = ", ".join(_show(v) for v in allowed)
             return Violation(path, f"{where} must be one of {choices}; got {given}", given=given, allowed=allowed)
         if kind == "const":
@@ -267,7 +270,7 @@ class OutputValidator:
         self.tool_id = tool_id
         cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
         try:
-            cls.check_schema(schema)
+            cls.check_schema(dict(schema))
             self._validator: jsonschema.protocols.Validator | None = cls(schema)
         except jsonschema.exceptions.SchemaError as exc:
             logger.warning("tool %s has an invalid output schema, results go unchecked: %s", tool_id, exc.message)

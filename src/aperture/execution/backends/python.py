@@ -15,8 +15,8 @@ import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
-from typing import Annotated, Any, TypeVar, get_args, get_origin, get_type_hints, overload
+from types import ModuleType, UnionType
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin, get_type_hints, overload
 
 import anyio
 import anyio.to_thread
@@ -27,7 +27,7 @@ import pydantic.fields
 from aperture.execution._docstrings import parse_docstring
 from aperture.execution._schema import tidy_schema
 from aperture.execution.backend import CallContext, HealthStatus
-from aperture.execution.result import ToolOutput, dump_json, to_jsonable
+from aperture.execution.result import CONTENT_TYPES, ToolOutput, dump_json, to_jsonable
 from aperture.model import ConfigError, Tool, ToolAnnotations, ToolExample, ToolId, UnknownToolError
 
 logger = logging.getLogger(__name__)
@@ -108,7 +108,9 @@ def _example(example: Mapping[str, Any] | ToolExample) -> ToolExample:
     if isinstance(example, ToolExample):
         return example
     try:
-        return ToolExample(description=str(example["description"]), args=dict(example["args"]), result=example.get("result"))
+        return ToolExample(
+            description=str(example["description"]), args=dict(example["args"]), result=example.get("result")
+        )
     except (KeyError, TypeError) as exc:
         raise TypeError(
             f"a tool example must be a mapping with 'description' and 'args' (and optionally 'result'), got {example!r}"
@@ -189,7 +191,7 @@ class PythonBackend:
     @overload
     def tool(self, fn: F, /) -> F: ...
     @overload
-    def tool(self, **options: Any) -> Callable[[F], F]: ...
+    def tool(self, fn: None = None, /, **options: Any) -> Callable[[F], F]: ...
     def tool(self, fn: F | None = None, /, **options: Any) -> F | Callable[[F], F]:
         """Decorator: register `fn` as a tool of this backend and return it unchanged."""
 
@@ -208,7 +210,9 @@ class PythonBackend:
         spec: ToolSpec = getattr(fn, _MARK, None) or ToolSpec()
         entry = _build(self._name, fn, spec)
         if entry.tool.name in self._tools:
-            raise TypeError(f"backend '{self._name}' already has a tool named '{entry.tool.name}'; pass @tool(name=...)")
+            raise TypeError(
+                f"backend '{self._name}' already has a tool named '{entry.tool.name}'; pass @tool(name=...)"
+            )
         self._tools[entry.tool.name] = entry
         if self._listener is not None:
             self._listener(self._name)
@@ -255,7 +259,7 @@ class PythonBackend:
 
 def _output(entry: _FunctionTool, value: Any) -> Any:
     """Shape a function's return value to its declared output schema."""
-    if entry.result_adapter is None or isinstance(value, ToolOutput):
+    if entry.result_adapter is None or isinstance(value, (ToolOutput, *CONTENT_TYPES)):
         return value
     data = to_jsonable(value, tool_id=entry.tool.key)
     structured = {"result": data} if entry.wrap_result else data
@@ -283,7 +287,9 @@ def _build(namespace: str, fn: Callable[..., Any], spec: ToolSpec) -> _FunctionT
             context_param = param.name
             continue
         if param.name.startswith("_"):
-            raise TypeError(f"tool '{name}': parameter '{param.name}' starts with '_'; rename it (pydantic hides those)")
+            raise TypeError(
+                f"tool '{name}': parameter '{param.name}' starts with '_'; rename it (pydantic hides those)"
+            )
         default = ... if param.default is param.empty else param.default
         description = doc.params.get(param.name)
         if description and not _has_field_description(hint):
@@ -319,6 +325,8 @@ def _output_schema(name: str, hint: Any) -> tuple[pydantic.TypeAdapter[Any] | No
     """The output schema for a return annotation; non-object results are wrapped as `{"result": ...}`."""
     if hint is inspect.Signature.empty or hint is Any or hint is None or hint is type(None):
         return None, None, False
+    if _is_content(hint):
+        return None, None, False  # MCP content blocks pass through as content, not structured data
     try:
         adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(hint)
         schema = tidy_schema(adapter.json_schema(mode="serialization"))
@@ -332,6 +340,13 @@ def _output_schema(name: str, hint: Any) -> tuple[pydantic.TypeAdapter[Any] | No
     if defs:
         wrapped["$defs"] = defs
     return adapter, wrapped, True
+
+
+def _is_content(hint: Any) -> bool:
+    """`ImageContent`, `list[TextContent | ImageContent]` and the like."""
+    if get_origin(hint) in (list, UnionType, Union):
+        return all(_is_content(option) for option in get_args(hint))
+    return isinstance(hint, type) and issubclass(hint, CONTENT_TYPES)
 
 
 def _is_context(hint: Any) -> bool:

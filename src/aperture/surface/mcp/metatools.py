@@ -57,7 +57,7 @@ class RunToolArgs(_Arguments):
     tool_id: str = Field(description="The tool's id, 'namespace:name', as search_tools returned it.")
     args: dict[str, Any] = Field(
         default_factory=dict,
-        description="The tool's arguments as a JSON object matching its input schema (a JSON-encoded string works too).",
+        description="The tool's arguments: a JSON object matching its input schema (a JSON string works too).",
     )
 
 

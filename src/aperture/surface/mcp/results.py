@@ -31,4 +31,6 @@ def run_result(result: RunResult) -> mcp_types.CallToolResult:
     if result.error is not None:
         return error_result(result.error)
     structured = {"tool_id": result.tool_id, "result": result.structured, "duration_ms": round(result.duration_ms, 3)}
-    return mcp_types.CallToolResult(content=list(result.content), structured_content=structured, is_error=result.is_error)
+    return mcp_types.CallToolResult(
+        content=list(result.content), structured_content=structured, is_error=result.is_error
+    )

@@ -19,7 +19,6 @@ from aperture.gateway import Gateway
 from aperture.model import ApertureError, InternalError, UnknownToolError
 from aperture.surface.mcp.metatools import (
     META_TOOLS,
-    META_TOOLS_BY_NAME,
     DescribeToolArgs,
     ListNamespacesArgs,
     ListToolExamplesArgs,

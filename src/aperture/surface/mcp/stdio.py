@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import anyio
 import mcp_types
@@ -37,7 +37,9 @@ def reject(line: str, error: pydantic.ValidationError) -> str | None:
     try:
         data = json.loads(line)
     except ValueError as exc:
-        return error_line(None, mcp_types.PARSE_ERROR, f"Parse error: not JSON ({exc}). Send one JSON-RPC message per line.")
+        return error_line(
+            None, mcp_types.PARSE_ERROR, f"Parse error: not JSON ({exc}). Send one JSON-RPC message per line."
+        )
     if isinstance(data, dict) and "id" not in data and "method" in data:
         return None  # a broken notification: JSON-RPC forbids answering notifications
     is_request = isinstance(data, dict) and "method" in data
@@ -54,11 +56,13 @@ def _claim(fd: int, mode: str) -> BinaryIO:
     diversion = os.open(os.devnull, os.O_RDONLY) if fd == 0 else os.dup(2)
     os.dup2(diversion, fd)
     os.close(diversion)
-    return os.fdopen(private, mode + "b")
+    return cast(BinaryIO, os.fdopen(private, mode + "b"))
 
 
 @asynccontextmanager
-async def stdio_transport() -> AsyncIterator[tuple[ReadStream[SessionMessage | Exception], WriteStream[SessionMessage]]]:
+async def stdio_transport() -> AsyncIterator[
+    tuple[ReadStream[SessionMessage | Exception], WriteStream[SessionMessage]]
+]:
     """Streams for `Server.run` over this process's stdin and stdout."""
     sys.stdout.flush()
     saved = os.dup(0), os.dup(1)
@@ -86,7 +90,9 @@ async def stdio_transport() -> AsyncIterator[tuple[ReadStream[SessionMessage | E
     async def write() -> None:
         async with outgoing_receive:
             async for item in outgoing_receive:
-                text = item if isinstance(item, str) else item.message.model_dump_json(by_alias=True, exclude_unset=True)
+                text = (
+                    item if isinstance(item, str) else item.message.model_dump_json(by_alias=True, exclude_unset=True)
+                )
                 await stdout.write((text + "\n").encode("utf-8"))
                 await stdout.flush()
         written.set()
@@ -97,7 +103,7 @@ async def stdio_transport() -> AsyncIterator[tuple[ReadStream[SessionMessage | E
             tg.start_soon(read)
             tg.start_soon(write)
             async with outgoing:
-                yield incoming, outgoing  # type: ignore[misc]
+                yield incoming, outgoing
             # Let the last answers reach the client, then stop reading a stdin that may never close.
             with anyio.move_on_after(2):
                 await written.wait()

@@ -1,0 +1,65 @@
+"""Configuration loading: interpolation, validation, errors that name file and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aperture.config import load_config, parse_config
+from aperture.model import ConfigError
+from tests.conftest import EXAMPLE_CONFIG
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "aperture.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_the_example_configuration_loads() -> None:
+    config = load_config(EXAMPLE_CONFIG)
+    assert config.server.transport == "stdio"
+    assert [b.name for b in config.backends] == ["toolbox"]
+    assert config.resolve(".") == EXAMPLE_CONFIG.parent
+
+
+def test_environment_variables_are_interpolated(tmp_path: Path) -> None:
+    path = write(tmp_path, "server:\n  port: ${PORT}\n  name: ${NAME:-gw}\n  host: $${literal}\n")
+    config = load_config(path, env={"PORT": "9000"})
+    assert config.server.port == 9000 and config.server.name == "gw" and config.server.host == "${literal}"
+    with pytest.raises(ConfigError, match=r"server\.port: environment variable PORT is not set"):
+        load_config(path, env={})
+
+
+def test_errors_name_the_file_and_every_bad_key(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "server:\n  transport: carrier-pigeon\n  prot: 1\nbackends:\n  - name: a\n    kind: python\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = caught.value.message
+    assert str(path) in message
+    assert "server.transport: Input should be 'stdio' or 'http'" in message
+    assert "server.prot: unknown key" in message
+    assert "backends[0].module: Field required" in message
+
+
+def test_unknown_backend_kind_and_duplicate_names(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"backends\[0\]: .*'python'"):
+        parse_config({"backends": [{"name": "a", "kind": "telepathy"}]})
+    twice = {"backends": [{"name": "a", "kind": "python", "module": "m"}] * 2}
+    with pytest.raises(ConfigError, match="two backends are named 'a'"):
+        parse_config(twice)
+    with pytest.raises(ConfigError, match="backend name contains characters"):
+        parse_config({"backends": [{"name": "a b", "kind": "python", "module": "m"}]})
+
+
+def test_bad_yaml_and_missing_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="line 3, column 1"):
+        load_config(write(tmp_path, "server:\n  name: [unclosed\n"))
+    with pytest.raises(ConfigError, match="configuration file not found"):
+        load_config(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        load_config(write(tmp_path, "- just\n- a list\n"))
+    assert load_config(write(tmp_path, "")).backends == []
