@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from aperture.discovery.text import tokenize, tokenize_all
 from aperture.model import Tool
@@ -20,7 +21,6 @@ class SearchDoc:
 
     @classmethod
     def of(cls, tool: Tool) -> SearchDoc:
-        params = tool.parameters()
         return cls(
             tool=tool,
             fields={
@@ -28,10 +28,22 @@ class SearchDoc:
                 "namespace": tokenize(tool.namespace),
                 "tags": tokenize_all(tool.tags),
                 "description": tokenize(tool.description),
-                "parameters": tokenize_all(
-                    [p.name for p in params]
-                    + [p.description for p in params]
-                    + [str(v) for p in params for v in (p.enum or ())]
-                ),
+                "parameters": tokenize_all(_parameter_text(tool.input_schema)),
             },
         )
+
+
+def _parameter_text(schema: Mapping[str, Any]) -> list[str]:
+    """Names, descriptions and enum values of the top-level parameters."""
+    properties = schema.get("properties")
+    if not isinstance(properties, Mapping):
+        return []
+    out = []
+    for name, prop in properties.items():
+        out.append(str(name))
+        if isinstance(prop, Mapping):
+            out.append(str(prop.get("description", "")))
+            enum = prop.get("enum")
+            if isinstance(enum, list):
+                out += [str(v) for v in enum]
+    return out

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from functools import lru_cache
 
 import Stemmer
 
 # camelCase / PascalCase / acronym boundaries and letter-digit boundaries: getHTTPResponse2 -> get HTTP Response 2
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])|(?<=[A-Za-z])(?=[0-9])|(?<=[0-9])(?=[A-Za-z])")
-_WORD = re.compile(r"[a-z0-9]+")
+# The same split in one pass: an acronym before a capitalised word, a (capitalised) word, an acronym, digits.
+_WORDS = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
 STOP_WORDS = frozenset(
     [
         "a",
@@ -80,6 +80,8 @@ STOP_WORDS = frozenset(
 )
 
 _stemmer = Stemmer.Stemmer("english")
+# word as written -> stem, or "" for a stop word; grows with the vocabulary, which is small next to the text.
+_STEMS: dict[str, str] = dict.fromkeys(STOP_WORDS, "")
 
 
 def split_identifier(text: str) -> str:
@@ -87,20 +89,28 @@ def split_identifier(text: str) -> str:
     return _CAMEL.sub(" ", text)
 
 
-@lru_cache(maxsize=200_000)
 def _stem(word: str) -> str:
-    return str(_stemmer.stemWord(word))
+    lower = word.lower()
+    stem = _STEMS[word] = _STEMS[lower] if lower in _STEMS else str(_stemmer.stemWord(lower))
+    return stem
 
 
 def tokenize(text: str, *, keep_stop_words: bool = False) -> list[str]:
     """Words of `text`, identifiers split, lower-cased, stop words dropped, stemmed."""
-    words = _WORD.findall(split_identifier(text).lower())
-    return [_stem(w) for w in words if keep_stop_words or w not in STOP_WORDS]
+    words = _WORDS.findall(text)
+    if keep_stop_words:
+        return [str(_stemmer.stemWord(w.lower())) for w in words]
+    stems = _STEMS
+    out = []
+    for word in words:
+        stem = stems.get(word)
+        if stem is None:
+            stem = _stem(word)
+        if stem:
+            out.append(stem)
+    return out
 
 
 def tokenize_all(parts: Iterable[str]) -> list[str]:
     """Tokens of several texts, concatenated."""
-    out: list[str] = []
-    for part in parts:
-        out += tokenize(part)
-    return out
+    return tokenize(" ".join(parts))

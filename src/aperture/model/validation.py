@@ -27,6 +27,7 @@ from aperture.model.tool import parameters_of, schema_type_name
 logger = logging.getLogger(__name__)
 
 MAX_REPORTED_VIOLATIONS = 20
+_ENUM_SHOWN = 12
 _INT_LITERAL = re.compile(r"[+-]?\d+")
 _JSON_TYPES: dict[type, str] = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
 
@@ -176,12 +177,24 @@ class ArgumentValidator:
                     hint = f" Did you mean '{close[0]}'?" if close else ""
                     violations.append(Violation(key, f"unknown argument '{shorten(key, 40)}'.{hint}"))
         if self._validator is not None:
-            errors = sorted(self._validator.iter_errors(args), key=lambda e: list(e.absolute_path))
+            errors = sorted(self._validator.iter_errors(args), key=lambda e: [str(p) for p in e.absolute_path])
+            seen: set[str] = set()
             for error in errors:
                 violation = self._describe(error)
-                if violation is not None:
+                if violation is not None and violation.message not in seen:
+                    seen.add(violation.message)
                     violations.append(violation)
         return violations[:MAX_REPORTED_VIOLATIONS]
+
+    def _missing(self, error: jsonschema.exceptions.ValidationError, path: str) -> Violation:
+        """One violation per missing property (jsonschema names it only in its message)."""
+        rule: Any = error.validator_value
+        missing = [p for p in rule if isinstance(error.instance, dict) and p not in error.instance]
+        name = next((p for p in missing if repr(p) in error.message), missing[0] if missing else "?")
+        full = f"{path}.{name}" if error.absolute_path else str(name)
+        props = error.schema.get("properties", {}) if isinstance(error.schema, Mapping) else {}
+        expected = schema_type_name(self._resolve(props.get(name, {})))
+        return Violation(full, f"missing required argument '{full}' ({expected})", expected=expected)
 
     def _describe(self, error: jsonschema.exceptions.ValidationError) -> Violation | None:
         path = _path(error.absolute_path)
@@ -189,12 +202,7 @@ class ArgumentValidator:
         kind = error.validator
         rule: Any = error.validator_value
         if kind == "required":
-            missing = [p for p in rule if isinstance(error.instance, dict) and p not in error.instance]
-            name = missing[0] if missing else "?"
-            full = f"{path}.{name}" if error.absolute_path else name
-            props = error.schema.get("properties", {}) if isinstance(error.schema, Mapping) else {}
-            expected = schema_type_name(self._resolve(props.get(name, {})))
-            return Violation(full, f"missing required argument '{full}' ({expected})", expected=expected)
+            return self._missing(error, path)
         if kind == "additionalProperties" and not error.absolute_path and not self._allows_extra:
             return None  # already reported as unknown arguments, with suggestions
         if kind == "additionalProperties":
@@ -210,7 +218,9 @@ class ArgumentValidator:
             return Violation(path, f"{where} must be {expected}; got {got} {given}", given=given, expected=expected)
         if kind == "enum":
             allowed = tuple(rule)
-            choices = ", ".join(_show(v) for v in allowed)
+            choices = ", ".join(_show(v) for v in allowed[:_ENUM_SHOWN])
+            if len(allowed) > _ENUM_SHOWN:
+                choices += f", … ({len(allowed)} values, all listed below)"
             return Violation(path, f"{where} must be one of {choices}; got {given}", given=given, allowed=allowed)
         if kind == "const":
             return Violation(path, f"{where} must be {_show(error.validator_value)}; got {given}", given=given)
