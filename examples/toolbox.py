@@ -15,6 +15,7 @@ import unicodedata
 import urllib.parse
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 
@@ -24,7 +25,7 @@ from aperture import tool
 
 # --- arithmetic --------------------------------------------------------------------------------
 
-_BINARY = {
+_BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,
     ast.Mult: operator.mul,
@@ -33,8 +34,8 @@ _BINARY = {
     ast.Mod: operator.mod,
     ast.Pow: operator.pow,
 }
-_UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
-_FUNCTIONS = {
+_UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "sqrt": math.sqrt,
     "abs": abs,
     "round": round,
@@ -63,11 +64,11 @@ def _evaluate(node: ast.AST) -> float:
         left, right = _evaluate(node.left), _evaluate(node.right)
         if isinstance(node.op, ast.Pow) and abs(right) > 1000:
             raise ValueError("exponent too large (at most 1000)")
-        return _BINARY[type(node.op)](left, right)  # type: ignore[no-any-return]
+        return float(_BINARY[type(node.op)](left, right))
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
-        return _UNARY[type(node.op)](_evaluate(node.operand))  # type: ignore[no-any-return]
+        return float(_UNARY[type(node.op)](_evaluate(node.operand)))
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS:
-        return _FUNCTIONS[node.func.id](*(_evaluate(a) for a in node.args))  # type: ignore[no-any-return,operator]
+        return float(_FUNCTIONS[node.func.id](*(_evaluate(a) for a in node.args)))
     raise ValueError(f"unsupported syntax: {ast.dump(node)[:60]}")
 
 
