@@ -25,15 +25,15 @@ from aperture.execution import (
     PythonBackend,
     Runner,
     RunResult,
-    closest_ids,
+    raise_unavailable_or_unknown,
 )
 from aperture.model import (
+    ApertureError,
     DetailLevel,
     InvalidCursorError,
     InvalidRequestError,
     Tool,
     ToolId,
-    UnknownToolError,
     describe,
 )
 
@@ -172,9 +172,11 @@ class Gateway:
         parsed = ToolId.parse(tool_id)
         tool = self.index.get(parsed.key)
         if tool is None or (parsed.version is not None and tool.version not in (None, parsed.version)):
-            error = UnknownToolError(tool_id, closest_ids(parsed.key, self.registry.snapshot.tools))
-            error.op = op
-            raise error
+            try:
+                raise_unavailable_or_unknown(tool_id, parsed, self.registry.snapshot)
+            except ApertureError as error:
+                error.op = op
+                raise
         return tool
 
     def describe(self, tool_id: str, detail_level: str = "schema", examples_max: int | None = None) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from mcp import Client
 
 from aperture.gateway import Gateway
 from aperture.surface.mcp import META_TOOLS, McpSurface
+from tests.execution.test_registry import FakeBackend
 
 pytestmark = pytest.mark.anyio
 
@@ -302,3 +303,15 @@ def test_meta_tool_names_match_the_reference_server() -> None:
     assert {t.name for t in META_TOOLS} == META_NAMES
     run_tool = next(t for t in META_TOOLS if t.name == "run_tool")
     assert set(run_tool.input_schema["properties"]) == {"tool_id", "args"}
+
+
+async def test_tools_of_a_failed_backend_are_unavailable_not_unknown(client: Client, gateway: Gateway) -> None:
+    await gateway.registry.register(FakeBackend("flaky", list_fails=True))
+    error = error_of(await run(client, "flaky:t0", {}))
+    assert error["code"] == "backend_unavailable" and error["retryable"] is True
+    assert "upstream refused" in error["message"]
+    described = error_of(await client.call_tool("describe_tool", {"tool_id": "flaky:t0"}))
+    assert described["code"] == "backend_unavailable" and described["op"] == "describe_tool"
+    namespaces = (await client.call_tool("list_namespaces", {})).structured_content["namespaces"]
+    flaky = next(n for n in namespaces if n["namespace"] == "flaky")
+    assert not flaky["healthy"] and "upstream refused" in flaky["message"]

@@ -4,7 +4,7 @@ from aperture.execution.backend import Backend, CallContext, ChangeNotifier, Hea
 from aperture.execution.backends import PythonBackend, ToolSpec, tool
 from aperture.execution.registry import BackendRegistry, CatalogSnapshot
 from aperture.execution.result import RunResult, ToolOutput, normalize
-from aperture.execution.runner import Middleware, RunFn, Runner, ToolCall, closest_ids
+from aperture.execution.runner import Middleware, RunFn, Runner, ToolCall, closest_ids, raise_unavailable_or_unknown
 
 __all__ = [
     "Backend",
@@ -24,5 +24,6 @@ __all__ = [
     "ToolSpec",
     "closest_ids",
     "normalize",
+    "raise_unavailable_or_unknown",
     "tool",
 ]

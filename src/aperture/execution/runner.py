@@ -8,17 +8,18 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 import pydantic
 
 from aperture.execution.backend import Backend, CallContext
-from aperture.execution.registry import BackendRegistry
+from aperture.execution.registry import BackendRegistry, CatalogSnapshot
 from aperture.execution.result import RunResult, normalize, validation_error_text
 from aperture.model import (
     ApertureError,
     ArgumentValidator,
+    BackendUnavailableError,
     ExecutionError,
     InputValidationError,
     OutputValidator,
@@ -27,6 +28,7 @@ from aperture.model import (
     ToolTimeoutError,
     UnknownToolError,
 )
+from aperture.model.errors import shorten
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +109,7 @@ class Runner:
         parsed = ToolId.parse(tool_id)
         found = self.registry.find_tool(parsed.key)
         if found is None or (parsed.version is not None and found[0].version not in (None, parsed.version)):
-            raise UnknownToolError(tool_id, closest_ids(parsed.key, self.registry.snapshot.tools))
+            raise_unavailable_or_unknown(tool_id, parsed, self.registry.snapshot)
         return found
 
     async def _run(self, tool_id: str, args: Any, ctx: CallContext) -> Any:
@@ -162,6 +164,19 @@ class Runner:
             compiled = _Compiled(tool, ArgumentValidator(tool.input_schema, tool_id=tool.key), outputs)
             self._compiled[tool.key] = compiled
         return compiled
+
+
+def raise_unavailable_or_unknown(tool_id: str, parsed: ToolId, snapshot: CatalogSnapshot) -> NoReturn:
+    """Raise `BackendUnavailableError` when the id's backend could not list its tools, else `UnknownToolError`."""
+    failure = snapshot.failures.get(parsed.namespace)
+    if failure is not None:
+        raise BackendUnavailableError(
+            f"Backend '{parsed.namespace}' is unavailable, so its tools cannot be run now ({shorten(failure, 200)}). "
+            "Retry later, or use a tool from another namespace.",
+            tool_id=tool_id,
+            details={"backend": parsed.namespace, "reason": failure},
+        )
+    raise UnknownToolError(tool_id, closest_ids(parsed.key, snapshot.tools))
 
 
 def closest_ids(key: str, tools: Mapping[str, Tool], limit: int = 3) -> list[str]:

@@ -178,6 +178,10 @@ class PythonBackend:
             except ImportError as exc:
                 where = f" (looked also in {path})" if path else ""
                 raise ConfigError(f"backend '{name}': cannot import module '{module}'{where}: {exc}") from exc
+            except Exception as exc:  # the module's own code failed while importing
+                raise ConfigError(
+                    f"backend '{name}': importing module '{module}' failed: {type(exc).__name__}: {exc}"
+                ) from exc
         functions = [obj for obj in vars(module).values() if callable(obj) and hasattr(obj, _MARK)]
         if not functions:
             raise ConfigError(
