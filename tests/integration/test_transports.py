@@ -10,26 +10,13 @@ from typing import Any
 
 import anyio
 import httpx2
-import mcp_types
 import pytest
 from mcp import Client
 
 from tests.integration.conftest import APERTURE, stdio_params
+from tests.mcp_helpers import META_NAMES, run, text_of
 
 pytestmark = pytest.mark.anyio
-
-EXPECTED_META = {"search_tools", "describe_tool", "run_tool", "list_tool_examples", "list_tools", "list_namespaces"}
-
-
-def text_of(result: mcp_types.CallToolResult) -> str:
-    return "\n".join(b.text for b in result.content if isinstance(b, mcp_types.TextContent))
-
-
-async def run(client: Client, tool_id: Any, args: Any = None) -> mcp_types.CallToolResult:
-    payload: dict[str, Any] = {"tool_id": tool_id}
-    if args is not None:
-        payload["args"] = args
-    return await client.call_tool("run_tool", payload)
 
 
 async def still_serving(client: Client) -> None:
@@ -39,7 +26,7 @@ async def still_serving(client: Client) -> None:
 
 async def test_session_lists_only_meta_tools_and_runs_search_describe_run(real_client: Client) -> None:
     listing = await real_client.list_tools()
-    assert {t.name for t in listing.tools} == EXPECTED_META
+    assert {t.name for t in listing.tools} == META_NAMES
     found = await real_client.call_tool("search_tools", {"query": "days between two dates"})
     tool_id = found.structured_content["tools"][0]["id"]
     assert tool_id == "toolbox:date_difference"
@@ -133,7 +120,7 @@ async def test_malformed_json_rpc_over_stdio_gets_errors_and_the_server_keeps_se
         await send(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}))
         await send(json.dumps({"jsonrpc": "2.0", "id": 4, "method": "tools/list", "params": {}}))
         tools = (await receive())["result"]["tools"]
-        assert {t["name"] for t in tools} == EXPECTED_META
+        assert {t["name"] for t in tools} == META_NAMES
         await process.stdin.aclose()
         with anyio.fail_after(10):
             assert await process.wait() == 0

@@ -7,34 +7,15 @@ from typing import Any
 
 import anyio
 import faulty
-import mcp_types
 import pytest
 from mcp import Client
 
 from aperture.gateway import Gateway
 from aperture.surface.mcp import META_TOOLS, McpSurface
 from tests.execution.test_registry import FakeBackend
+from tests.mcp_helpers import META_NAMES, error_of, run, text_of
 
 pytestmark = pytest.mark.anyio
-
-META_NAMES = {"search_tools", "describe_tool", "run_tool", "list_tool_examples", "list_tools", "list_namespaces"}
-
-
-def text_of(result: mcp_types.CallToolResult) -> str:
-    return "\n".join(b.text for b in result.content if isinstance(b, mcp_types.TextContent))
-
-
-def error_of(result: mcp_types.CallToolResult) -> dict[str, Any]:
-    assert result.is_error, text_of(result)
-    error: dict[str, Any] = result.structured_content["error"]
-    return error
-
-
-async def run(client: Client, tool_id: Any, args: Any = None) -> mcp_types.CallToolResult:
-    payload: dict[str, Any] = {"tool_id": tool_id}
-    if args is not None:
-        payload["args"] = args
-    return await client.call_tool("run_tool", payload)
 
 
 async def test_tool_list_is_exactly_the_meta_tools(client: Client) -> None:

@@ -1,0 +1,30 @@
+"""Small helpers for tests that talk to the gateway through the official MCP client."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mcp_types
+from mcp import Client
+
+META_NAMES = {"search_tools", "describe_tool", "run_tool", "list_tool_examples", "list_tools", "list_namespaces"}
+
+
+def text_of(result: mcp_types.CallToolResult) -> str:
+    """The text blocks of a result, joined."""
+    return "\n".join(b.text for b in result.content if isinstance(b, mcp_types.TextContent))
+
+
+def error_of(result: mcp_types.CallToolResult) -> dict[str, Any]:
+    """The structured error of a failed result (fails the test if the call succeeded)."""
+    assert result.is_error, text_of(result)
+    error: dict[str, Any] = result.structured_content["error"]
+    return error
+
+
+async def run(client: Client, tool_id: Any, args: Any = None) -> mcp_types.CallToolResult:
+    """Call `run_tool`, leaving `args` out when None."""
+    payload: dict[str, Any] = {"tool_id": tool_id}
+    if args is not None:
+        payload["args"] = args
+    return await client.call_tool("run_tool", payload)
