@@ -15,16 +15,19 @@ from typing import Any
 
 import anyio
 
-from aperture.config import Config, PythonBackendConfig
+from aperture.config import BackendConfig, Config, PythonBackendConfig
 from aperture.discovery import SearchPage, ToolIndex, strategy_named
 from aperture.execution import (
     Backend,
     BackendRegistry,
     CallContext,
     CatalogSnapshot,
+    HttpTarget,
+    McpBackend,
     PythonBackend,
     Runner,
     RunResult,
+    StdioTarget,
     raise_unavailable_or_unknown,
 )
 from aperture.model import (
@@ -43,10 +46,19 @@ MAX_LIMIT = 100
 MAX_EXAMPLES = 5
 
 
-def build_backend(spec: PythonBackendConfig, config: Config) -> Backend:
-    """Create the backend a configuration entry describes."""
-    path = config.resolve(spec.path) if spec.path else None
-    return PythonBackend.from_module(spec.name, spec.module, path=path)
+def build_backend(spec: BackendConfig, config: Config) -> Backend:
+    """Create the backend a configuration entry describes (not yet started)."""
+    if isinstance(spec, PythonBackendConfig):
+        path = config.resolve(spec.path) if spec.path else None
+        return PythonBackend.from_module(spec.name, spec.module, path=path)
+    target: StdioTarget | HttpTarget
+    if spec.url is not None:
+        target = HttpTarget(url=spec.url, headers=spec.headers, sse=spec.transport == "sse")
+    else:
+        program, *args = spec.argv()
+        cwd = str(config.resolve(spec.cwd)) if spec.cwd else None
+        target = StdioTarget(command=program, args=tuple(args), env=spec.env, cwd=cwd)
+    return McpBackend(spec.name, target, init_timeout=spec.init_timeout)
 
 
 class Gateway:
@@ -70,14 +82,20 @@ class Gateway:
 
     async def __aenter__(self) -> Gateway:
         async with AsyncExitStack() as stack:
+            task_group = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(task_group.cancel_scope.cancel)
             stack.push_async_callback(self.registry.aclose)
-            for spec in self.config.backends:
-                await self.registry.register(build_backend(spec, self.config))
+            backends = [build_backend(spec, self.config) for spec in self.config.backends]
+            # Upstream servers start concurrently: a slow one does not hold up the others.
+            async with anyio.create_task_group() as starting:
+                for backend in backends:
+                    if isinstance(backend, McpBackend):
+                        starting.start_soon(backend.start, task_group)
+            for backend in backends:
+                await self.registry.register(backend)
             if self.index.version != self.registry.snapshot.version:
                 self.index.update(self.registry.snapshot, version=self.registry.snapshot.version)
-            task_group = await stack.enter_async_context(anyio.create_task_group())
             task_group.start_soon(self.registry.watch_changes)
-            stack.callback(task_group.cancel_scope.cancel)
             self._stack = stack.pop_all()
         return self
 

@@ -1,10 +1,11 @@
 """Configuration: the YAML file's schema and its loader."""
 
-from aperture.config.loader import interpolate, load_config, parse_config
+from aperture.config.loader import from_mcp_servers, interpolate, load_config, parse_config
 from aperture.config.schema import (
     BackendConfig,
     Config,
     ExecutionConfig,
+    McpBackendConfig,
     PythonBackendConfig,
     SearchConfig,
     ServerConfig,
@@ -14,9 +15,11 @@ __all__ = [
     "BackendConfig",
     "Config",
     "ExecutionConfig",
+    "McpBackendConfig",
     "PythonBackendConfig",
     "SearchConfig",
     "ServerConfig",
+    "from_mcp_servers",
     "interpolate",
     "load_config",
     "parse_config",

@@ -11,7 +11,7 @@ from typing import Any
 import pydantic
 import yaml
 
-from aperture.config.schema import Config
+from aperture.config.schema import BACKEND_KINDS, Config
 from aperture.model import ConfigError
 
 # ${VAR}, ${VAR:-default}; $${...} escapes a literal ${...}.
@@ -50,12 +50,39 @@ def interpolate(value: Any, env: Mapping[str, str], where: str = "") -> Any:
 
 def _location(loc: tuple[int | str, ...]) -> str:
     out = ""
+    previous: int | str | None = None
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part not in ("python",):  # discriminator tags add noise to the path
+        elif not (isinstance(previous, int) and part in BACKEND_KINDS):  # the discriminator tag is noise here
             out += f".{part}" if out else str(part)
+        previous = part
     return out or "(top level)"
+
+
+def from_mcp_servers(servers: Any, source: str) -> list[dict[str, Any]]:
+    """Backends from the `mcpServers` object that Claude Desktop, Cursor and others use.
+
+    Raises:
+        ConfigError: for an entry that is neither a command nor a URL.
+    """
+    if not isinstance(servers, dict):
+        raise ConfigError(f"{source}: 'mcpServers' must be an object of server name -> settings")
+    backends = []
+    for name, spec in servers.items():
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{source}: mcpServers.{name} must be an object with 'command' or 'url'")
+        if spec.get("disabled"):
+            continue
+        entry: dict[str, Any] = {"name": name, "kind": "mcp"}
+        for key in ("command", "args", "env", "cwd", "url", "headers", "timeout"):
+            if key in spec:
+                entry[key] = spec[key]
+        kind = str(spec.get("type") or spec.get("transport") or "").lower()
+        if kind == "sse":
+            entry["transport"] = "sse"
+        backends.append(entry)
+    return backends
 
 
 def parse_config(
@@ -76,6 +103,10 @@ def parse_config(
         data = interpolate(data, os.environ if env is None else env)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc.message}") from None
+    if "mcpServers" in data:
+        data = dict(data)
+        servers = from_mcp_servers(data.pop("mcpServers"), source)
+        data["backends"] = [*data.get("backends", []), *servers]
     data["base_dir"] = base_dir or Path.cwd()
     try:
         return Config.model_validate(data)
@@ -103,6 +134,7 @@ def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None
         hint = "" if path else f" (pass --config FILE or set {ENV_CONFIG})"
         raise ConfigError(f"{chosen}: configuration file not found{hint}")
     try:
+        # JSON is YAML, so `mcpServers` files from desktop clients load unchanged.
         data = yaml.safe_load(chosen.read_text(encoding="utf-8"))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark

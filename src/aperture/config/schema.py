@@ -11,6 +11,13 @@ from aperture.model.errors import InvalidToolIdError
 from aperture.model.ids import validate_part
 
 
+def _backend_name(value: str) -> str:
+    try:
+        return validate_part(value, "backend name")
+    except InvalidToolIdError as exc:
+        raise ValueError(exc.details["reason"] + " (the name becomes the namespace of tool ids)") from None
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -35,16 +42,42 @@ class PythonBackendConfig(_Section):
     path: str | None = Field(None, description="Directory to import the module from, relative to this file.")
     timeout: float | None = Field(None, gt=0, description="Seconds a call may take (default: execution.timeout).")
 
-    @field_validator("name")
-    @classmethod
-    def _valid_name(cls, value: str) -> str:
-        try:
-            return validate_part(value, "backend name")
-        except InvalidToolIdError as exc:
-            raise ValueError(exc.details["reason"] + " (the name becomes the namespace of tool ids)") from None
+    _valid_name = field_validator("name")(classmethod(lambda cls, v: _backend_name(v)))
 
 
-BackendConfig = Annotated[PythonBackendConfig, Field(discriminator="kind")]
+class McpBackendConfig(_Section):
+    """An upstream MCP server: a command to start (stdio) or a URL (streamable HTTP)."""
+
+    name: str = Field(description="Backend name; becomes the namespace of its tools.")
+    kind: Literal["mcp"]
+    command: str | list[str] | None = Field(None, description="Program to start, or [program, arg, ...] (stdio).")
+    args: list[str] = Field(default_factory=list, description="Arguments after the command.")
+    env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables for the process.")
+    cwd: str | None = Field(None, description="Working directory of the process, relative to this file.")
+    url: str | None = Field(None, description="Endpoint of a running server (streamable HTTP, or SSE).")
+    transport: Literal["http", "sse"] = Field("http", description="For url: streamable HTTP, or legacy SSE.")
+    headers: dict[str, str] = Field(default_factory=dict, description="HTTP headers for every request (url only).")
+    timeout: float | None = Field(None, gt=0, description="Seconds a call may take (default: execution.timeout).")
+    init_timeout: float = Field(30.0, gt=0, description="Seconds the upstream may take to start and initialize.")
+
+    _valid_name = field_validator("name")(classmethod(lambda cls, v: _backend_name(v)))
+
+    @model_validator(mode="after")
+    def _one_target(self) -> McpBackendConfig:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("give exactly one of 'command' (start a process, stdio) or 'url' (streamable HTTP)")
+        if isinstance(self.command, list) and not self.command:
+            raise ValueError("'command' is an empty list; give the program to start")
+        return self
+
+    def argv(self) -> list[str]:
+        """The command and its arguments."""
+        command = self.command if isinstance(self.command, list) else [self.command or ""]
+        return [*command, *self.args]
+
+
+BackendConfig = Annotated[PythonBackendConfig | McpBackendConfig, Field(discriminator="kind")]
+BACKEND_KINDS = ("python", "mcp")
 
 
 class SearchConfig(_Section):

@@ -1,7 +1,16 @@
 """Execution: the `Backend` protocol, the registry, backends and the run pipeline."""
 
 from aperture.execution.backend import Backend, CallContext, ChangeNotifier, HealthStatus, ProgressFn
-from aperture.execution.backends import PythonBackend, ToolSpec, tool
+from aperture.execution.backends import (
+    HttpTarget,
+    McpBackend,
+    PythonBackend,
+    RestartPolicy,
+    StdioTarget,
+    ToolSpec,
+    UpstreamState,
+    tool,
+)
 from aperture.execution.registry import BackendRegistry, CatalogSnapshot
 from aperture.execution.result import RunResult, ToolOutput, normalize
 from aperture.execution.runner import Middleware, RunFn, Runner, ToolCall, closest_ids, raise_unavailable_or_unknown
@@ -13,15 +22,20 @@ __all__ = [
     "CatalogSnapshot",
     "ChangeNotifier",
     "HealthStatus",
+    "HttpTarget",
+    "McpBackend",
     "Middleware",
     "ProgressFn",
     "PythonBackend",
+    "RestartPolicy",
     "RunFn",
     "RunResult",
     "Runner",
+    "StdioTarget",
     "ToolCall",
     "ToolOutput",
     "ToolSpec",
+    "UpstreamState",
     "closest_ids",
     "normalize",
     "raise_unavailable_or_unknown",

@@ -11,7 +11,7 @@ from types import MappingProxyType
 import anyio
 
 from aperture.execution.backend import Backend, ChangeNotifier, HealthStatus
-from aperture.model import ConfigError, Tool
+from aperture.model import ApertureError, ConfigError, Tool
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ class BackendRegistry:
         except Exception as exc:  # a broken backend is reported, never allowed to hide the others
             logger.warning("backend %s: listing tools failed: %s", name, exc)
             self._listed[name] = ()
-            self._failures[name] = f"{type(exc).__name__}: {exc}"
+            self._failures[name] = exc.message if isinstance(exc, ApertureError) else f"{type(exc).__name__}: {exc}"
             return
         self._listed[name] = tools
         self._failures.pop(name, None)

@@ -171,7 +171,7 @@ def raise_unavailable_or_unknown(tool_id: str, parsed: ToolId, snapshot: Catalog
     failure = snapshot.failures.get(parsed.namespace)
     if failure is not None:
         raise BackendUnavailableError(
-            f"Backend '{parsed.namespace}' is unavailable, so its tools cannot be run now ({shorten(failure, 200)}). "
+            f"Backend '{parsed.namespace}' is unavailable, so its tools cannot be used now: {shorten(failure, 400)} "
             "Retry later, or use a tool from another namespace.",
             tool_id=tool_id,
             details={"backend": parsed.namespace, "reason": failure},

@@ -1,5 +1,15 @@
 """Backends that ship with Aperture, one module each."""
 
+from aperture.execution.backends.mcp import HttpTarget, McpBackend, RestartPolicy, StdioTarget, UpstreamState
 from aperture.execution.backends.python import PythonBackend, ToolSpec, tool
 
-__all__ = ["PythonBackend", "ToolSpec", "tool"]
+__all__ = [
+    "HttpTarget",
+    "McpBackend",
+    "PythonBackend",
+    "RestartPolicy",
+    "StdioTarget",
+    "ToolSpec",
+    "UpstreamState",
+    "tool",
+]

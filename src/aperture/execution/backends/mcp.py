@@ -1,0 +1,417 @@
+"""The `mcp` backend: an upstream MCP server (stdio or streamable HTTP) behind the gateway.
+
+One long-lived session per upstream carries every call concurrently (the SDK multiplexes requests by
+id); never a session or a process per call. A supervisor task starts the upstream, initializes it,
+lists its tools (following pagination and `notifications/tools/list_changed`), and restarts it with
+exponential backoff when it dies. Calls in flight when it dies fail at once with the exit code and the
+tail of its stderr; calls while it is down fail at once saying when the next attempt is.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+import warnings
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import anyio
+import anyio.abc
+import httpx2
+import mcp_types
+from mcp import Client
+from mcp.client.sse import sse_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
+
+from aperture.execution.backend import CallContext, HealthStatus
+from aperture.execution.backends.mcp_stdio import ProcessWatch, stdio_upstream
+from aperture.model import (
+    BackendUnavailableError,
+    ExecutionError,
+    Tool,
+    ToolAnnotations,
+    ToolId,
+    UnknownToolError,
+)
+from aperture.model.errors import shorten
+
+logger = logging.getLogger(__name__)
+
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.\-]")
+MAX_PAGES = 1000
+
+
+class UpstreamState(StrEnum):
+    STARTING = "starting"
+    READY = "ready"
+    DOWN = "down"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StdioTarget:
+    """An upstream started as a child process."""
+
+    command: str
+    args: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+
+    def __str__(self) -> str:
+        return " ".join([self.command, *self.args])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpTarget:
+    """An upstream reached over streamable HTTP (or legacy SSE)."""
+
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    sse: bool = False
+
+    def __str__(self) -> str:
+        return self.url
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RestartPolicy:
+    """Exponential backoff between restarts: `initial * 2**n`, capped at `maximum` seconds."""
+
+    initial: float = 0.5
+    maximum: float = 30.0
+
+    def delay(self, attempt: int) -> float:
+        return float(min(self.maximum, self.initial * 2**attempt))
+
+
+def upstream_tool(namespace: str, tool: mcp_types.Tool) -> tuple[Tool, str]:
+    """An upstream tool as a gateway `Tool`, and the upstream's own name for it."""
+    name = _UNSAFE_NAME.sub("_", tool.name)[:128] or "_"
+    hints = tool.annotations
+    annotations = ToolAnnotations(
+        title=hints.title if hints else None,
+        read_only=hints.read_only_hint if hints else None,
+        destructive=hints.destructive_hint if hints else None,
+        idempotent=hints.idempotent_hint if hints else None,
+        open_world=hints.open_world_hint if hints else None,
+    )
+    converted = Tool(
+        id=ToolId(namespace, name),
+        title=tool.title,
+        description=tool.description or "",
+        input_schema=tool.input_schema,
+        output_schema=tool.output_schema,
+        annotations=annotations,
+        backend_kind=McpBackend.kind,
+    )
+    return converted, tool.name
+
+
+class McpBackend:
+    """A supervised connection to one upstream MCP server.
+
+    `start(task_group)` (the gateway calls it) runs the supervisor and waits, up to `init_timeout`, for
+    the first successful start; a failed first start is reported, and retried in the background like
+    any later crash. `aclose()` stops it.
+    """
+
+    kind = "mcp"
+
+    def __init__(
+        self,
+        name: str,
+        target: StdioTarget | HttpTarget,
+        *,
+        init_timeout: float = 30.0,
+        restart: RestartPolicy | None = None,
+    ) -> None:
+        ToolId(name, "x")  # validates the namespace
+        self._name = name
+        self.target = target
+        self.init_timeout = init_timeout
+        self.restart = restart or RestartPolicy()
+        self.state = UpstreamState.STARTING
+        self.last_error: str | None = None
+        self.restarts = 0
+        self._client: Client | None = None
+        self._tools: dict[str, tuple[Tool, str]] = {}
+        self._listener: Callable[[str], None] | None = None
+        self._retry_at = 0.0
+        self._watch: ProcessWatch | None = None
+        self._task_group: anyio.abc.TaskGroup | None = None
+        # Made in start(): anyio primitives need a running event loop.
+        self._ready: anyio.Event
+        self._settled: anyio.Event  # the first start finished, either way
+        self._broken: anyio.Event
+        self._finished: anyio.Event
+        self._sleeping: anyio.CancelScope
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self, task_group: anyio.abc.TaskGroup) -> None:
+        """Run the supervisor in `task_group`; return once the first start has succeeded or failed.
+
+        The first start is awaited for at most `init_timeout`; after that, starting goes on in the background.
+        """
+        self._ready, self._settled, self._broken, self._finished = (anyio.Event() for _ in range(4))
+        self._sleeping = anyio.CancelScope()
+        self._task_group = task_group
+        task_group.start_soon(self._supervise)
+        with anyio.move_on_after(self.init_timeout + 1):
+            await self._settled.wait()
+        if not self._settled.is_set():
+            self.last_error = f"did not finish starting within {self.init_timeout:g} s"
+
+    async def aclose(self) -> None:
+        """Stop the upstream (its whole process group) and the supervisor."""
+        if self.state is UpstreamState.CLOSED:
+            return
+        self.state = UpstreamState.CLOSED
+        self._listener = None
+        if self._task_group is not None:
+            self._broken.set()
+            self._sleeping.cancel()
+            with anyio.move_on_after(10):
+                await self._finished.wait()
+
+    def set_change_listener(self, listener: Callable[[str], None] | None) -> None:
+        self._listener = listener
+
+    async def _supervise(self) -> None:
+        try:
+            await self._supervise_loop()
+        finally:
+            self._finished.set()
+
+    async def _supervise_loop(self) -> None:
+        attempt_number = 0
+        while self.state is not UpstreamState.CLOSED:
+            watch = self._watch = ProcessWatch()
+            broken = self._broken = anyio.Event()
+            # The deadline covers start, initialize and the first listing; it is lifted once ready.
+            with anyio.CancelScope(deadline=anyio.current_time() + self.init_timeout) as attempt:
+                try:
+                    async with self._connect(watch, broken) as client:
+                        await self._relist(client)
+                        attempt.deadline = math.inf
+                        self._client = client
+                        self.state = UpstreamState.READY
+                        self.last_error = None
+                        attempt_number = 0
+                        self._ready.set()
+                        self._settled.set()
+                        logger.info("upstream %s ready: %d tools", self._name, len(self._tools))
+                        await broken.wait()
+                except Exception as exc:
+                    if isinstance(self.target, StdioTarget):
+                        with anyio.move_on_after(1):  # let the exit code arrive before explaining
+                            await watch.exited.wait()
+                    self.last_error = _explain(exc, watch)
+                    logger.warning("upstream %s failed: %s", self._name, self.last_error)
+                finally:
+                    self._client = None
+                    self._ready = anyio.Event()
+            if attempt.cancelled_caught:
+                self.last_error = f"no answer to initialize within {self.init_timeout:g} s"
+                logger.warning("upstream %s failed: %s", self._name, self.last_error)
+            if self.state is UpstreamState.CLOSED:
+                return
+            if watch.returncode is not None or watch.problem:
+                self.last_error = f"upstream stopped: {watch.describe()}"
+            self.state = UpstreamState.DOWN
+            delay = self.restart.delay(attempt_number)
+            attempt_number += 1
+            self.restarts += 1
+            self._retry_at = time.monotonic() + delay
+            self._settled.set()
+            with self._sleeping:
+                await anyio.sleep(delay)
+            self._sleeping = anyio.CancelScope()
+
+    @asynccontextmanager
+    async def _connect(self, watch: ProcessWatch, broken: anyio.Event) -> AsyncIterator[Client]:
+        transport: AbstractAsyncContextManager[Any]
+        if isinstance(self.target, StdioTarget):
+            t = self.target
+            transport = stdio_upstream(t.command, t.args, env=t.env, cwd=t.cwd, watch=watch)
+        elif self.target.sse:
+            transport = sse_client(self.target.url, headers=dict(self.target.headers))
+        else:
+            http = create_mcp_http_client(headers=dict(self.target.headers))
+            transport = _closing(http, streamable_http_client(self.target.url, http_client=http))
+        async with transport as streams:
+            if isinstance(self.target, StdioTarget):
+                # Death during initialize is reported with the exit code, not as a timeout.
+                self._task_group_or_fail().start_soon(_set_when, watch.exited, broken)
+            async with Client(_Streams(streams), mode="legacy", message_handler=self._on_message) as client:
+                yield client
+
+    def _task_group_or_fail(self) -> anyio.abc.TaskGroup:
+        if self._task_group is None:
+            raise RuntimeError("McpBackend.start(task_group) must be called before use")
+        return self._task_group
+
+    async def _relist(self, client: Client) -> None:
+        tools: dict[str, tuple[Tool, str]] = {}
+        cursor: str | None = None
+        for _ in range(MAX_PAGES):
+            page = await client.list_tools(cursor=cursor)
+            for listed in page.tools:
+                converted, upstream_name = upstream_tool(self._name, listed)
+                tools[converted.name] = (converted, upstream_name)
+            cursor = page.next_cursor
+            if not cursor:
+                break
+        changed = tools.keys() != self._tools.keys() or any(
+            tools[k][0] != self._tools[k][0] for k in tools if k in self._tools
+        )
+        self._tools = tools
+        if changed and self._listener is not None:
+            self._listener(self._name)
+
+    async def _on_message(self, message: Any) -> None:
+        if isinstance(message, mcp_types.ToolListChangedNotification) and self._client is not None:
+            client = self._client
+            self._task_group_or_fail().start_soon(self._relist_quietly, client)
+        elif isinstance(message, mcp_types.LoggingMessageNotification):
+            params = message.params
+            logger.info("upstream %s log [%s]: %s", self._name, params.level, shorten(str(params.data), 500))
+
+    async def _relist_quietly(self, client: Client) -> None:
+        try:
+            await self._relist(client)
+        except (MCPError, anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
+            logger.warning("upstream %s: re-listing tools failed: %s", self._name, exc)
+
+    # --- the Backend protocol -------------------------------------------------------------------
+
+    async def list_tools(self) -> Sequence[Tool]:
+        if self.state is not UpstreamState.READY and not self._tools:
+            raise BackendUnavailableError(self._unavailable_reason(), backend_kind=self.kind)
+        return [tool for tool, _ in self._tools.values()]
+
+    async def get_tool(self, name: str) -> Tool | None:
+        entry = self._tools.get(name)
+        return entry[0] if entry else None
+
+    async def call(self, name: str, args: dict[str, Any], ctx: CallContext) -> Any:
+        entry = self._tools.get(name)
+        if entry is None:
+            raise UnknownToolError(f"{self._name}:{name}", [f"{self._name}:{n}" for n in list(self._tools)[:3]])
+        client = await self._ready_client()
+
+        async def progress(progress: float, total: float | None, message: str | None) -> None:
+            await ctx.report_progress(progress, total, message)
+
+        try:
+            if ctx.progress is None:
+                return await client.call_tool(entry[1], args)
+            return await client.call_tool(entry[1], args, progress_callback=progress)
+        except MCPError as exc:
+            if exc.code == mcp_types.CONNECTION_CLOSED:
+                raise await self._died_during_call() from exc
+            raise ExecutionError(
+                f"Upstream '{self._name}' answered with an error: {exc.message}", details={"code": exc.code}
+            ) from exc
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
+            raise await self._died_during_call() from exc
+
+    async def _died_during_call(self) -> BackendUnavailableError:
+        """The error for a call whose upstream went away: with the exit code and stderr when there are."""
+        watch = self._watch
+        self._broken.set()
+        if watch is not None:
+            with anyio.move_on_after(1):
+                await watch.exited.wait()
+        story = watch.describe() if watch is not None and (watch.returncode is not None or watch.problem) else ""
+        return BackendUnavailableError(
+            f"Upstream '{self._name}' stopped during the call"
+            + (f" ({story})" if story else "")
+            + ". It is being restarted; retry in a few seconds.",
+            backend_kind=self.kind,
+            details={"returncode": watch.returncode if watch else None},
+        )
+
+    async def _ready_client(self) -> Client:
+        if self._task_group is None:
+            raise BackendUnavailableError(f"Backend '{self._name}' was never started.", backend_kind=self.kind)
+        if self.state is UpstreamState.STARTING:
+            with anyio.move_on_after(self.init_timeout):
+                await self._ready.wait()
+        client = self._client
+        if client is None or self.state is not UpstreamState.READY:
+            raise BackendUnavailableError(self._unavailable_message(), backend_kind=self.kind)
+        return client
+
+    def _unavailable_reason(self) -> str:
+        wait = max(0.0, self._retry_at - time.monotonic())
+        return f"{self.last_error or 'it is not running'}. Next start attempt in {wait:.1f} s."
+
+    def _unavailable_message(self) -> str:
+        return f"Backend '{self._name}' is unavailable: {self._unavailable_reason()} Retry after that."
+
+    async def health(self) -> HealthStatus:
+        client = self._client
+        if client is None or self.state is not UpstreamState.READY:
+            return HealthStatus(healthy=False, message=self._unavailable_message())
+        started = time.perf_counter()
+        with warnings.catch_warnings():
+            # Upstream sessions use the handshake era (mode="legacy"), where ping is part of the protocol.
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            await client.send_ping()
+        return HealthStatus(
+            healthy=True,
+            message=f"{len(self._tools)} tools from {self.target}",
+            latency_ms=(time.perf_counter() - started) * 1000,
+        )
+
+
+@asynccontextmanager
+async def _closing(http: httpx2.AsyncClient, transport: AbstractAsyncContextManager[Any]) -> AsyncIterator[Any]:
+    """Enter `transport`, and close the HTTP client it was given afterwards."""
+    async with http, transport as streams:
+        yield streams
+
+
+class _Streams:
+    """Hand already-open streams to `Client`, which wants a transport to enter."""
+
+    def __init__(self, streams: Any) -> None:
+        self._streams = streams
+
+    async def __aenter__(self) -> Any:
+        return self._streams
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+async def _set_when(happened: anyio.Event, then: anyio.Event) -> None:
+    await happened.wait()
+    then.set()
+
+
+def _explain(exc: BaseException, watch: ProcessWatch) -> str:
+    """Why a start failed, in one line: the process's story when there is one."""
+    if isinstance(exc, FileNotFoundError):
+        return str(exc)
+    if watch.returncode is not None or watch.problem:
+        return f"upstream stopped: {watch.describe()}"
+    if isinstance(exc, TimeoutError):
+        return "no answer to initialize in time"
+    if isinstance(exc, MCPError):
+        return f"upstream error {exc.code}: {exc.message}"
+    if isinstance(exc, ExceptionGroup):
+        return "; ".join(_explain(e, watch) for e in exc.exceptions)
+    return f"{type(exc).__name__}: {exc}"

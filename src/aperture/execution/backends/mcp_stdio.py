@@ -1,0 +1,178 @@
+"""Run an upstream MCP server as a child process and speak JSON-RPC with it over its stdin and stdout.
+
+Unlike the SDK's `stdio_client`, this keeps what a gateway needs to explain a failure: the exit code
+and the tail of the server's stderr. It bounds what the upstream can make us hold (a line without a
+newline, a flood of stderr), and stops the whole process group on close, so no grandchild outlives
+the gateway (`npx` servers run node under a shell).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from collections import deque
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from subprocess import PIPE
+
+import anyio
+import anyio.abc
+import mcp_types
+import pydantic
+from mcp.client._transport import TransportStreams
+from mcp.client.stdio import get_default_environment
+from mcp.shared.message import SessionMessage
+
+logger = logging.getLogger(__name__)
+
+MAX_LINE_BYTES = 64 * 1024 * 1024
+STDERR_TAIL_LINES = 40
+STOP_GRACE_SECONDS = 2.0
+
+
+@dataclass
+class ProcessWatch:
+    """What is known about the child process: its pid, exit code, stderr tail, and why the link ended."""
+
+    pid: int | None = None
+    returncode: int | None = None
+    stderr: deque[str] = field(default_factory=lambda: deque(maxlen=STDERR_TAIL_LINES))
+    problem: str | None = None
+    exited: anyio.Event = field(default_factory=anyio.Event)
+
+    def stderr_tail(self, lines: int = 10) -> str:
+        return "\n".join(list(self.stderr)[-lines:])
+
+    def describe(self) -> str:
+        """One paragraph for an error message: exit code, problem, last stderr lines."""
+        parts = []
+        if self.problem:
+            parts.append(self.problem)
+        if self.returncode is not None:
+            parts.append(f"exited with code {self.returncode}")
+        tail = self.stderr_tail(5)
+        if tail:
+            parts.append(f"stderr ends with:\n{tail}")
+        return "; ".join(parts) if parts else "the process ended"
+
+
+@asynccontextmanager
+async def stdio_upstream(
+    command: str,
+    args: Sequence[str] = (),
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | Path | None = None,
+    watch: ProcessWatch | None = None,
+) -> AsyncIterator[TransportStreams]:
+    """Start `command` and yield the MCP client streams to it; stop its process group on exit.
+
+    Raises:
+        FileNotFoundError: when the command does not exist (with the command named).
+    """
+    watch = watch if watch is not None else ProcessWatch()
+    environment = get_default_environment() | dict(env or {})
+    try:
+        process = await anyio.open_process(
+            [command, *args], stdin=PIPE, stdout=PIPE, stderr=PIPE, env=environment, cwd=cwd, start_new_session=True
+        )
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"command not found: {command!r} (is it installed and on PATH?)") from exc
+    watch.pid = process.pid
+    reader_send, reader = anyio.create_memory_object_stream[SessionMessage | Exception](0)
+    writer, writer_receive = anyio.create_memory_object_stream[SessionMessage](0)
+
+    async def read_stdout() -> None:
+        assert process.stdout is not None
+        buffer = b""
+        async with reader_send:
+            try:
+                async for chunk in process.stdout:
+                    buffer += chunk
+                    if len(buffer) > MAX_LINE_BYTES and b"\n" not in buffer:
+                        watch.problem = f"sent a line longer than {MAX_LINE_BYTES} bytes"
+                        break
+                    *lines, buffer = buffer.split(b"\n")
+                    for line in lines:
+                        if line.strip():
+                            await reader_send.send(_parse(line, watch))
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass
+        await _stop(process)
+
+    async def read_stderr() -> None:
+        assert process.stderr is not None
+        pending = b""
+        with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+            async for chunk in process.stderr:
+                *lines, pending = (pending + chunk).split(b"\n")
+                pending = pending[-4096:]  # a flood without newlines stays bounded
+                for line in lines:
+                    watch.stderr.append(line.decode("utf-8", "replace")[:1000])
+
+    async def write_stdin() -> None:
+        assert process.stdin is not None
+        async with writer_receive:
+            try:
+                async for message in writer_receive:
+                    data = message.message.model_dump_json(by_alias=True, exclude_unset=True) + "\n"
+                    await process.stdin.send(data.encode("utf-8"))
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                await reader_send.aclose()
+
+    async def wait_exit() -> None:
+        watch.returncode = await process.wait()
+        watch.exited.set()
+        if watch.returncode:
+            logger.info("upstream %s (pid %s) exited with code %s", command, process.pid, watch.returncode)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(read_stdout)
+        tg.start_soon(read_stderr)
+        tg.start_soon(write_stdin)
+        tg.start_soon(wait_exit)
+        try:
+            yield reader, writer
+        finally:
+            with anyio.CancelScope(shield=True):
+                await writer.aclose()
+                await _stop(process)
+                with anyio.move_on_after(STOP_GRACE_SECONDS):
+                    await watch.exited.wait()
+            tg.cancel_scope.cancel()
+
+
+def _parse(line: bytes, watch: ProcessWatch) -> SessionMessage | Exception:
+    try:
+        return SessionMessage(mcp_types.jsonrpc_message_adapter.validate_json(line, by_name=False))
+    except pydantic.ValidationError as exc:
+        shown = line[:200].decode("utf-8", "replace")
+        logger.warning("upstream sent a line that is not JSON-RPC: %s", shown)
+        watch.stderr.append(f"[aperture] not JSON-RPC on stdout: {shown}")
+        return exc
+
+
+async def _stop(process: anyio.abc.Process) -> None:
+    """Close stdin, give the server a moment, then SIGTERM and SIGKILL its whole process group."""
+    if process.returncode is not None:
+        _kill_group(process.pid, signal.SIGKILL)  # the leader is gone; its children may not be
+        return
+    if process.stdin is not None:
+        with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            await process.stdin.aclose()
+    with anyio.move_on_after(STOP_GRACE_SECONDS / 2):
+        await process.wait()
+        _kill_group(process.pid, signal.SIGKILL)
+        return
+    _kill_group(process.pid, signal.SIGTERM)
+    with anyio.move_on_after(STOP_GRACE_SECONDS / 2):
+        await process.wait()
+    _kill_group(process.pid, signal.SIGKILL)
+
+
+def _kill_group(pgid: int, sig: signal.Signals) -> None:
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)

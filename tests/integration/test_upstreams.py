@@ -1,0 +1,212 @@
+"""Real upstream MCP servers behind the gateway: the project's fixture server and mcp-server-time.
+
+The agent side is the official MCP client (in memory) on the gateway; every upstream is a real process.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import mcp_types
+import pytest
+from mcp import Client
+
+from aperture.config import parse_config
+from aperture.execution import McpBackend, UpstreamState
+from aperture.gateway import Gateway
+from aperture.surface.mcp import McpSurface
+from tests.conftest import FIXTURES
+from tests.mcp_helpers import error_of, run, text_of
+
+pytestmark = pytest.mark.anyio
+
+SERVER = str(FIXTURES / "upstream_server.py")
+TIME_SERVER = str(Path(sys.executable).parent / "mcp-server-time")
+
+
+def upstream(name: str, *args: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "kind": "mcp", "command": [sys.executable, SERVER, *args], **extra}
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[Gateway]:
+    config = parse_config(
+        {
+            "backends": [
+                upstream("up", "--tools", "120", "--page-size", "25"),
+                upstream("twin"),
+                {"name": "time", "kind": "mcp", "command": TIME_SERVER, "args": ["--local-timezone", "UTC"]},
+            ],
+            "execution": {"timeout": 5},
+        }
+    )
+    async with Gateway(config) as gw:
+        yield gw
+
+
+@pytest.fixture
+async def client(gateway: Gateway) -> AsyncIterator[Client]:
+    async with Client(McpSurface(gateway).server, mode="legacy") as c:
+        yield c
+
+
+def backend(gateway: Gateway, name: str) -> McpBackend:
+    found = gateway.registry.get(name)
+    assert isinstance(found, McpBackend)
+    return found
+
+
+async def test_tools_of_every_page_are_listed_and_searchable(client: Client, gateway: Gateway) -> None:
+    namespaces = (await client.call_tool("list_tools", {"namespace": "up", "limit": 100})).structured_content
+    assert namespaces["total"] == 12 + 120
+    found = (await client.call_tool("search_tools", {"query": "one pixel png image"})).structured_content
+    assert found["tools"][0]["id"] in ("up:image", "twin:image")
+
+
+async def test_same_tool_name_in_two_upstreams_stays_apart(client: Client) -> None:
+    assert text_of(await run(client, "up:echo", {"text": "from up"})) == "from up"
+    assert text_of(await run(client, "twin:echo", {"text": "from twin"})) == "from twin"
+
+
+async def test_content_types_pass_through_unchanged(client: Client) -> None:
+    image = await run(client, "up:image")
+    assert isinstance(image.content[0], mcp_types.ImageContent) and image.content[0].mime_type == "image/png"
+    audio = await run(client, "up:audio")
+    assert isinstance(audio.content[0], mcp_types.AudioContent)
+    resources = await run(client, "up:resources")
+    embedded, link = resources.content
+    assert isinstance(embedded, mcp_types.EmbeddedResource) and isinstance(link, mcp_types.ResourceLink)
+    assert embedded.resource.uri == "memo://one" and link.uri == "memo://two"
+    structured = await run(client, "up:add", {"a": "2", "b": 3})
+    assert structured.structured_content["result"] == {"sum": 5}
+    failed = await run(client, "up:fail")
+    assert failed.is_error and text_of(failed) == "this tool failed on purpose"
+
+
+async def test_progress_is_forwarded_to_the_agent(client: Client) -> None:
+    seen: list[float] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(progress)
+
+    result = await client.call_tool(
+        "run_tool", {"tool_id": "up:slow", "args": {"steps": 4}}, progress_callback=on_progress
+    )
+    assert text_of(result) == "done after 4 steps"
+    assert seen == [1, 2, 3, 4]
+
+
+async def test_cancellation_reaches_the_upstream(client: Client, tmp_path: Path) -> None:
+    marker = tmp_path / "cancelled"
+    with anyio.move_on_after(1):
+        await run(client, "up:wait_for_cancel", {"marker": str(marker)})
+    with anyio.fail_after(5):
+        while not marker.exists():
+            await anyio.sleep(0.02)
+    assert text_of(await run(client, "up:echo", {"text": "alive"})) == "alive"
+
+
+async def test_many_concurrent_calls_share_one_process(client: Client, gateway: Gateway) -> None:
+    pid = backend(gateway, "up")._watch.pid  # type: ignore[union-attr]
+    results: list[str] = []
+
+    async def one(i: int) -> None:
+        results.append(text_of(await run(client, "up:echo", {"text": str(i)})))
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            for i in range(50):
+                tg.start_soon(one, i)
+    assert sorted(results, key=int) == [str(i) for i in range(50)]
+    assert backend(gateway, "up")._watch.pid == pid  # type: ignore[union-attr]
+
+
+async def test_a_hanging_call_times_out_and_the_upstream_keeps_serving(client: Client) -> None:
+    with anyio.fail_after(10):
+        error = error_of(await run(client, "up:hang"))
+    assert error["code"] == "timeout" and error["backend_kind"] == "mcp"
+    assert text_of(await run(client, "up:echo", {"text": "still"})) == "still"
+
+
+async def test_a_crash_fails_the_call_at_once_and_the_upstream_restarts(client: Client, gateway: Gateway) -> None:
+    with anyio.fail_after(5):
+        error = error_of(await run(client, "up:crash"))
+    assert error["code"] == "backend_unavailable" and error["retryable"]
+    assert "exited with code 3" in error["message"] and "fatal: crash requested" in error["message"]
+    assert text_of(await run(client, "twin:echo", {"text": "others fine"})) == "others fine"
+    up = backend(gateway, "up")
+    with anyio.fail_after(10):
+        while up.state is not UpstreamState.READY:
+            await anyio.sleep(0.05)
+    assert up.restarts == 1
+    assert text_of(await run(client, "up:echo", {"text": "back"})) == "back"
+
+
+async def test_a_changed_tool_list_is_followed(client: Client, gateway: Gateway) -> None:
+    await run(client, "twin:add_tool", {"name": "fresh"})
+    with anyio.fail_after(5):
+        while gateway.index.get("twin:extra_fresh") is None:
+            await anyio.sleep(0.02)
+    assert text_of(await run(client, "twin:extra_fresh", {})) == "extra_fresh"
+
+
+async def test_health_pings_each_upstream(client: Client) -> None:
+    namespaces = (await client.call_tool("list_namespaces", {})).structured_content["namespaces"]
+    assert {n["namespace"]: n["healthy"] for n in namespaces} == {"up": True, "twin": True, "time": True}, namespaces
+
+
+async def test_mcp_server_time_from_pypi(client: Client) -> None:
+    found = (await client.call_tool("search_tools", {"query": "current time in a timezone"})).structured_content
+    assert "time:get_current_time" in [t["id"] for t in found["tools"]]
+    result = await run(client, "time:get_current_time", {"timezone": "Europe/Paris"})
+    assert not result.is_error and "Europe/Paris" in text_of(result)
+    bad = await run(client, "time:get_current_time", {"timezone": "Mars/Olympus"})
+    assert bad.is_error
+
+
+async def test_no_upstream_process_outlives_the_gateway() -> None:
+    config = parse_config({"backends": [upstream("a"), upstream("b")]})
+    async with Gateway(config) as gw:
+        pids = [backend(gw, n)._watch.pid for n in ("a", "b")]  # type: ignore[union-attr]
+    for pid in pids:
+        assert pid is not None
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        (upstream("broken", "--fail-init"), ["exited with code 2", "missing API key"]),
+        (
+            {"name": "broken", "kind": "mcp", "command": "no-such-command-xyz"},
+            ["command not found", "no-such-command-xyz"],
+        ),
+    ],
+    ids=["exits-during-initialize", "command-not-found"],
+)
+async def test_an_upstream_that_cannot_start_is_explained_and_others_work(
+    spec: dict[str, Any], expected: list[str]
+) -> None:
+    config = parse_config({"backends": [spec, upstream("fine")]})
+    with anyio.fail_after(20):
+        async with Gateway(config) as gw, Client(McpSurface(gw).server) as client:
+            error = error_of(await run(client, "broken:echo", {"text": "x"}))
+            assert error["code"] == "backend_unavailable"
+            for fragment in expected:
+                assert fragment in error["message"]
+            namespaces = (await client.call_tool("list_namespaces", {})).structured_content["namespaces"]
+            broken = next(n for n in namespaces if n["namespace"] == "broken")
+            assert not broken["healthy"] and expected[0] in broken["message"]
+            assert text_of(await run(client, "fine:echo", {"text": "ok"})) == "ok"
+
+
+async def test_garbage_on_stdout_is_survived() -> None:
+    config = parse_config({"backends": [upstream("noisy", "--garbage")]})
+    async with Gateway(config) as gw, Client(McpSurface(gw).server) as client:
+        assert text_of(await run(client, "noisy:echo", {"text": "fine"})) == "fine"
