@@ -8,7 +8,7 @@ import binascii
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any
@@ -75,7 +75,7 @@ class Gateway:
         timeouts = {b.name: b.timeout for b in self.config.backends if b.timeout is not None}
         self.runner = Runner(self.registry, default_timeout=self.config.execution.timeout, backend_timeouts=timeouts)
         self.registry.add_listener(self._on_catalog_changed)
-        self._listeners: list[Any] = []
+        self._listeners: list[Callable[[], None]] = []
         self._stack: AsyncExitStack | None = None
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -106,7 +106,7 @@ class Gateway:
             stack, self._stack = self._stack, None
             await stack.__aexit__(exc_type, exc, tb)
 
-    def on_tools_changed(self, listener: Any) -> None:
+    def on_tools_changed(self, listener: Callable[[], None]) -> None:
         """Call `listener()` (sync) whenever the catalog changes, e.g. to notify connected clients."""
         self._listeners.append(listener)
 

@@ -30,7 +30,13 @@ class ServerConfig(_Section):
     host: str = Field("127.0.0.1", description="Address the HTTP transport binds; loopback unless told otherwise.")
     port: int = Field(8080, ge=1, le=65535, description="Port of the HTTP transport.")
     path: str = Field("/mcp", pattern=r"^/", description="URL path of the MCP endpoint.")
-    expose: Literal["meta"] = Field("meta", description="What tools/list shows: the meta-tools.")
+    expose: Literal["meta", "passthrough", "both"] = Field(
+        "meta", description="What tools/list shows: the meta-tools, every tool directly, or both."
+    )
+    separator: str = Field(
+        "__", pattern=r"^[A-Za-z0-9_-]{1,4}$", description="Joins namespace and name in passthrough."
+    )
+    surfaced: list[str] = Field(default_factory=list, description="Tool ids listed directly in any mode.")
 
 
 class PythonBackendConfig(_Section):

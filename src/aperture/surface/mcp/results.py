@@ -34,3 +34,12 @@ def run_result(result: RunResult) -> mcp_types.CallToolResult:
     return mcp_types.CallToolResult(
         content=list(result.content), structured_content=structured, is_error=result.is_error
     )
+
+
+def passthrough_result(result: RunResult) -> mcp_types.CallToolResult:
+    """A directly listed tool's answer: its own content and structured content, unchanged."""
+    if result.error is not None:
+        return error_result(result.error)
+    return mcp_types.CallToolResult(
+        content=list(result.content), structured_content=result.structured, is_error=result.is_error
+    )

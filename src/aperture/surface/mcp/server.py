@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from functools import cached_property
 from typing import Any
 
+import anyio
 import mcp_types
 from mcp.server import Server
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import NotificationOptions
 from mcp.server.models import InitializationOptions
+from mcp.server.session import ServerSession
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 import aperture
 from aperture.execution import CallContext, RunResult
 from aperture.gateway import Gateway
 from aperture.model import ApertureError, InternalError, UnknownToolError
+from aperture.surface.mcp.exposure import Exposure
 from aperture.surface.mcp.metatools import (
     META_TOOLS,
+    META_TOOLS_BY_NAME,
     DescribeToolArgs,
     ListNamespacesArgs,
     ListToolExamplesArgs,
@@ -26,7 +33,7 @@ from aperture.surface.mcp.metatools import (
     RunToolArgs,
     SearchToolsArgs,
 )
-from aperture.surface.mcp.results import error_result, json_result, run_result
+from aperture.surface.mcp.results import error_result, json_result, passthrough_result, run_result
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +50,19 @@ class McpSurface:
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
+        settings = gateway.config.server
+        self._meta = settings.expose in ("meta", "both")
+        self._passthrough = settings.expose in ("passthrough", "both")
+        self._surfaced = tuple(settings.surfaced)
+        self._separator = settings.separator
         self._validators = {tool.name: tool.validator() for tool in META_TOOLS}
-        self._listing = mcp_types.ListToolsResult(tools=[tool.listing() for tool in META_TOOLS])
+        self._meta_listing = [tool.listing() for tool in META_TOOLS] if self._meta else []
+        self._exposure = Exposure(version=-1)
+        # One session per live connection. The SDK makes a ServerSession per request and offers no public
+        # handle on the connection, so the connection (held weakly) keys the last session seen on it.
+        self._sessions: weakref.WeakKeyDictionary[object, ServerSession] = weakref.WeakKeyDictionary()
+        self._changed = anyio.Event()
+        gateway.on_tools_changed(self._on_tools_changed)
         self._handlers: dict[str, Handler] = {
             "search_tools": self._search_tools,
             "describe_tool": self._describe_tool,
@@ -67,20 +85,60 @@ class McpSurface:
     def initialization_options(self) -> InitializationOptions:
         return self.server.create_initialization_options(NotificationOptions(tools_changed=True))
 
+    def exposure(self) -> Exposure:
+        """The directly listed tools for the current catalog (rebuilt only when the catalog changes)."""
+        index = self.gateway.index
+        if self._exposure.version != index.version:
+            self._exposure = Exposure.build(
+                index.tools(),
+                version=index.version,
+                passthrough=self._passthrough,
+                surfaced=self._surfaced,
+                separator=self._separator,
+                reserved=META_TOOLS_BY_NAME if self._meta else (),
+            )
+        return self._exposure
+
     async def _on_list_tools(
         self, ctx: ServerRequestContext[Any], params: mcp_types.PaginatedRequestParams | None
     ) -> mcp_types.ListToolsResult:
-        return self._listing
+        connection = getattr(ctx.session, "_connection", None)
+        if connection is not None and ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+            self._sessions[connection] = ctx.session
+        return mcp_types.ListToolsResult(tools=[*self._meta_listing, *self.exposure().listed])
+
+    def _on_tools_changed(self) -> None:
+        if self._passthrough or self._surfaced:
+            self._changed.set()
+
+    async def notify_changes(self, *, debounce: float = 0.1) -> None:
+        """Send `notifications/tools/list_changed` to connected clients after catalog changes (debounced).
+
+        Run it next to the server, in the same task group; it never returns.
+        """
+        while True:
+            await self._changed.wait()
+            await anyio.sleep(debounce)
+            self._changed = anyio.Event()
+            for connection, session in list(self._sessions.items()):
+                try:
+                    await session.send_tool_list_changed()
+                except Exception as exc:  # a client that went away must not stop the others' notices
+                    logger.debug("could not notify a session of a tool list change: %s", exc)
+                    self._sessions.pop(connection, None)
 
     async def _on_call_tool(
         self, ctx: ServerRequestContext[Any], params: mcp_types.CallToolRequestParams
     ) -> mcp_types.CallToolResult:
         """Dispatch one meta-tool call; every failure becomes an `isError` result the model can read."""
         name = params.name
-        handler = self._handlers.get(name)
+        handler = self._handlers.get(name) if self._meta else None
         try:
             if handler is None:
-                raise UnknownToolError(name, [t.name for t in META_TOOLS])
+                route = self.exposure().routes.get(name)
+                if route is not None:
+                    return passthrough_result(await self.gateway.run(route, params.arguments, _call_context(ctx)))
+                raise UnknownToolError(name, self._known_names(name))
             args = self._validators[name].validate(params.arguments or {})
             return await handler(ctx, args)
         except ApertureError as error:
@@ -130,6 +188,14 @@ class McpSurface:
 
     async def _run_tool(self, ctx: ServerRequestContext[Any], raw: dict[str, Any]) -> mcp_types.CallToolResult:
         args = RunToolArgs.model_validate(raw)
-        call_ctx = CallContext(progress=ctx.session.report_progress, request_id=str(ctx.request_id))
-        result: RunResult = await self.gateway.run(args.tool_id, args.args, call_ctx)
+        result: RunResult = await self.gateway.run(args.tool_id, args.args, _call_context(ctx))
         return run_result(result)
+
+    def _known_names(self, name: str) -> list[str]:
+        names = [t.name for t in META_TOOLS] if self._meta else []
+        names += list(self.exposure().routes)
+        return difflib.get_close_matches(name, names, n=3, cutoff=0.5) or names[:3]
+
+
+def _call_context(ctx: ServerRequestContext[Any]) -> CallContext:
+    return CallContext(progress=ctx.session.report_progress, request_id=str(ctx.request_id))

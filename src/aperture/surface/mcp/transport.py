@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import anyio
 import uvicorn
 from starlette.applications import Starlette
 
@@ -17,19 +18,25 @@ logger = logging.getLogger(__name__)
 async def serve_stdio(gateway: Gateway) -> None:
     """Answer MCP on stdin/stdout until the client closes the stream. The gateway must be entered."""
     surface = McpSurface(gateway)
-    async with stdio_transport() as (read_stream, write_stream):
+    async with stdio_transport() as (read_stream, write_stream), anyio.create_task_group() as tg:
+        tg.start_soon(surface.notify_changes)
         await surface.server.run(read_stream, write_stream, surface.initialization_options())
+        tg.cancel_scope.cancel()
 
 
-def http_app(gateway: Gateway, *, path: str = "/mcp", host: str = "127.0.0.1") -> Starlette:
+def http_app(surface: McpSurface, *, path: str = "/mcp", host: str = "127.0.0.1") -> Starlette:
     """The ASGI app for streamable HTTP at `path` (DNS-rebinding protection on for loopback hosts)."""
-    return McpSurface(gateway).server.streamable_http_app(streamable_http_path=path, host=host)
+    return surface.server.streamable_http_app(streamable_http_path=path, host=host)
 
 
 async def serve_http(gateway: Gateway, *, host: str = "127.0.0.1", port: int = 8080, path: str = "/mcp") -> None:
     """Answer MCP over streamable HTTP until cancelled. The gateway must be entered."""
-    app = http_app(gateway, path=path, host=host)
+    surface = McpSurface(gateway)
+    app = http_app(surface, path=path, host=host)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     logger.info("serving MCP on http://%s:%d%s", host, port, path)
-    await server.serve()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(surface.notify_changes)
+        await server.serve()
+        tg.cancel_scope.cancel()
