@@ -6,6 +6,8 @@ Every bad input gets a clear error result, and the server still answers afterwar
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -13,6 +15,7 @@ import httpx2
 import pytest
 from mcp import Client
 
+from tests.conftest import FIXTURES
 from tests.integration.conftest import APERTURE, stdio_params
 from tests.mcp_helpers import META_NAMES, run, text_of
 
@@ -155,3 +158,18 @@ async def test_bad_configuration_is_reported_with_file_and_key(tmp_path: Any) ->
     assert result.returncode == 2
     assert "bad.yaml" in stderr and "backends[0].modul: unknown key" in stderr
     assert "backends[0].module: Field required" in stderr
+
+
+async def test_serve_accepts_a_claude_desktop_mcp_servers_file(tmp_path: Path) -> None:
+    servers = {
+        "mcpServers": {
+            "fixture": {"command": sys.executable, "args": [str(FIXTURES / "upstream_server.py")]},
+            "time": {"command": str(Path(sys.executable).parent / "mcp-server-time")},
+        }
+    }
+    config = tmp_path / "claude_desktop_config.json"
+    config.write_text(json.dumps(servers))
+    async with Client(stdio_params(config)) as client:
+        assert text_of(await run(client, "fixture:echo", {"text": "via json"})) == "via json"
+        namespaces = (await client.call_tool("list_namespaces", {})).structured_content["namespaces"]
+        assert {n["namespace"] for n in namespaces} == {"fixture", "time"}

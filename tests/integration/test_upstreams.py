@@ -6,8 +6,10 @@ The agent side is the official MCP client (in memory) on the gateway; every upst
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from aperture.execution import McpBackend, UpstreamState
 from aperture.gateway import Gateway
 from aperture.surface.mcp import McpSurface
 from tests.conftest import FIXTURES
+from tests.integration.conftest import free_port
 from tests.mcp_helpers import error_of, run, text_of
 
 pytestmark = pytest.mark.anyio
@@ -53,6 +56,18 @@ async def gateway() -> AsyncIterator[Gateway]:
 async def client(gateway: Gateway) -> AsyncIterator[Client]:
     async with Client(McpSurface(gateway).server, mode="legacy") as c:
         yield c
+
+
+def wait_for_port(port: int, timeout: float = 20.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port} after {timeout:g} s")
 
 
 def backend(gateway: Gateway, name: str) -> McpBackend:
@@ -210,3 +225,37 @@ async def test_garbage_on_stdout_is_survived() -> None:
     config = parse_config({"backends": [upstream("noisy", "--garbage")]})
     async with Gateway(config) as gw, Client(McpSurface(gw).server) as client:
         assert text_of(await run(client, "noisy:echo", {"text": "fine"})) == "fine"
+
+
+@pytest.fixture
+def http_upstream() -> Iterator[tuple[str, Callable[[], None]]]:
+    """The fixture server over streamable HTTP; yields its URL and a function that restarts it."""
+    port = free_port()
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start() -> None:
+        if processes:
+            processes[-1].terminate()
+            processes[-1].wait(10)
+        processes.append(subprocess.Popen([sys.executable, SERVER, "--http", str(port)]))
+        wait_for_port(port)
+
+    start()
+    yield f"http://127.0.0.1:{port}/mcp", start
+    for process in processes:
+        process.terminate()
+        process.wait(10)
+
+
+async def test_streamable_http_upstream_survives_a_restart(http_upstream: tuple[str, Callable[[], None]]) -> None:
+    url, restart = http_upstream
+    config = parse_config({"backends": [{"name": "remote", "kind": "mcp", "url": url}]})
+    async with Gateway(config) as gw, Client(McpSurface(gw).server) as client:
+        assert text_of(await run(client, "remote:echo", {"text": "one"})) == "one"
+        image = await run(client, "remote:image")
+        assert isinstance(image.content[0], mcp_types.ImageContent)
+        restart()  # the new process knows nothing of our session: 404, re-initialize, retry once
+        with anyio.fail_after(15):
+            result = await run(client, "remote:echo", {"text": "two"})
+        assert not result.is_error, text_of(result)
+        assert text_of(result) == "two"

@@ -145,6 +145,7 @@ class McpBackend:
         self._listener: Callable[[str], None] | None = None
         self._retry_at = 0.0
         self._watch: ProcessWatch | None = None
+        self._reconnect = False  # the next start is planned (a lost session), not a crash: no backoff
         self._task_group: anyio.abc.TaskGroup | None = None
         # Made in start(): anyio primitives need a running event loop.
         self._ready: anyio.Event
@@ -221,12 +222,16 @@ class McpBackend:
                     logger.warning("upstream %s failed: %s", self._name, self.last_error)
                 finally:
                     self._client = None
-                    self._ready = anyio.Event()
+                    if self._ready.is_set():  # a waiter may already hold an unset one: keep it
+                        self._ready = anyio.Event()
             if attempt.cancelled_caught:
                 self.last_error = f"no answer to initialize within {self.init_timeout:g} s"
                 logger.warning("upstream %s failed: %s", self._name, self.last_error)
             if self.state is UpstreamState.CLOSED:
                 return
+            if self._reconnect:
+                self._reconnect = False
+                continue
             if watch.returncode is not None or watch.problem:
                 self.last_error = f"upstream stopped: {watch.describe()}"
             self.state = UpstreamState.DOWN
@@ -309,6 +314,24 @@ class McpBackend:
         entry = self._tools.get(name)
         if entry is None:
             raise UnknownToolError(f"{self._name}:{name}", [f"{self._name}:{n}" for n in list(self._tools)[:3]])
+        try:
+            return await self._call_once(entry[1], args, ctx)
+        except MCPError as exc:
+            if not (isinstance(self.target, HttpTarget) and _session_lost(exc)):
+                raise self._upstream_error(exc) from exc
+        # The upstream forgot our session (it restarted): start a new one and retry once.
+        logger.info("upstream %s lost the session; re-initializing", self._name)
+        if self.state is UpstreamState.READY:
+            self._ready = anyio.Event()
+            self.state = UpstreamState.STARTING
+            self._reconnect = True
+            self._broken.set()
+        try:
+            return await self._call_once(entry[1], args, ctx)
+        except MCPError as exc:
+            raise self._upstream_error(exc) from exc
+
+    async def _call_once(self, upstream_name: str, args: dict[str, Any], ctx: CallContext) -> Any:
         client = await self._ready_client()
 
         async def progress(progress: float, total: float | None, message: str | None) -> None:
@@ -316,16 +339,19 @@ class McpBackend:
 
         try:
             if ctx.progress is None:
-                return await client.call_tool(entry[1], args)
-            return await client.call_tool(entry[1], args, progress_callback=progress)
+                return await client.call_tool(upstream_name, args)
+            return await client.call_tool(upstream_name, args, progress_callback=progress)
         except MCPError as exc:
             if exc.code == mcp_types.CONNECTION_CLOSED:
                 raise await self._died_during_call() from exc
-            raise ExecutionError(
-                f"Upstream '{self._name}' answered with an error: {exc.message}", details={"code": exc.code}
-            ) from exc
+            raise
         except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
             raise await self._died_during_call() from exc
+
+    def _upstream_error(self, exc: MCPError) -> ExecutionError:
+        return ExecutionError(
+            f"Upstream '{self._name}' answered with an error: {exc.message}", details={"code": exc.code}
+        )
 
     async def _died_during_call(self) -> BackendUnavailableError:
         """The error for a call whose upstream went away: with the exit code and stderr when there are."""
@@ -400,6 +426,12 @@ class _Streams:
 async def _set_when(happened: anyio.Event, then: anyio.Event) -> None:
     await happened.wait()
     then.set()
+
+
+def _session_lost(exc: MCPError) -> bool:
+    """Whether a streamable-HTTP error means the server no longer knows our session (HTTP 404)."""
+    message = exc.message.lower()
+    return "session" in message and ("not found" in message or "terminated" in message)
 
 
 def _explain(exc: BaseException, watch: ProcessWatch) -> str:
