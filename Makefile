@@ -12,6 +12,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+NODE_STAMP := node_modules/.installed
+
+# The reference MCP servers from npm that the tests put behind the gateway.
+$(NODE_STAMP): package.json
+	npm install --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
 install: $(STAMP)
 
 ## Start the gateway on the example catalog and drive it with the official MCP client.
@@ -28,7 +35,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) $(NODE_STAMP)
 	$(BIN)/pytest -q
 
 ## Benchmarks: search latency and token cost (figures go to docs/benchmarks.md).
@@ -37,4 +44,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/tokens.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
