@@ -259,3 +259,21 @@ async def test_streamable_http_upstream_survives_a_restart(http_upstream: tuple[
             result = await run(client, "remote:echo", {"text": "two"})
         assert not result.is_error, text_of(result)
         assert text_of(result) == "two"
+
+
+async def test_a_stderr_flood_is_kept_bounded(client: Client, gateway: Gateway) -> None:
+    result = await run(client, "up:flood", {"megabytes": 20})
+    assert text_of(result) == "flooded stderr"
+    watch = backend(gateway, "up")._watch
+    assert watch is not None and len(watch.stderr) <= 40 and all(len(line) <= 1000 for line in watch.stderr)
+    assert text_of(await run(client, "up:echo", {"text": "calm"})) == "calm"
+
+
+async def test_an_endless_stdout_line_stops_the_upstream(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("aperture.execution.backends.mcp_stdio.MAX_LINE_BYTES", 2 * 1024 * 1024)
+    config = parse_config({"backends": [upstream("flooder", "--flood-stdout", "4"), upstream("fine")]})
+    with anyio.fail_after(20):
+        async with Gateway(config) as gw, Client(McpSurface(gw).server) as client:
+            error = error_of(await run(client, "flooder:echo", {"text": "x"}))
+            assert "sent a line longer than 2097152 bytes" in error["message"]
+            assert text_of(await run(client, "fine:echo", {"text": "ok"})) == "ok"

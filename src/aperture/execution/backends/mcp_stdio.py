@@ -129,20 +129,24 @@ async def stdio_upstream(
         if watch.returncode:
             logger.info("upstream %s (pid %s) exited with code %s", command, process.pid, watch.returncode)
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(read_stdout)
-        tg.start_soon(read_stderr)
-        tg.start_soon(write_stdin)
-        tg.start_soon(wait_exit)
-        try:
-            yield reader, writer
-        finally:
-            with anyio.CancelScope(shield=True):
-                await writer.aclose()
-                await _stop(process)
-                with anyio.move_on_after(STOP_GRACE_SECONDS):
-                    await watch.exited.wait()
-            tg.cancel_scope.cancel()
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read_stdout)
+            tg.start_soon(read_stderr)
+            tg.start_soon(write_stdin)
+            tg.start_soon(wait_exit)
+            try:
+                yield reader, writer
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await writer.aclose()
+                    await _stop(process)
+                    with anyio.move_on_after(STOP_GRACE_SECONDS):
+                        await watch.exited.wait()
+                tg.cancel_scope.cancel()
+    finally:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(STOP_GRACE_SECONDS):
+            await process.aclose()  # release the pipes; the process is already stopped
 
 
 def _parse(line: bytes, watch: ProcessWatch) -> SessionMessage | Exception:
