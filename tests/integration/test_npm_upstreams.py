@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import anyio
 import mcp_types
 import pytest
 from mcp import Client
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 
 from aperture.config import parse_config
 from aperture.gateway import Gateway
@@ -46,6 +48,7 @@ def everything_http() -> Iterator[str]:
     process = subprocess.Popen(
         [str(BIN / "mcp-server-everything"), "streamableHttp"],
         env={**os.environ, "PORT": str(port)},
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     wait_for_port(port)
@@ -123,3 +126,47 @@ async def test_everything_over_streamable_http(client: Client) -> None:
     assert "over http" in text_of(await run(client, "remote:echo", {"message": "over http"}))
     total = await run(client, "remote:get-sum", {"a": 2, "b": "3"})
     assert "5" in text_of(total)
+
+
+async def test_resources_and_templates_are_listed_and_read(client: Client) -> None:
+    resources = (await client.list_resources()).resources
+    uris = {str(r.uri) for r in resources}
+    assert "demo://resource/static/document/architecture.md" in uris
+    read = await client.read_resource("demo://resource/static/document/architecture.md")
+    assert "Architecture" in read.contents[0].text  # type: ignore[union-attr]
+    templates = (await client.list_resource_templates()).resource_templates
+    assert "demo://resource/dynamic/text/{resourceId}" in {t.uri_template for t in templates}
+    dynamic = await client.read_resource("demo://resource/dynamic/text/7")
+    assert dynamic.contents and str(dynamic.contents[0].uri) == "demo://resource/dynamic/text/7"
+
+
+async def test_unknown_resource_is_a_clear_protocol_error(client: Client) -> None:
+    with pytest.raises(MCPError, match="No upstream offers the resource 'nowhere://x'"):
+        await client.read_resource("nowhere://x")
+
+
+async def test_prompts_are_namespaced_and_routed(client: Client) -> None:
+    prompts = {p.name: p for p in (await client.list_prompts()).prompts}
+    assert "everything__args-prompt" in prompts and "remote__args-prompt" in prompts
+    result = await client.get_prompt("everything__args-prompt", {"city": "Lyon", "state": "Rhone"})
+    assert "Lyon" in str(result.messages[0].content)
+    with pytest.raises(MCPError, match="No prompt 'nope'"):
+        await client.get_prompt("nope")
+
+
+async def test_resource_subscriptions_reach_the_owner_and_updates_come_back(client: Client) -> None:
+    updated = anyio.Event()
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, mcp_types.ResourceUpdatedNotification):
+            updated.set()
+
+    client._session._message_handler = on_message  # type: ignore[union-attr]
+    uri = "demo://resource/static/document/architecture.md"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MCPDeprecationWarning)  # a handshake-era client, as desktop clients are
+        await client.subscribe_resource(uri)
+        await run(client, "everything:toggle-subscriber-updates", {})
+        with anyio.fail_after(15):
+            await updated.wait()
+        await client.unsubscribe_resource(uri)

@@ -14,7 +14,7 @@ import math
 import re
 import time
 import warnings
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -146,6 +146,7 @@ class McpBackend:
         self._retry_at = 0.0
         self._watch: ProcessWatch | None = None
         self._reconnect = False  # the next start is planned (a lost session), not a crash: no backoff
+        self._resource_listener: Callable[[str, str], Coroutine[Any, Any, None]] | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
         # Made in start(): anyio primitives need a running event loop.
         self._ready: anyio.Event
@@ -289,6 +290,8 @@ class McpBackend:
         if isinstance(message, mcp_types.ToolListChangedNotification) and self._client is not None:
             client = self._client
             self._task_group_or_fail().start_soon(self._relist_quietly, client)
+        elif isinstance(message, mcp_types.ResourceUpdatedNotification) and self._resource_listener is not None:
+            self._task_group_or_fail().start_soon(self._resource_listener, self._name, str(message.params.uri))
         elif isinstance(message, mcp_types.LoggingMessageNotification):
             params = message.params
             logger.info("upstream %s log [%s]: %s", self._name, params.level, shorten(str(params.data), 500))
@@ -387,6 +390,56 @@ class McpBackend:
     def _unavailable_message(self) -> str:
         return f"Backend '{self._name}' is unavailable: {self._unavailable_reason()} Retry after that."
 
+    # --- resources and prompts (forwarded as they are) ------------------------------------------
+
+    def set_resource_listener(self, listener: Callable[[str, str], Coroutine[Any, Any, None]] | None) -> None:
+        """Call `listener(backend_name, uri)` when the upstream reports that a resource changed."""
+        self._resource_listener = listener
+
+    def _supports(self, client: Client, feature: str) -> bool:
+        return getattr(client.server_capabilities, feature, None) is not None
+
+    async def list_resources(self) -> list[mcp_types.Resource]:
+        client = await self._ready_client()
+        if not self._supports(client, "resources"):
+            return []
+        return await _all_pages(lambda cursor: client.list_resources(cursor=cursor), "resources")
+
+    async def list_resource_templates(self) -> list[mcp_types.ResourceTemplate]:
+        client = await self._ready_client()
+        if not self._supports(client, "resources"):
+            return []
+        return await _all_pages(lambda cursor: client.list_resource_templates(cursor=cursor), "resource_templates")
+
+    async def read_resource(self, uri: str) -> mcp_types.ReadResourceResult:
+        client = await self._ready_client()
+        try:
+            return await client.read_resource(uri)
+        except MCPError as exc:
+            raise self._upstream_error(exc) from exc
+
+    async def subscribe_resource(self, uri: str, subscribe: bool = True) -> None:
+        client = await self._ready_client()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MCPDeprecationWarning)  # handshake-era upstream session
+            if subscribe:
+                await client.subscribe_resource(uri)
+            else:
+                await client.unsubscribe_resource(uri)
+
+    async def list_prompts(self) -> list[mcp_types.Prompt]:
+        client = await self._ready_client()
+        if not self._supports(client, "prompts"):
+            return []
+        return await _all_pages(lambda cursor: client.list_prompts(cursor=cursor), "prompts")
+
+    async def get_prompt(self, name: str, arguments: dict[str, str] | None) -> mcp_types.GetPromptResult:
+        client = await self._ready_client()
+        try:
+            return await client.get_prompt(name, arguments)
+        except MCPError as exc:
+            raise self._upstream_error(exc) from exc
+
     async def health(self) -> HealthStatus:
         client = self._client
         if client is None or self.state is not UpstreamState.READY:
@@ -426,6 +479,19 @@ class _Streams:
 async def _set_when(happened: anyio.Event, then: anyio.Event) -> None:
     await happened.wait()
     then.set()
+
+
+async def _all_pages(fetch: Callable[[str | None], Awaitable[Any]], field: str) -> list[Any]:
+    """Every item of a paginated listing (bounded, so a server that always returns a cursor cannot loop us)."""
+    items: list[Any] = []
+    cursor: str | None = None
+    for _ in range(MAX_PAGES):
+        page = await fetch(cursor)
+        items += getattr(page, field)
+        cursor = page.next_cursor
+        if not cursor:
+            break
+    return items
 
 
 def _session_lost(exc: MCPError) -> bool:

@@ -23,6 +23,7 @@ from aperture.execution import CallContext, RunResult
 from aperture.gateway import Gateway
 from aperture.model import ApertureError, InternalError, UnknownToolError
 from aperture.surface.mcp.exposure import Exposure
+from aperture.surface.mcp.federation import Federation
 from aperture.surface.mcp.metatools import (
     META_TOOLS,
     META_TOOLS_BY_NAME,
@@ -62,6 +63,7 @@ class McpSurface:
         # handle on the connection, so the connection (held weakly) keys the last session seen on it.
         self._sessions: weakref.WeakKeyDictionary[object, ServerSession] = weakref.WeakKeyDictionary()
         self._changed = anyio.Event()
+        self.federation = Federation(gateway.registry, separator=settings.separator)
         gateway.on_tools_changed(self._on_tools_changed)
         self._handlers: dict[str, Handler] = {
             "search_tools": self._search_tools,
@@ -80,6 +82,13 @@ class McpSurface:
             instructions=INSTRUCTIONS,
             on_list_tools=self._on_list_tools,
             on_call_tool=self._on_call_tool,
+            on_list_resources=self._on_list_resources,
+            on_list_resource_templates=self._on_list_resource_templates,
+            on_read_resource=self._on_read_resource,
+            on_subscribe_resource=self._on_subscribe,
+            on_unsubscribe_resource=self._on_unsubscribe,
+            on_list_prompts=self._on_list_prompts,
+            on_get_prompt=self._on_get_prompt,
         )
 
     def initialization_options(self) -> InitializationOptions:
@@ -106,6 +115,45 @@ class McpSurface:
         if connection is not None and ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
             self._sessions[connection] = ctx.session
         return mcp_types.ListToolsResult(tools=[*self._meta_listing, *self.exposure().listed])
+
+    # --- resources and prompts of the upstreams -------------------------------------------------
+
+    async def _on_list_resources(
+        self, ctx: ServerRequestContext[Any], params: mcp_types.PaginatedRequestParams | None
+    ) -> mcp_types.ListResourcesResult:
+        return mcp_types.ListResourcesResult(resources=await self.federation.list_resources())
+
+    async def _on_list_resource_templates(
+        self, ctx: ServerRequestContext[Any], params: mcp_types.PaginatedRequestParams | None
+    ) -> mcp_types.ListResourceTemplatesResult:
+        return mcp_types.ListResourceTemplatesResult(resource_templates=await self.federation.list_templates())
+
+    async def _on_read_resource(
+        self, ctx: ServerRequestContext[Any], params: mcp_types.ReadResourceRequestParams
+    ) -> mcp_types.ReadResourceResult:
+        return await self.federation.read(str(params.uri))
+
+    async def _on_subscribe(
+        self, ctx: ServerRequestContext[Any], params: mcp_types.SubscribeRequestParams
+    ) -> mcp_types.EmptyResult:
+        await self.federation.subscribe(str(params.uri), ctx.session)
+        return mcp_types.EmptyResult()
+
+    async def _on_unsubscribe(
+        self, ctx: ServerRequestContext[Any], params: mcp_types.UnsubscribeRequestParams
+    ) -> mcp_types.EmptyResult:
+        await self.federation.subscribe(str(params.uri), ctx.session, subscribe=False)
+        return mcp_types.EmptyResult()
+
+    async def _on_list_prompts(
+        self, ctx: ServerRequestContext[Any], params: mcp_types.PaginatedRequestParams | None
+    ) -> mcp_types.ListPromptsResult:
+        return mcp_types.ListPromptsResult(prompts=await self.federation.list_prompts())
+
+    async def _on_get_prompt(
+        self, ctx: ServerRequestContext[Any], params: mcp_types.GetPromptRequestParams
+    ) -> mcp_types.GetPromptResult:
+        return await self.federation.get_prompt(params.name, params.arguments)
 
     def _on_tools_changed(self) -> None:
         if self._passthrough or self._surfaced:

@@ -1,0 +1,159 @@
+"""Resources and prompts of every upstream MCP server, listed together and routed to their owner.
+
+Resource URIs are kept as the upstreams wrote them (tool results link to them, and clients read them
+back unchanged); a URI is routed to the upstream that listed it, else to the one whose template matches
+it. Prompt names collide easily ("summarize"), so they are listed as `namespace__name`, like passthrough
+tools. Resource subscriptions go to the owning upstream, and its update notices come back to the
+sessions that subscribed.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import Awaitable
+from typing import TypeVar
+
+import mcp_types
+from mcp.server.session import ServerSession
+from mcp.shared.exceptions import MCPError
+from mcp.shared.uri_template import InvalidUriTemplate, UriTemplate
+
+from aperture.execution import McpBackend
+from aperture.execution.registry import BackendRegistry
+from aperture.model import ApertureError
+from aperture.surface.mcp.exposure import flat_name
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Federation:
+    """The resources and prompts side of the gateway's MCP surface."""
+
+    def __init__(self, registry: BackendRegistry, *, separator: str = "__") -> None:
+        self.registry = registry
+        self.separator = separator
+        self._owners: dict[str, str] = {}  # resource uri -> backend name
+        self._templates: list[tuple[UriTemplate, str]] = []
+        self._prompts: dict[str, tuple[str, str]] = {}  # listed name -> (backend, upstream prompt name)
+        self._subscribers: dict[str, weakref.WeakKeyDictionary[object, ServerSession]] = {}
+
+    def upstreams(self) -> list[McpBackend]:
+        backends = (self.registry.get(name) for name in self.registry.names())
+        return [b for b in backends if isinstance(b, McpBackend)]
+
+    # --- resources ------------------------------------------------------------------------------
+
+    async def list_resources(self) -> list[mcp_types.Resource]:
+        listed: list[mcp_types.Resource] = []
+        owners: dict[str, str] = {}
+        for backend in self.upstreams():
+            for resource in await _quietly(backend.list_resources(), backend.name, "resources"):
+                uri = str(resource.uri)
+                if uri in owners:
+                    logger.warning(
+                        "resource %s is offered by %s and %s; the first wins", uri, owners[uri], backend.name
+                    )
+                    continue
+                owners[uri] = backend.name
+                listed.append(resource)
+        self._owners = owners
+        for backend in self.upstreams():
+            backend.set_resource_listener(self._on_resource_updated)
+        return listed
+
+    async def list_templates(self) -> list[mcp_types.ResourceTemplate]:
+        listed: list[mcp_types.ResourceTemplate] = []
+        templates: list[tuple[UriTemplate, str]] = []
+        for backend in self.upstreams():
+            for template in await _quietly(backend.list_resource_templates(), backend.name, "resource templates"):
+                listed.append(template)
+                try:
+                    templates.append((UriTemplate.parse(template.uri_template), backend.name))
+                except InvalidUriTemplate:
+                    logger.warning("backend %s: unusable URI template %s", backend.name, template.uri_template)
+        self._templates = templates
+        return listed
+
+    async def owner_of(self, uri: str) -> McpBackend:
+        """The upstream a URI belongs to: the one that listed it, else the one whose template matches.
+
+        Raises:
+            MCPError: INVALID_PARAMS, saying no upstream offers the URI.
+        """
+        if uri not in self._owners and not any(t.match(uri) is not None for t, _ in self._templates):
+            await self.list_resources()
+            await self.list_templates()
+        name = self._owners.get(uri) or next((owner for t, owner in self._templates if t.match(uri) is not None), None)
+        backend = self.registry.get(name) if name else None
+        if not isinstance(backend, McpBackend):
+            raise MCPError(
+                code=mcp_types.INVALID_PARAMS,
+                message=f"No upstream offers the resource {uri!r}; resources/list shows what is available.",
+            )
+        return backend
+
+    async def read(self, uri: str) -> mcp_types.ReadResourceResult:
+        backend = await self.owner_of(uri)
+        try:
+            return await backend.read_resource(uri)
+        except ApertureError as error:
+            raise MCPError(code=mcp_types.INTERNAL_ERROR, message=error.message) from error
+
+    async def subscribe(self, uri: str, session: ServerSession, *, subscribe: bool = True) -> None:
+        backend = await self.owner_of(uri)
+        connection = getattr(session, "_connection", session)
+        subscribers = self._subscribers.setdefault(uri, weakref.WeakKeyDictionary())
+        if subscribe:
+            first = not subscribers
+            subscribers[connection] = session
+            if first:
+                await backend.subscribe_resource(uri)
+        else:
+            subscribers.pop(connection, None)
+            if not subscribers:
+                await backend.subscribe_resource(uri, subscribe=False)
+
+    async def _on_resource_updated(self, backend: str, uri: str) -> None:
+        for connection, session in list(self._subscribers.get(uri, {}).items()):
+            try:
+                await session.send_resource_updated(uri)
+            except Exception as exc:  # a subscriber that went away must not stop the others' notices
+                logger.debug("could not tell a subscriber that %s changed: %s", uri, exc)
+                self._subscribers[uri].pop(connection, None)
+
+    # --- prompts --------------------------------------------------------------------------------
+
+    async def list_prompts(self) -> list[mcp_types.Prompt]:
+        listed: list[mcp_types.Prompt] = []
+        routes: dict[str, tuple[str, str]] = {}
+        for backend in self.upstreams():
+            for prompt in await _quietly(backend.list_prompts(), backend.name, "prompts"):
+                name = flat_name(f"{backend.name}:{prompt.name}", self.separator)
+                routes[name] = (backend.name, prompt.name)
+                listed.append(prompt.model_copy(update={"name": name}))
+        self._prompts = routes
+        return listed
+
+    async def get_prompt(self, name: str, arguments: dict[str, str] | None) -> mcp_types.GetPromptResult:
+        if name not in self._prompts:
+            await self.list_prompts()
+        route = self._prompts.get(name)
+        backend = self.registry.get(route[0]) if route else None
+        if route is None or not isinstance(backend, McpBackend):
+            known = ", ".join(list(self._prompts)[:10]) or "none"
+            raise MCPError(code=mcp_types.INVALID_PARAMS, message=f"No prompt {name!r}. Prompts: {known}.")
+        try:
+            return await backend.get_prompt(route[1], arguments)
+        except ApertureError as error:
+            raise MCPError(code=mcp_types.INTERNAL_ERROR, message=error.message) from error
+
+
+async def _quietly(listing: Awaitable[list[T]], backend: str, what: str) -> list[T]:
+    """Await one upstream's listing; a failing upstream is skipped (and logged), never hides the others."""
+    try:
+        return await listing
+    except (ApertureError, MCPError) as exc:
+        logger.warning("backend %s: listing %s failed: %s", backend, what, exc)
+        return []
