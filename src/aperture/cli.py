@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
+from rich.syntax import Syntax
 from rich.table import Table
 
 import aperture
@@ -40,7 +41,10 @@ err = Console(stderr=True)
 ConfigOption = Annotated[
     Path | None,
     typer.Option(
-        "--config", "-c", help="Configuration file [default: $APERTURE_CONFIG or ./aperture.yaml].", show_default=False
+        "--config",
+        "-c",
+        help="Configuration file (default: $APERTURE_CONFIG, then ./aperture.yaml).",
+        show_default=False,
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
@@ -121,13 +125,24 @@ def serve(
         _with_gateway(cfg, run)
 
 
-@app.command()
+tools_app = typer.Typer(
+    help="List the catalog, and review tools held back because their definition changed.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+app.add_typer(tools_app, name="tools")
+
+
+@tools_app.callback()
 def tools(
+    ctx: typer.Context,
     config: ConfigOption = None,
     namespace: Annotated[str | None, typer.Option(help="Only this namespace.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List every tool in the catalog."""
+    """List every tool in the catalog (held tools are listed by `aperture tools pending`)."""
+    if ctx.invoked_subcommand is not None:
+        return
     result = _with_gateway(_load(config), lambda g: _async(lambda: _all_tools(g, namespace)))
     if as_json:
         out.print_json(data=result)
@@ -139,6 +154,43 @@ def tools(
     for row in result:
         table.add_row(row["id"], row["short_description"], ", ".join(row["tags"]))
     out.print(table)
+
+
+@tools_app.command("pending")
+def tools_pending(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Show tools held for review: their definition changed since approval (with the difference)."""
+
+    def held(gateway: Gateway) -> list[dict[str, Any]]:
+        return [
+            {"id": key, "changed": change.changed_fields, "diff": change.diff}
+            for key, change in gateway.registry.snapshot.held.items()
+        ]
+
+    rows = _with_gateway(_load(config), lambda g: _async(lambda: held(g)))
+    if as_json:
+        out.print_json(data=rows)
+        return
+    if not rows:
+        out.print("No tools are held for review.")
+        return
+    for row in rows:
+        out.print(f"[bold yellow]{row['id']}[/bold yellow] changed: {', '.join(row['changed'])}")
+        out.print(Syntax(row["diff"], "diff", theme="ansi_dark"))
+    out.print(f"\nApprove with: aperture tools approve {' '.join(r['id'] for r in rows)}")
+
+
+@tools_app.command("approve")
+def tools_approve(
+    tool_ids: Annotated[list[str] | None, typer.Argument(help="Held tool ids to approve.")] = None,
+    every: Annotated[bool, typer.Option("--all", help="Approve every held tool.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Approve the current definitions of held tools, so they are served again."""
+    if not tool_ids and not every:
+        err.print("[red]error:[/red] name the tools to approve, or pass --all (see: aperture tools pending)")
+        raise typer.Exit(2)
+    approved = _with_gateway(_load(config), lambda g: _async(lambda: g.approve(tool_ids or (), every=every)))
+    out.print(f"Approved {len(approved)} tool(s): {', '.join(approved) or 'none were held'}")
 
 
 def _all_tools(gateway: Gateway, namespace: str | None) -> list[dict[str, Any]]:

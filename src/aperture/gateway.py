@@ -22,8 +22,11 @@ from aperture.execution import (
     BackendRegistry,
     CallContext,
     CatalogSnapshot,
+    FingerprintStore,
     HttpTarget,
+    IntegrityGuard,
     McpBackend,
+    Policy,
     PythonBackend,
     Runner,
     RunResult,
@@ -70,7 +73,10 @@ class Gateway:
 
     def __init__(self, config: Config | None = None, *, registry: BackendRegistry | None = None) -> None:
         self.config = config or Config()
-        self.registry = registry or BackendRegistry()
+        integrity = self.config.integrity
+        store = FingerprintStore(self.config.state_path(integrity.store))
+        self.guard = IntegrityGuard(store, Policy(integrity.policy), integrity.kinds)
+        self.registry = registry or BackendRegistry(guard=self.guard)
         self.index = ToolIndex(strategy_named(self.config.search.strategy))
         timeouts = {b.name: b.timeout for b in self.config.backends if b.timeout is not None}
         self.runner = Runner(self.registry, default_timeout=self.config.execution.timeout, backend_timeouts=timeouts)
@@ -104,7 +110,13 @@ class Gateway:
     ) -> None:
         if self._stack is not None:
             stack, self._stack = self._stack, None
-            await stack.__aexit__(exc_type, exc, tb)
+            try:
+                await stack.__aexit__(exc_type, exc, tb)
+            except BaseExceptionGroup as group:
+                # The background task group wraps the caller's own exception: let the original propagate.
+                if exc is not None and len(group.exceptions) == 1 and group.exceptions[0] is exc:
+                    return
+                raise
 
     def on_tools_changed(self, listener: Callable[[], None]) -> None:
         """Call `listener()` (sync) whenever the catalog changes, e.g. to notify connected clients."""
@@ -211,6 +223,23 @@ class Gateway:
         if not examples:
             result["note"] = "This tool has no examples; describe_tool with detail_level 'schema' shows its parameters."
         return result
+
+    def approve(self, tool_ids: Sequence[str] = (), *, every: bool = False) -> list[str]:
+        """Approve the current definitions of held tools (the ids given, or all with `every`).
+
+        Raises:
+            InvalidRequestError: for an id that is not held.
+        """
+        held = self.registry.snapshot.held
+        missing = [t for t in tool_ids if t not in held]
+        if missing:
+            raise InvalidRequestError(
+                f"Not held for review: {', '.join(missing)}. Held now: {', '.join(held) or 'none'}.", op="approve"
+            )
+        chosen = list(held) if every else list(tool_ids)
+        approved = self.guard.approve(held[key].tool for key in chosen)
+        self.registry.republish()
+        return approved
 
     # --- execution ------------------------------------------------------------------------------
 

@@ -86,7 +86,12 @@ def from_mcp_servers(servers: Any, source: str) -> list[dict[str, Any]]:
 
 
 def parse_config(
-    data: Any, *, source: str = "<config>", base_dir: Path | None = None, env: Mapping[str, str] | None = None
+    data: Any,
+    *,
+    source: str = "<config>",
+    base_dir: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
 ) -> Config:
     """Validate an already-parsed document.
 
@@ -108,6 +113,7 @@ def parse_config(
         servers = from_mcp_servers(data.pop("mcpServers"), source)
         data["backends"] = [*data.get("backends", []), *servers]
     data["base_dir"] = base_dir or Path.cwd()
+    data["config_file"] = config_file
     try:
         return Config.model_validate(data)
     except pydantic.ValidationError as exc:
@@ -142,4 +148,5 @@ def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None
         raise ConfigError(f"{chosen}: {where}{exc.problem or exc}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{chosen}: cannot read YAML: {exc}") from None
-    return parse_config(data, source=str(chosen), base_dir=chosen.resolve().parent, env=environ)
+    resolved = chosen.resolve()
+    return parse_config(data, source=str(chosen), base_dir=resolved.parent, env=environ, config_file=resolved)

@@ -99,6 +99,16 @@ class ExecutionConfig(_Section):
     timeout: float = Field(30.0, gt=0, description="Default seconds a tool call may take.")
 
 
+class IntegrityConfig(_Section):
+    """What happens when an upstream changes a tool's definition after it was first seen."""
+
+    policy: Literal["hold", "warn", "accept"] = Field(
+        "hold", description="hold: keep the tool out until approved; warn: serve and log; accept: serve and re-approve."
+    )
+    store: str = Field(".aperture/fingerprints.json", description="Approved fingerprints, relative to this file.")
+    kinds: list[str] = Field(default_factory=lambda: ["mcp"], description="Backend kinds whose tools are checked.")
+
+
 class Config(_Section):
     """The whole gateway configuration (one YAML file)."""
 
@@ -106,7 +116,9 @@ class Config(_Section):
     backends: list[BackendConfig] = Field(default_factory=list)
     search: SearchConfig = SearchConfig()
     execution: ExecutionConfig = ExecutionConfig()
+    integrity: IntegrityConfig = IntegrityConfig()
     base_dir: Path = Field(Path("."), exclude=True, description="Directory relative paths are resolved against.")
+    config_file: Path | None = Field(None, exclude=True, description="The file this came from, if any.")
 
     @model_validator(mode="after")
     def _unique_backend_names(self) -> Config:
@@ -116,6 +128,12 @@ class Config(_Section):
                 raise ValueError(f"two backends are named '{backend.name}'; names must be unique (they are namespaces)")
             seen.add(backend.name)
         return self
+
+    def state_path(self, path: str) -> Path | None:
+        """Where to keep state such as fingerprints: beside the configuration file, or nowhere without one."""
+        if Path(path).expanduser().is_absolute() or self.config_file is not None:
+            return self.resolve(path)
+        return None
 
     def resolve(self, path: str) -> Path:
         """A path from the file, resolved against the file's directory."""

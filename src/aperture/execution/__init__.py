@@ -11,6 +11,7 @@ from aperture.execution.backends import (
     UpstreamState,
     tool,
 )
+from aperture.execution.integrity import FingerprintStore, HeldTool, IntegrityGuard, Policy
 from aperture.execution.registry import BackendRegistry, CatalogSnapshot
 from aperture.execution.result import RunResult, ToolOutput, normalize
 from aperture.execution.runner import Middleware, RunFn, Runner, ToolCall, closest_ids, raise_unavailable_or_unknown
@@ -21,10 +22,14 @@ __all__ = [
     "CallContext",
     "CatalogSnapshot",
     "ChangeNotifier",
+    "FingerprintStore",
     "HealthStatus",
+    "HeldTool",
     "HttpTarget",
+    "IntegrityGuard",
     "McpBackend",
     "Middleware",
+    "Policy",
     "ProgressFn",
     "PythonBackend",
     "RestartPolicy",

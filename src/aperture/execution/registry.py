@@ -11,6 +11,7 @@ from types import MappingProxyType
 import anyio
 
 from aperture.execution.backend import Backend, ChangeNotifier, HealthStatus
+from aperture.execution.integrity import HeldTool, IntegrityGuard
 from aperture.model import ApertureError, ConfigError, Tool
 
 logger = logging.getLogger(__name__)
@@ -28,12 +29,14 @@ class CatalogSnapshot:
         tools: `namespace:name` -> tool.
         by_backend: backend name -> its tools, in the backend's order.
         failures: backend name -> why listing its tools failed (those backends contribute no tools).
+        held: `namespace:name` -> a tool kept out because its definition changed (see `integrity`).
     """
 
     version: int = 0
     tools: Mapping[str, Tool] = field(default_factory=dict)
     by_backend: Mapping[str, tuple[Tool, ...]] = field(default_factory=dict)
     failures: Mapping[str, str] = field(default_factory=dict)
+    held: Mapping[str, HeldTool] = field(default_factory=dict)
 
     def __iter__(self) -> Iterator[Tool]:
         return iter(self.tools.values())
@@ -49,7 +52,8 @@ class BackendRegistry:
     that its tools changed. Readers get the current `snapshot`, which never changes under them.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, guard: IntegrityGuard | None = None) -> None:
+        self.guard = guard
         self._backends: dict[str, Backend] = {}
         self._listed: dict[str, tuple[Tool, ...]] = {}
         self._failures: dict[str, str] = {}
@@ -110,6 +114,10 @@ class BackendRegistry:
         """Call `listener(snapshot)` after every catalog change."""
         self._listeners.append(listener)
 
+    def republish(self) -> None:
+        """Publish the catalog again (after approvals change what the guard holds back)."""
+        self._publish()
+
     async def refresh(self, name: str | None = None) -> CatalogSnapshot:
         """Re-list the tools of one backend (or all, concurrently) and publish a new snapshot."""
         names = [name] if name is not None else list(self._backends)
@@ -156,11 +164,16 @@ class BackendRegistry:
                     logger.warning("backend %s offered tool %s outside its namespace; skipped", backend_name, tool.key)
                     continue
                 tools[tool.key] = tool
+        held: dict[str, HeldTool] = {}
+        if self.guard is not None:
+            served, held = self.guard.check(tools.values())
+            tools = {tool.key: tool for tool in served}
         self._snapshot = CatalogSnapshot(
             version=self._snapshot.version + 1,
             tools=MappingProxyType(tools),
             by_backend=MappingProxyType(dict(self._listed)),
             failures=MappingProxyType(dict(self._failures)),
+            held=MappingProxyType(held),
         )
         for listener in self._listeners:
             try:

@@ -24,6 +24,7 @@ from aperture.model import (
     InputValidationError,
     OutputValidator,
     Tool,
+    ToolHeldError,
     ToolId,
     ToolTimeoutError,
     UnknownToolError,
@@ -167,7 +168,17 @@ class Runner:
 
 
 def raise_unavailable_or_unknown(tool_id: str, parsed: ToolId, snapshot: CatalogSnapshot) -> NoReturn:
-    """Raise `BackendUnavailableError` when the id's backend could not list its tools, else `UnknownToolError`."""
+    """Raise `ToolHeldError`, `BackendUnavailableError` or `UnknownToolError`, whichever explains the miss."""
+    held = snapshot.held.get(parsed.key)
+    if held is not None:
+        fields = ", ".join(held.changed_fields)
+        raise ToolHeldError(
+            f"Tool '{parsed.key}' is held for review: its definition ({fields}) changed since it was approved, "
+            "which is how tool poisoning gets in. It cannot be used until an operator runs "
+            f"`aperture tools approve {parsed.key}`. Use another tool meanwhile.",
+            tool_id=tool_id,
+            details={"changed": held.changed_fields},
+        )
     failure = snapshot.failures.get(parsed.namespace)
     if failure is not None:
         raise BackendUnavailableError(

@@ -15,6 +15,7 @@ from aperture.model.errors import (
     InvalidRequestError,
     InvalidToolIdError,
     OutputValidationError,
+    ToolHeldError,
     ToolTimeoutError,
     UnknownToolError,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "Tool",
     "ToolAnnotations",
     "ToolExample",
+    "ToolHeldError",
     "ToolId",
     "ToolSummary",
     "ToolTimeoutError",

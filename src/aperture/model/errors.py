@@ -29,6 +29,7 @@ class ErrorCode(StrEnum):
     TIMEOUT = "timeout"
     CANCELLED = "cancelled"
     BACKEND_UNAVAILABLE = "backend_unavailable"
+    TOOL_HELD = "tool_held"
     CONFIG = "config"
     INTERNAL = "internal"
 
@@ -157,6 +158,12 @@ class BackendUnavailableError(ApertureError):
 
     code = ErrorCode.BACKEND_UNAVAILABLE
     retryable = True
+
+
+class ToolHeldError(ApertureError):
+    """A tool whose definition changed since it was approved, held back until an operator approves it."""
+
+    code = ErrorCode.TOOL_HELD
 
 
 class InternalError(ApertureError):

@@ -1,0 +1,161 @@
+"""Tool integrity: fingerprint every upstream tool definition, and hold back tools that change.
+
+A changed description is how tool poisoning and "rug pulls" get in: a server that was trusted when it
+was added later rewrites a tool's description to steer the model. The first definition seen is
+recorded (trust on first use); a later, different definition is held back from search and run until
+an operator approves it (`aperture tools approve`), or only logged, or accepted, as the policy says.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from aperture.model import Tool
+
+logger = logging.getLogger(__name__)
+
+
+class Policy(StrEnum):
+    """What happens to a tool whose definition differs from the approved one."""
+
+    HOLD = "hold"  # kept out of search and run until approved
+    WARN = "warn"  # served, with a warning in the log
+    ACCEPT = "accept"  # served, and the new definition becomes the approved one
+
+
+def definition(tool: Tool) -> dict[str, Any]:
+    """The parts of a tool that a model reads or that shape its calls."""
+    return {
+        "name": tool.name,
+        "title": tool.title,
+        "description": tool.description,
+        "input_schema": tool.input_schema,
+        "output_schema": tool.output_schema,
+        "annotations": tool.annotations.to_dict(),
+    }
+
+
+def fingerprint(tool: Tool) -> str:
+    """sha256 of the canonical JSON of the tool's definition."""
+    canonical = json.dumps(definition(tool), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def diff(approved: Mapping[str, Any], current: Mapping[str, Any]) -> str:
+    """A unified diff between two definitions, as pretty JSON."""
+    before = json.dumps(approved, indent=2, sort_keys=True, default=str).splitlines()
+    after = json.dumps(current, indent=2, sort_keys=True, default=str).splitlines()
+    return "\n".join(difflib.unified_diff(before, after, "approved", "current", lineterm=""))
+
+
+@dataclass(frozen=True, slots=True)
+class HeldTool:
+    """A tool kept back because its definition changed since it was approved."""
+
+    tool: Tool
+    approved: Mapping[str, Any]
+
+    @property
+    def diff(self) -> str:
+        return diff(self.approved, definition(self.tool))
+
+    @property
+    def changed_fields(self) -> list[str]:
+        current = definition(self.tool)
+        return sorted(k for k in current if current[k] != self.approved.get(k))
+
+
+class FingerprintStore:
+    """Approved definitions by tool id, persisted as JSON (a failed write is logged; memory stays right)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._records: dict[str, dict[str, Any]] = {}
+        if path is not None and path.is_file():
+            try:
+                self._records = json.loads(path.read_text())
+            except (OSError, ValueError) as exc:
+                logger.warning("cannot read tool fingerprints from %s (%s); starting afresh", path, exc)
+
+    def get(self, key: str) -> Mapping[str, Any] | None:
+        return self._records.get(key)
+
+    def approve(self, tool: Tool) -> None:
+        self._records[tool.key] = {
+            "fingerprint": fingerprint(tool),
+            "definition": definition(tool),
+            "approved_at": datetime.now(UTC).isoformat(),
+        }
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = self.path.with_suffix(".tmp")
+            temporary.write_text(json.dumps(self._records, indent=2, sort_keys=True, default=str))
+            temporary.replace(self.path)
+        except OSError as exc:
+            logger.warning("cannot save tool fingerprints to %s: %s", self.path, exc)
+
+
+class IntegrityGuard:
+    """Checks tool definitions against the approved fingerprints, for backends of the watched kinds."""
+
+    def __init__(self, store: FingerprintStore, policy: Policy = Policy.HOLD, kinds: Iterable[str] = ("mcp",)) -> None:
+        self.store = store
+        self.policy = policy
+        self.kinds = frozenset(kinds)
+        self._warned: set[str] = set()
+
+    def check(self, tools: Iterable[Tool]) -> tuple[list[Tool], dict[str, HeldTool]]:
+        """Split tools into those served and those held; new tools are recorded (trust on first use)."""
+        served: list[Tool] = []
+        held: dict[str, HeldTool] = {}
+        dirty = False
+        for tool in tools:
+            if tool.backend_kind not in self.kinds:
+                served.append(tool)
+                continue
+            record = self.store.get(tool.key)
+            if record is None or record.get("fingerprint") == fingerprint(tool):
+                if record is None:
+                    self.store.approve(tool)
+                    dirty = True
+                served.append(tool)
+                continue
+            change = HeldTool(tool, record.get("definition", {}))
+            if self.policy is Policy.HOLD:
+                held[tool.key] = change
+                logger.warning(
+                    "tool %s changed (%s) and is held until approved", tool.key, ", ".join(change.changed_fields)
+                )
+                continue
+            if self.policy is Policy.ACCEPT:
+                self.store.approve(tool)
+                dirty = True
+            elif tool.key not in self._warned:
+                self._warned.add(tool.key)
+                logger.warning("tool %s changed since it was approved: %s", tool.key, ", ".join(change.changed_fields))
+            served.append(tool)
+        if dirty:
+            self.store.save()
+        return served, held
+
+    def approve(self, tools: Iterable[Tool]) -> list[str]:
+        """Approve the current definitions of `tools`; returns their ids."""
+        approved = []
+        for tool in tools:
+            self.store.approve(tool)
+            approved.append(tool.key)
+        self.store.save()
+        return approved

@@ -1,0 +1,80 @@
+"""Tool integrity: a tool whose definition changes after approval is held back until an operator approves it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+import pytest
+from mcp import Client
+from typer.testing import CliRunner
+
+from aperture.cli import app
+from aperture.config import load_config
+from aperture.gateway import Gateway
+from aperture.surface.mcp import McpSurface
+from tests.conftest import FIXTURES
+from tests.mcp_helpers import error_of, run, text_of
+
+pytestmark = pytest.mark.anyio
+
+
+def write_config(tmp_path: Path, *, poisoned: bool, policy: str = "hold") -> Path:
+    args = [str(FIXTURES / "upstream_server.py"), *(["--poisoned"] if poisoned else [])]
+    config = {"integrity": {"policy": policy}, "mcpServers": {"fixture": {"command": sys.executable, "args": args}}}
+    path = tmp_path / "aperture.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+async def search_ids(client: Client, query: str) -> list[str]:
+    found = await client.call_tool("search_tools", {"query": query})
+    return [t["id"] for t in found.structured_content["tools"]]
+
+
+async def test_a_changed_definition_is_held_until_approved(tmp_path: Path) -> None:
+    async with Gateway(load_config(write_config(tmp_path, poisoned=False))) as gw, Client(McpSurface(gw).server) as c:
+        assert text_of(await run(c, "fixture:echo", {"text": "trusted"})) == "trusted"
+    assert (tmp_path / ".aperture" / "fingerprints.json").is_file()  # recorded on first use
+
+    poisoned = write_config(tmp_path, poisoned=True)
+    async with Gateway(load_config(poisoned)) as gw, Client(McpSurface(gw).server) as c:
+        error = error_of(await run(c, "fixture:echo", {"text": "x"}))
+        assert error["code"] == "tool_held"
+        assert "aperture tools approve fixture:echo" in error["message"] and error["details"]["changed"] == [
+            "description"
+        ]
+        assert "fixture:echo" not in await search_ids(c, "echo the text back")
+        assert text_of(await run(c, "fixture:add", {"a": 1, "b": 2})) == "3"  # the rest still serves
+
+    runner = CliRunner()  # the command line runs its own event loop: give it a thread
+    pending = await anyio.to_thread.run_sync(runner.invoke, app, ["tools", "pending", "--config", str(poisoned)])
+    assert pending.exit_code == 0 and "fixture:echo" in pending.output and "id_rsa" in pending.output
+    command = ["tools", "approve", "fixture:echo", "--config", str(poisoned)]
+    approved = await anyio.to_thread.run_sync(runner.invoke, app, command)
+    assert approved.exit_code == 0 and "Approved 1 tool(s): fixture:echo" in approved.output
+
+    async with Gateway(load_config(poisoned)) as gw, Client(McpSurface(gw).server) as c:
+        assert text_of(await run(c, "fixture:echo", {"text": "approved"})) == "approved"
+
+
+@pytest.mark.parametrize("policy", ["warn", "accept"])
+async def test_warn_and_accept_keep_serving_a_changed_tool(tmp_path: Path, policy: str) -> None:
+    async with Gateway(load_config(write_config(tmp_path, poisoned=False, policy=policy))):
+        pass
+    async with Gateway(load_config(write_config(tmp_path, poisoned=True, policy=policy))) as gw:
+        assert gw.registry.snapshot.held == {}
+        assert "id_rsa" in gw.index.get("fixture:echo").description  # type: ignore[union-attr]
+    store = json.loads((tmp_path / ".aperture" / "fingerprints.json").read_text())
+    accepted = "id_rsa" in store["fixture:echo"]["definition"]["description"]
+    assert accepted == (policy == "accept")
+
+
+def test_approving_a_tool_that_is_not_held_is_explained(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["tools", "approve", "fixture:nope", "--config", str(write_config(tmp_path, poisoned=False))]
+    )
+    assert result.exit_code == 1 and "Not held for review: fixture:nope" in result.output
