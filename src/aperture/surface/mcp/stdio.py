@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, BinaryIO, cast
+from typing import Any
 
 import anyio
 import mcp_types
@@ -24,6 +25,7 @@ from mcp.shared._stream_protocols import ReadStream, WriteStream
 from mcp.shared.message import SessionMessage
 
 logger = logging.getLogger(__name__)
+READ_SIZE = 1 << 16
 
 
 def error_line(request_id: Any, code: int, message: str) -> str:
@@ -50,13 +52,47 @@ def reject(line: str, error: pydantic.ValidationError) -> str | None:
     return error_line(request_id, mcp_types.INVALID_REQUEST, f"Invalid request: {problems}")
 
 
-def _claim(fd: int, mode: str) -> BinaryIO:
+def _claim(fd: int) -> int:
     """Serve the wire from a private duplicate of `fd`, pointing `fd` itself at /dev/null (stdin) or stderr."""
     private = os.dup(fd)
     diversion = os.open(os.devnull, os.O_RDONLY) if fd == 0 else os.dup(2)
     os.dup2(diversion, fd)
     os.close(diversion)
-    return cast(BinaryIO, os.fdopen(private, mode + "b"))
+    return private
+
+
+def _pollable(fd: int) -> bool:
+    """Pipes, sockets and terminals can be waited on; regular files (`serve < requests.jsonl`) cannot."""
+    mode = os.fstat(fd).st_mode
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)
+
+
+async def _read_chunks(fd: int) -> AsyncIterator[bytes]:
+    """Chunks from `fd` until end of file: non-blocking reads on the event loop, no thread per read."""
+    if not _pollable(fd):
+        async with await anyio.open_file(fd, "rb", buffering=0, closefd=False) as file:
+            while chunk := await file.read(READ_SIZE):
+                yield chunk
+        return
+    os.set_blocking(fd, False)
+    while True:
+        try:
+            chunk = os.read(fd, READ_SIZE)
+        except BlockingIOError:
+            await anyio.wait_readable(fd)
+            continue
+        if not chunk:
+            return
+        yield chunk
+
+
+async def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            await anyio.wait_writable(fd)
 
 
 @asynccontextmanager
@@ -66,26 +102,30 @@ async def stdio_transport() -> AsyncIterator[
     """Streams for `Server.run` over this process's stdin and stdout."""
     sys.stdout.flush()
     saved = os.dup(0), os.dup(1)
-    stdin = anyio.wrap_file(_claim(0, "r"))
-    stdout = anyio.wrap_file(_claim(1, "w"))
+    stdin, stdout = _claim(0), _claim(1)
+    if _pollable(stdout):
+        os.set_blocking(stdout, False)
     incoming_send, incoming = anyio.create_memory_object_stream[SessionMessage | Exception](0)
     outgoing, outgoing_receive = anyio.create_memory_object_stream[SessionMessage | str](16)
 
     async def read() -> None:
         async with incoming_send, outgoing.clone() as replies:
-            async for raw in stdin:
-                line = raw.decode("utf-8", errors="replace").strip()
-                if not line:
-                    continue
-                try:
-                    message = mcp_types.jsonrpc_message_adapter.validate_json(line, by_name=False)
-                except pydantic.ValidationError as exc:
-                    logger.info("rejected a malformed JSON-RPC line (%d bytes)", len(line))
-                    answer = reject(line, exc)
-                    if answer is not None:
-                        await replies.send(answer)
-                    continue
-                await incoming_send.send(SessionMessage(message))
+            buffer = b""
+            async for chunk in _read_chunks(stdin):
+                *lines, buffer = (buffer + chunk).split(b"\n")
+                for raw in lines:
+                    line = raw.decode("utf-8", errors="replace").strip()
+                    if not line:
+                        continue
+                    try:
+                        message = mcp_types.jsonrpc_message_adapter.validate_json(line, by_name=False)
+                    except pydantic.ValidationError as exc:
+                        logger.info("rejected a malformed JSON-RPC line (%d bytes)", len(line))
+                        answer = reject(line, exc)
+                        if answer is not None:
+                            await replies.send(answer)
+                        continue
+                    await incoming_send.send(SessionMessage(message))
 
     async def write() -> None:
         async with outgoing_receive:
@@ -93,8 +133,7 @@ async def stdio_transport() -> AsyncIterator[
                 text = (
                     item if isinstance(item, str) else item.message.model_dump_json(by_alias=True, exclude_unset=True)
                 )
-                await stdout.write((text + "\n").encode("utf-8"))
-                await stdout.flush()
+                await _write_all(stdout, (text + "\n").encode("utf-8"))
         written.set()
 
     written = anyio.Event()
@@ -109,6 +148,10 @@ async def stdio_transport() -> AsyncIterator[
                 await written.wait()
             tg.cancel_scope.cancel()
     finally:
+        for private in (stdin, stdout):
+            if _pollable(private):
+                os.set_blocking(private, True)  # the description may be shared, e.g. with a terminal
+            os.close(private)
         os.dup2(saved[0], 0)
         os.dup2(saved[1], 1)
         os.close(saved[0])
