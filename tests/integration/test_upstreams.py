@@ -277,3 +277,18 @@ async def test_an_endless_stdout_line_stops_the_upstream(monkeypatch: pytest.Mon
             error = error_of(await run(client, "flooder:echo", {"text": "x"}))
             assert "sent a line longer than 2097152 bytes" in error["message"]
             assert text_of(await run(client, "fine:echo", {"text": "ok"})) == "ok"
+
+
+async def test_upstream_log_messages_reach_the_agent(gateway: Gateway) -> None:
+    received: list[mcp_types.LoggingMessageNotificationParams] = []
+    arrived = anyio.Event()
+
+    async def on_log(params: mcp_types.LoggingMessageNotificationParams) -> None:
+        received.append(params)
+        arrived.set()
+
+    async with Client(McpSurface(gateway).server, mode="legacy", logging_callback=on_log) as client:
+        assert text_of(await run(client, "up:log", {"message": "disk almost full"})) == "logged"
+        with anyio.fail_after(5):
+            await arrived.wait()
+    assert received[0].data == "disk almost full" and received[0].logger == "up.fixture"

@@ -45,6 +45,7 @@ from aperture.model.errors import shorten
 logger = logging.getLogger(__name__)
 
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.\-]")
+LogListener = Callable[[str, mcp_types.LoggingMessageNotificationParams], Coroutine[Any, Any, None]]
 MAX_PAGES = 1000
 
 
@@ -147,6 +148,7 @@ class McpBackend:
         self._watch: ProcessWatch | None = None
         self._reconnect = False  # the next start is planned (a lost session), not a crash: no backoff
         self._resource_listener: Callable[[str, str], Coroutine[Any, Any, None]] | None = None
+        self._log_listener: LogListener | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
         # Made in start(): anyio primitives need a running event loop.
         self._ready: anyio.Event
@@ -260,7 +262,9 @@ class McpBackend:
             if isinstance(self.target, StdioTarget):
                 # Death during initialize is reported with the exit code, not as a timeout.
                 self._task_group_or_fail().start_soon(_set_when, watch.exited, broken)
-            async with Client(_Streams(streams), mode="legacy", message_handler=self._on_message) as client:
+            async with Client(
+                _Streams(streams), mode="legacy", message_handler=self._on_message, logging_callback=self._on_log
+            ) as client:
                 yield client
 
     def _task_group_or_fail(self) -> anyio.abc.TaskGroup:
@@ -292,9 +296,11 @@ class McpBackend:
             self._task_group_or_fail().start_soon(self._relist_quietly, client)
         elif isinstance(message, mcp_types.ResourceUpdatedNotification) and self._resource_listener is not None:
             self._task_group_or_fail().start_soon(self._resource_listener, self._name, str(message.params.uri))
-        elif isinstance(message, mcp_types.LoggingMessageNotification):
-            params = message.params
-            logger.info("upstream %s log [%s]: %s", self._name, params.level, shorten(str(params.data), 500))
+
+    async def _on_log(self, params: mcp_types.LoggingMessageNotificationParams) -> None:
+        logger.info("upstream %s log [%s]: %s", self._name, params.level, shorten(str(params.data), 500))
+        if self._log_listener is not None:
+            self._task_group_or_fail().start_soon(self._log_listener, self._name, params)
 
     async def _relist_quietly(self, client: Client) -> None:
         try:
@@ -391,6 +397,10 @@ class McpBackend:
         return f"Backend '{self._name}' is unavailable: {self._unavailable_reason()} Retry after that."
 
     # --- resources and prompts (forwarded as they are) ------------------------------------------
+
+    def set_log_listener(self, listener: LogListener | None) -> None:
+        """Call `listener(backend_name, params)` for every log message the upstream sends."""
+        self._log_listener = listener
 
     def set_resource_listener(self, listener: Callable[[str, str], Coroutine[Any, Any, None]] | None) -> None:
         """Call `listener(backend_name, uri)` when the upstream reports that a resource changed."""

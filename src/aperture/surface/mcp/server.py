@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import warnings
 import weakref
 from collections.abc import Awaitable, Callable
 from functools import cached_property
@@ -16,6 +17,7 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import NotificationOptions
 from mcp.server.models import InitializationOptions
 from mcp.server.session import ServerSession
+from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 import aperture
@@ -43,6 +45,7 @@ INSTRUCTIONS = (
     "its input schema with describe_tool, then call it with run_tool(tool_id, args). Errors say what to fix."
 )
 
+_LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
 Handler = Callable[[ServerRequestContext[Any], dict[str, Any]], Awaitable[mcp_types.CallToolResult]]
 
 
@@ -64,7 +67,9 @@ class McpSurface:
         self._sessions: weakref.WeakKeyDictionary[object, ServerSession] = weakref.WeakKeyDictionary()
         self._changed = anyio.Event()
         self.federation = Federation(gateway.registry, separator=settings.separator)
+        self._log_levels: weakref.WeakKeyDictionary[object, str] = weakref.WeakKeyDictionary()
         gateway.on_tools_changed(self._on_tools_changed)
+        self._listen_to_upstreams()
         self._handlers: dict[str, Handler] = {
             "search_tools": self._search_tools,
             "describe_tool": self._describe_tool,
@@ -76,7 +81,7 @@ class McpSurface:
 
     @cached_property
     def server(self) -> Server[Any]:
-        return Server(
+        server = Server(
             self.gateway.config.server.name,
             version=aperture.__version__,
             instructions=INSTRUCTIONS,
@@ -90,6 +95,10 @@ class McpSurface:
             on_list_prompts=self._on_list_prompts,
             on_get_prompt=self._on_get_prompt,
         )
+        # Registered this way: the constructor argument warns that logging is deprecated in 2026-07-28,
+        # but handshake-era clients (most of them) still set a level.
+        server.add_request_handler("logging/setLevel", mcp_types.SetLevelRequestParams, self._on_set_level)
+        return server
 
     def initialization_options(self) -> InitializationOptions:
         return self.server.create_initialization_options(NotificationOptions(tools_changed=True))
@@ -111,9 +120,7 @@ class McpSurface:
     async def _on_list_tools(
         self, ctx: ServerRequestContext[Any], params: mcp_types.PaginatedRequestParams | None
     ) -> mcp_types.ListToolsResult:
-        connection = getattr(ctx.session, "_connection", None)
-        if connection is not None and ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
-            self._sessions[connection] = ctx.session
+        self._remember(ctx)
         return mcp_types.ListToolsResult(tools=[*self._meta_listing, *self.exposure().listed])
 
     # --- resources and prompts of the upstreams -------------------------------------------------
@@ -155,7 +162,44 @@ class McpSurface:
     ) -> mcp_types.GetPromptResult:
         return await self.federation.get_prompt(params.name, params.arguments)
 
+    # --- upstream log messages, forwarded to clients --------------------------------------------
+
+    async def _on_set_level(
+        self, ctx: ServerRequestContext[Any], params: mcp_types.SetLevelRequestParams
+    ) -> mcp_types.EmptyResult:
+        connection = self._remember(ctx)
+        if connection is not None:
+            self._log_levels[connection] = params.level
+        return mcp_types.EmptyResult()
+
+    def _remember(self, ctx: ServerRequestContext[Any]) -> object | None:
+        """Keep the session of a handshake-era connection, to send it notices later; return the connection."""
+        connection: object | None = getattr(ctx.session, "_connection", None)
+        if connection is not None and ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+            self._sessions[connection] = ctx.session
+            return connection
+        return None
+
+    def _listen_to_upstreams(self) -> None:
+        for backend in self.federation.upstreams():
+            backend.set_log_listener(self._on_upstream_log)
+
+    async def _on_upstream_log(self, backend: str, params: mcp_types.LoggingMessageNotificationParams) -> None:
+        """Forward an upstream's log message to clients whose level admits it (default: info and above)."""
+        rank = _LOG_LEVELS.index(params.level)
+        source = f"{backend}.{params.logger}" if params.logger else backend
+        for connection, session in list(self._sessions.items()):
+            if rank < _LOG_LEVELS.index(self._log_levels.get(connection, "info")):
+                continue
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", MCPDeprecationWarning)  # only handshake-era sessions get here
+                    await session.send_log_message(params.level, params.data, logger=source)
+            except Exception as exc:  # a client that went away must not stop the others' messages
+                logger.debug("could not forward a log message: %s", exc)
+
     def _on_tools_changed(self) -> None:
+        self._listen_to_upstreams()
         if self._passthrough or self._surfaced:
             self._changed.set()
 
@@ -180,6 +224,7 @@ class McpSurface:
     ) -> mcp_types.CallToolResult:
         """Dispatch one meta-tool call; every failure becomes an `isError` result the model can read."""
         name = params.name
+        self._remember(ctx)
         handler = self._handlers.get(name) if self._meta else None
         try:
             if handler is None:
