@@ -110,7 +110,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     args = parser.parse_args()
     result = anyio.run(run, args.cycles, args.concurrency)
-    table = Table(title=f"Session churn: {result['cycles']} connect-list-call-close cycles, {result['concurrency']} at a time")
+    table = Table(
+        title=f"Session churn: {result['cycles']} connect-list-call-close cycles, {result['concurrency']} at a time"
+    )
     for column in ("measure", "baseline", "after", "change"):
         table.add_column(column, justify="right")
     for key in ("fds", "threads", "rss_mb"):

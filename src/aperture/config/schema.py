@@ -37,6 +37,9 @@ class ServerConfig(_Section):
         "__", pattern=r"^[A-Za-z0-9_-]{1,4}$", description="Joins namespace and name in passthrough."
     )
     surfaced: list[str] = Field(default_factory=list, description="Tool ids listed directly in any mode.")
+    namespaced: bool = Field(
+        True, description="Prefix directly listed tools and prompts with their namespace; false keeps upstream names."
+    )
 
 
 class PythonBackendConfig(_Section):

@@ -21,6 +21,9 @@ class CallContext:
     progress: ProgressFn | None = None
     request_id: str | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
+    peer: Any = None
+    """The caller's protocol session, for requests a backend sends back during the call (sampling,
+    elicitation): an object with the SDK's `ServerSession.send_request` (or None)."""
 
     async def report_progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
         """Forward progress to the caller, when the caller asked for it."""

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mappi
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import anyio.abc
@@ -29,6 +29,7 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
+from pydantic import BaseModel
 
 from aperture.execution.backend import CallContext, HealthStatus
 from aperture.execution.backends.mcp_stdio import ProcessWatch, stdio_upstream
@@ -45,6 +46,7 @@ from aperture.model.errors import shorten
 logger = logging.getLogger(__name__)
 
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.\-]")
+ResultT = TypeVar("ResultT", bound=BaseModel)
 LogListener = Callable[[str, mcp_types.LoggingMessageNotificationParams], Coroutine[Any, Any, None]]
 MAX_PAGES = 1000
 
@@ -149,6 +151,7 @@ class McpBackend:
         self._reconnect = False  # the next start is planned (a lost session), not a crash: no backoff
         self._resource_listener: Callable[[str, str], Coroutine[Any, Any, None]] | None = None
         self._log_listener: LogListener | None = None
+        self._callers: list[CallContext] = []
         self._task_group: anyio.abc.TaskGroup | None = None
         # Made in start(): anyio primitives need a running event loop.
         self._ready: anyio.Event
@@ -263,7 +266,12 @@ class McpBackend:
                 # Death during initialize is reported with the exit code, not as a timeout.
                 self._task_group_or_fail().start_soon(_set_when, watch.exited, broken)
             async with Client(
-                _Streams(streams), mode="legacy", message_handler=self._on_message, logging_callback=self._on_log
+                _Streams(streams),
+                mode="legacy",
+                message_handler=self._on_message,
+                logging_callback=self._on_log,
+                sampling_callback=self._on_sampling,
+                elicitation_callback=self._on_elicitation,
             ) as client:
                 yield client
 
@@ -346,6 +354,7 @@ class McpBackend:
         async def progress(progress: float, total: float | None, message: str | None) -> None:
             await ctx.report_progress(progress, total, message)
 
+        self._callers.append(ctx)
         try:
             if ctx.progress is None:
                 return await client.call_tool(upstream_name, args)
@@ -356,6 +365,40 @@ class McpBackend:
             raise
         except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
             raise await self._died_during_call() from exc
+        finally:
+            self._callers.remove(ctx)
+
+    # --- requests the upstream sends back during a call (sampling, elicitation) ------------------
+
+    def _caller(self) -> Any:
+        """The session of the agent whose call is running (the latest, when several are)."""
+        for ctx in reversed(self._callers):
+            if ctx.peer is not None:
+                return ctx.peer
+        return None
+
+    async def _on_sampling(
+        self, context: Any, params: mcp_types.CreateMessageRequestParams
+    ) -> mcp_types.CreateMessageResult | mcp_types.ErrorData:
+        return await self._ask_caller(mcp_types.CreateMessageRequest(params=params), mcp_types.CreateMessageResult)
+
+    async def _on_elicitation(self, context: Any, params: Any) -> mcp_types.ElicitResult | mcp_types.ErrorData:
+        return await self._ask_caller(mcp_types.ElicitRequest(params=params), mcp_types.ElicitResult)
+
+    async def _ask_caller(self, request: Any, result_type: type[ResultT]) -> ResultT | mcp_types.ErrorData:
+        """Forward a request from the upstream to the agent whose call caused it."""
+        peer = self._caller()
+        if peer is None:
+            return mcp_types.ErrorData(
+                code=mcp_types.INVALID_REQUEST, message=f"no client is waiting on a call to '{self._name}' to answer"
+            )
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", MCPDeprecationWarning)  # sampling is handshake-era, as is the session
+                result: ResultT = await peer.send_request(request, result_type)
+                return result
+        except MCPError as exc:
+            return exc.error
 
     def _upstream_error(self, exc: MCPError) -> ExecutionError:
         return ExecutionError(
@@ -447,6 +490,17 @@ class McpBackend:
         client = await self._ready_client()
         try:
             return await client.get_prompt(name, arguments)
+        except MCPError as exc:
+            raise self._upstream_error(exc) from exc
+
+    async def complete(
+        self, ref: mcp_types.PromptReference | mcp_types.ResourceTemplateReference, argument: dict[str, str]
+    ) -> mcp_types.CompleteResult:
+        client = await self._ready_client()
+        if not self._supports(client, "completions"):
+            return mcp_types.CompleteResult(completion=mcp_types.Completion(values=[]))
+        try:
+            return await client.complete(ref, argument)
         except MCPError as exc:
             raise self._upstream_error(exc) from exc
 

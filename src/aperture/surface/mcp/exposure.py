@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -19,6 +20,18 @@ from aperture.model import Tool, to_mcp
 
 MAX_NAME = 64
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def plain_names(keys: Iterable[str], separator: str = "__") -> dict[str, str]:
+    """Each id's bare name where it is unique and valid in MCP, else its flat (namespaced) name."""
+    keys = list(keys)
+    counts = Counter(key.partition(":")[2] for key in keys)
+    out = {}
+    for key in keys:
+        name = key.partition(":")[2]
+        valid = counts[name] == 1 and len(name) <= MAX_NAME and not _UNSAFE.search(name)
+        out[key] = name if valid else flat_name(key, separator)
+    return out
 
 
 def flat_name(tool_key: str, separator: str = "__") -> str:
@@ -50,15 +63,16 @@ class Exposure:
         surfaced: Sequence[str],
         separator: str,
         reserved: Iterable[str],
+        namespaced: bool = True,
     ) -> Exposure:
         chosen = set(surfaced)
         taken = set(reserved)
         listed: list[mcp_types.Tool] = []
         routes: dict[str, str] = {}
+        tools = [tool for tool in tools if passthrough or tool.key in chosen]
+        plain = {} if namespaced else plain_names((t.key for t in tools), separator)
         for tool in tools:
-            if not passthrough and tool.key not in chosen:
-                continue
-            name = flat_name(tool.key, separator)
+            name = plain.get(tool.key) or flat_name(tool.key, separator)
             if name in taken:  # a meta-tool name, or a (vanishingly unlikely) hash collision
                 name = flat_name(f"{tool.key}:", separator)
             taken.add(name)

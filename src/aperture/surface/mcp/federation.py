@@ -22,7 +22,7 @@ from mcp.shared.uri_template import InvalidUriTemplate, UriTemplate
 from aperture.execution import McpBackend
 from aperture.execution.registry import BackendRegistry
 from aperture.model import ApertureError
-from aperture.surface.mcp.exposure import flat_name
+from aperture.surface.mcp.exposure import flat_name, plain_names
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -31,11 +31,13 @@ T = TypeVar("T")
 class Federation:
     """The resources and prompts side of the gateway's MCP surface."""
 
-    def __init__(self, registry: BackendRegistry, *, separator: str = "__") -> None:
+    def __init__(self, registry: BackendRegistry, *, separator: str = "__", namespaced: bool = True) -> None:
         self.registry = registry
         self.separator = separator
+        self.namespaced = namespaced
         self._owners: dict[str, str] = {}  # resource uri -> backend name
         self._templates: list[tuple[UriTemplate, str]] = []
+        self._template_owners: dict[str, str] = {}  # uri template as listed -> backend name
         self._prompts: dict[str, tuple[str, str]] = {}  # listed name -> (backend, upstream prompt name)
         self._subscribers: dict[str, weakref.WeakKeyDictionary[object, ServerSession]] = {}
 
@@ -69,6 +71,7 @@ class Federation:
         for backend in self.upstreams():
             for template in await _quietly(backend.list_resource_templates(), backend.name, "resource templates"):
                 listed.append(template)
+                self._template_owners[template.uri_template] = backend.name
                 try:
                     templates.append((UriTemplate.parse(template.uri_template), backend.name))
                 except InvalidUriTemplate:
@@ -126,15 +129,43 @@ class Federation:
     # --- prompts --------------------------------------------------------------------------------
 
     async def list_prompts(self) -> list[mcp_types.Prompt]:
+        found: list[tuple[str, mcp_types.Prompt]] = []
+        for backend in self.upstreams():
+            found += [(backend.name, p) for p in await _quietly(backend.list_prompts(), backend.name, "prompts")]
+        keys = [f"{owner}:{prompt.name}" for owner, prompt in found]
+        plain = {} if self.namespaced else plain_names(keys, self.separator)
         listed: list[mcp_types.Prompt] = []
         routes: dict[str, tuple[str, str]] = {}
-        for backend in self.upstreams():
-            for prompt in await _quietly(backend.list_prompts(), backend.name, "prompts"):
-                name = flat_name(f"{backend.name}:{prompt.name}", self.separator)
-                routes[name] = (backend.name, prompt.name)
-                listed.append(prompt.model_copy(update={"name": name}))
+        for key, (owner, prompt) in zip(keys, found, strict=True):
+            name = plain.get(key) or flat_name(key, self.separator)
+            routes[name] = (owner, prompt.name)
+            listed.append(prompt.model_copy(update={"name": name}))
         self._prompts = routes
         return listed
+
+    async def complete(
+        self, ref: mcp_types.PromptReference | mcp_types.ResourceTemplateReference, argument: dict[str, str]
+    ) -> mcp_types.CompleteResult:
+        """Completions from the upstream that owns the prompt or resource template (none when unknown)."""
+        backend_name: str | None = None
+        if isinstance(ref, mcp_types.PromptReference):
+            if ref.name not in self._prompts:
+                await self.list_prompts()
+            route = self._prompts.get(ref.name)
+            if route is not None:
+                backend_name, upstream_name = route
+                ref = ref.model_copy(update={"name": upstream_name})
+        else:
+            if ref.uri not in self._template_owners:
+                await self.list_templates()
+            backend_name = self._template_owners.get(str(ref.uri))
+        backend = self.registry.get(backend_name) if backend_name else None
+        if not isinstance(backend, McpBackend):
+            return mcp_types.CompleteResult(completion=mcp_types.Completion(values=[]))
+        try:
+            return await backend.complete(ref, argument)
+        except ApertureError as error:
+            raise MCPError(code=mcp_types.INTERNAL_ERROR, message=error.message) from error
 
     async def get_prompt(self, name: str, arguments: dict[str, str] | None) -> mcp_types.GetPromptResult:
         if name not in self._prompts:

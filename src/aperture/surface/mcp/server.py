@@ -59,6 +59,7 @@ class McpSurface:
         self._passthrough = settings.expose in ("passthrough", "both")
         self._surfaced = tuple(settings.surfaced)
         self._separator = settings.separator
+        self._namespaced = settings.namespaced
         self._validators = {tool.name: tool.validator() for tool in META_TOOLS}
         self._meta_listing = [tool.listing() for tool in META_TOOLS] if self._meta else []
         self._exposure = Exposure(version=-1)
@@ -66,7 +67,7 @@ class McpSurface:
         # handle on the connection, so the connection (held weakly) keys the last session seen on it.
         self._sessions: weakref.WeakKeyDictionary[object, ServerSession] = weakref.WeakKeyDictionary()
         self._changed = anyio.Event()
-        self.federation = Federation(gateway.registry, separator=settings.separator)
+        self.federation = Federation(gateway.registry, separator=settings.separator, namespaced=settings.namespaced)
         self._log_levels: weakref.WeakKeyDictionary[object, str] = weakref.WeakKeyDictionary()
         gateway.on_tools_changed(self._on_tools_changed)
         self._listen_to_upstreams()
@@ -94,6 +95,7 @@ class McpSurface:
             on_unsubscribe_resource=self._on_unsubscribe,
             on_list_prompts=self._on_list_prompts,
             on_get_prompt=self._on_get_prompt,
+            on_completion=self._on_completion,
         )
         # Registered this way: the constructor argument warns that logging is deprecated in 2026-07-28,
         # but handshake-era clients (most of them) still set a level.
@@ -114,6 +116,7 @@ class McpSurface:
                 surfaced=self._surfaced,
                 separator=self._separator,
                 reserved=META_TOOLS_BY_NAME if self._meta else (),
+                namespaced=self._namespaced,
             )
         return self._exposure
 
@@ -156,6 +159,12 @@ class McpSurface:
         self, ctx: ServerRequestContext[Any], params: mcp_types.PaginatedRequestParams | None
     ) -> mcp_types.ListPromptsResult:
         return mcp_types.ListPromptsResult(prompts=await self.federation.list_prompts())
+
+    async def _on_completion(
+        self, ctx: ServerRequestContext[Any], params: mcp_types.CompleteRequestParams
+    ) -> mcp_types.CompleteResult:
+        argument = {"name": params.argument.name, "value": params.argument.value}
+        return await self.federation.complete(params.ref, argument)
 
     async def _on_get_prompt(
         self, ctx: ServerRequestContext[Any], params: mcp_types.GetPromptRequestParams
@@ -291,4 +300,4 @@ class McpSurface:
 
 
 def _call_context(ctx: ServerRequestContext[Any]) -> CallContext:
-    return CallContext(progress=ctx.session.report_progress, request_id=str(ctx.request_id))
+    return CallContext(progress=ctx.session.report_progress, request_id=str(ctx.request_id), peer=ctx.session)
