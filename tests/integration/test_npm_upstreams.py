@@ -170,3 +170,22 @@ async def test_resource_subscriptions_reach_the_owner_and_updates_come_back(clie
         with anyio.fail_after(15):
             await updated.wait()
         await client.unsubscribe_resource(uri)
+
+
+async def test_legacy_sse_upstream() -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [str(BIN / "mcp-server-everything"), "sse"],
+        env={**os.environ, "PORT": str(port)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port)
+        url = f"http://127.0.0.1:{port}/sse"
+        config = parse_config({"backends": [{"name": "old", "kind": "mcp", "url": url, "transport": "sse"}]})
+        async with Gateway(config) as gateway, Client(McpSurface(gateway).server) as client:
+            assert "via sse" in text_of(await run(client, "old:echo", {"message": "via sse"}))
+    finally:
+        process.terminate()
+        process.wait(10)

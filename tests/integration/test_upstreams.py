@@ -292,3 +292,20 @@ async def test_upstream_log_messages_reach_the_agent(gateway: Gateway) -> None:
         with anyio.fail_after(5):
             await arrived.wait()
     assert received[0].data == "disk almost full" and received[0].logger == "up.fixture"
+
+
+async def test_mcp_server_git_from_pypi(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for command in (["init", "-q"], ["config", "user.email", "a@example.com"], ["config", "user.name", "A"]):
+        subprocess.run(["git", *command], cwd=repo, check=True)
+    (repo / "notes.md").write_text("first\n")
+    subprocess.run(["git", "add", "."], cwd=repo, check=True)
+    subprocess.run(["git", "commit", "-qm", "Add the notes"], cwd=repo, check=True)
+    git = str(Path(sys.executable).parent / "mcp-server-git")
+    config = parse_config({"backends": [{"name": "git", "kind": "mcp", "command": [git, "--repository", str(repo)]}]})
+    async with Gateway(config) as gw, Client(McpSurface(gw).server) as client:
+        found = (await client.call_tool("search_tools", {"query": "show the commit log"})).structured_content
+        assert "git:git_log" in [t["id"] for t in found["tools"][:3]]
+        log = await run(client, "git:git_log", {"repo_path": str(repo)})
+        assert not log.is_error and "Add the notes" in text_of(log)
