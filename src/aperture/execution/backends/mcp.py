@@ -272,6 +272,7 @@ class McpBackend:
                 logging_callback=self._on_log,
                 sampling_callback=self._on_sampling,
                 elicitation_callback=self._on_elicitation,
+                cache=None,  # responses are the gateway's to cache (ops layer), not the session's
             ) as client:
                 yield client
 

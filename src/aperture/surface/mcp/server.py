@@ -100,6 +100,9 @@ class McpSurface:
         # Registered this way: the constructor argument warns that logging is deprecated in 2026-07-28,
         # but handshake-era clients (most of them) still set a level.
         server.add_request_handler("logging/setLevel", mcp_types.SetLevelRequestParams, self._on_set_level)
+        # The SDK wraps every message in an OpenTelemetry span by default; tool calls get their own spans
+        # from the operations layer, and the per-message one costs on the hot path even with no exporter.
+        server.middleware = []
         return server
 
     def initialization_options(self) -> InitializationOptions:
