@@ -38,10 +38,12 @@ typecheck: $(STAMP)
 unit: $(STAMP) $(NODE_STAMP)
 	$(BIN)/pytest -q
 
-## Benchmarks: search latency and token cost (figures go to docs/benchmarks.md).
-bench: $(STAMP)
-	$(BIN)/python bench/search_latency.py
-	$(BIN)/python bench/tokens.py
+## Benchmarks (a few minutes; figures go to docs/benchmarks.md, JSON to bench/results/).
+bench: $(STAMP) $(NODE_STAMP)
+	$(BIN)/python -m bench.search_latency
+	$(BIN)/python -m bench.tokens
+	$(BIN)/python -m bench.overhead
+	$(BIN)/python -m bench.churn
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -10,11 +10,7 @@ bench/results/churn.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -25,16 +21,9 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-ROOT = Path(__file__).resolve().parent.parent
-APERTURE = str(Path(sys.executable).parent / "aperture")
-RESULTS = Path(__file__).parent / "results"
+from bench._processes import APERTURE, ROOT, free_port, http_process, write_results
+
 console = Console()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def usage(pid: int) -> dict[str, float]:
@@ -76,24 +65,14 @@ async def run(cycles: int, concurrency: int) -> dict[str, Any]:
     port = free_port()
     config = ROOT / "examples" / "aperture.yaml"
     argv = [APERTURE, "serve", "--config", str(config), "--transport", "http", "--port", str(port)]
-    process = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/mcp"
-    try:
-        for _ in range(200):
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            await anyio.sleep(0.05)
-        with Progress(console=console, transient=True) as progress:
-            await churn(url, 50, concurrency, progress)  # warm-up: imports, caches, pools
-            await anyio.sleep(1)
-            baseline = usage(process.pid)
-            seconds = await churn(url, cycles, concurrency, progress)
-            await anyio.sleep(2)  # let closed sessions be torn down
-            after = usage(process.pid)
-    finally:
-        process.terminate()
-        process.wait(10)
+    with http_process(argv, port) as process, Progress(console=console, transient=True) as progress:
+        await churn(url, 50, concurrency, progress)  # warm-up: imports, caches, pools
+        await anyio.sleep(1)
+        baseline = usage(process.pid)
+        seconds = await churn(url, cycles, concurrency, progress)
+        await anyio.sleep(2)  # let closed sessions be torn down
+        after = usage(process.pid)
     return {
         "cycles": cycles,
         "concurrency": concurrency,
@@ -120,10 +99,7 @@ def main() -> None:
         table.add_row(key, str(before), str(after), f"{after - before:+g}")
     table.add_row("sessions/s", "", str(result["sessions_per_s"]), "")
     console.print(table)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "churn.json"
-    out.write_text(json.dumps(result, indent=2))
-    console.print(f"wrote {out}")
+    console.print(f"wrote {write_results('churn', result)}")
 
 
 if __name__ == "__main__":

@@ -13,14 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,38 +26,10 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench._processes import APERTURE, ROOT, free_port, http_process, percentile, write_results
+
 UPSTREAM = ROOT / "tests" / "fixtures" / "upstream_server.py"
-APERTURE = str(Path(sys.executable).parent / "aperture")
-RESULTS = Path(__file__).parent / "results"
 console = Console()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def http_process(argv: list[str], port: int) -> Iterator[None]:
-    process = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.05)
-    try:
-        yield
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def measure(
@@ -143,10 +111,7 @@ def main() -> None:
             f"{r['added_p50_ms']:+.3f}", f"{r['added_p99_ms']:+.3f}",
         )  # fmt: skip
     console.print(table)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "overhead.json"
-    out.write_text(json.dumps({"rows": rows}, indent=2))
-    console.print(f"wrote {out}")
+    console.print(f"wrote {write_results('overhead', {'rows': rows})}")
 
 
 if __name__ == "__main__":

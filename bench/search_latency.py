@@ -10,12 +10,11 @@ writes bench/results/search_latency.json.
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import platform
 import statistics
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,14 +35,9 @@ from aperture.discovery import (
 )
 from aperture.discovery.strategy import Scores
 from bench._catalogs import synthetic_queries, synthetic_tools
+from bench._processes import percentile, write_results
 
-RESULTS = Path(__file__).parent / "results"
 console = Console()
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def measure(strategy: SearchStrategy, size: int, queries: int, progress: Progress) -> dict[str, Any]:
@@ -123,11 +117,8 @@ def main() -> None:
             f"{r['p50_ms']:.3f}", f"{r['p99_ms']:.3f}", f"{r['mean_ms']:.3f}",
         )  # fmt: skip
     console.print(table)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "search_latency.json"
-    meta = {"python": platform.python_version(), "machine": platform.machine(), "cpus": __import__("os").cpu_count()}
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    console.print(f"wrote {out}")
+    meta = {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()}
+    console.print(f"wrote {write_results('search_latency', {'meta': meta, 'rows': rows})}")
 
 
 if __name__ == "__main__":

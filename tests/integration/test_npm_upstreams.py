@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import warnings
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,19 +43,28 @@ def npm_server(name: str, binary: str, *args: str) -> dict[str, Any]:
     return {"name": name, "kind": "mcp", "command": [str(path), *args]}
 
 
-@pytest.fixture(scope="module")
-def everything_http() -> Iterator[str]:
+@contextmanager
+def everything_on_port(mode: str) -> Iterator[int]:
+    """server-everything over the network (`streamableHttp` or `sse`), on a free loopback port."""
     port = free_port()
     process = subprocess.Popen(
-        [str(BIN / "mcp-server-everything"), "streamableHttp"],
+        [str(BIN / "mcp-server-everything"), mode],
         env={**os.environ, "PORT": str(port)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    wait_for_port(port)
-    yield f"http://127.0.0.1:{port}/mcp"
-    process.terminate()
-    process.wait(10)
+    try:
+        wait_for_port(port)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def everything_http() -> Iterator[str]:
+    with everything_on_port("streamableHttp") as port:
+        yield f"http://127.0.0.1:{port}/mcp"
 
 
 @pytest.fixture
@@ -173,19 +183,8 @@ async def test_resource_subscriptions_reach_the_owner_and_updates_come_back(clie
 
 
 async def test_legacy_sse_upstream() -> None:
-    port = free_port()
-    process = subprocess.Popen(
-        [str(BIN / "mcp-server-everything"), "sse"],
-        env={**os.environ, "PORT": str(port)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port)
+    with everything_on_port("sse") as port:
         url = f"http://127.0.0.1:{port}/sse"
         config = parse_config({"backends": [{"name": "old", "kind": "mcp", "url": url, "transport": "sse"}]})
         async with Gateway(config) as gateway, Client(McpSurface(gateway).server) as client:
             assert "via sse" in text_of(await run(client, "old:echo", {"message": "via sse"}))
-    finally:
-        process.terminate()
-        process.wait(10)

@@ -1,0 +1,57 @@
+"""Helpers the benchmarks share: free loopback ports, server processes, percentiles, result files."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+APERTURE = str(Path(sys.executable).parent / "aperture")
+RESULTS = Path(__file__).parent / "results"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def http_process(argv: list[str], port: int, timeout: float = 30.0) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a server process until the block ends, once it accepts connections on `port`."""
+    process = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.05)
+    else:
+        process.kill()
+        raise RuntimeError(f"{argv[0]} did not listen on port {port} within {timeout:g} s")
+    try:
+        yield process
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def write_results(name: str, data: Any) -> Path:
+    """Write a benchmark's figures to bench/results/NAME.json and return the path."""
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"{name}.json"
+    out.write_text(json.dumps(data, indent=2))
+    return out
