@@ -49,7 +49,7 @@ MAX_LIMIT = 100
 MAX_EXAMPLES = 5
 
 
-def build_backend(spec: BackendConfig, config: Config) -> Backend:
+def build_backend(spec: BackendConfig, config: Config, guard: IntegrityGuard | None = None) -> Backend:
     """Create the backend a configuration entry describes (not yet started)."""
     if isinstance(spec, PythonBackendConfig):
         path = config.resolve(spec.path) if spec.path else None
@@ -61,7 +61,8 @@ def build_backend(spec: BackendConfig, config: Config) -> Backend:
         program, *args = spec.argv()
         cwd = str(config.resolve(spec.cwd)) if spec.cwd else None
         target = StdioTarget(command=program, args=tuple(args), env=spec.env, cwd=cwd)
-    return McpBackend(spec.name, target, init_timeout=spec.init_timeout)
+    known = guard.store.known_tools(spec.name, McpBackend.kind) if guard is not None and spec.lazy else []
+    return McpBackend(spec.name, target, init_timeout=spec.init_timeout, lazy=spec.lazy, known_tools=known)
 
 
 class Gateway:
@@ -91,7 +92,7 @@ class Gateway:
             task_group = await stack.enter_async_context(anyio.create_task_group())
             stack.callback(task_group.cancel_scope.cancel)
             stack.push_async_callback(self.registry.aclose)
-            backends = [build_backend(spec, self.config) for spec in self.config.backends]
+            backends = [build_backend(spec, self.config, self.guard) for spec in self.config.backends]
             # Upstream servers start concurrently: a slow one does not hold up the others.
             async with anyio.create_task_group() as starting:
                 for backend in backends:

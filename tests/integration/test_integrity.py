@@ -78,3 +78,20 @@ def test_approving_a_tool_that_is_not_held_is_explained(tmp_path: Path) -> None:
         app, ["tools", "approve", "fixture:nope", "--config", str(write_config(tmp_path, poisoned=False))]
     )
     assert result.exit_code == 1 and "Not held for review: fixture:nope" in result.output
+
+
+async def test_a_lazy_upstream_starts_on_its_first_call(tmp_path: Path) -> None:
+    args = [str(FIXTURES / "upstream_server.py")]
+    config = {"mcpServers": {"fixture": {"command": sys.executable, "args": args}}}
+    path = tmp_path / "lazy.json"
+    path.write_text(json.dumps({**config, "backends": []}))
+    async with Gateway(load_config(path)):
+        pass  # the first run starts it, to learn and record its tools
+    lazy = {"backends": [{"name": "fixture", "kind": "mcp", "command": [sys.executable, *args], "lazy": True}]}
+    path.write_text(json.dumps(lazy))
+    async with Gateway(load_config(path)) as gw, Client(McpSurface(gw).server) as c:
+        backend = gw.registry.get("fixture")
+        assert backend is not None and backend.state == "idle"  # type: ignore[attr-defined]
+        assert "fixture:echo" in await search_ids(c, "echo the text back")
+        assert text_of(await run(c, "fixture:echo", {"text": "woken"})) == "woken"
+        assert backend.state == "ready"  # type: ignore[attr-defined]

@@ -68,6 +68,10 @@ class McpBackendConfig(_Section):
     headers: dict[str, str] = Field(default_factory=dict, description="HTTP headers for every request (url only).")
     timeout: float | None = Field(None, gt=0, description="Seconds a call may take (default: execution.timeout).")
     init_timeout: float = Field(30.0, gt=0, description="Seconds the upstream may take to start and initialize.")
+    lazy: bool = Field(
+        False,
+        description="Start on the first call, listing the tools approved last time (starts at once the first time).",
+    )
 
     _valid_name = field_validator("name")(classmethod(lambda cls, v: _backend_name(v)))
 

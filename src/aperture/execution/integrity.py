@@ -19,7 +19,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from aperture.model import Tool
+from aperture.model import Tool, ToolAnnotations, ToolId
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +88,26 @@ class FingerprintStore:
 
     def get(self, key: str) -> Mapping[str, Any] | None:
         return self._records.get(key)
+
+    def known_tools(self, namespace: str, backend_kind: str) -> list[Tool]:
+        """The approved definitions of a namespace's tools, as tools (what a lazy backend lists before it starts)."""
+        tools = []
+        for key, record in self._records.items():
+            if not key.startswith(f"{namespace}:"):
+                continue
+            spec = record.get("definition", {})
+            tools.append(
+                Tool(
+                    id=ToolId(namespace, key.partition(":")[2]),
+                    title=spec.get("title"),
+                    description=spec.get("description") or "",
+                    input_schema=spec.get("input_schema") or {"type": "object", "properties": {}},
+                    output_schema=spec.get("output_schema"),
+                    annotations=ToolAnnotations.from_dict(spec.get("annotations") or {}),
+                    backend_kind=backend_kind,
+                )
+            )
+        return tools
 
     def approve(self, tool: Tool) -> None:
         self._records[tool.key] = {

@@ -24,6 +24,17 @@ class ToolAnnotations:
     idempotent: bool | None = None
     open_world: bool | None = None
 
+    @classmethod
+    def from_dict(cls, wire: Mapping[str, Any]) -> ToolAnnotations:
+        """Annotations from MCP's wire names (the inverse of `to_dict`)."""
+        return cls(
+            title=wire.get("title"),
+            read_only=wire.get("readOnlyHint"),
+            destructive=wire.get("destructiveHint"),
+            idempotent=wire.get("idempotentHint"),
+            open_world=wire.get("openWorldHint"),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """The annotations in MCP's wire names, leaving out what is unset."""
         wire = {

@@ -52,6 +52,7 @@ MAX_PAGES = 1000
 
 
 class UpstreamState(StrEnum):
+    IDLE = "idle"  # lazy: not started until the first call
     STARTING = "starting"
     READY = "ready"
     DOWN = "down"
@@ -134,17 +135,21 @@ class McpBackend:
         *,
         init_timeout: float = 30.0,
         restart: RestartPolicy | None = None,
+        lazy: bool = False,
+        known_tools: Sequence[Tool] = (),
     ) -> None:
         ToolId(name, "x")  # validates the namespace
         self._name = name
         self.target = target
         self.init_timeout = init_timeout
         self.restart = restart or RestartPolicy()
-        self.state = UpstreamState.STARTING
+        # A lazy upstream starts on its first call; until then it lists the tools it had last time.
+        self.lazy = lazy and bool(known_tools)
+        self.state = UpstreamState.IDLE if self.lazy else UpstreamState.STARTING
         self.last_error: str | None = None
         self.restarts = 0
         self._client: Client | None = None
-        self._tools: dict[str, tuple[Tool, str]] = {}
+        self._tools: dict[str, tuple[Tool, str]] = {tool.name: (tool, tool.name) for tool in known_tools}
         self._listener: Callable[[str], None] | None = None
         self._retry_at = 0.0
         self._watch: ProcessWatch | None = None
@@ -174,6 +179,9 @@ class McpBackend:
         self._ready, self._settled, self._broken, self._finished = (anyio.Event() for _ in range(4))
         self._sleeping = anyio.CancelScope()
         self._task_group = task_group
+        if self.state is UpstreamState.IDLE:
+            self._settled.set()
+            return
         task_group.start_soon(self._supervise)
         with anyio.move_on_after(self.init_timeout + 1):
             await self._settled.wait()
@@ -425,6 +433,10 @@ class McpBackend:
     async def _ready_client(self) -> Client:
         if self._task_group is None:
             raise BackendUnavailableError(f"Backend '{self._name}' was never started.", backend_kind=self.kind)
+        if self.state is UpstreamState.IDLE:
+            logger.info("upstream %s: first call, starting it", self._name)
+            self.state = UpstreamState.STARTING
+            self._task_group.start_soon(self._supervise)
         if self.state is UpstreamState.STARTING:
             with anyio.move_on_after(self.init_timeout):
                 await self._ready.wait()
@@ -506,6 +518,10 @@ class McpBackend:
             raise self._upstream_error(exc) from exc
 
     async def health(self) -> HealthStatus:
+        if self.state is UpstreamState.IDLE:
+            return HealthStatus(
+                healthy=True, message=f"idle: starts on the first call ({len(self._tools)} tools known)"
+            )
         client = self._client
         if client is None or self.state is not UpstreamState.READY:
             return HealthStatus(healthy=False, message=self._unavailable_message())
