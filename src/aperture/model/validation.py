@@ -20,6 +20,7 @@ import jsonschema
 import jsonschema.exceptions
 import jsonschema.protocols
 import jsonschema.validators
+import jsonschema_rs
 
 from aperture.model.errors import InputValidationError, OutputValidationError, shorten
 from aperture.model.tool import parameters_of, schema_type_name
@@ -99,6 +100,9 @@ class ArgumentValidator:
             # A broken schema from an upstream must not make its tool unusable: coerce, but do not check.
             logger.warning("tool %s has an invalid input schema, arguments go unchecked: %s", tool_id, exc.message)
             self._validator = None
+        # The compiled Rust validator answers "valid?" in a microsecond; the detailed (and slower) Python
+        # one only runs to explain arguments that are not.
+        self._fast = _fast_validator(self.schema) if self._validator is not None else None
 
     def validate(self, args: Mapping[str, Any]) -> dict[str, Any]:
         """Return the coerced arguments, or raise `InputValidationError` listing every problem.
@@ -169,6 +173,12 @@ class ArgumentValidator:
     # --- checking -------------------------------------------------------------------------------
 
     def _check(self, args: dict[str, Any]) -> list[Violation]:
+        if (
+            self._fast is not None
+            and self._fast.is_valid(args)
+            and (self._allows_extra or args.keys() <= self._properties.keys())
+        ):
+            return []
         violations: list[Violation] = []
         if not self._allows_extra:
             for key in args:
@@ -239,6 +249,13 @@ class ArgumentValidator:
         else:
             lines.append("This tool takes no parameters: pass {}.")
         return "\n".join(lines)
+
+
+def _fast_validator(schema: Mapping[str, Any]) -> Any:
+    try:
+        return jsonschema_rs.validator_for(dict(schema))
+    except (ValueError, jsonschema_rs.ValidationError):
+        return None
 
 
 def _coerce_scalar(value: Any, types: set[str]) -> Any:
