@@ -3,7 +3,8 @@
 The upstream is the project's fixture MCP server (`echo`). For stdio: the official client starts the
 upstream directly, or starts `aperture serve` whose backend starts the upstream. For streamable HTTP:
 the client calls the upstream's endpoint, or Aperture's endpoint whose backend calls the upstream's.
-Aperture is measured with the tool listed directly (passthrough) and through `run_tool` (meta).
+Aperture is measured with the tool listed directly (passthrough) and through `run_tool` (meta). The
+rows of a transport run interleaved, in rounds, so that drift on a noisy machine affects them alike.
 Prints a table and writes bench/results/overhead.json.
 
     .venv/bin/python -m bench.overhead [--calls 1000]
@@ -17,6 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,28 +34,46 @@ UPSTREAM = ROOT / "tests" / "fixtures" / "upstream_server.py"
 console = Console()
 
 
-async def measure(
-    target: Any, tool: str, args: dict[str, Any], calls: int, label: str, progress: Progress
-) -> dict[str, Any]:
-    task = progress.add_task(label, total=calls)
-    latencies: list[float] = []
-    async with Client(target) as client:
-        for _ in range(20):  # warm-up
-            await client.call_tool(tool, args)
-        for _ in range(calls):
-            started = time.perf_counter()
-            result = await client.call_tool(tool, args)
-            latencies.append((time.perf_counter() - started) * 1000)
-            if result.is_error:
-                raise RuntimeError(f"{label}: call failed: {result.content}")
-            progress.advance(task)
-    return {
-        "row": label,
-        "calls": calls,
-        "p50_ms": round(percentile(latencies, 0.5), 3),
-        "p99_ms": round(percentile(latencies, 0.99), 3),
-        "mean_ms": round(statistics.fmean(latencies), 3),
-    }
+@dataclass
+class Row:
+    """One way of calling the tool: a connected client, what to call, and the latencies seen."""
+
+    label: str
+    client: Client
+    tool: str
+    args: dict[str, Any]
+    latencies: list[float] = field(default_factory=list)
+
+    async def call(self, record: bool = True) -> None:
+        started = time.perf_counter()
+        result = await self.client.call_tool(self.tool, self.args)
+        if record:
+            self.latencies.append((time.perf_counter() - started) * 1000)
+        if result.is_error:
+            raise RuntimeError(f"{self.label}: call failed: {result.content}")
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "row": self.label,
+            "calls": len(self.latencies),
+            "p50_ms": round(percentile(self.latencies, 0.5), 3),
+            "p99_ms": round(percentile(self.latencies, 0.99), 3),
+            "mean_ms": round(statistics.fmean(self.latencies), 3),
+        }
+
+
+async def interleaved(rows: list[Row], calls: int, progress: Progress, rounds: int = 10) -> None:
+    """Warm every row up, then call them in alternating rounds, so drift of a noisy machine hits all alike."""
+    for row in rows:
+        for _ in range(20):
+            await row.call(record=False)
+    task = progress.add_task(" / ".join(r.label for r in rows), total=calls * len(rows))
+    per_round = max(1, calls // rounds)
+    while any(len(r.latencies) < calls for r in rows):
+        for row in rows:
+            for _ in range(min(per_round, calls - len(row.latencies))):
+                await row.call()
+                progress.advance(task)
 
 
 def config(path: Path, expose: str, upstream: dict[str, Any]) -> Path:
@@ -62,39 +82,57 @@ def config(path: Path, expose: str, upstream: dict[str, Any]) -> Path:
 
 
 async def run(calls: int) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
     echo = {"text": "hello"}
-    stdio_upstream = {"command": sys.executable, "args": [str(UPSTREAM)]}
+    meta_args = {"tool_id": "up:echo", "args": echo}
+    figures: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp, Progress(console=console, transient=True) as progress:
         work = Path(tmp)
-        direct = StdioServerParameters(command=sys.executable, args=[str(UPSTREAM)])
-        rows.append(await measure(direct, "echo", echo, calls, "direct, stdio", progress))
-        for expose, tool, args in (
-            ("passthrough", "up__echo", echo),
-            ("meta", "run_tool", {"tool_id": "up:echo", "args": echo}),
-        ):
-            cfg = config(work / f"{expose}.json", expose, stdio_upstream)
-            gateway = StdioServerParameters(command=APERTURE, args=["serve", "--config", str(cfg)])
-            rows.append(await measure(gateway, tool, args, calls, f"aperture {expose}, stdio", progress))
+        stdio_upstream = {"command": sys.executable, "args": [str(UPSTREAM)]}
 
-        upstream_port, gateway_port = free_port(), free_port()
+        def gateway(expose: str) -> StdioServerParameters:
+            cfg = config(work / f"{expose}.json", expose, stdio_upstream)
+            return StdioServerParameters(command=APERTURE, args=["serve", "--config", str(cfg)])
+
+        async with (
+            Client(StdioServerParameters(command=sys.executable, args=[str(UPSTREAM)])) as direct,
+            Client(gateway("passthrough")) as passthrough,
+            Client(gateway("meta")) as meta,
+        ):
+            rows = [
+                Row("direct, stdio", direct, "echo", echo),
+                Row("aperture passthrough, stdio", passthrough, "up__echo", echo),
+                Row("aperture meta, stdio", meta, "run_tool", meta_args),
+            ]
+            await interleaved(rows, calls, progress)
+            figures += [row.figures() for row in rows]
+
+        upstream_port, passthrough_port, meta_port = free_port(), free_port(), free_port()
         with http_process([sys.executable, str(UPSTREAM), "--http", str(upstream_port)], upstream_port):
             upstream_url = f"http://127.0.0.1:{upstream_port}/mcp"
-            rows.append(await measure(upstream_url, "echo", echo, calls, "direct, HTTP", progress))
-            for expose, tool, args in (
-                ("passthrough", "up__echo", echo),
-                ("meta", "run_tool", {"tool_id": "up:echo", "args": echo}),
-            ):
+            servers = []
+            for expose, port in (("passthrough", passthrough_port), ("meta", meta_port)):
                 cfg = config(work / f"http-{expose}.json", expose, {"url": upstream_url})
-                argv = [APERTURE, "serve", "--config", str(cfg), "--transport", "http", "--port", str(gateway_port)]
-                with http_process(argv, gateway_port):
-                    url = f"http://127.0.0.1:{gateway_port}/mcp"
-                    rows.append(await measure(url, tool, args, calls, f"aperture {expose}, HTTP", progress))
-    for row in rows:
-        base = next(r for r in rows if r["row"] == ("direct, HTTP" if "HTTP" in row["row"] else "direct, stdio"))
+                servers.append(
+                    ([APERTURE, "serve", "--config", str(cfg), "--transport", "http", "--port", str(port)], port)
+                )
+            with http_process(*servers[0]), http_process(*servers[1]):
+                async with (
+                    Client(upstream_url) as direct,
+                    Client(f"http://127.0.0.1:{passthrough_port}/mcp") as passthrough,
+                    Client(f"http://127.0.0.1:{meta_port}/mcp") as meta,
+                ):
+                    rows = [
+                        Row("direct, HTTP", direct, "echo", echo),
+                        Row("aperture passthrough, HTTP", passthrough, "up__echo", echo),
+                        Row("aperture meta, HTTP", meta, "run_tool", meta_args),
+                    ]
+                    await interleaved(rows, calls, progress)
+                    figures += [row.figures() for row in rows]
+    for row in figures:
+        base = next(r for r in figures if r["row"] == ("direct, HTTP" if "HTTP" in row["row"] else "direct, stdio"))
         row["added_p50_ms"] = round(row["p50_ms"] - base["p50_ms"], 3)
         row["added_p99_ms"] = round(row["p99_ms"] - base["p99_ms"], 3)
-    return rows
+    return figures
 
 
 def main() -> None:
