@@ -22,7 +22,7 @@ $(NODE_STAMP): package.json
 install: $(STAMP)
 
 ## Start the gateway on the example catalog and drive it with the official MCP client.
-demo: $(STAMP)
+demo: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python examples/demo.py
 
 ## Lint, type-check and run the whole test suite: exactly what CI runs.

@@ -1,7 +1,8 @@
 """End-to-end demo: start the gateway on the example catalog and drive it with the official MCP client.
 
 Runs the gateway as a real subprocess, over stdio and then over streamable HTTP on 127.0.0.1, and walks
-the three steps an agent takes: search_tools -> describe_tool -> run_tool, plus the errors a model sees.
+the three steps an agent takes: search_tools -> describe_tool -> run_tool, plus the errors a model sees;
+then puts it in front of real MCP servers (examples/federation.yaml).
 
     python examples/demo.py            # what `make demo` runs
 """
@@ -128,7 +129,28 @@ async def main() -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
-    console.print("[bold green]Demo complete:[/bold green] search -> describe -> run over stdio and HTTP.")
+    await federation()
+    console.print("[bold green]Demo complete:[/bold green] search -> describe -> run over stdio and HTTP, and federated.")
+
+
+async def federation() -> None:
+    """The same meta-tools in front of real MCP servers: mcp-server-time (PyPI) and server-everything (npm)."""
+    config = HERE / "federation.yaml"
+    step(f"Federation: upstream MCP servers behind the gateway ({config.name})")
+    env = {**os.environ, "PATH": f"{APERTURE.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    params = StdioServerParameters(command=str(APERTURE), args=["serve", "--config", str(config)], env=env)
+    async with Client(params) as client:
+        namespaces = await client.call_tool("list_namespaces", {})
+        table = Table("namespace", "tools", "kind", "healthy")
+        for row in namespaces.structured_content["namespaces"]:
+            table.add_row(row["namespace"], str(row["tool_count"]), row["backend_kind"], str(row["healthy"]))
+        console.print(table)
+        args: dict[str, Any] = {"query": "current time in a timezone", "limit": 2}
+        show_call("search_tools", args, await client.call_tool("search_tools", args))
+        args = {"tool_id": "time:get_current_time", "args": {"timezone": "Asia/Tokyo"}}
+        show_call("run_tool", args, await client.call_tool("run_tool", args))
+        args = {"tool_id": "everything:get-sum", "args": {"a": 2, "b": "40"}}
+        show_call("run_tool", args, await client.call_tool("run_tool", args))
 
 
 if __name__ == "__main__":

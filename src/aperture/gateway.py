@@ -59,6 +59,8 @@ def build_backend(spec: BackendConfig, config: Config, guard: IntegrityGuard | N
         target = HttpTarget(url=spec.url, headers=spec.headers, sse=spec.transport == "sse")
     else:
         program, *args = spec.argv()
+        if "/" in program and not program.startswith("/"):
+            program = str(config.resolve(program))  # a relative path is relative to the configuration file
         cwd = str(config.resolve(spec.cwd)) if spec.cwd else None
         target = StdioTarget(command=program, args=tuple(args), env=spec.env, cwd=cwd)
     known = guard.store.known_tools(spec.name, McpBackend.kind) if guard is not None and spec.lazy else []
