@@ -130,7 +130,7 @@ async def main() -> None:
         process.terminate()
         process.wait(timeout=10)
     await federation()
-    console.print("[bold green]Demo complete:[/bold green] search -> describe -> run over stdio and HTTP, and federated.")
+    console.print("[bold green]Demo complete:[/bold green] search, describe and run over stdio, HTTP and federated.")
 
 
 async def federation() -> None:
