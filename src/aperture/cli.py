@@ -105,7 +105,7 @@ def serve(
     port: Annotated[int | None, typer.Option(help="HTTP port [default: 8080].")] = None,
 ) -> None:
     """Serve the gateway over MCP (stdio for a desktop client, http for many clients at /mcp)."""
-    from aperture.surface.mcp import serve_http, serve_stdio
+    from aperture.surface.mcp import serve_http, serve_stdio, until_terminated
 
     cfg = _load(config)
     server = cfg.server.model_copy(
@@ -121,8 +121,16 @@ def serve(
             logging.getLogger("aperture").info("serving %d tools on stdio", tools)
             await serve_stdio(gateway)
 
+    async def main() -> None:
+        async with Gateway(cfg) as gateway:
+            await run(gateway)
+
     with contextlib.suppress(KeyboardInterrupt):
-        _with_gateway(cfg, run)
+        try:
+            anyio.run(until_terminated, main)
+        except ApertureError as exc:
+            err.print(f"[red]error:[/red] {escape(exc.message)}")
+            raise typer.Exit(1) from None
 
 
 tools_app = typer.Typer(

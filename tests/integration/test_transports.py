@@ -5,7 +5,10 @@ Every bad input gets a clear error result, and the server still answers afterwar
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -173,3 +176,50 @@ async def test_serve_accepts_a_claude_desktop_mcp_servers_file(tmp_path: Path) -
         assert text_of(await run(client, "fixture:echo", {"text": "via json"})) == "via json"
         namespaces = (await client.call_tool("list_namespaces", {})).structured_content["namespaces"]
         assert {n["namespace"] for n in namespaces} == {"fixture", "time"}
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/status")
+    return status.exists() and "zombie" not in status.read_text()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_a_signalled_gateway_stops_its_upstreams(tmp_path: Path, sig: signal.Signals) -> None:
+    # --linger: these upstreams do not exit when their stdin closes, so only the gateway can stop them.
+    upstream = {"command": sys.executable, "args": [str(FIXTURES / "upstream_server.py"), "--linger"]}
+    config = tmp_path / "servers.json"
+    config.write_text(json.dumps({"mcpServers": {"a": upstream, "b": upstream}}))
+    async with await anyio.open_process([APERTURE, "serve", "--config", str(config)]) as process:
+        with anyio.fail_after(20):
+            while len(children_of(process.pid)) < 2:
+                await anyio.sleep(0.05)
+        upstreams = children_of(process.pid)
+        await anyio.sleep(0.5)  # let both finish initializing
+        process.send_signal(sig)
+        with anyio.fail_after(15):
+            await process.wait()
+    try:
+        with anyio.fail_after(5):
+            while any(alive(pid) for pid in upstreams):
+                await anyio.sleep(0.05)
+    finally:
+        for pid in upstreams:  # never leave a test's processes behind, whatever happened
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

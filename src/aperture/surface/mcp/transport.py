@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import signal
+from collections.abc import Awaitable, Callable
 
 import anyio
 import uvicorn
@@ -21,6 +23,26 @@ async def serve_stdio(gateway: Gateway) -> None:
     async with stdio_transport() as (read_stream, write_stream), anyio.create_task_group() as tg:
         tg.start_soon(surface.notify_changes)
         await surface.server.run(read_stream, write_stream, surface.initialization_options())
+        tg.cancel_scope.cancel()
+
+
+async def until_terminated(work: Callable[[], Awaitable[None]]) -> None:
+    """Run `work`, cancelling it cleanly on SIGTERM, from the very start (upstreams may be starting).
+
+    Without this Python dies at once on SIGTERM, and an upstream that does not exit by itself when its
+    stdin closes would outlive the gateway. (SIGINT already cancels cleanly through asyncio.)
+    """
+    async with anyio.create_task_group() as tg:
+
+        async def watch() -> None:
+            with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+                async for _ in signals:
+                    logger.info("received SIGTERM, shutting down")
+                    tg.cancel_scope.cancel()
+                    return
+
+        tg.start_soon(watch)
+        await work()
         tg.cancel_scope.cancel()
 
 
