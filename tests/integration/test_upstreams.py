@@ -309,3 +309,19 @@ async def test_mcp_server_git_from_pypi(tmp_path: Path) -> None:
         assert "git:git_log" in [t["id"] for t in found["tools"][:3]]
         log = await run(client, "git:git_log", {"repo_path": str(repo)})
         assert not log.is_error and "Add the notes" in text_of(log)
+
+
+async def test_a_log_message_during_a_call_reaches_a_2026_client_that_opted_in(gateway: Gateway) -> None:
+    arrived = anyio.Event()
+    received: list[mcp_types.LoggingMessageNotificationParams] = []
+
+    async def on_log(params: mcp_types.LoggingMessageNotificationParams) -> None:
+        received.append(params)
+        arrived.set()
+
+    async with Client(McpSurface(gateway).server, log_level="info", logging_callback=on_log) as client:
+        assert client.protocol_version == "2026-07-28"
+        assert text_of(await run(client, "twin:log", {"message": "per request"})) == "logged"
+        with anyio.fail_after(5):
+            await arrived.wait()
+    assert received[0].data == "per request" and received[0].logger == "twin.fixture"

@@ -47,7 +47,10 @@ logger = logging.getLogger(__name__)
 
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.\-]")
 ResultT = TypeVar("ResultT", bound=BaseModel)
-LogListener = Callable[[str, mcp_types.LoggingMessageNotificationParams], Coroutine[Any, Any, None]]
+LogListener = Callable[
+    [str, mcp_types.LoggingMessageNotificationParams, "CallContext | None"], Coroutine[Any, Any, None]
+]
+"""`(backend, params, caller)`: the caller is the call in flight when exactly one is (else None)."""
 MAX_PAGES = 1000
 
 
@@ -317,7 +320,9 @@ class McpBackend:
     async def _on_log(self, params: mcp_types.LoggingMessageNotificationParams) -> None:
         logger.info("upstream %s log [%s]: %s", self._name, params.level, shorten(str(params.data), 500))
         if self._log_listener is not None:
-            self._task_group_or_fail().start_soon(self._log_listener, self._name, params)
+            # A stdio upstream's log messages carry no request; with one call in flight they are its own.
+            caller = self._callers[0] if len(self._callers) == 1 else None
+            self._task_group_or_fail().start_soon(self._log_listener, self._name, params, caller)
 
     async def _relist_quietly(self, client: Client) -> None:
         try:
@@ -455,7 +460,7 @@ class McpBackend:
     # --- resources and prompts (forwarded as they are) ------------------------------------------
 
     def set_log_listener(self, listener: LogListener | None) -> None:
-        """Call `listener(backend_name, params)` for every log message the upstream sends."""
+        """Call `listener(backend_name, params, caller)` for every log message the upstream sends."""
         self._log_listener = listener
 
     def set_resource_listener(self, listener: Callable[[str, str], Coroutine[Any, Any, None]] | None) -> None:

@@ -196,10 +196,25 @@ class McpSurface:
         for backend in self.federation.upstreams():
             backend.set_log_listener(self._on_upstream_log)
 
-    async def _on_upstream_log(self, backend: str, params: mcp_types.LoggingMessageNotificationParams) -> None:
-        """Forward an upstream's log message to clients whose level admits it (default: info and above)."""
+    async def _on_upstream_log(
+        self, backend: str, params: mcp_types.LoggingMessageNotificationParams, caller: CallContext | None
+    ) -> None:
+        """Forward an upstream's log message: to the client whose call it belongs to when that is known
+        (on that request's stream), else to every handshake-era client whose level admits it."""
         rank = _LOG_LEVELS.index(params.level)
         source = f"{backend}.{params.logger}" if params.logger else backend
+        if caller is not None and caller.peer is not None:
+            connection = getattr(caller.peer, "_connection", None)
+            if connection is None or rank >= _LOG_LEVELS.index(self._log_levels.get(connection, "info")):
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", MCPDeprecationWarning)
+                        await caller.peer.send_log_message(
+                            params.level, params.data, logger=source, related_request_id=caller.request_id
+                        )
+                except Exception as exc:  # the caller may be gone; a log line is not worth failing over
+                    logger.debug("could not forward a log message to its caller: %s", exc)
+            return
         for connection, session in list(self._sessions.items()):
             if rank < _LOG_LEVELS.index(self._log_levels.get(connection, "info")):
                 continue
