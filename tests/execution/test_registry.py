@@ -130,4 +130,7 @@ async def test_tools_added_while_running_reach_the_catalog() -> None:
             await seen.wait()
         tg.cancel_scope.cancel()
     assert registry.find_tool("live:second") is not None
+    backend.remove_tool("first")
+    await registry.refresh("live")
+    assert registry.find_tool("live:first") is None
     await registry.aclose()

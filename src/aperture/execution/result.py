@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import mcp_types
@@ -46,7 +46,6 @@ class RunResult:
     is_error: bool = False
     error: ApertureError | None = None
     duration_ms: float = 0.0
-    meta: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def failure(cls, tool_id: str, error: ApertureError, duration_ms: float = 0.0) -> RunResult:
