@@ -88,3 +88,18 @@ async def test_clients_hear_when_the_catalog_changes(config: Config) -> None:
             names = {t.name for t in (await client.list_tools()).tools}
             assert "live__fresh" in names
         tg.cancel_scope.cancel()
+
+
+async def test_2026_clients_hear_of_changes_through_subscriptions_listen(config: Config) -> None:
+    gateway, surface = await surface_with(config, "passthrough")
+    async with gateway, anyio.create_task_group() as tg:
+        tg.start_soon(surface.notify_changes)
+        async with Client(surface.server) as client:
+            assert client.protocol_version == "2026-07-28"
+            async with client.listen(tools_list_changed=True) as subscription:
+                live = PythonBackend("live")
+                await gateway.registry.register(live)
+                with anyio.fail_after(5):
+                    event = await anext(aiter(subscription))
+                assert type(event).__name__ == "ToolsListChanged"
+        tg.cancel_scope.cancel()

@@ -16,6 +16,7 @@ from typing import TypeVar
 
 import mcp_types
 from mcp.server.session import ServerSession
+from mcp.server.subscriptions import ResourceUpdated, SubscriptionBus
 from mcp.shared.exceptions import MCPError
 from mcp.shared.uri_template import InvalidUriTemplate, UriTemplate
 
@@ -31,8 +32,16 @@ T = TypeVar("T")
 class Federation:
     """The resources and prompts side of the gateway's MCP surface."""
 
-    def __init__(self, registry: BackendRegistry, *, separator: str = "__", namespaced: bool = True) -> None:
+    def __init__(
+        self,
+        registry: BackendRegistry,
+        *,
+        separator: str = "__",
+        namespaced: bool = True,
+        bus: SubscriptionBus | None = None,
+    ) -> None:
         self.registry = registry
+        self.bus = bus
         self.separator = separator
         self.namespaced = namespaced
         self._owners: dict[str, str] = {}  # resource uri -> backend name
@@ -119,6 +128,8 @@ class Federation:
                 await backend.subscribe_resource(uri, subscribe=False)
 
     async def _on_resource_updated(self, backend: str, uri: str) -> None:
+        if self.bus is not None:
+            await self.bus.publish(ResourceUpdated(uri=uri))
         for connection, session in list(self._subscribers.get(uri, {}).items()):
             try:
                 await session.send_resource_updated(uri)

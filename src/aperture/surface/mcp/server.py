@@ -17,6 +17,7 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import NotificationOptions
 from mcp.server.models import InitializationOptions
 from mcp.server.session import ServerSession
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
 from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
@@ -67,7 +68,11 @@ class McpSurface:
         # handle on the connection, so the connection (held weakly) keys the last session seen on it.
         self._sessions: weakref.WeakKeyDictionary[object, ServerSession] = weakref.WeakKeyDictionary()
         self._changed = anyio.Event()
-        self.federation = Federation(gateway.registry, separator=settings.separator, namespaced=settings.namespaced)
+        # 2026-07-28 clients hear of changes through `subscriptions/listen`; older ones by notifications.
+        self._bus = InMemorySubscriptionBus()
+        self.federation = Federation(
+            gateway.registry, separator=settings.separator, namespaced=settings.namespaced, bus=self._bus
+        )
         self._log_levels: weakref.WeakKeyDictionary[object, str] = weakref.WeakKeyDictionary()
         gateway.on_tools_changed(self._on_tools_changed)
         self._listen_to_upstreams()
@@ -96,6 +101,7 @@ class McpSurface:
             on_list_prompts=self._on_list_prompts,
             on_get_prompt=self._on_get_prompt,
             on_completion=self._on_completion,
+            on_subscriptions_listen=ListenHandler(self._bus),
         )
         # Registered this way: the constructor argument warns that logging is deprecated in 2026-07-28,
         # but handshake-era clients (most of them) still set a level.
@@ -239,6 +245,7 @@ class McpSurface:
             await self._changed.wait()
             await anyio.sleep(debounce)
             self._changed = anyio.Event()
+            await self._bus.publish(ToolsListChanged())
             for connection, session in list(self._sessions.items()):
                 try:
                     await session.send_tool_list_changed()
