@@ -188,3 +188,15 @@ async def test_legacy_sse_upstream() -> None:
         config = parse_config({"backends": [{"name": "old", "kind": "mcp", "url": url, "transport": "sse"}]})
         async with Gateway(config) as gateway, Client(McpSurface(gateway).server) as client:
             assert "via sse" in text_of(await run(client, "old:echo", {"message": "via sse"}))
+
+
+async def test_a_2026_client_listening_to_a_resource_gets_its_updates(tmp_path: Path) -> None:
+    config = parse_config({"backends": [npm_server("everything", "mcp-server-everything", "stdio")]})
+    uri = "demo://resource/static/document/architecture.md"
+    async with Gateway(config) as gateway, Client(McpSurface(gateway).server) as client:
+        assert client.protocol_version == "2026-07-28"
+        async with client.listen(resource_subscriptions=[uri]) as subscription:
+            await run(client, "everything:toggle-subscriber-updates", {})
+            with anyio.fail_after(15):
+                event = await anext(aiter(subscription))
+        assert type(event).__name__ == "ResourceUpdated" and event.uri == uri  # type: ignore[attr-defined]

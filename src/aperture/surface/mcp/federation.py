@@ -49,6 +49,7 @@ class Federation:
         self._template_owners: dict[str, str] = {}  # uri template as listed -> backend name
         self._prompts: dict[str, tuple[str, str]] = {}  # listed name -> (backend, upstream prompt name)
         self._subscribers: dict[str, weakref.WeakKeyDictionary[object, ServerSession]] = {}
+        self._watchers: dict[str, int] = {}  # uri -> handshake-era subscribers plus 2026 listen streams
 
     def upstreams(self) -> list[McpBackend]:
         backends = (self.registry.get(name) for name in self.registry.names())
@@ -114,18 +115,29 @@ class Federation:
             raise MCPError(code=mcp_types.INTERNAL_ERROR, message=error.message) from error
 
     async def subscribe(self, uri: str, session: ServerSession, *, subscribe: bool = True) -> None:
-        backend = await self.owner_of(uri)
+        """A handshake-era client's `resources/subscribe` (or unsubscribe)."""
         connection = getattr(session, "_connection", session)
         subscribers = self._subscribers.setdefault(uri, weakref.WeakKeyDictionary())
-        if subscribe:
-            first = not subscribers
+        if subscribe and connection not in subscribers:
+            await self.watch(uri)
             subscribers[connection] = session
-            if first:
-                await backend.subscribe_resource(uri)
-        else:
+        elif not subscribe and connection in subscribers:
             subscribers.pop(connection, None)
-            if not subscribers:
-                await backend.subscribe_resource(uri, subscribe=False)
+            await self.watch(uri, watch=False)
+
+    async def watch(self, uri: str, *, watch: bool = True) -> None:
+        """Count one more (or one fewer) watcher of `uri`; the owning upstream is subscribed while any watch.
+
+        Raises:
+            MCPError: INVALID_PARAMS when no upstream offers the URI.
+        """
+        backend = await self.owner_of(uri)
+        count = self._watchers.get(uri, 0) + (1 if watch else -1)
+        self._watchers[uri] = max(0, count)
+        if watch and count == 1:
+            await backend.subscribe_resource(uri)
+        elif not watch and count == 0:
+            await backend.subscribe_resource(uri, subscribe=False)
 
     async def _on_resource_updated(self, backend: str, uri: str) -> None:
         if self.bus is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import logging
 import warnings
@@ -18,7 +19,7 @@ from mcp.server.lowlevel.server import NotificationOptions
 from mcp.server.models import InitializationOptions
 from mcp.server.session import ServerSession
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
-from mcp.shared.exceptions import MCPDeprecationWarning
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 import aperture
@@ -70,6 +71,7 @@ class McpSurface:
         self._changed = anyio.Event()
         # 2026-07-28 clients hear of changes through `subscriptions/listen`; older ones by notifications.
         self._bus = InMemorySubscriptionBus()
+        self._listen = ListenHandler(self._bus)
         self.federation = Federation(
             gateway.registry, separator=settings.separator, namespaced=settings.namespaced, bus=self._bus
         )
@@ -101,7 +103,7 @@ class McpSurface:
             on_list_prompts=self._on_list_prompts,
             on_get_prompt=self._on_get_prompt,
             on_completion=self._on_completion,
-            on_subscriptions_listen=ListenHandler(self._bus),
+            on_subscriptions_listen=self._on_listen,
         )
         # Registered this way: the constructor argument warns that logging is deprecated in 2026-07-28,
         # but handshake-era clients (most of them) still set a level.
@@ -163,6 +165,26 @@ class McpSurface:
     ) -> mcp_types.EmptyResult:
         await self.federation.subscribe(str(params.uri), ctx.session, subscribe=False)
         return mcp_types.EmptyResult()
+
+    async def _on_listen(
+        self, ctx: ServerRequestContext[Any], params: mcp_types.SubscriptionsListenRequestParams
+    ) -> mcp_types.SubscriptionsListenResult:
+        """A 2026-07-28 client's event stream; the upstreams owning the resources it watches are subscribed
+        for as long as it listens."""
+        watched = []
+        for uri in params.notifications.resource_subscriptions or ():
+            try:
+                await self.federation.watch(uri)
+                watched.append(uri)
+            except MCPError as exc:
+                logger.info("listen: not watching %s: %s", uri, exc.message)
+        try:
+            return await self._listen(ctx, params)
+        finally:
+            with anyio.CancelScope(shield=True):
+                for uri in watched:
+                    with contextlib.suppress(MCPError, ApertureError):
+                        await self.federation.watch(uri, watch=False)
 
     async def _on_list_prompts(
         self, ctx: ServerRequestContext[Any], params: mcp_types.PaginatedRequestParams | None
