@@ -19,6 +19,7 @@ import mcp_types
 import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
+from mcp.shared.subscriptions import ResourceUpdated
 
 from aperture.config import parse_config
 from aperture.gateway import Gateway
@@ -199,4 +200,4 @@ async def test_a_2026_client_listening_to_a_resource_gets_its_updates(tmp_path: 
             await run(client, "everything:toggle-subscriber-updates", {})
             with anyio.fail_after(15):
                 event = await anext(aiter(subscription))
-        assert type(event).__name__ == "ResourceUpdated" and event.uri == uri  # type: ignore[attr-defined]
+        assert isinstance(event, ResourceUpdated) and event.uri == uri
