@@ -5,15 +5,18 @@ The agent side is the official MCP client (in memory) on the gateway; every upst
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import mcp_types
 import pytest
 from mcp import Client
@@ -325,3 +328,46 @@ async def test_a_log_message_during_a_call_reaches_a_2026_client_that_opted_in(g
         with anyio.fail_after(5):
             await arrived.wait()
     assert received[0].data == "per request" and received[0].logger == "twin.fixture"
+
+
+@asynccontextmanager
+async def counting_proxy(target_port: int) -> AsyncIterator[tuple[int, list[int]]]:
+    """A TCP proxy on a free loopback port that counts the connections it accepts."""
+    accepted: list[int] = []
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+
+    async def pipe(source: anyio.abc.ByteStream, sink: anyio.abc.ByteStream) -> None:
+        with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            async for chunk in source:
+                await sink.send(chunk)
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+            await sink.send_eof()
+
+    async def serve(client: anyio.abc.SocketStream) -> None:
+        accepted.append(1)
+        async with (
+            client,
+            await anyio.connect_tcp("127.0.0.1", target_port) as upstream,
+            anyio.create_task_group() as tg,
+        ):
+            tg.start_soon(pipe, client, upstream)
+            tg.start_soon(pipe, upstream, client)
+
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, serve)
+        yield port, accepted
+        tg.cancel_scope.cancel()
+
+
+async def test_calls_to_an_http_upstream_reuse_connections(http_upstream: tuple[str, Callable[[], None]]) -> None:
+    url, _ = http_upstream
+    upstream_port = int(url.rsplit(":", 1)[1].split("/")[0])
+    async with counting_proxy(upstream_port) as (port, accepted):
+        config = parse_config({"backends": [{"name": "remote", "kind": "mcp", "url": f"http://127.0.0.1:{port}/mcp"}]})
+        async with Gateway(config) as gw, Client(McpSurface(gw).server) as client:
+            before = len(accepted)
+            for i in range(20):
+                assert text_of(await run(client, "remote:echo", {"text": str(i)})) == str(i)
+            opened = len(accepted) - before
+    assert opened <= 2, f"{opened} new connections for 20 calls"

@@ -27,11 +27,11 @@ import mcp_types
 from mcp import Client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from pydantic import BaseModel
 
 from aperture.execution.backend import CallContext, HealthStatus
+from aperture.execution.backends._http import upstream_http_client
 from aperture.execution.backends.mcp_stdio import ProcessWatch, stdio_upstream
 from aperture.model import (
     BackendUnavailableError,
@@ -270,7 +270,7 @@ class McpBackend:
         elif self.target.sse:
             transport = sse_client(self.target.url, headers=dict(self.target.headers))
         else:
-            http = create_mcp_http_client(headers=dict(self.target.headers))
+            http = upstream_http_client(self.target.headers)
             transport = _closing(http, streamable_http_client(self.target.url, http_client=http))
         async with transport as streams:
             if isinstance(self.target, StdioTarget):
