@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import time
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any, TypeVar
 
 import anyio
@@ -33,11 +30,22 @@ from pydantic import BaseModel
 from aperture.execution.backend import CallContext, HealthStatus
 from aperture.execution.backends._http import upstream_http_client
 from aperture.execution.backends.mcp_stdio import ProcessWatch, stdio_upstream
+from aperture.execution.backends.mcp_upstream import (
+    BACKEND_KIND,
+    MAX_PAGES,
+    HttpTarget,
+    RestartPolicy,
+    StdioTarget,
+    UpstreamState,
+    all_pages,
+    explain_failure,
+    session_lost,
+    upstream_tool,
+)
 from aperture.model import (
     BackendUnavailableError,
     ExecutionError,
     Tool,
-    ToolAnnotations,
     ToolId,
     UnknownToolError,
 )
@@ -45,80 +53,11 @@ from aperture.model.errors import shorten
 
 logger = logging.getLogger(__name__)
 
-_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.\-]")
 ResultT = TypeVar("ResultT", bound=BaseModel)
 LogListener = Callable[
     [str, mcp_types.LoggingMessageNotificationParams, "CallContext | None"], Coroutine[Any, Any, None]
 ]
 """`(backend, params, caller)`: the caller is the call in flight when exactly one is (else None)."""
-MAX_PAGES = 1000
-
-
-class UpstreamState(StrEnum):
-    IDLE = "idle"  # lazy: not started until the first call
-    STARTING = "starting"
-    READY = "ready"
-    DOWN = "down"
-    CLOSED = "closed"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StdioTarget:
-    """An upstream started as a child process."""
-
-    command: str
-    args: tuple[str, ...] = ()
-    env: Mapping[str, str] = field(default_factory=dict)
-    cwd: str | None = None
-
-    def __str__(self) -> str:
-        return " ".join([self.command, *self.args])
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class HttpTarget:
-    """An upstream reached over streamable HTTP (or legacy SSE)."""
-
-    url: str
-    headers: Mapping[str, str] = field(default_factory=dict)
-    sse: bool = False
-
-    def __str__(self) -> str:
-        return self.url
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RestartPolicy:
-    """Exponential backoff between restarts: `initial * 2**n`, capped at `maximum` seconds."""
-
-    initial: float = 0.5
-    maximum: float = 30.0
-
-    def delay(self, attempt: int) -> float:
-        return float(min(self.maximum, self.initial * 2**attempt))
-
-
-def upstream_tool(namespace: str, tool: mcp_types.Tool) -> tuple[Tool, str]:
-    """An upstream tool as a gateway `Tool`, and the upstream's own name for it."""
-    name = _UNSAFE_NAME.sub("_", tool.name)[:128] or "_"
-    hints = tool.annotations
-    annotations = ToolAnnotations(
-        title=hints.title if hints else None,
-        read_only=hints.read_only_hint if hints else None,
-        destructive=hints.destructive_hint if hints else None,
-        idempotent=hints.idempotent_hint if hints else None,
-        open_world=hints.open_world_hint if hints else None,
-    )
-    converted = Tool(
-        id=ToolId(namespace, name),
-        title=tool.title,
-        description=tool.description or "",
-        input_schema=tool.input_schema,
-        output_schema=tool.output_schema,
-        annotations=annotations,
-        backend_kind=McpBackend.kind,
-    )
-    return converted, tool.name
 
 
 class McpBackend:
@@ -129,7 +68,7 @@ class McpBackend:
     any later crash. `aclose()` stops it.
     """
 
-    kind = "mcp"
+    kind = BACKEND_KIND
 
     def __init__(
         self,
@@ -235,7 +174,7 @@ class McpBackend:
                     if isinstance(self.target, StdioTarget):
                         with anyio.move_on_after(1):  # let the exit code arrive before explaining
                             await watch.exited.wait()
-                    self.last_error = _explain(exc, watch)
+                    self.last_error = explain_failure(exc, watch)
                     logger.warning("upstream %s failed: %s", self._name, self.last_error)
                 finally:
                     self._client = None
@@ -348,7 +287,7 @@ class McpBackend:
         try:
             return await self._call_once(entry[1], args, ctx)
         except MCPError as exc:
-            if not (isinstance(self.target, HttpTarget) and _session_lost(exc)):
+            if not (isinstance(self.target, HttpTarget) and session_lost(exc)):
                 raise self._upstream_error(exc) from exc
         # The upstream forgot our session (it restarted): start a new one and retry once.
         logger.info("upstream %s lost the session; re-initializing", self._name)
@@ -474,13 +413,13 @@ class McpBackend:
         client = await self._ready_client()
         if not self._supports(client, "resources"):
             return []
-        return await _all_pages(lambda cursor: client.list_resources(cursor=cursor), "resources")
+        return await all_pages(lambda cursor: client.list_resources(cursor=cursor), "resources")
 
     async def list_resource_templates(self) -> list[mcp_types.ResourceTemplate]:
         client = await self._ready_client()
         if not self._supports(client, "resources"):
             return []
-        return await _all_pages(lambda cursor: client.list_resource_templates(cursor=cursor), "resource_templates")
+        return await all_pages(lambda cursor: client.list_resource_templates(cursor=cursor), "resource_templates")
 
     async def read_resource(self, uri: str) -> mcp_types.ReadResourceResult:
         client = await self._ready_client()
@@ -502,7 +441,7 @@ class McpBackend:
         client = await self._ready_client()
         if not self._supports(client, "prompts"):
             return []
-        return await _all_pages(lambda cursor: client.list_prompts(cursor=cursor), "prompts")
+        return await all_pages(lambda cursor: client.list_prompts(cursor=cursor), "prompts")
 
     async def get_prompt(self, name: str, arguments: dict[str, str] | None) -> mcp_types.GetPromptResult:
         client = await self._ready_client()
@@ -565,37 +504,3 @@ class _Streams:
 async def _set_when(happened: anyio.Event, then: anyio.Event) -> None:
     await happened.wait()
     then.set()
-
-
-async def _all_pages(fetch: Callable[[str | None], Awaitable[Any]], field: str) -> list[Any]:
-    """Every item of a paginated listing (bounded, so a server that always returns a cursor cannot loop us)."""
-    items: list[Any] = []
-    cursor: str | None = None
-    for _ in range(MAX_PAGES):
-        page = await fetch(cursor)
-        items += getattr(page, field)
-        cursor = page.next_cursor
-        if not cursor:
-            break
-    return items
-
-
-def _session_lost(exc: MCPError) -> bool:
-    """Whether a streamable-HTTP error means the server no longer knows our session (HTTP 404)."""
-    message = exc.message.lower()
-    return "session" in message and ("not found" in message or "terminated" in message)
-
-
-def _explain(exc: BaseException, watch: ProcessWatch) -> str:
-    """Why a start failed, in one line: the process's story when there is one."""
-    if isinstance(exc, FileNotFoundError):
-        return str(exc)
-    if watch.returncode is not None or watch.problem:
-        return f"upstream stopped: {watch.describe()}"
-    if isinstance(exc, TimeoutError):
-        return "no answer to initialize in time"
-    if isinstance(exc, MCPError):
-        return f"upstream error {exc.code}: {exc.message}"
-    if isinstance(exc, ExceptionGroup):
-        return "; ".join(_explain(e, watch) for e in exc.exceptions)
-    return f"{type(exc).__name__}: {exc}"
