@@ -81,9 +81,23 @@ def config(path: Path, expose: str, upstream: dict[str, Any]) -> Path:
     return path
 
 
+ECHO = {"text": "hello"}
+
+
+async def compare(
+    transport: str, direct: Client, passthrough: Client, meta: Client, calls: int, progress: Progress
+) -> list[dict[str, Any]]:
+    """The same echo called directly, through Aperture listed directly, and through `run_tool`."""
+    rows = [
+        Row(f"direct, {transport}", direct, "echo", ECHO),
+        Row(f"aperture passthrough, {transport}", passthrough, "up__echo", ECHO),
+        Row(f"aperture meta, {transport}", meta, "run_tool", {"tool_id": "up:echo", "args": ECHO}),
+    ]
+    await interleaved(rows, calls, progress)
+    return [row.figures() for row in rows]
+
+
 async def run(calls: int) -> list[dict[str, Any]]:
-    echo = {"text": "hello"}
-    meta_args = {"tool_id": "up:echo", "args": echo}
     figures: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp, Progress(console=console, transient=True) as progress:
         work = Path(tmp)
@@ -98,13 +112,7 @@ async def run(calls: int) -> list[dict[str, Any]]:
             Client(gateway("passthrough")) as passthrough,
             Client(gateway("meta")) as meta,
         ):
-            rows = [
-                Row("direct, stdio", direct, "echo", echo),
-                Row("aperture passthrough, stdio", passthrough, "up__echo", echo),
-                Row("aperture meta, stdio", meta, "run_tool", meta_args),
-            ]
-            await interleaved(rows, calls, progress)
-            figures += [row.figures() for row in rows]
+            figures += await compare("stdio", direct, passthrough, meta, calls, progress)
 
         upstream_port, passthrough_port, meta_port = free_port(), free_port(), free_port()
         with http_process([sys.executable, str(UPSTREAM), "--http", str(upstream_port)], upstream_port):
@@ -121,13 +129,7 @@ async def run(calls: int) -> list[dict[str, Any]]:
                     Client(f"http://127.0.0.1:{passthrough_port}/mcp") as passthrough,
                     Client(f"http://127.0.0.1:{meta_port}/mcp") as meta,
                 ):
-                    rows = [
-                        Row("direct, HTTP", direct, "echo", echo),
-                        Row("aperture passthrough, HTTP", passthrough, "up__echo", echo),
-                        Row("aperture meta, HTTP", meta, "run_tool", meta_args),
-                    ]
-                    await interleaved(rows, calls, progress)
-                    figures += [row.figures() for row in rows]
+                    figures += await compare("HTTP", direct, passthrough, meta, calls, progress)
     for row in figures:
         base = next(r for r in figures if r["row"] == ("direct, HTTP" if "HTTP" in row["row"] else "direct, stdio"))
         row["added_p50_ms"] = round(row["p50_ms"] - base["p50_ms"], 3)

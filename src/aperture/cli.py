@@ -99,12 +99,17 @@ def _root(
 def serve(
     config: ConfigOption = None,
     transport: Annotated[
-        Literal["stdio", "http"] | None, typer.Option(help="stdio or http [default: from the configuration].")
+        Literal["stdio", "http"] | None,
+        typer.Option(help="stdio or http (default: server.transport in the configuration)."),
     ] = None,
-    host: Annotated[str | None, typer.Option(help="HTTP bind address [default: 127.0.0.1].")] = None,
-    port: Annotated[int | None, typer.Option(help="HTTP port [default: 8080].")] = None,
+    host: Annotated[str | None, typer.Option(help="HTTP bind address (default: server.host, 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port (default: server.port, 8080).")] = None,
 ) -> None:
-    """Serve the gateway over MCP (stdio for a desktop client, http for many clients at /mcp)."""
+    """Serve the gateway over MCP (stdio for a desktop client, http for many clients at /mcp).
+
+    The configuration is Aperture's YAML, or an mcpServers JSON file (as Claude Desktop and Cursor write).
+    SIGTERM or Ctrl-C stops the gateway and every upstream it started.
+    """
     from aperture.surface.mcp import serve_http, serve_stdio, until_terminated
 
     cfg = _load(config)
