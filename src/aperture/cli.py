@@ -14,14 +14,16 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.syntax import Syntax
 from rich.table import Table
 
 import aperture
 from aperture.config import Config, load_config
+from aperture.discovery import SearchStrategy
 from aperture.execution import RunResult
 from aperture.gateway import Gateway
-from aperture.model import ApertureError
+from aperture.model import ApertureError, InvalidRequestError
 
 T = TypeVar("T")
 
@@ -295,6 +297,121 @@ def run(
         out.print(escape(result.text))
     if result.is_error:
         raise typer.Exit(1)
+
+
+eval_app = typer.Typer(
+    help="Measure how well search finds the right tools on your own catalog and queries.",
+    no_args_is_help=True,
+)
+app.add_typer(eval_app, name="eval")
+
+_EVAL_LABELS = {
+    "recall@1": "R@1",
+    "recall@5": "R@5",
+    "recall@10": "R@10",
+    "ndcg@5": "nDCG@5",
+    "ndcg@10": "nDCG@10",
+    "completeness@5": "Comp@5",
+    "completeness@10": "Comp@10",
+}
+_PROGRESS_FROM = 200  # queries; fewer finish before a bar is worth drawing
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(
+    tools_file: Annotated[
+        Path,
+        typer.Option(
+            "--tools",
+            help='JSON lines, one tool a line: {"id", "name", "namespace", "description", "input_schema", "tags"}; '
+            "only id or name, and description, are required.",
+            show_default=False,
+        ),
+    ],
+    queries_file: Annotated[
+        Path,
+        typer.Option(
+            "--queries",
+            help='JSON lines, one query a line: {"query": "...", "gold": ["namespace:name", ...]}, '
+            'optionally "intent".',
+            show_default=False,
+        ),
+    ],
+    strategy: Annotated[
+        str | None,
+        typer.Option(help="Search strategy to measure (default: the one the gateway uses).", show_default=False),
+    ] = None,
+    misses: Annotated[
+        int, typer.Option(min=0, help="Also list up to this many queries whose gold tools are not all in the top 5.")
+    ] = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """Rank every query against the catalog, as search_tools would, and score the rankings.
+
+    R@k: the share of a query's gold tools found in the top k. Comp@k: 1 when all of them are.
+
+    nDCG@k: rewards gold tools ranked near the top. Latency: each search, in process, in milliseconds.
+
+    Exit code 2 when a file is wrong; the message names the file, the line and the problem.
+    """
+    from aperture.discovery import evaluation
+
+    try:
+        chosen = _strategy(strategy)
+        tools = evaluation.load_tools(tools_file)
+        queries = evaluation.load_queries(queries_file, tools)
+    except ApertureError as exc:
+        err.print(f"[red]error:[/red] {escape(exc.message)}")
+        raise typer.Exit(2) from None
+
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=err, transient=True, disable=len(queries) < _PROGRESS_FROM,
+    )  # fmt: skip
+    try:
+        with progress:
+            task = progress.add_task(f"{chosen.name}: {len(queries)} queries", total=len(queries))
+            report = evaluation.evaluate(tools, queries, chosen, on_query=lambda: progress.advance(task))
+    except ApertureError as exc:  # the strategy failed to build, e.g. an embedding model that will not load
+        err.print(f"[red]error:[/red] {escape(exc.message)}")
+        raise typer.Exit(1) from None
+    if as_json:
+        out.print_json(data=report.to_dict())
+        return
+    title = f"retrieval: {report.tools} tools, {report.queries} queries, strategy {escape(report.strategy)}"
+    table = Table(title=title)
+    for name in report.metrics:
+        table.add_column(_EVAL_LABELS.get(name, name), justify="right")
+    table.add_row(*(f"{value:.3f}" for value in report.metrics.values()))
+    out.print(table)
+    latency = report.latency_ms
+    out.print(
+        f"search latency p50 {latency['p50']:.2f} ms, p99 {latency['p99']:.2f} ms; index built in "
+        f"{report.build_ms:.0f} ms"
+    )
+    if misses:
+        missed = report.misses(5)
+        shown = f"; the first {min(misses, len(missed))}:" if missed else "."
+        out.print(f"\n{len(missed)} of {report.queries} queries miss a gold tool in the top 5{shown}")
+        for ranking in missed[:misses]:
+            top = ", ".join(ranking.ids[:5]) or "nothing"
+            out.print(
+                f"  line {ranking.query.line}: {escape(ranking.query.query[:100])}\n"
+                f"    gold {escape(', '.join(ranking.query.gold))}; got {escape(top)}"
+            )
+
+
+def _strategy(name: str | None) -> SearchStrategy:
+    """The strategy called `name`, or the gateway's default; an unknown name is a usage error."""
+    import aperture.discovery as discovery
+
+    try:
+        if name is not None:
+            return discovery.strategy_named(name)
+        default: Callable[[], SearchStrategy] | None = getattr(discovery, "default_strategy", None)
+        return default() if default is not None else discovery.strategy_named("bm25")
+    except (ValueError, ImportError) as exc:
+        raise InvalidRequestError(f"--strategy: {exc}") from None
 
 
 async def _async(fn: Callable[[], T]) -> T:

@@ -1,0 +1,395 @@
+"""Retrieval evaluation: a catalog and labelled queries from JSON lines, ranked through `ToolIndex`, scored.
+
+Files (one JSON object a line; blank lines are skipped):
+
+- `TOOLS.jsonl`: `{"id", "name", "namespace", "description", "input_schema", "tags", "title"}`. Only `id`
+  or `name`, and `description`, are required. An `id` with a colon is parsed as `namespace:name`; a bare
+  `id` or `name` gets the `namespace` field, else `catalog`. MCP's `inputSchema` is accepted too.
+- `QUERIES.jsonl`: `{"query", "gold": [tool ids], "intent"}` (`intent` optional). A gold id may be the full
+  `namespace:name` or a bare name that only one tool has.
+
+Metrics, each averaged over the queries (binary relevance, gold set G, ranked list r):
+
+- `recall@k`: |G ∩ r[:k]| / |G|, so a query with two gold tools and one found scores 0.5.
+- `ndcg@k`: DCG@k / ideal DCG@k, with DCG = Σ 1/log2(rank + 1) over gold tools in r[:k], ideal = the
+  same with all min(|G|, k) gold tools ranked first.
+- `completeness@k`: 1 when every gold tool is in r[:k], else 0.
+
+What is measured is what the gateway serves: queries go through `ToolIndex.search` with the given
+strategy. Each metric pass is a function of a list of `Ranking`s (`retrieval_metrics` here), so another
+pass over another data set (abstention on unanswerable queries, say) reuses `rank` and adds one function.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aperture.discovery.index import ToolIndex
+from aperture.discovery.strategy import SearchStrategy
+from aperture.model import ApertureError, Tool, ToolId
+from aperture.model.errors import ErrorCode, InvalidToolIdError
+
+DEFAULT_NAMESPACE = "catalog"
+DEPTH = 10
+RECALL_AT = (1, 5, 10)
+NDCG_AT = (5, 10)
+COMPLETE_AT = (5, 10)
+METRICS = (
+    *(f"recall@{k}" for k in RECALL_AT),
+    *(f"ndcg@{k}" for k in NDCG_AT),
+    *(f"completeness@{k}" for k in COMPLETE_AT),
+)
+_TOOL_KEYS = {"id", "name", "namespace", "description", "input_schema", "inputSchema", "tags", "title"}
+_QUERY_KEYS = {"query", "gold", "intent"}
+
+
+class EvalDataError(ApertureError):
+    """A tools or queries file that cannot be evaluated: says which file, which line and what is wrong."""
+
+    code = ErrorCode.INVALID_REQUEST
+
+    def __init__(self, path: Path | str, line: int | None, problem: str) -> None:
+        where = f"{path}:{line}" if line is not None else str(path)
+        super().__init__(f"{where}: {problem}", details={"file": str(path), "line": line, "problem": problem})
+        self.path = str(path)
+        self.line = line
+        self.problem = problem
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EvalQuery:
+    """One labelled query: the text, the ids of the tools that answer it, and where it was read."""
+
+    query: str
+    gold: tuple[str, ...]
+    intent: str | None = None
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ranking:
+    """What the index answered for one query: tool ids and scores best first, and how long it took."""
+
+    query: EvalQuery
+    ids: tuple[str, ...]
+    scores: tuple[float, ...]
+    latency_ms: float
+
+    def found(self, k: int) -> int:
+        """How many gold tools are in the top `k`."""
+        top = set(self.ids[:k])
+        return sum(1 for g in self.query.gold if g in top)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetrievalReport:
+    """The outcome of one evaluation run."""
+
+    strategy: str
+    tools: int
+    metrics: Mapping[str, float]
+    latency_ms: Mapping[str, float]
+    build_ms: float
+    rankings: tuple[Ranking, ...]
+
+    @property
+    def queries(self) -> int:
+        return len(self.rankings)
+
+    def misses(self, k: int = 5) -> list[Ranking]:
+        """Rankings that leave a gold tool out of the top `k`, in file order."""
+        return [r for r in self.rankings if r.found(k) < len(r.query.gold)]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as `aperture eval retrieval --json` prints it."""
+        return {
+            "metrics": {name: round(value, 4) for name, value in self.metrics.items()},
+            "latency_ms": {name: round(value, 3) for name, value in self.latency_ms.items()},
+            "build_ms": round(self.build_ms, 1),
+            "strategy": self.strategy,
+            "tools": self.tools,
+            "queries": self.queries,
+        }
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+
+def load_tools(path: Path | str) -> list[Tool]:
+    """Read `TOOLS.jsonl` into tools.
+
+    Raises:
+        EvalDataError: naming the file, the line and the problem (bad JSON, a missing or mistyped field,
+            an invalid or duplicate id, an empty file).
+    """
+    tools: list[Tool] = []
+    first_line: dict[str, int] = {}
+    for number, record in _records(path):
+        tool = _tool(path, number, record)
+        if tool.key in first_line:
+            raise EvalDataError(path, number, f"duplicate tool id {tool.key!r} (first on line {first_line[tool.key]})")
+        first_line[tool.key] = number
+        tools.append(tool)
+    if not tools:
+        raise EvalDataError(path, None, "no tools: expected one JSON object a line")
+    return tools
+
+
+def load_queries(path: Path | str, tools: Sequence[Tool]) -> list[EvalQuery]:
+    """Read `QUERIES.jsonl`, resolving each gold id against `tools`.
+
+    Raises:
+        EvalDataError: naming the file, the line and the problem (bad JSON, a missing field, an empty
+            gold list, a gold id that is not in the catalog, with the closest ids).
+    """
+    aliases = _aliases(tools)
+    queries = []
+    for number, record in _records(path):
+        unknown = sorted(set(record) - _QUERY_KEYS)
+        if unknown:
+            raise EvalDataError(path, number, f"unknown field(s) {', '.join(unknown)}; expected query, gold, intent")
+        text = _string(path, number, record, "query", required=True)
+        if not text.strip():
+            raise EvalDataError(path, number, "'query' is empty")
+        gold = record.get("gold")
+        if gold is None:
+            raise EvalDataError(path, number, "missing 'gold': the list of tool ids that answer the query")
+        if not isinstance(gold, list) or not all(isinstance(g, str) for g in gold):
+            raise EvalDataError(path, number, f"'gold' must be a list of tool id strings, got {_shown(gold)}")
+        if not gold:
+            raise EvalDataError(path, number, "'gold' is empty: name at least one tool that answers the query")
+        resolved = [_resolve(path, number, g, aliases) for g in gold]
+        intent = _string(path, number, record, "intent") or None
+        queries.append(EvalQuery(query=text, gold=tuple(dict.fromkeys(resolved)), intent=intent, line=number))
+    if not queries:
+        raise EvalDataError(path, None, "no queries: expected one JSON object a line")
+    return queries
+
+
+def _records(path: Path | str) -> Iterator[tuple[int, dict[str, Any]]]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise EvalDataError(path, None, "file not found") from None
+    except IsADirectoryError:
+        raise EvalDataError(path, None, "is a directory, not a JSON-lines file") from None
+    except UnicodeDecodeError as exc:
+        raise EvalDataError(path, None, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise EvalDataError(path, None, f"cannot be read ({exc.strerror})") from None
+    for number, raw in enumerate(text.splitlines(), 1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise EvalDataError(path, number, f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(record, dict):
+            raise EvalDataError(path, number, f"expected a JSON object, got {_shown(record)}")
+        yield number, record
+
+
+def _tool(path: Path | str, number: int, record: dict[str, Any]) -> Tool:
+    unknown = sorted(set(record) - _TOOL_KEYS)
+    if unknown:
+        expected = "id, name, namespace, description, input_schema, tags, title"
+        raise EvalDataError(path, number, f"unknown field(s) {', '.join(unknown)}; expected {expected}")
+    raw_id = _string(path, number, record, "id")
+    name = _string(path, number, record, "name")
+    namespace = _string(path, number, record, "namespace")
+    if not raw_id and not name:
+        raise EvalDataError(path, number, "missing 'id' or 'name': every tool needs one")
+    if "description" not in record:
+        raise EvalDataError(path, number, "missing 'description': search needs the tool's description")
+    description = _string(path, number, record, "description")
+    try:
+        if raw_id and ":" in raw_id:
+            tool_id = ToolId.parse(raw_id)
+            if namespace and namespace != tool_id.namespace:
+                raise EvalDataError(
+                    path, number, f"'id' {raw_id!r} and 'namespace' {namespace!r} disagree; drop one of them"
+                )
+        else:
+            tool_id = ToolId(namespace or DEFAULT_NAMESPACE, raw_id or name)
+    except InvalidToolIdError as exc:
+        raise EvalDataError(path, number, exc.message) from None
+    if raw_id and name and name != tool_id.name:
+        raise EvalDataError(path, number, f"'id' {raw_id!r} and 'name' {name!r} disagree; drop one of them")
+    schema = record.get("input_schema", record.get("inputSchema", {"type": "object", "properties": {}}))
+    if not isinstance(schema, dict):
+        raise EvalDataError(path, number, f"'input_schema' must be a JSON Schema object, got {_shown(schema)}")
+    tags = record.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise EvalDataError(path, number, f"'tags' must be a list of strings, got {_shown(tags)}")
+    title = _string(path, number, record, "title") or None
+    return Tool(
+        id=tool_id, description=description, title=title, input_schema=schema, tags=tuple(tags), backend_kind="eval"
+    )
+
+
+def _string(path: Path | str, number: int, record: Mapping[str, Any], key: str, *, required: bool = False) -> str:
+    value = record.get(key)
+    if value is None:
+        if required:
+            raise EvalDataError(path, number, f"missing {key!r}")
+        return ""
+    if not isinstance(value, str):
+        raise EvalDataError(path, number, f"{key!r} must be a string, got {_shown(value)}")
+    return value
+
+
+def _aliases(tools: Sequence[Tool]) -> dict[str, str | list[str]]:
+    """Every way a gold id may name a tool -> its key (or the keys, when a bare name is ambiguous)."""
+    names = Counter(t.name for t in tools)
+    out: dict[str, str | list[str]] = {}
+    for tool in tools:
+        if names[tool.name] == 1:
+            out.setdefault(tool.name, tool.key)
+        else:
+            shared = out.setdefault(tool.name, [])
+            if isinstance(shared, list):
+                shared.append(tool.key)
+    for tool in tools:
+        out[str(tool.id)] = tool.key
+        out[tool.key] = tool.key
+    return out
+
+
+def _resolve(path: Path | str, number: int, gold: str, aliases: Mapping[str, str | list[str]]) -> str:
+    found = aliases.get(gold)
+    if isinstance(found, str):
+        return found
+    if isinstance(found, list):
+        raise EvalDataError(
+            path, number, f"gold id {gold!r} is ambiguous: several tools have that name ({', '.join(found)})"
+        )
+    closest = difflib.get_close_matches(gold, [k for k in aliases if ":" in k], n=3)
+    hint = f"; did you mean {', '.join(closest)}?" if closest else "; gold ids must name tools of the tools file"
+    raise EvalDataError(path, number, f"gold id {gold!r} is not in the catalog{hint}")
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value)
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
+
+
+# --- ranking and metrics ----------------------------------------------------------------------
+
+
+def build_index(tools: Sequence[Tool], strategy: SearchStrategy) -> tuple[ToolIndex, float]:
+    """An index over `tools` with `strategy`, and how long building it took in milliseconds."""
+    index = ToolIndex(strategy)
+    started = time.perf_counter()
+    index.update(tools)
+    return index, (time.perf_counter() - started) * 1000
+
+
+def rank(
+    index: ToolIndex,
+    queries: Sequence[EvalQuery],
+    *,
+    depth: int = DEPTH,
+    on_query: Callable[[], None] | None = None,
+) -> list[Ranking]:
+    """Ask `index` each query, timing each search; `on_query` is called after each (for progress bars).
+
+    A query's intent goes to the index's `intent` argument when it has one, else it is appended to the query.
+    The first query is asked once untimed beforehand, so one-off warm-up costs do not count as latency.
+    """
+    takes_intent = "intent" in inspect.signature(index.search).parameters
+    search: Callable[..., Any] = index.search
+    if queries:
+        search(queries[0].query, limit=depth)
+    out = []
+    for query in queries:
+        extra: dict[str, Any] = {}
+        text = query.query
+        if query.intent:
+            if takes_intent:
+                extra["intent"] = query.intent
+            else:
+                text = f"{text} {query.intent}"
+        started = time.perf_counter()
+        page = search(text, limit=depth, **extra)
+        elapsed = (time.perf_counter() - started) * 1000
+        out.append(
+            Ranking(
+                query=query,
+                ids=tuple(hit.id for hit in page.hits),
+                scores=tuple(hit.score for hit in page.hits),
+                latency_ms=elapsed,
+            )
+        )
+        if on_query is not None:
+            on_query()
+    return out
+
+
+def recall_at(ranking: Ranking, k: int) -> float:
+    """The share of the gold tools found in the top `k`."""
+    return ranking.found(k) / len(ranking.query.gold)
+
+
+def ndcg_at(ranking: Ranking, k: int) -> float:
+    """Normalised discounted cumulative gain at `k`, with every gold tool equally relevant."""
+    gold = set(ranking.query.gold)
+    dcg = sum(1 / np.log2(rank + 2) for rank, tool_id in enumerate(ranking.ids[:k]) if tool_id in gold)
+    ideal = sum(1 / np.log2(rank + 2) for rank in range(min(len(gold), k)))
+    return float(dcg / ideal)
+
+
+def complete_at(ranking: Ranking, k: int) -> float:
+    """1.0 when every gold tool is in the top `k`, else 0.0."""
+    return 1.0 if ranking.found(k) == len(ranking.query.gold) else 0.0
+
+
+def retrieval_metrics(rankings: Sequence[Ranking]) -> dict[str, float]:
+    """Recall, nDCG and completeness at the usual cutoffs, averaged over `rankings` (see the module doc)."""
+    if not rankings:
+        return dict.fromkeys(METRICS, 0.0)
+    metrics = {}
+    for k in RECALL_AT:
+        metrics[f"recall@{k}"] = float(np.mean([recall_at(r, k) for r in rankings]))
+    for k in NDCG_AT:
+        metrics[f"ndcg@{k}"] = float(np.mean([ndcg_at(r, k) for r in rankings]))
+    for k in COMPLETE_AT:
+        metrics[f"completeness@{k}"] = float(np.mean([complete_at(r, k) for r in rankings]))
+    return metrics
+
+
+def latency_summary(rankings: Sequence[Ranking]) -> dict[str, float]:
+    """Median and 99th percentile of the search latency in milliseconds (linear interpolation)."""
+    if not rankings:
+        return {"p50": 0.0, "p99": 0.0}
+    latencies = np.array([r.latency_ms for r in rankings])
+    return {"p50": float(np.percentile(latencies, 50)), "p99": float(np.percentile(latencies, 99))}
+
+
+def evaluate(
+    tools: Sequence[Tool],
+    queries: Sequence[EvalQuery],
+    strategy: SearchStrategy,
+    *,
+    on_query: Callable[[], None] | None = None,
+) -> RetrievalReport:
+    """Index `tools` with `strategy`, rank every query, and score the rankings."""
+    index, build_ms = build_index(tools, strategy)
+    rankings = rank(index, queries, on_query=on_query)
+    return RetrievalReport(
+        strategy=strategy.name,
+        tools=len(index),
+        metrics=retrieval_metrics(rankings),
+        latency_ms=latency_summary(rankings),
+        build_ms=build_ms,
+        rankings=tuple(rankings),
+    )
