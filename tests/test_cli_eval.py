@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from aperture.cli import app
+from aperture.discovery import default_strategy
 
 runner = CliRunner()
 
@@ -55,11 +56,8 @@ def test_prints_a_table_of_metrics_and_latency(files: tuple[Path, Path]) -> None
 
 
 def test_the_default_strategy_is_the_gateways(files: tuple[Path, Path]) -> None:
-    import aperture.discovery as discovery
-
-    default = discovery.default_strategy().name if hasattr(discovery, "default_strategy") else "bm25"
     code, output = invoke(*files, "--json")
-    assert code == 0 and json.loads(output)["strategy"] == default
+    assert code == 0 and json.loads(output)["strategy"] == default_strategy().name
 
 
 def test_json_prints_one_object(files: tuple[Path, Path]) -> None:

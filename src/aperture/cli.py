@@ -20,7 +20,7 @@ from rich.table import Table
 
 import aperture
 from aperture.config import Config, load_config
-from aperture.discovery import SearchStrategy
+from aperture.discovery import SearchStrategy, default_strategy, strategy_named
 from aperture.execution import RunResult
 from aperture.gateway import Gateway
 from aperture.model import ApertureError, InvalidRequestError
@@ -402,14 +402,9 @@ def eval_retrieval(
 
 
 def _strategy(name: str | None) -> SearchStrategy:
-    """The strategy called `name`, or the gateway's default; an unknown name is a usage error."""
-    import aperture.discovery as discovery
-
+    """The strategy called `name`, or the gateway's default (hybrid with the semantic extra, else BM25)."""
     try:
-        if name is not None:
-            return discovery.strategy_named(name)
-        default: Callable[[], SearchStrategy] | None = getattr(discovery, "default_strategy", None)
-        return default() if default is not None else discovery.strategy_named("bm25")
+        return default_strategy() if name is None else strategy_named(name)
     except (ValueError, ImportError) as exc:
         raise InvalidRequestError(f"--strategy: {exc}") from None
 
