@@ -14,6 +14,7 @@ from aperture.discovery.embedding import (
     SemanticUnavailableError,
     semantic_available,
 )
+from aperture.discovery.evaluation import EvalDataError, EvalQuery, Ranking, RetrievalReport
 from aperture.discovery.index import SearchPage, ToolIndex
 from aperture.discovery.lexical import LexicalScorer, LexicalStrategy
 from aperture.discovery.semantic import DenseScorer, DenseStrategy, HybridScorer, HybridStrategy, tool_text
@@ -30,11 +31,15 @@ __all__ = [
     "Embedder",
     "EmbeddingCache",
     "EmbeddingModelError",
+    "EvalDataError",
+    "EvalQuery",
     "HybridScorer",
     "HybridStrategy",
     "LexicalScorer",
     "LexicalStrategy",
     "MiniLMEmbedder",
+    "Ranking",
+    "RetrievalReport",
     "Scorer",
     "SearchDoc",
     "SearchPage",
