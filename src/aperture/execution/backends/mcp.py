@@ -25,10 +25,11 @@ from mcp import Client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from aperture.execution.backend import CallContext, HealthStatus
 from aperture.execution.backends._http import upstream_http_client
+from aperture.execution.backends.mcp_raw import ChannelClosedError, RawChannel
 from aperture.execution.backends.mcp_stdio import ProcessWatch, stdio_upstream
 from aperture.execution.backends.mcp_upstream import (
     BACKEND_KIND,
@@ -91,6 +92,7 @@ class McpBackend:
         self.last_error: str | None = None
         self.restarts = 0
         self._client: Client | None = None
+        self._channel: RawChannel | None = None  # the lean path for tools/call, on stdio upstreams
         self._tools: dict[str, tuple[Tool, str]] = {tool.name: (tool, tool.name) for tool in known_tools}
         self._listener: Callable[[str], None] | None = None
         self._retry_at = 0.0
@@ -203,9 +205,12 @@ class McpBackend:
     @asynccontextmanager
     async def _connect(self, watch: ProcessWatch, broken: anyio.Event) -> AsyncIterator[Client]:
         transport: AbstractAsyncContextManager[Any]
+        channel = None
         if isinstance(self.target, StdioTarget):
             t = self.target
-            transport = stdio_upstream(t.command, t.args, env=t.env, cwd=t.cwd, watch=watch)
+            channel = RawChannel()
+            channel.on_log = self._on_raw_log
+            transport = stdio_upstream(t.command, t.args, env=t.env, cwd=t.cwd, watch=watch, channel=channel)
         elif self.target.sse:
             transport = sse_client(self.target.url, headers=dict(self.target.headers))
         else:
@@ -224,7 +229,11 @@ class McpBackend:
                 elicitation_callback=self._on_elicitation,
                 cache=None,  # responses are the gateway's to cache (ops layer), not the session's
             ) as client:
-                yield client
+                self._channel = channel
+                try:
+                    yield client
+                finally:
+                    self._channel = None
 
     def _task_group_or_fail(self) -> anyio.abc.TaskGroup:
         if self._task_group is None:
@@ -257,6 +266,17 @@ class McpBackend:
             self._task_group_or_fail().start_soon(self._resource_listener, self._name, str(message.params.uri))
 
     async def _on_log(self, params: mcp_types.LoggingMessageNotificationParams) -> None:
+        self._log(params)
+
+    def _on_raw_log(self, raw: dict[str, Any]) -> None:
+        try:
+            params = mcp_types.LoggingMessageNotificationParams.model_validate(raw, by_name=False)
+        except ValidationError:
+            logger.info("upstream %s sent a malformed log message: %s", self._name, shorten(str(raw), 300))
+            return
+        self._log(params)
+
+    def _log(self, params: mcp_types.LoggingMessageNotificationParams) -> None:
         logger.info("upstream %s log [%s]: %s", self._name, params.level, shorten(str(params.data), 500))
         if self._log_listener is not None:
             # A stdio upstream's log messages carry no request; with one call in flight they are its own.
@@ -307,16 +327,19 @@ class McpBackend:
         async def progress(progress: float, total: float | None, message: str | None) -> None:
             await ctx.report_progress(progress, total, message)
 
+        channel = self._channel
         self._callers.append(ctx)
         try:
-            if ctx.progress is None:
-                return await client.call_tool(upstream_name, args)
-            return await client.call_tool(upstream_name, args, progress_callback=progress)
+            on_progress = None if ctx.progress is None else progress
+            if channel is not None and channel.usable:
+                raw = await channel.request("tools/call", {"name": upstream_name, "arguments": args}, on_progress)
+                return _call_result(raw, self._name)
+            return await client.call_tool(upstream_name, args, progress_callback=on_progress)
         except MCPError as exc:
             if exc.code == mcp_types.CONNECTION_CLOSED:
                 raise await self._died_during_call() from exc
             raise
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError, ChannelClosedError, OSError) as exc:
             raise await self._died_during_call() from exc
         finally:
             self._callers.remove(ctx)
@@ -479,6 +502,17 @@ class McpBackend:
             message=f"{len(self._tools)} tools from {self.target}",
             latency_ms=(time.perf_counter() - started) * 1000,
         )
+
+
+def _call_result(raw: Any, backend: str) -> mcp_types.CallToolResult:
+    """A `tools/call` result read off the lean channel, checked as the SDK session would."""
+    try:
+        return mcp_types.CallToolResult.model_validate(raw, by_name=False)
+    except ValidationError as exc:
+        raise ExecutionError(
+            f"Upstream '{backend}' answered tools/call with a malformed result: {shorten(str(exc), 300)}",
+            details={"code": mcp_types.INTERNAL_ERROR},
+        ) from exc
 
 
 @asynccontextmanager

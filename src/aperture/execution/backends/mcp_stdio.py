@@ -8,6 +8,7 @@ the gateway (`npx` servers run node under a shell).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -17,6 +18,7 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from subprocess import PIPE
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -25,6 +27,8 @@ import pydantic
 from mcp.client._transport import TransportStreams
 from mcp.client.stdio import get_default_environment
 from mcp.shared.message import SessionMessage
+
+from aperture.execution.backends.mcp_raw import RawChannel
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +71,11 @@ async def stdio_upstream(
     env: Mapping[str, str] | None = None,
     cwd: str | Path | None = None,
     watch: ProcessWatch | None = None,
+    channel: RawChannel | None = None,
 ) -> AsyncIterator[TransportStreams]:
     """Start `command` and yield the MCP client streams to it; stop its process group on exit.
+
+    With a `channel`, the lines answering its requests go to it, and everything else to the streams.
 
     Raises:
         FileNotFoundError: when the command does not exist (with the command named).
@@ -97,10 +104,15 @@ async def stdio_upstream(
                         break
                     *lines, buffer = buffer.split(b"\n")
                     for line in lines:
+                        if channel is not None and channel.wants(line) and channel.accept(_loads(line)):
+                            continue
                         if line.strip():
                             await reader_send.send(_parse(line, watch))
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 pass
+            finally:
+                if channel is not None:
+                    channel.close(watch.problem or "the upstream closed its output")
         await _stop(process)
 
     async def read_stderr() -> None:
@@ -135,6 +147,8 @@ async def stdio_upstream(
             tg.start_soon(read_stderr)
             tg.start_soon(write_stdin)
             tg.start_soon(wait_exit)
+            if channel is not None:
+                channel.open(process.stdin.send, tg)  # type: ignore[union-attr]
             try:
                 yield reader, writer
             finally:
@@ -147,6 +161,13 @@ async def stdio_upstream(
     finally:
         with anyio.CancelScope(shield=True), anyio.move_on_after(STOP_GRACE_SECONDS):
             await process.aclose()  # release the pipes; the process is already stopped
+
+
+def _loads(line: bytes) -> Any:
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None  # not JSON: `_parse` reports it
 
 
 def _parse(line: bytes, watch: ProcessWatch) -> SessionMessage | Exception:

@@ -7,7 +7,7 @@ import difflib
 import logging
 import warnings
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from functools import cached_property
 from typing import Any
 
@@ -23,7 +23,7 @@ from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 import aperture
-from aperture.execution import CallContext, RunResult
+from aperture.execution import CallContext, ProgressFn, RunResult
 from aperture.gateway import Gateway
 from aperture.model import ApertureError, InternalError, UnknownToolError
 from aperture.surface.mcp.exposure import Exposure
@@ -48,7 +48,20 @@ INSTRUCTIONS = (
 )
 
 _LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
-Handler = Callable[[ServerRequestContext[Any], dict[str, Any]], Awaitable[mcp_types.CallToolResult]]
+Handler = Callable[[CallContext, dict[str, Any]], Awaitable[mcp_types.CallToolResult]]
+Notify = Callable[[str, dict[str, Any]], Awaitable[None]]
+"""Send a notification to the client: `(method, params)`."""
+
+# Request `_meta` keys the lean path answers exactly as the SDK would (others, like a 2026-07-28 log-level
+# opt-in, take the SDK's path).
+_LEAN_META_KEYS = frozenset(
+    {
+        mcp_types.PROTOCOL_VERSION_META_KEY,
+        mcp_types.CLIENT_INFO_META_KEY,
+        mcp_types.CLIENT_CAPABILITIES_META_KEY,
+        "progressToken",
+    }
+)
 
 
 class McpSurface:
@@ -76,6 +89,7 @@ class McpSurface:
             gateway.registry, separator=settings.separator, namespaced=settings.namespaced, bus=self._bus
         )
         self._log_levels: weakref.WeakKeyDictionary[object, str] = weakref.WeakKeyDictionary()
+        self._peer: ServerSession | None = None
         gateway.on_tools_changed(self._on_tools_changed)
         self._listen_to_upstreams()
         self._handlers: dict[str, Handler] = {
@@ -213,7 +227,12 @@ class McpSurface:
         return mcp_types.EmptyResult()
 
     def _remember(self, ctx: ServerRequestContext[Any]) -> object | None:
-        """Keep the session of a handshake-era connection, to send it notices later; return the connection."""
+        """Keep the session of a handshake-era connection, to send it notices later; return the connection.
+
+        The latest session of any era is kept too: on stdio (one connection) the lean path's calls use it
+        for what an upstream asks back during a call (sampling, elicitation, log messages).
+        """
+        self._peer = ctx.session
         connection: object | None = getattr(ctx.session, "_connection", None)
         if connection is not None and ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
             self._sessions[connection] = ctx.session
@@ -278,18 +297,72 @@ class McpSurface:
     async def _on_call_tool(
         self, ctx: ServerRequestContext[Any], params: mcp_types.CallToolRequestParams
     ) -> mcp_types.CallToolResult:
-        """Dispatch one meta-tool call; every failure becomes an `isError` result the model can read."""
-        name = params.name
         self._remember(ctx)
+        return await self._dispatch(params.name, params.arguments, _call_context(ctx))
+
+    def lean_call(self, params: Any, notify: Notify) -> Coroutine[Any, Any, dict[str, Any]] | None:
+        """The lean path for a `tools/call` read off stdio: the result as wire JSON, or None for the SDK's path.
+
+        It takes only what it answers exactly as the SDK would: well-formed params, a protocol version known
+        for the request (a 2026-07-28 envelope, or a handshake-era session already seen on this connection),
+        no `_meta` beyond progress. Everything else goes the SDK's way, which also produces its errors.
+        """
+        if not isinstance(params, dict):
+            return None
+        name, arguments, meta = params.get("name"), params.get("arguments"), params.get("_meta") or {}
+        if not isinstance(name, str) or not isinstance(arguments, dict | None) or not isinstance(meta, dict):
+            return None
+        if not meta.keys() <= _LEAN_META_KEYS:
+            return None
+        version = meta.get(mcp_types.PROTOCOL_VERSION_META_KEY)
+        peer = self._peer
+        if version is None:
+            if (
+                peer is None
+                or peer.protocol_version in MODERN_PROTOCOL_VERSIONS
+                or peer.protocol_version < "2025-06-18"
+            ):
+                return None
+            version = peer.protocol_version
+        elif version not in MODERN_PROTOCOL_VERSIONS:
+            return None
+        token = meta.get("progressToken")
+        progress: ProgressFn | None = None
+        if isinstance(token, str | int) and not isinstance(token, bool):
+
+            async def progress(value: float, total: float | None, message: str | None) -> None:
+                update = {"progressToken": token, "progress": value, "total": total, "message": message}
+                await notify("notifications/progress", {k: v for k, v in update.items() if v is not None})
+
+        elif token is not None:
+            return None
+        call = CallContext(progress=progress, peer=peer)
+        return self._lean_result(name, arguments, call, modern=version in MODERN_PROTOCOL_VERSIONS)
+
+    async def _lean_result(
+        self, name: str, arguments: dict[str, Any] | None, call: CallContext, *, modern: bool
+    ) -> dict[str, Any]:
+        result = (await self._dispatch(name, arguments, call)).model_dump(by_alias=True, mode="json", exclude_none=True)
+        if modern:
+            result["resultType"] = "complete"
+            result["_meta"] = {mcp_types.SERVER_INFO_META_KEY: self.server.server_info_stamp}
+        else:
+            result.pop("resultType", None)  # 2026-07-28 vocabulary, which the SDK sieves out for older versions
+        return result
+
+    async def _dispatch(
+        self, name: str, arguments: dict[str, Any] | None, call: CallContext
+    ) -> mcp_types.CallToolResult:
+        """Run one tool call; every failure becomes an `isError` result the model can read."""
         handler = self._handlers.get(name) if self._meta else None
         try:
             if handler is None:
                 route = self.exposure().routes.get(name)
                 if route is not None:
-                    return passthrough_result(await self.gateway.run(route, params.arguments, _call_context(ctx)))
+                    return passthrough_result(await self.gateway.run(route, arguments, call))
                 raise UnknownToolError(name, self._known_names(name))
-            args = self._validators[name].validate(params.arguments or {})
-            return await handler(ctx, args)
+            args = self._validators[name].validate(arguments or {})
+            return await handler(call, args)
         except ApertureError as error:
             error.op = error.op or name
             return error_result(error)
@@ -305,7 +378,7 @@ class McpSurface:
 
     # --- the meta-tools -------------------------------------------------------------------------
 
-    async def _search_tools(self, ctx: ServerRequestContext[Any], raw: dict[str, Any]) -> mcp_types.CallToolResult:
+    async def _search_tools(self, call: CallContext, raw: dict[str, Any]) -> mcp_types.CallToolResult:
         args = SearchToolsArgs.model_validate(raw)
         return json_result(
             self.gateway.search(
@@ -313,17 +386,15 @@ class McpSurface:
             )
         )
 
-    async def _describe_tool(self, ctx: ServerRequestContext[Any], raw: dict[str, Any]) -> mcp_types.CallToolResult:
+    async def _describe_tool(self, call: CallContext, raw: dict[str, Any]) -> mcp_types.CallToolResult:
         args = DescribeToolArgs.model_validate(raw)
         return json_result(self.gateway.describe(args.tool_id, args.detail_level, args.examples_max))
 
-    async def _list_tool_examples(
-        self, ctx: ServerRequestContext[Any], raw: dict[str, Any]
-    ) -> mcp_types.CallToolResult:
+    async def _list_tool_examples(self, call: CallContext, raw: dict[str, Any]) -> mcp_types.CallToolResult:
         args = ListToolExamplesArgs.model_validate(raw)
         return json_result(self.gateway.examples(args.tool_id, args.max))
 
-    async def _list_tools(self, ctx: ServerRequestContext[Any], raw: dict[str, Any]) -> mcp_types.CallToolResult:
+    async def _list_tools(self, call: CallContext, raw: dict[str, Any]) -> mcp_types.CallToolResult:
         args = ListToolsArgs.model_validate(raw)
         return json_result(
             self.gateway.list_tools(
@@ -331,13 +402,13 @@ class McpSurface:
             )
         )
 
-    async def _list_namespaces(self, ctx: ServerRequestContext[Any], raw: dict[str, Any]) -> mcp_types.CallToolResult:
+    async def _list_namespaces(self, call: CallContext, raw: dict[str, Any]) -> mcp_types.CallToolResult:
         args = ListNamespacesArgs.model_validate(raw)
         return json_result(await self.gateway.list_namespaces(limit=args.limit, cursor=args.cursor))
 
-    async def _run_tool(self, ctx: ServerRequestContext[Any], raw: dict[str, Any]) -> mcp_types.CallToolResult:
+    async def _run_tool(self, call: CallContext, raw: dict[str, Any]) -> mcp_types.CallToolResult:
         args = RunToolArgs.model_validate(raw)
-        result: RunResult = await self.gateway.run(args.tool_id, args.args, _call_context(ctx))
+        result: RunResult = await self.gateway.run(args.tool_id, args.args, call)
         return run_result(result)
 
     def _known_names(self, name: str) -> list[str]:
@@ -347,4 +418,6 @@ class McpSurface:
 
 
 def _call_context(ctx: ServerRequestContext[Any]) -> CallContext:
+    # `report_progress` is a no-op when the caller did not ask; whether it did is not always visible in
+    # `_meta` (the in-process dispatcher passes a callback), so it is always handed on.
     return CallContext(progress=ctx.session.report_progress, request_id=str(ctx.request_id), peer=ctx.session)

@@ -9,16 +9,18 @@ from tools cannot corrupt the wire.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import stat
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import anyio.abc
 import mcp_types
 import pydantic
 from mcp.shared._stream_protocols import ReadStream, WriteStream
@@ -95,11 +97,85 @@ async def _write_all(fd: int, data: bytes) -> None:
             await anyio.wait_writable(fd)
 
 
+LeanHandler = Callable[[Any, Callable[[str, dict[str, Any]], Awaitable[None]]], Awaitable[dict[str, Any]] | None]
+"""`(params, notify)` for a `tools/call`: an awaitable of its result, or None to leave it to the SDK."""
+
+
+class _LeanCalls:
+    """`tools/call` requests answered beside the SDK's session: read, run and answered with no typed objects.
+
+    Each runs in a task of its own in `calls`; `notifications/cancelled` naming one cancels it (and,
+    as JSON-RPC asks, it is then not answered).
+    """
+
+    def __init__(self, handler: LeanHandler, calls: anyio.abc.TaskGroup, send: Callable[[str], Awaitable[None]]):
+        self._handler = handler
+        self._calls = calls
+        self._send = send
+        self._running: dict[tuple[type, Any], anyio.CancelScope] = {}
+
+    def take(self, message: Any) -> bool:
+        """Handle `message` here when it is a call (or cancellation) this path answers; True when taken."""
+        if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
+            return False
+        method, params = message.get("method"), message.get("params")
+        if method == "notifications/cancelled" and isinstance(params, dict):
+            scope = self._running.get(_key(params.get("requestId")))
+            if scope is None:
+                return False
+            scope.cancel()
+            return True
+        request_id = message.get("id")
+        if method != "tools/call" or not _valid_id(request_id) or _key(request_id) in self._running:
+            return False
+        work = self._handler(params, self._notify)
+        if work is None:
+            return False
+        scope = self._running[_key(request_id)] = anyio.CancelScope()
+        self._calls.start_soon(self._answer, request_id, work, scope)
+        return True
+
+    async def _answer(self, request_id: Any, work: Awaitable[dict[str, Any]], scope: anyio.CancelScope) -> None:
+        try:
+            with scope:
+                try:
+                    result = await work
+                except Exception as exc:  # the handler answers failures itself; this is a bug, answer it anyway
+                    logger.exception("lean tools/call failed")
+                    await self._send(error_line(request_id, mcp_types.INTERNAL_ERROR, f"internal error: {exc}"))
+                    return
+                await self._send(_compact({"jsonrpc": "2.0", "id": request_id, "result": result}))
+        finally:
+            self._running.pop(_key(request_id), None)
+
+    async def _notify(self, method: str, params: dict[str, Any]) -> None:
+        await self._send(_compact({"jsonrpc": "2.0", "method": method, "params": params}))
+
+
+def _valid_id(value: Any) -> bool:
+    return isinstance(value, str | int) and not isinstance(value, bool)
+
+
+def _key(request_id: Any) -> tuple[type, Any]:
+    return (type(request_id), request_id)  # 1 and "1" are different requests
+
+
+def _compact(message: dict[str, Any]) -> str:
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+
+
+# The lean path parses a line itself only when it may be for it.
+_LEAN_MARKERS = (b'"tools/call"', b'"notifications/cancelled"')
+
+
 @asynccontextmanager
-async def stdio_transport() -> AsyncIterator[
-    tuple[ReadStream[SessionMessage | Exception], WriteStream[SessionMessage]]
-]:
-    """Streams for `Server.run` over this process's stdin and stdout."""
+async def stdio_transport(
+    lean: LeanHandler | None = None,
+) -> AsyncIterator[tuple[ReadStream[SessionMessage | Exception], WriteStream[SessionMessage]]]:
+    """Streams for `Server.run` over this process's stdin and stdout.
+
+    With `lean`, `tools/call` requests it accepts are answered beside the SDK (see `_LeanCalls`).
+    """
     sys.stdout.flush()
     saved = os.dup(0), os.dup(1)
     stdin, stdout = _claim(0), _claim(1)
@@ -109,11 +185,17 @@ async def stdio_transport() -> AsyncIterator[
     outgoing, outgoing_receive = anyio.create_memory_object_stream[SessionMessage | str](16)
 
     async def read() -> None:
-        async with incoming_send, outgoing.clone() as replies:
+        # Lean calls still running at end of input finish (and are answered) before the output closes.
+        async with incoming_send, outgoing.clone() as replies, anyio.create_task_group() as calls:
+            leaned = _LeanCalls(lean, calls, replies.send) if lean is not None else None
             buffer = b""
             async for chunk in _read_chunks(stdin):
                 *lines, buffer = (buffer + chunk).split(b"\n")
                 for raw in lines:
+                    if leaned is not None and any(marker in raw for marker in _LEAN_MARKERS):
+                        with contextlib.suppress(ValueError):
+                            if leaned.take(json.loads(raw)):
+                                continue
                     line = raw.decode("utf-8", errors="replace").strip()
                     if not line:
                         continue

@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 async def serve_stdio(gateway: Gateway) -> None:
     """Answer MCP on stdin/stdout until the client closes the stream. The gateway must be entered."""
     surface = McpSurface(gateway)
-    async with stdio_transport() as (read_stream, write_stream), anyio.create_task_group() as tg:
+    async with stdio_transport(surface.lean_call) as (read_stream, write_stream), anyio.create_task_group() as tg:
         tg.start_soon(surface.notify_changes)
         await surface.server.run(read_stream, write_stream, surface.initialization_options())
         tg.cancel_scope.cancel()

@@ -1,0 +1,170 @@
+"""A lean request channel to an upstream: `tools/call` as JSON text, answered without the SDK session.
+
+The SDK's client session builds typed request and response objects and hands every message between
+several tasks; for the one request a gateway makes all the time that costs more than the call itself.
+This channel writes the request line itself, under ids of its own (`ap-1`, `ap-2`, ... — strings, so
+they can never collide with the SDK session's integer ids on the same pipe), and the transport's reader
+hands it the responses and progress notifications carrying those ids before anything else parses them.
+Everything else on the connection (initialize, listing, sampling, logging) stays with the SDK.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import anyio.abc
+import mcp_types
+from mcp.shared.exceptions import MCPError
+
+logger = logging.getLogger(__name__)
+
+ID_PREFIX = "ap-"
+MARKERS = (b'"ap-', b'"notifications/message"')
+"""Every line the channel must see contains one of these (its ids and progress tokens, log messages);
+others skip the JSON parse."""
+
+ProgressFn = Callable[[float, float | None, str | None], Awaitable[None]]
+
+
+class ChannelClosedError(Exception):
+    """The connection ended while a request was waiting (the transport says why)."""
+
+
+@dataclass(slots=True)
+class _Pending:
+    done: anyio.Event = field(default_factory=anyio.Event)
+    response: dict[str, Any] | None = None
+    on_progress: ProgressFn | None = None
+
+
+class RawChannel:
+    """Requests written as lines; the transport's reader hands back (`accept`) the messages answering them.
+
+    The transport calls `open` once its pipe is up and `close` when it ends. `send` must write a whole
+    line atomically with respect to other writers on the same pipe (an asyncio pipe transport's `write`
+    does: it buffers the whole line before yielding).
+    """
+
+    def __init__(self) -> None:
+        self._send: Callable[[bytes], Awaitable[None]] | None = None
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._pending: dict[str, _Pending] = {}
+        self._counter = 0
+        self._closed: str | None = None
+
+        self.on_log: Callable[[dict[str, Any]], None] | None = None
+        """Called with a log message's params while a request waits. Log messages go here rather than to
+        the SDK session so they are seen in order with the responses: the call a message belongs to is
+        still in flight when it arrives (the session would see it only after the response got ahead)."""
+
+    def open(self, send: Callable[[bytes], Awaitable[None]], task_group: anyio.abc.TaskGroup) -> None:
+        self._send, self._task_group = send, task_group
+
+    @property
+    def usable(self) -> bool:
+        return self._send is not None and self._closed is None
+
+    def wants(self, line: bytes) -> bool:
+        """Whether `line` may be for this channel (cheap: no parsing)."""
+        return bool(self._pending) and any(marker in line for marker in MARKERS)
+
+    def accept(self, message: Any) -> bool:
+        """Take `message` when it answers or reports on one of this channel's requests; True when taken."""
+        if not isinstance(message, dict):
+            return False
+        request_id = message.get("id")
+        if isinstance(request_id, str) and "method" not in message:
+            pending = self._pending.pop(request_id, None)
+            if pending is None:
+                return False
+            pending.response = message
+            pending.done.set()
+            return True
+        params = message.get("params")
+        if message.get("method") == "notifications/message" and isinstance(params, dict) and self.on_log is not None:
+            self.on_log(params)
+            return True
+        if message.get("method") == "notifications/progress" and isinstance(params, dict):
+            token = params.get("progressToken")
+            pending = self._pending.get(token) if isinstance(token, str) else None
+            if pending is None or pending.on_progress is None:
+                return False
+            progress, total = params.get("progress"), params.get("total")
+            if isinstance(progress, int | float):
+                self._report(pending.on_progress, float(progress), total, params.get("message"))
+            return True
+        return False
+
+    def _report(self, on_progress: ProgressFn, progress: float, total: Any, message: Any) -> None:
+        # The reader must never wait on the caller's client, so progress goes out on a task of its own.
+        total = float(total) if isinstance(total, int | float) else None
+        message = message if isinstance(message, str) else None
+
+        async def report() -> None:
+            try:
+                await on_progress(progress, total, message)
+            except Exception as exc:  # a caller that went away must not break the upstream's reader
+                logger.debug("could not forward progress: %s", exc)
+
+        if self._task_group is not None:
+            self._task_group.start_soon(report)
+
+    def close(self, reason: str) -> None:
+        """Fail every waiting request: the connection is gone."""
+        self._closed = reason
+        pending, self._pending = self._pending, {}
+        for entry in pending.values():
+            entry.done.set()
+
+    async def request(self, method: str, params: dict[str, Any], on_progress: ProgressFn | None = None) -> Any:
+        """Send one request and wait for its result.
+
+        Raises:
+            MCPError: the upstream answered with a JSON-RPC error.
+            ChannelClosedError: the connection ended first.
+        """
+        send = self._send
+        if send is None or self._closed is not None:
+            raise ChannelClosedError(self._closed or "the connection is not open")
+        self._counter += 1
+        request_id = f"{ID_PREFIX}{self._counter}"
+        pending = _Pending(on_progress=on_progress)
+        if on_progress is not None:
+            params = {**params, "_meta": {**params.get("_meta", {}), "progressToken": request_id}}
+        line = json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}, ensure_ascii=False)
+        self._pending[request_id] = pending
+        try:
+            await send(line.encode("utf-8") + b"\n")
+            await pending.done.wait()
+        except BaseException:
+            if self._pending.pop(request_id, None) is not None:
+                await self._cancel(request_id)
+            raise
+        response = pending.response
+        if response is None:
+            raise ChannelClosedError(self._closed or "the connection closed")
+        if "error" in response:
+            error = response["error"] if isinstance(response["error"], dict) else {}
+            code = error.get("code")
+            raise MCPError(
+                code=code if isinstance(code, int) else mcp_types.INTERNAL_ERROR,
+                message=str(error.get("message", "error without a message")),
+                data=error.get("data"),
+            )
+        return response.get("result")
+
+    async def _cancel(self, request_id: str) -> None:
+        """Tell the upstream to stop working on a request nobody waits for any more."""
+        notice = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": request_id}}
+        if self._send is None or self._closed is not None:
+            return
+        with anyio.CancelScope(shield=True), anyio.move_on_after(1):
+            try:
+                await self._send(json.dumps(notice).encode("utf-8") + b"\n")
+            except Exception as exc:  # the pipe may be gone already: then so is the request
+                logger.debug("could not send a cancellation upstream: %s", exc)
