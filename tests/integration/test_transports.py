@@ -132,6 +132,12 @@ async def test_malformed_json_rpc_over_stdio_gets_errors_and_the_server_keeps_se
             assert await process.wait() == 0
 
 
+async def test_http_sessions_are_told_the_tool_list_can_change(http_gateway: str) -> None:
+    async with Client(http_gateway, mode="legacy") as client:
+        capabilities = client.server_capabilities
+        assert capabilities is not None and capabilities.tools is not None and capabilities.tools.list_changed
+
+
 async def test_malformed_json_rpc_over_http_gets_an_error_and_the_server_keeps_serving(http_gateway: str) -> None:
     headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
     async with httpx2.AsyncClient() as http:

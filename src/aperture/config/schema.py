@@ -40,6 +40,12 @@ class ServerConfig(_Section):
     namespaced: bool = Field(
         True, description="Prefix directly listed tools and prompts with their namespace; false keeps upstream names."
     )
+    sse_poll_after: float | None = Field(
+        None,
+        gt=0,
+        description="HTTP: close a call's SSE stream after this many seconds (the client resumes it with "
+        "Last-Event-ID and gets the result), so long calls survive proxies that cut idle connections.",
+    )
 
 
 class PythonBackendConfig(_Section):

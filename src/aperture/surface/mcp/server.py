@@ -64,6 +64,24 @@ _LEAN_META_KEYS = frozenset(
 )
 
 
+class _GatewayServer(Server[Any]):
+    """The SDK's low-level server, announcing `tools/list_changed` whatever the transport.
+
+    The HTTP session manager builds each session's initialization options itself, with no notification
+    options; the gateway does send tool list changes, so its default says so.
+    """
+
+    def create_initialization_options(
+        self,
+        notification_options: NotificationOptions | None = None,
+        experimental_capabilities: dict[str, dict[str, Any]] | None = None,
+        extensions: dict[str, dict[str, Any]] | None = None,
+    ) -> InitializationOptions:
+        return super().create_initialization_options(
+            notification_options or NotificationOptions(tools_changed=True), experimental_capabilities, extensions
+        )
+
+
 class McpSurface:
     """Builds the low-level MCP `Server` for a gateway; the same server serves stdio and HTTP."""
 
@@ -73,6 +91,7 @@ class McpSurface:
         self._meta = settings.expose in ("meta", "both")
         self._passthrough = settings.expose in ("passthrough", "both")
         self._surfaced = tuple(settings.surfaced)
+        self._poll_after = settings.sse_poll_after
         self._separator = settings.separator
         self._namespaced = settings.namespaced
         self._validators = {tool.name: tool.validator() for tool in META_TOOLS}
@@ -103,7 +122,7 @@ class McpSurface:
 
     @cached_property
     def server(self) -> Server[Any]:
-        server = Server(
+        server = _GatewayServer(
             self.gateway.config.server.name,
             version=aperture.__version__,
             instructions=INSTRUCTIONS,
@@ -128,7 +147,7 @@ class McpSurface:
         return server
 
     def initialization_options(self) -> InitializationOptions:
-        return self.server.create_initialization_options(NotificationOptions(tools_changed=True))
+        return self.server.create_initialization_options()
 
     def exposure(self) -> Exposure:
         """The directly listed tools for the current catalog (rebuilt only when the catalog changes)."""
@@ -298,7 +317,15 @@ class McpSurface:
         self, ctx: ServerRequestContext[Any], params: mcp_types.CallToolRequestParams
     ) -> mcp_types.CallToolResult:
         self._remember(ctx)
-        return await self._dispatch(params.name, params.arguments, _call_context(ctx))
+        close_stream = ctx.close_sse_stream
+        if self._poll_after is None or close_stream is None:
+            return await self._dispatch(params.name, params.arguments, _call_context(ctx))
+        # A long call lets go of its HTTP stream; the client resumes it (Last-Event-ID) and gets the answer.
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_call_later, self._poll_after, close_stream)
+            result = await self._dispatch(params.name, params.arguments, _call_context(ctx))
+            tg.cancel_scope.cancel()
+        return result
 
     def lean_call(self, params: Any, notify: Notify) -> Coroutine[Any, Any, dict[str, Any]] | None:
         """The lean path for a `tools/call` read off stdio: the result as wire JSON, or None for the SDK's path.
@@ -415,6 +442,11 @@ class McpSurface:
         names = [t.name for t in META_TOOLS] if self._meta else []
         names += list(self.exposure().routes)
         return difflib.get_close_matches(name, names, n=3, cutoff=0.5) or names[:3]
+
+
+async def _call_later(delay: float, action: Callable[[], Awaitable[None]]) -> None:
+    await anyio.sleep(delay)
+    await action()
 
 
 def _call_context(ctx: ServerRequestContext[Any]) -> CallContext:

@@ -11,6 +11,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from aperture.gateway import Gateway
+from aperture.surface.mcp.events import MemoryEventStore
 from aperture.surface.mcp.server import McpSurface
 from aperture.surface.mcp.stdio import stdio_transport
 
@@ -46,9 +47,19 @@ async def until_terminated(work: Callable[[], Awaitable[None]]) -> None:
         tg.cancel_scope.cancel()
 
 
+RETRY_INTERVAL_MS = 1000
+"""How long a client whose SSE stream closed waits before resuming it (sent with each stream's first event)."""
+
+
 def http_app(surface: McpSurface, *, path: str = "/mcp", host: str = "127.0.0.1") -> Starlette:
-    """The ASGI app for streamable HTTP at `path` (DNS-rebinding protection on for loopback hosts)."""
-    return surface.server.streamable_http_app(streamable_http_path=path, host=host)
+    """The ASGI app for streamable HTTP at `path` (DNS-rebinding protection on for loopback hosts).
+
+    Streams are resumable: events are kept (bounded, in memory) so a client can reconnect with
+    `Last-Event-ID` and get what it missed.
+    """
+    return surface.server.streamable_http_app(
+        streamable_http_path=path, host=host, event_store=MemoryEventStore(), retry_interval=RETRY_INTERVAL_MS
+    )
 
 
 async def serve_http(gateway: Gateway, *, host: str = "127.0.0.1", port: int = 8080, path: str = "/mcp") -> None:

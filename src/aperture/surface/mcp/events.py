@@ -1,0 +1,63 @@
+"""A bounded in-memory event store, so a client whose SSE stream broke can resume it (SEP-1699).
+
+With it the HTTP endpoint primes each stream with an event id and a retry interval; a client that
+reconnects with `Last-Event-ID` gets the messages it missed on that stream. Memory is bounded twice:
+per stream and in total, dropping the oldest events first. Resumption is best effort, as the
+specification allows: a client that comes back after its events were dropped gets nothing replayed.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import OrderedDict, deque
+
+from mcp.server.streamable_http import EventCallback, EventId, EventMessage, EventStore, StreamId
+from mcp_types import JSONRPCMessage
+
+
+class MemoryEventStore(EventStore):
+    """Keeps the last `per_stream` events of each stream, and of at most `max_streams` streams."""
+
+    def __init__(self, *, per_stream: int = 256, max_streams: int = 1024) -> None:
+        self._per_stream = per_stream
+        self._max_streams = max_streams
+        self._counter = itertools.count(1)
+        # Stream -> its events in order, least recently written stream first.
+        self._streams: OrderedDict[StreamId, deque[tuple[int, JSONRPCMessage | None]]] = OrderedDict()
+        self._stream_of: dict[int, StreamId] = {}
+
+    async def store_event(self, stream_id: StreamId, message: JSONRPCMessage | None) -> EventId:
+        number = next(self._counter)
+        events = self._streams.get(stream_id)
+        if events is None:
+            events = self._streams[stream_id] = deque()
+            while len(self._streams) > self._max_streams:
+                _, dropped = self._streams.popitem(last=False)
+                for old, _ in dropped:
+                    self._stream_of.pop(old, None)
+        else:
+            self._streams.move_to_end(stream_id)
+        if len(events) >= self._per_stream:
+            old, _ = events.popleft()
+            self._stream_of.pop(old, None)
+        events.append((number, message))
+        self._stream_of[number] = stream_id
+        return str(number)
+
+    async def replay_events_after(self, last_event_id: EventId, send_callback: EventCallback) -> StreamId | None:
+        try:
+            after = int(last_event_id)
+        except ValueError:
+            return None  # not an id this store gave out
+        stream_id = self._stream_of.get(after)
+        if stream_id is None:
+            return None
+        for number, message in list(self._streams.get(stream_id, ())):
+            if number > after and message is not None:
+                await send_callback(EventMessage(message, str(number)))
+        return stream_id
+
+    @property
+    def size(self) -> int:
+        """Events held. (Not `__len__`: the SDK tests the store for truth, and an empty one must count.)"""
+        return len(self._stream_of)

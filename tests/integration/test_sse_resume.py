@@ -1,0 +1,107 @@
+"""A long call over streamable HTTP lets go of its SSE stream; the client resumes with Last-Event-ID (SEP-1699).
+
+A real `aperture serve --transport http` with `server.sse_poll_after` set and the fixture upstream behind
+it, driven with raw HTTP as a 2025-11-25 client: the POST stream is primed with an event id and a retry
+interval, closes before the answer, and a GET with the last event id replays what was missed, answer
+included.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+
+from tests.conftest import FIXTURES
+from tests.integration.conftest import APERTURE, free_port
+from tests.integration.test_upstreams import wait_for_port
+
+pytestmark = pytest.mark.anyio
+VERSION = "2025-11-25"
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> Iterator[str]:
+    upstream = {"command": sys.executable, "args": [str(FIXTURES / "upstream_server.py")]}
+    config = tmp_path / "poll.json"
+    config.write_text(
+        json.dumps({"server": {"expose": "passthrough", "sse_poll_after": 0.3}, "mcpServers": {"up": upstream}})
+    )
+    port = free_port()
+    argv = [APERTURE, "serve", "--config", str(config), "--transport", "http", "--port", str(port)]
+    process = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
+    wait_for_port(port)
+    yield f"http://127.0.0.1:{port}/mcp"
+    process.terminate()
+    process.wait(10)
+
+
+async def events(response: httpx2.Response) -> AsyncIterator[dict[str, Any]]:
+    """The SSE events of a response, as dicts of their fields (`data` parsed when it is JSON)."""
+    event: dict[str, Any] = {}
+    async for line in response.aiter_lines():
+        if not line:
+            if event:
+                yield event
+            event = {}
+            continue
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        event[field] = json.loads(value) if field == "data" and value else value
+    if event:
+        yield event
+
+
+async def test_a_closed_stream_is_resumed_with_last_event_id(url: str) -> None:
+    headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+    async with httpx2.AsyncClient(timeout=10) as http:
+        init = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {"protocolVersion": VERSION, "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}},
+        }
+        response = await http.post(url, json=init, headers=headers)
+        assert response.status_code == 200
+        session = {"mcp-session-id": response.headers["mcp-session-id"], "mcp-protocol-version": VERSION}
+        await http.post(
+            url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers={**headers, **session}
+        )
+
+        call = {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "tools/call",
+            "params": {"name": "up__slow", "arguments": {"steps": 100}, "_meta": {"progressToken": "p"}},
+        }
+        seen: list[dict[str, Any]] = []
+        async with http.stream("POST", url, json=call, headers={**headers, **session}) as stream:
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            async for event in events(stream):
+                seen.append(event)
+        first, last = seen[0], seen[-1]
+        assert first["data"] == "" and "id" in first and first.get("retry") == "1000"  # primed, with a retry hint
+        assert not any(isinstance(e.get("data"), dict) and e["data"].get("id") == 2 for e in seen)  # no answer yet
+
+        resumed: list[dict[str, Any]] = []
+        get_headers = {"accept": "text/event-stream", "last-event-id": last["id"], **session}
+        async with http.stream("GET", url, headers=get_headers) as stream:
+            assert stream.status_code == 200
+            async for event in events(stream):
+                resumed.append(event)
+                if isinstance(event.get("data"), dict) and event["data"].get("id") == 2:
+                    break
+        answer = resumed[-1]["data"]
+        assert answer["result"]["content"][0]["text"] == "done after 100 steps"
+        progress = [
+            e["data"]["params"]["progress"]
+            for e in seen + resumed
+            if isinstance(e.get("data"), dict) and e["data"].get("method") == "notifications/progress"
+        ]
+        assert progress == sorted(progress) and len(set(progress)) == len(progress)  # nothing twice, in order
