@@ -1,12 +1,18 @@
-"""BM25 over separate fields (name, namespace, tags, description, parameters), summed with field boosts.
+"""BM25F over separate fields (name, namespace, tags, description, parameters), with field boosts.
 
-Each field gets its own BM25 statistics (document frequency, average length), so a word common in
-descriptions does not dilute a rare word in names. Because the final score is a boosted sum, the
-per-field weights are pre-multiplied by their boost and merged into one posting list per token:
-a query then costs one gather-and-sum over the postings of its tokens.
+Each field's term frequency is normalised by that field's length against its own average, multiplied by
+the field's boost, and the boosted frequencies of all fields are added *before* BM25's saturation
+(Robertson & Zaragoza's BM25F). A word that appears in the name and again in the description therefore
+counts as a strong match, not as two separate full-strength matches: summing a saturated BM25 per field
+instead (what this module did first) let a word repeated across fields outweigh rarer words of the query,
+and ranked below plain single-field BM25 on BFCL (R@5 0.752 against 0.792; BM25F: 0.844). The idf is
+computed once over the whole tool, so a word common in descriptions does not look rare because it is
+rare in names.
 
-The index is built with vectorised numpy (no Python loop per posting): about 10x faster to build than
-`bm25s` on the same fields, which matters when a large catalog changes (see docs/benchmarks.md).
+Weights are pre-computed per (token, tool) pair and kept in one posting list per token: a query costs
+one gather-and-sum over the postings of its tokens. The index is built with vectorised numpy (no Python
+loop per posting): about 10x faster to build than `bm25s` on the same fields, which matters when a
+large catalog changes (see docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -25,51 +31,65 @@ _Ints = npt.NDArray[np.int64]
 _Floats = npt.NDArray[np.float32]
 
 
-def field_weights(
-    docs: Sequence[list[str]], vocab: dict[str, int], k1: float, b: float
-) -> tuple[_Ints, _Ints, _Floats]:
-    """BM25 weights of one field as parallel arrays `(token_id, doc, weight)`, one entry per distinct pair.
-
-    Uses Lucene's idf, `log(1 + (N - df + 0.5) / (df + 0.5))`, which is never negative.
-    """
-    count = len(docs)
-    lengths = np.fromiter((len(d) for d in docs), dtype=np.int64, count=count)
+def _field_tokens(docs: Sequence[list[str]], vocab: dict[str, int]) -> tuple[_Ints, _Ints]:
+    """The token ids of one field of every document, flattened, and each document's length."""
+    lengths = np.fromiter((len(d) for d in docs), dtype=np.int64, count=len(docs))
+    setdefault = vocab.setdefault
     total = int(lengths.sum())
-    if total == 0:
+    tokens = np.fromiter((setdefault(t, len(vocab)) for d in docs for t in d), dtype=np.int64, count=total)
+    return tokens, lengths
+
+
+def field_weights(
+    fields: Sequence[tuple[Sequence[list[str]], float, float]], vocab: dict[str, int], k1: float
+) -> tuple[_Ints, _Ints, _Floats]:
+    """BM25F weights as parallel arrays `(token_id, doc, weight)`, one entry per distinct pair.
+
+    `fields` holds, per field, the documents' tokens, the field's boost and its length normalisation
+    `b`. Uses Lucene's idf, `log(1 + (N - df + 0.5) / (df + 0.5))`, which is never negative, with `df`
+    counting the documents that have the token in any field.
+    """
+    count = len(fields[0][0]) if fields else 0
+    flat = [(_field_tokens(docs, vocab), boost, b) for docs, boost, b in fields]
+    size = max(len(vocab), 1)
+    keys, frequencies = [], []
+    for (tokens, lengths), boost, b in flat:
+        if not tokens.size:
+            continue
+        doc_of = np.repeat(np.arange(count, dtype=np.int64), lengths)
+        pairs, tf = np.unique(doc_of * size + tokens, return_counts=True)
+        norm = 1 - b + b * lengths / max(float(lengths.mean()), 1e-9)
+        keys.append(pairs)
+        frequencies.append(boost * tf / norm[pairs // size])
+    if not keys:
         empty = np.empty(0, dtype=np.int64)
         return empty, empty, np.empty(0, dtype=np.float32)
-    setdefault = vocab.setdefault
-    tokens = np.fromiter((setdefault(t, len(vocab)) for d in docs for t in d), dtype=np.int64, count=total)
-    doc_of = np.repeat(np.arange(count, dtype=np.int64), lengths)
-    pairs, tf = np.unique(doc_of * len(vocab) + tokens, return_counts=True)
-    pair_doc, pair_token = np.divmod(pairs, len(vocab))
-    df = np.bincount(pair_token, minlength=len(vocab))
+    pairs, where = np.unique(np.concatenate(keys), return_inverse=True)
+    tf = np.bincount(where, weights=np.concatenate(frequencies))
+    pair_doc, pair_token = np.divmod(pairs, size)
+    df = np.bincount(pair_token, minlength=size)
     idf = np.log1p((count - df + 0.5) / (df + 0.5))
-    norm = k1 * (1 - b + b * lengths / max(lengths.mean(), 1e-9))
-    weight = idf[pair_token] * tf * (k1 + 1) / (tf + norm[pair_doc])
+    weight = idf[pair_token] * tf * (k1 + 1) / (tf + k1)
     return pair_token, pair_doc, weight.astype(np.float32)
 
 
 class BM25Scorer:
-    """Scores a query as `sum(boost[field] * bm25(field))` over the fields."""
+    """Scores a query as the sum over its tokens of the BM25F weight of the token in each tool."""
 
-    def __init__(self, docs: Sequence[SearchDoc], boosts: Mapping[str, float], k1: float, b: float) -> None:
+    def __init__(
+        self, docs: Sequence[SearchDoc], boosts: Mapping[str, float], k1: float, b: float | Mapping[str, float]
+    ) -> None:
         self._count = len(docs)
         self._vocab: dict[str, int] = {}
-        token_parts, doc_parts, weight_parts = [], [], []
-        for field in FIELDS:
-            boost = boosts.get(field, 0.0)
-            if boost <= 0:
-                continue
-            tokens, doc_ids, weights = field_weights([d.fields[field] for d in docs], self._vocab, k1, b)
-            token_parts.append(tokens)
-            doc_parts.append(doc_ids)
-            weight_parts.append(weights * np.float32(boost))
-        empty_ints, empty_floats = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-        tokens = np.concatenate(token_parts) if token_parts else empty_ints
+        fields = [
+            ([d.fields[f] for d in docs], boosts[f], b if isinstance(b, float | int) else b.get(f, 0.75))
+            for f in FIELDS
+            if boosts.get(f, 0.0) > 0
+        ]
+        tokens, doc_ids, weights = field_weights(fields, self._vocab, k1)
         order = np.argsort(tokens, kind="stable")
-        self._docs: _Ints = (np.concatenate(doc_parts) if doc_parts else empty_ints)[order]
-        self._weights: _Floats = (np.concatenate(weight_parts) if weight_parts else empty_floats)[order]
+        self._docs: _Ints = doc_ids[order]
+        self._weights: _Floats = weights[order]
         self._starts: _Ints = np.concatenate(([0], np.cumsum(np.bincount(tokens, minlength=len(self._vocab)))))
 
     def scores(self, query: str) -> Scores:
@@ -83,16 +103,22 @@ class BM25Scorer:
 
 
 class BM25Strategy:
-    """BM25 with field boosts (seed 004: name 4x, namespace 2x, tags 1x; description and parameters too)."""
+    """BM25F with field boosts (seed 004: name 4x, namespace 2x, tags 1x; description and parameters too).
+
+    `b` is the length normalisation of every field, or a mapping of field -> `b` (missing fields: 0.75).
+    """
 
     name = "bm25"
 
-    def __init__(self, boosts: Mapping[str, float] | None = None, *, k1: float = 1.2, b: float = 0.75) -> None:
-        if k1 < 0 or not 0 <= b <= 1 or math.isnan(k1):
+    def __init__(
+        self, boosts: Mapping[str, float] | None = None, *, k1: float = 1.2, b: float | Mapping[str, float] = 0.75
+    ) -> None:
+        values = [b] if isinstance(b, float | int) else list(b.values())
+        if k1 < 0 or math.isnan(k1) or not all(0 <= v <= 1 for v in values):
             raise ValueError(f"BM25 needs k1 >= 0 and 0 <= b <= 1; got k1={k1}, b={b}")
         self.boosts = dict(DEFAULT_BOOSTS if boosts is None else boosts)
         self.k1 = k1
-        self.b = b
+        self.b = b if isinstance(b, float | int) else dict(b)
 
     def build(self, docs: Sequence[SearchDoc]) -> BM25Scorer:
         return BM25Scorer(docs, self.boosts, self.k1, self.b)
