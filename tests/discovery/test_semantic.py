@@ -142,10 +142,23 @@ def test_strategies_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     semantic = strategy_named("semantic")
     assert isinstance(semantic, DenseStrategy) and semantic.name == "semantic"
     assert isinstance(default_strategy(), HybridStrategy)
-    with pytest.raises(ValueError, match="bm25, lexical, semantic, hybrid"):
+    with pytest.raises(ValueError, match="auto, hybrid, semantic, bm25, lexical"):
         strategy_named("dense")
     # The real default embedder, loaded on first use, with its cache under XDG_CACHE_HOME.
     index = ToolIndex(hybrid)
     index.update(CATALOG)
     assert index.search("weather in Paris").hits[0].id == "weather:get_weather"
     assert list((tmp_path / "aperture" / "embeddings").glob("*.npz"))
+
+
+def test_each_clause_of_a_request_can_bring_its_own_tool(dense: DenseStrategy) -> None:
+    query = "Send an email to Ana about the release and check the weather forecast in Paris"
+    whole = ranked(HybridStrategy(BM25Strategy(), dense, clause_weight=0.0), query)
+    split = ranked(HybridStrategy(BM25Strategy(), dense), query)
+    assert {"mail:send_email", "weather:get_weather"} <= set(split[:2])
+    assert len(split) >= len(whole)
+
+
+def test_clause_weight_is_checked() -> None:
+    with pytest.raises(ValueError, match="clause_weight"):
+        HybridStrategy(BM25Strategy(), DenseStrategy(embedder=object()), clause_weight=1.5)  # type: ignore[arg-type]

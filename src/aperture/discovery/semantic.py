@@ -5,6 +5,12 @@ default: `HybridStrategy` is. Per query it min-max normalises the lexical scores
 catalog and adds them with weights (0.3 lexical, 0.7 dense by default), the simple fusion that measured
 best (reciprocal-rank fusion and equal weights were weaker).
 
+A request that needs several tools ("the latest news about Tesla and how the stock took it") is also scored
+clause by clause (`text.clauses`): each tool keeps the best of its fused score for the whole request and
+0.8x its best fused score for any one clause, so every part of the task can bring its own tool into the
+top five instead of five variants of the first part (MetaTool multi-tool Comp@5 0.513 -> 0.551; 0.9x
+gave 0.573 but cost single-tool R@1 0.010 and BFCL R@5 0.006, 0.8x costs 0.002 and 0.001).
+
 Importing this module never needs the `semantic` extra; building a strategy without it raises
 `SemanticUnavailableError`, which says what to install.
 """
@@ -29,7 +35,7 @@ from aperture.discovery.embedding import (
 )
 from aperture.discovery.embedding import semantic_available as semantic_available
 from aperture.discovery.strategy import Scorer, Scores, SearchStrategy
-from aperture.discovery.text import split_identifier
+from aperture.discovery.text import clauses, split_identifier
 
 _SEPARATORS = re.compile(r"[_\-.:/\s]+")
 
@@ -138,18 +144,35 @@ def _min_max(values: Scores) -> Scores:
 
 
 class HybridScorer:
-    """Lexical and dense scores, each min-max normalised for the query, added with weights."""
+    """Lexical and dense scores, each min-max normalised for the query, added with weights; clauses too."""
 
-    def __init__(self, lexical: Scorer, dense: DenseScorer, lexical_weight: float, dense_weight: float) -> None:
+    def __init__(
+        self,
+        lexical: Scorer,
+        dense: DenseScorer,
+        lexical_weight: float,
+        dense_weight: float,
+        clause_weight: float = 0.0,
+    ) -> None:
         self.lexical = lexical
         self.dense = dense
         self._weights = np.float32(lexical_weight), np.float32(dense_weight)
+        self._clause_weight = np.float32(clause_weight)
+
+    def fused(self, text: str) -> Scores:
+        """The weighted sum of the normalised scores of one text."""
+        lexical_weight, dense_weight = self._weights
+        fused: Scores = lexical_weight * _min_max(self.lexical.scores(text)) + dense_weight * _min_max(
+            self.dense.cosines(text)
+        )
+        return fused
 
     def scores(self, query: str) -> Scores:
-        lexical_weight, dense_weight = self._weights
-        fused: Scores = lexical_weight * _min_max(self.lexical.scores(query)) + dense_weight * _min_max(
-            self.dense.cosines(query)
-        )
+        fused = self.fused(query)
+        parts = clauses(query) if self._clause_weight > 0 else []
+        if len(parts) > 1:
+            best = np.max([self.fused(part) for part in parts], axis=0)
+            fused = np.maximum(fused, self._clause_weight * best)
         return fused
 
 
@@ -165,13 +188,23 @@ class HybridStrategy:
         *,
         lexical_weight: float = 0.3,
         dense_weight: float = 0.7,
+        clause_weight: float = 0.8,
     ) -> None:
         if lexical_weight < 0 or dense_weight < 0 or lexical_weight + dense_weight <= 0:
             raise ValueError(f"hybrid weights must be >= 0, not both 0; got {lexical_weight}, {dense_weight}")
+        if not 0 <= clause_weight <= 1:
+            raise ValueError(f"clause_weight must be between 0 (no clause scoring) and 1; got {clause_weight}")
         self.dense = dense if dense is not None else DenseStrategy()
         self.lexical: SearchStrategy = lexical if lexical is not None else BM25Strategy()
         self.lexical_weight = lexical_weight
         self.dense_weight = dense_weight
+        self.clause_weight = clause_weight
 
     def build(self, docs: Sequence[SearchDoc]) -> HybridScorer:
-        return HybridScorer(self.lexical.build(docs), self.dense.build(docs), self.lexical_weight, self.dense_weight)
+        return HybridScorer(
+            self.lexical.build(docs),
+            self.dense.build(docs),
+            self.lexical_weight,
+            self.dense_weight,
+            self.clause_weight,
+        )
