@@ -11,6 +11,7 @@ from aperture.execution.backends import (
     UpstreamState,
     tool,
 )
+from aperture.execution.capabilities import CapabilityBackend, CapabilitySettings, HttpSettings, LoadProblem, LoadReport
 from aperture.execution.integrity import FingerprintStore, HeldTool, IntegrityGuard, Policy
 from aperture.execution.registry import BackendRegistry, CatalogSnapshot
 from aperture.execution.result import RunResult, ToolOutput, normalize
@@ -20,13 +21,18 @@ __all__ = [
     "Backend",
     "BackendRegistry",
     "CallContext",
+    "CapabilityBackend",
+    "CapabilitySettings",
     "CatalogSnapshot",
     "ChangeNotifier",
     "FingerprintStore",
     "HealthStatus",
     "HeldTool",
+    "HttpSettings",
     "HttpTarget",
     "IntegrityGuard",
+    "LoadProblem",
+    "LoadReport",
     "McpBackend",
     "Middleware",
     "Policy",

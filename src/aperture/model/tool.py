@@ -79,6 +79,9 @@ class Tool:
     annotations: ToolAnnotations = field(default_factory=ToolAnnotations)
     examples: tuple[ToolExample, ...] = ()
     backend_kind: str = ""
+    cache_ttl: float | None = None
+    """Seconds a result may be reused, as the tool's definition declares (None: not declared); the ops layer's
+    cache reads it."""
 
     @property
     def name(self) -> str:

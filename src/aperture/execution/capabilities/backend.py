@@ -1,0 +1,186 @@
+"""The `capabilities` backend: REST endpoints described in YAML files become tools, reloaded when files change.
+
+A reload reads the directories in a worker thread and swaps the new `CapabilitySet` in with one assignment, so
+searches and calls never see half a set, and a call already running finishes on the definition it started with.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+import anyio.to_thread
+import watchfiles
+
+from aperture.execution.backend import CallContext, HealthStatus
+from aperture.execution.capabilities.http import CapabilityExecutor, HttpSettings
+from aperture.execution.capabilities.loader import SUFFIXES, CapabilityLoader, CapabilitySet, LoadReport
+from aperture.execution.capabilities.netguard import capability_client
+from aperture.execution.capabilities.spec import KIND
+from aperture.execution.result import ToolOutput
+from aperture.model import Tool, ToolId, UnknownToolError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CapabilitySettings:
+    """How a capabilities backend loads, watches and calls."""
+
+    watch: bool = True
+    debounce: float = 0.05
+    """Seconds of quiet after a file change before the directories are read again."""
+    allow_private_networks: bool = False
+    http: HttpSettings = field(default_factory=HttpSettings)
+
+
+def _is_capability_file(_change: watchfiles.Change, path: str) -> bool:
+    name = Path(path).name
+    return not name.startswith(".") and (name.endswith(SUFFIXES) or "." not in name)
+
+
+class CapabilityBackend:
+    """Tools from capability files in `directories` (each `*.yaml` / `*.yml` below them).
+
+    Example:
+        ```python
+        backend = CapabilityBackend("weather", [Path("capabilities")])
+        async with anyio.create_task_group() as tg:
+            await backend.start(tg)  # loads, then watches the directories
+        ```
+    """
+
+    kind = KIND
+
+    def __init__(
+        self, name: str, directories: Sequence[Path | str], settings: CapabilitySettings | None = None
+    ) -> None:
+        ToolId(name, "x")  # validates the namespace, with a clear message
+        self._name = name
+        self.settings = settings or CapabilitySettings()
+        self.loader = CapabilityLoader(name, [Path(d) for d in directories])
+        self._set = CapabilitySet()
+        self._report: LoadReport | None = None
+        self._listener: Callable[[str], None] | None = None
+        self._lock = anyio.Lock()
+        self._client = capability_client(allow_private_networks=self.settings.allow_private_networks)
+        self.executor = CapabilityExecutor(self._client, self.settings.http)
+        self._stop: anyio.Event | None = None
+        self._rewatch = anyio.Event()
+        self._watching: list[Path] = []
+        self.reloads = 0
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def capabilities(self) -> CapabilitySet:
+        """The current set (read it once per operation for a consistent view)."""
+        return self._set
+
+    @property
+    def report(self) -> LoadReport | None:
+        """What the last load found, problems included."""
+        return self._report
+
+    # --- loading and watching -------------------------------------------------------------------
+
+    async def start(self, task_group: anyio.abc.TaskGroup) -> None:
+        """Load the directories, then watch them (when `watch` is on) in `task_group`."""
+        await self.reload()
+        if self.settings.watch:
+            self._stop = anyio.Event()
+            task_group.start_soon(self._watch)
+
+    def load_now(self) -> LoadReport:
+        """Read the directories and swap the new set in, synchronously (for tools and tests)."""
+        return self._swap(self.loader.load(self._set))
+
+    async def reload(self) -> LoadReport:
+        """Read the directories again (in a worker thread) and swap the new set in.
+
+        Tells the registry when the set changed. Files that stopped loading keep their last good version.
+        """
+        async with self._lock:
+            report = self._swap(await anyio.to_thread.run_sync(self.loader.load, self._set))
+            if self._stop is not None and self.loader.existing_directories() != self._watching:
+                self._rewatch.set()  # a directory appeared or vanished: watch the new list
+        return report
+
+    def _swap(self, report: LoadReport) -> LoadReport:
+        old, self._set, self._report = self._set, report.capabilities, report
+        self.reloads += 1
+        changed = old.tools != report.capabilities.tools
+        logger.info("capabilities %s: %s", self._name, report.summary())
+        if changed and self._listener is not None:
+            self._listener(self._name)
+        return report
+
+    async def _watch(self) -> None:
+        assert self._stop is not None
+        while not self._stop.is_set():
+            self._rewatch = anyio.Event()
+            directories = self._watching = self.loader.existing_directories()
+            if not directories:
+                await self._rewatch.wait()
+                continue
+            stop = _EitherEvent(self._stop, self._rewatch)
+            async for _changes in watchfiles.awatch(
+                *directories,
+                watch_filter=_is_capability_file,
+                debounce=max(1, int(self.settings.debounce * 1000)),
+                step=max(1, min(50, int(self.settings.debounce * 1000))),
+                stop_event=stop,
+            ):
+                try:
+                    await self.reload()
+                except Exception:  # a reload must never end the watch
+                    logger.exception("capabilities %s: reload failed", self._name)
+
+    def set_change_listener(self, listener: Callable[[str], None] | None) -> None:
+        self._listener = listener
+
+    # --- the Backend protocol -------------------------------------------------------------------
+
+    async def list_tools(self) -> Sequence[Tool]:
+        if self._report is None:
+            await self.reload()
+        return self._set.tools
+
+    async def get_tool(self, name: str) -> Tool | None:
+        capability = self._set.get(name)
+        return capability.tool if capability else None
+
+    async def call(self, name: str, args: dict[str, Any], ctx: CallContext) -> ToolOutput:
+        capability = self._set.get(name)  # this definition serves the whole call, whatever reloads meanwhile
+        if capability is None:
+            raise UnknownToolError(f"{self._name}:{name}", [f"{self._name}:{n}" for n in list(self._set.by_name)[:3]])
+        return await self.executor.execute(capability, args)
+
+    async def health(self) -> HealthStatus:
+        report = self._report
+        if report is None:
+            return HealthStatus(healthy=True, message="not loaded yet")
+        return HealthStatus(healthy=True, message=report.summary())
+
+    async def aclose(self) -> None:
+        self._listener = None
+        if self._stop is not None:
+            self._stop.set()
+        await self._client.aclose()
+
+
+class _EitherEvent:
+    """What `watchfiles.awatch` wants as a stop event (`is_set()`), set when either event is."""
+
+    def __init__(self, first: anyio.Event, second: anyio.Event) -> None:
+        self._events = (first, second)
+
+    def is_set(self) -> bool:
+        return any(event.is_set() for event in self._events)
