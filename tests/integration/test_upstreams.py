@@ -81,7 +81,7 @@ def backend(gateway: Gateway, name: str) -> McpBackend:
 
 async def test_tools_of_every_page_are_listed_and_searchable(client: Client, gateway: Gateway) -> None:
     namespaces = (await client.call_tool("list_tools", {"namespace": "up", "limit": 100})).structured_content
-    assert namespaces["total"] == 13 + 120  # the fixture's own tools, and the extra ones on later pages
+    assert namespaces["total"] == 14 + 120  # the fixture's own tools, and the extra ones on later pages
     found = (await client.call_tool("search_tools", {"query": "one pixel png image"})).structured_content
     assert found["tools"][0]["id"] in ("up:image", "twin:image")
 
@@ -262,6 +262,47 @@ async def test_streamable_http_upstream_survives_a_restart(http_upstream: tuple[
             result = await run(client, "remote:echo", {"text": "two"})
         assert not result.is_error, text_of(result)
         assert text_of(result) == "two"
+
+
+async def test_an_http_upstream_keeps_progress_logs_and_sampling_on_the_lean_path(
+    http_upstream: tuple[str, Callable[[], None]],
+) -> None:
+    url, _ = http_upstream
+    config = parse_config({"backends": [{"name": "remote", "kind": "mcp", "url": url}]})
+    reported: list[float] = []
+    logs: list[Any] = []
+    prompts: list[str] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        reported.append(progress)
+
+    async def on_log(params: mcp_types.LoggingMessageNotificationParams) -> None:
+        logs.append(params.data)
+
+    async def on_sampling(context: Any, params: mcp_types.CreateMessageRequestParams) -> mcp_types.CreateMessageResult:
+        prompts.append(params.messages[0].content.text)  # type: ignore[union-attr]
+        return mcp_types.CreateMessageResult(
+            role="assistant", content=mcp_types.TextContent(text="forty-two"), model="test-model"
+        )
+
+    async with (
+        Gateway(config) as gw,
+        Client(McpSurface(gw).server, mode="legacy", logging_callback=on_log, sampling_callback=on_sampling) as client,
+    ):
+        assert backend(gw, "remote")._channel is not None  # calls take the lean channel
+        slow = await client.call_tool(
+            "run_tool", {"tool_id": "remote:slow", "args": {"steps": 3}}, progress_callback=on_progress
+        )
+        assert text_of(slow) == "done after 3 steps" and reported == [1, 2, 3]
+        assert text_of(await run(client, "remote:log", {"message": "from http"})) == "logged"
+        with anyio.fail_after(5):
+            while "from http" not in logs:
+                await anyio.sleep(0.02)
+        # The sampling request arrives on the call's own response stream and is answered by the agent.
+        assert text_of(await run(client, "remote:sample", {"prompt": "meaning?"})) == "model said: forty-two"
+        assert prompts == ["meaning?"]
+        error = error_of(await run(client, "remote:echo", {"wrong": 5}))  # still validated before any request
+        assert "text" in error["message"]
 
 
 async def test_a_stderr_flood_is_kept_bounded(client: Client, gateway: Gateway) -> None:

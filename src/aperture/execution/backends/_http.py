@@ -9,6 +9,7 @@ bounded) before the stream closes, and the connection is reused.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 
 import anyio
 import httpx2
@@ -45,12 +46,33 @@ class _DrainingStream(httpx2.AsyncByteStream):
         await self._inner.aclose()
 
 
+@dataclass
+class SessionHeaders:
+    """The MCP session the SDK's transport negotiated, as seen on the wire: for requests of our own."""
+
+    session_id: str | None = None
+    protocol_version: str | None = None
+
+    def apply(self, headers: dict[str, str]) -> dict[str, str]:
+        if self.session_id:
+            headers["mcp-session-id"] = self.session_id
+        if self.protocol_version:
+            headers["mcp-protocol-version"] = self.protocol_version
+        return headers
+
+
 class _DrainingTransport(httpx2.AsyncBaseTransport):
-    def __init__(self, inner: httpx2.AsyncBaseTransport) -> None:
+    def __init__(self, inner: httpx2.AsyncBaseTransport, session: SessionHeaders | None = None) -> None:
         self._inner = inner
+        self._session = session
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         response = await self._inner.handle_async_request(request)
+        if self._session is not None:
+            if version := request.headers.get("mcp-protocol-version"):
+                self._session.protocol_version = version
+            if session_id := response.headers.get("mcp-session-id"):
+                self._session.session_id = session_id
         if isinstance(response.stream, httpx2.AsyncByteStream):
             response.stream = _DrainingStream(response.stream)
         return response
@@ -59,10 +81,13 @@ class _DrainingTransport(httpx2.AsyncBaseTransport):
         await self._inner.aclose()
 
 
-def upstream_http_client(headers: Mapping[str, str]) -> httpx2.AsyncClient:
-    """An async client with the MCP transports' timeouts (30 s, reads 300 s) that reuses connections."""
+def upstream_http_client(headers: Mapping[str, str], session: SessionHeaders | None = None) -> httpx2.AsyncClient:
+    """An async client with the MCP transports' timeouts (30 s, reads 300 s) that reuses connections.
+
+    With `session`, the session id and protocol version the SDK's transport uses are recorded there.
+    """
     return httpx2.AsyncClient(
         headers=dict(headers),
         timeout=httpx2.Timeout(30.0, read=300.0),
-        transport=_DrainingTransport(httpx2.AsyncHTTPTransport()),
+        transport=_DrainingTransport(httpx2.AsyncHTTPTransport(), session),
     )

@@ -15,20 +15,24 @@ import time
 import warnings
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from functools import partial
 from typing import Any, TypeVar
 
 import anyio
 import anyio.abc
 import httpx2
 import mcp_types
+from anyio.streams.memory import MemoryObjectSendStream
 from mcp import Client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
+from mcp.shared.message import SessionMessage
 from pydantic import BaseModel, ValidationError
 
 from aperture.execution.backend import CallContext, HealthStatus
-from aperture.execution.backends._http import upstream_http_client
+from aperture.execution.backends._http import SessionHeaders, upstream_http_client
+from aperture.execution.backends.mcp_http_raw import HttpPoster
 from aperture.execution.backends.mcp_raw import ChannelClosedError, RawChannel
 from aperture.execution.backends.mcp_stdio import ProcessWatch, stdio_upstream
 from aperture.execution.backends.mcp_upstream import (
@@ -205,35 +209,49 @@ class McpBackend:
     @asynccontextmanager
     async def _connect(self, watch: ProcessWatch, broken: anyio.Event) -> AsyncIterator[Client]:
         transport: AbstractAsyncContextManager[Any]
-        channel = None
+        channel = RawChannel()  # the lean path for tools/call, on stdio and streamable-HTTP upstreams
+        channel.on_log = self._on_raw_log
+        http: httpx2.AsyncClient | None = None
+        url = ""
+        session = SessionHeaders()
         if isinstance(self.target, StdioTarget):
             t = self.target
-            channel = RawChannel()
-            channel.on_log = self._on_raw_log
             transport = stdio_upstream(t.command, t.args, env=t.env, cwd=t.cwd, watch=watch, channel=channel)
         elif self.target.sse:
             transport = sse_client(self.target.url, headers=dict(self.target.headers))
         else:
-            http = upstream_http_client(self.target.headers)
+            url = self.target.url
+            http = upstream_http_client(self.target.headers, session)
             transport = _closing(http, streamable_http_client(self.target.url, http_client=http))
-        async with transport as streams:
+        async with transport as streams, anyio.create_task_group() as links:
             if isinstance(self.target, StdioTarget):
                 # Death during initialize is reported with the exit code, not as a timeout.
                 self._task_group_or_fail().start_soon(_set_when, watch.exited, broken)
-            async with Client(
-                _Streams(streams),
-                mode="legacy",
-                message_handler=self._on_message,
-                logging_callback=self._on_log,
-                sampling_callback=self._on_sampling,
-                elicitation_callback=self._on_elicitation,
-                cache=None,  # responses are the gateway's to cache (ops layer), not the session's
-            ) as client:
-                self._channel = channel
-                try:
-                    yield client
-                finally:
-                    self._channel = None
+            read_stream = streams[0]
+            if http is not None:
+                # Messages on a lean call's response stream that are not its own go to the session.
+                merged_send, read_stream = anyio.create_memory_object_stream[SessionMessage | Exception](0)
+                links.start_soon(_forward, streams[0], merged_send)
+                poster = HttpPoster(http, url, session, channel, partial(_inject, merged_send))
+                channel.open(poster.send, links)
+            try:
+                async with Client(
+                    _Streams((read_stream, streams[1])),
+                    mode="legacy",
+                    message_handler=self._on_message,
+                    logging_callback=self._on_log,
+                    sampling_callback=self._on_sampling,
+                    elicitation_callback=self._on_elicitation,
+                    cache=None,  # responses are the gateway's to cache (ops layer), not the session's
+                ) as client:
+                    self._channel = channel if (http is not None or isinstance(self.target, StdioTarget)) else None
+                    try:
+                        yield client
+                    finally:
+                        self._channel = None
+            finally:
+                channel.close("the upstream connection closed")
+                links.cancel_scope.cancel()
 
     def _task_group_or_fail(self) -> anyio.abc.TaskGroup:
         if self._task_group is None:
@@ -502,6 +520,25 @@ class McpBackend:
             message=f"{len(self._tools)} tools from {self.target}",
             latency_ms=(time.perf_counter() - started) * 1000,
         )
+
+
+async def _forward(source: Any, sink: MemoryObjectSendStream[SessionMessage | Exception]) -> None:
+    async with sink:
+        async for item in source:
+            await sink.send(item)
+
+
+async def _inject(sink: MemoryObjectSendStream[SessionMessage | Exception], message: Any) -> None:
+    """Hand the SDK session a message read off a lean call's stream, as if its transport had read it."""
+    try:
+        parsed = mcp_types.jsonrpc_message_adapter.validate_python(message, by_name=False)
+    except ValidationError:
+        logger.warning("upstream sent a message that is not JSON-RPC: %s", shorten(str(message), 200))
+        return
+    try:
+        await sink.send(SessionMessage(parsed))
+    except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+        logger.debug("upstream connection closed; dropped a message")
 
 
 def _call_result(raw: Any, backend: str) -> mcp_types.CallToolResult:

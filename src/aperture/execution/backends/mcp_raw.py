@@ -45,9 +45,10 @@ class _Pending:
 class RawChannel:
     """Requests written as lines; the transport's reader hands back (`accept`) the messages answering them.
 
-    The transport calls `open` once its pipe is up and `close` when it ends. `send` must write a whole
-    line atomically with respect to other writers on the same pipe (an asyncio pipe transport's `write`
-    does: it buffers the whole line before yielding).
+    The transport calls `open` once it is up and `close` when it ends. On a pipe, `send` must write a
+    whole line atomically with respect to other writers (an asyncio pipe transport's `write` does: it
+    buffers the whole line before yielding). Over HTTP, `send` posts the message and feeds the answer
+    back through `accept` before it returns; it raises `MCPError` when the server refuses the request.
     """
 
     def __init__(self) -> None:
@@ -68,6 +69,10 @@ class RawChannel:
     @property
     def usable(self) -> bool:
         return self._send is not None and self._closed is None
+
+    def waits_for(self, request_id: Any) -> bool:
+        """Whether a request with this id is still waiting for its answer."""
+        return isinstance(request_id, str) and request_id in self._pending
 
     def wants(self, line: bytes) -> bool:
         """Whether `line` may be for this channel (cheap: no parsing)."""
@@ -141,6 +146,9 @@ class RawChannel:
         try:
             await send(line.encode("utf-8") + b"\n")
             await pending.done.wait()
+        except MCPError:  # the transport refused the request itself (an HTTP error): nothing to cancel
+            self._pending.pop(request_id, None)
+            raise
         except BaseException:
             if self._pending.pop(request_id, None) is not None:
                 await self._cancel(request_id)

@@ -1,0 +1,123 @@
+"""The lean channel's transport for streamable-HTTP upstreams: each message one POST on the SDK's session.
+
+The SDK's client transport and session spend over a millisecond of CPU on every call; here a call is one
+POST with the session id and protocol version the SDK's transport negotiated (read off its requests),
+and the answer, plain JSON or an SSE stream, goes back through the channel. Whatever else arrives on
+that stream (a sampling or elicitation request, a notification) is handed to the SDK's session as if
+its own transport had read it, so it is answered the usual way. A stream the server closes before the
+answer (SEP-1699 polling) is resumed with `Last-Event-ID`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import anyio
+import httpx2
+import mcp_types
+from mcp.shared.exceptions import MCPError
+
+from aperture.execution.backends._http import SessionHeaders
+from aperture.execution.backends.mcp_raw import RawChannel
+
+logger = logging.getLogger(__name__)
+
+MAX_RESUMES = 5
+MAX_ERROR_BODY = 2000
+
+
+class HttpPoster:
+    """`send` for a `RawChannel` over streamable HTTP; `elsewhere` takes the messages that are not its own."""
+
+    def __init__(
+        self,
+        http: httpx2.AsyncClient,
+        url: str,
+        session: SessionHeaders,
+        channel: RawChannel,
+        elsewhere: Callable[[Any], Awaitable[None]],
+    ) -> None:
+        self._http = http
+        self._url = url
+        self._session = session
+        self._channel = channel
+        self._elsewhere = elsewhere
+
+    async def send(self, line: bytes) -> None:
+        headers = self._session.apply(
+            {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+        )
+        async with self._http.stream("POST", self._url, content=line, headers=headers) as response:
+            if response.status_code == 202:
+                return  # a notification, accepted
+            if response.status_code >= 400:
+                body = (await response.aread())[:MAX_ERROR_BODY].decode("utf-8", "replace")
+                raise _http_error(response.status_code, body)
+            content_type = response.headers.get("content-type", "")
+            if content_type.startswith("application/json"):
+                await self._deliver(json.loads(await response.aread()))
+                return
+            last_event = await self._read_events(response)
+        await self._resume(json.loads(line).get("id"), last_event)
+
+    async def _resume(self, request_id: Any, last_event: _LastEvent) -> None:
+        """Follow a stream the server closed before answering: GET with Last-Event-ID until the answer came."""
+        for _ in range(MAX_RESUMES):
+            if not self._channel.waits_for(request_id) or last_event.id is None:
+                return
+            await anyio.sleep(last_event.retry_ms / 1000)
+            headers = self._session.apply({"accept": "text/event-stream", "last-event-id": last_event.id})
+            async with self._http.stream("GET", self._url, headers=headers) as response:
+                if response.status_code >= 400:
+                    body = (await response.aread())[:MAX_ERROR_BODY].decode("utf-8", "replace")
+                    raise _http_error(response.status_code, body)
+                last_event = await self._read_events(response, last_event)
+
+    async def _read_events(self, response: httpx2.Response, last: _LastEvent | None = None) -> _LastEvent:
+        last = last or _LastEvent()
+        async for event in _sse_events(response.aiter_lines()):
+            last.id = event.get("id", last.id)
+            if "retry" in event and event["retry"].isdigit():
+                last.retry_ms = int(event["retry"])
+            data = event.get("data")
+            if data:
+                await self._deliver(json.loads(data))
+        return last
+
+    async def _deliver(self, message: Any) -> None:
+        if not self._channel.accept(message):
+            await self._elsewhere(message)
+
+
+class _LastEvent:
+    def __init__(self) -> None:
+        self.id: str | None = None
+        self.retry_ms = 100
+
+
+async def _sse_events(lines: AsyncIterator[str]) -> AsyncIterator[dict[str, str]]:
+    """Server-sent events as field dicts; several `data` lines join with newlines."""
+    event: dict[str, str] = {}
+    async for line in lines:
+        if not line:
+            if event:
+                yield event
+            event = {}
+            continue
+        if line.startswith(":"):
+            continue  # a comment (keep-alive)
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        event[field] = f"{event[field]}\n{value}" if field == "data" and field in event else value
+    if event:
+        yield event
+
+
+def _http_error(status: int, body: str) -> MCPError:
+    # Worded like the SDK's errors, so a lost session (404) is recognised and re-initialised the same way.
+    if status == 404:
+        return MCPError(code=mcp_types.INVALID_REQUEST, message=f"Session not found (HTTP 404): {body[:200]}")
+    return MCPError(code=mcp_types.INTERNAL_ERROR, message=f"HTTP {status} from the upstream: {body[:500]}")
