@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx2
 import pytest
 
@@ -58,50 +59,93 @@ async def events(response: httpx2.Response) -> AsyncIterator[dict[str, Any]]:
         yield event
 
 
-async def test_a_closed_stream_is_resumed_with_last_event_id(url: str) -> None:
-    headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
-    async with httpx2.AsyncClient(timeout=10) as http:
-        init = {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {"protocolVersion": VERSION, "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}},
-        }
-        response = await http.post(url, json=init, headers=headers)
-        assert response.status_code == 200
-        session = {"mcp-session-id": response.headers["mcp-session-id"], "mcp-protocol-version": VERSION}
-        await http.post(
-            url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers={**headers, **session}
-        )
+HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
 
-        call = {
-            "jsonrpc": "2.0",
-            "id": 2,
-            "method": "tools/call",
-            "params": {"name": "up__slow", "arguments": {"steps": 100}, "_meta": {"progressToken": "p"}},
-        }
-        seen: list[dict[str, Any]] = []
-        async with http.stream("POST", url, json=call, headers={**headers, **session}) as stream:
-            assert stream.headers["content-type"].startswith("text/event-stream")
-            async for event in events(stream):
-                seen.append(event)
-        first, last = seen[0], seen[-1]
-        assert first["data"] == "" and "id" in first and first.get("retry") == "1000"  # primed, with a retry hint
-        assert not any(isinstance(e.get("data"), dict) and e["data"].get("id") == 2 for e in seen)  # no answer yet
 
-        resumed: list[dict[str, Any]] = []
-        get_headers = {"accept": "text/event-stream", "last-event-id": last["id"], **session}
-        async with http.stream("GET", url, headers=get_headers) as stream:
-            assert stream.status_code == 200
+def answer_to(event: dict[str, Any], request_id: int) -> bool:
+    return isinstance(event.get("data"), dict) and event["data"].get("id") == request_id and "result" in event["data"]
+
+
+def progress_of(seen: list[dict[str, Any]]) -> list[tuple[float, float]]:
+    return [
+        (e["data"]["params"]["progress"], e["data"]["params"]["total"])
+        for e in seen
+        if isinstance(e.get("data"), dict) and e["data"].get("method") == "notifications/progress"
+    ]
+
+
+async def open_session(http: httpx2.AsyncClient, url: str) -> dict[str, str]:
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": VERSION, "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}},
+    }
+    response = await http.post(url, json=init, headers=HEADERS)
+    assert response.status_code == 200
+    session = {"mcp-session-id": response.headers["mcp-session-id"], "mcp-protocol-version": VERSION}
+    await http.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers={**HEADERS, **session})
+    return session
+
+
+async def call_until_closed(
+    http: httpx2.AsyncClient, url: str, session: dict[str, str], steps: int
+) -> list[dict[str, Any]]:
+    """Call `slow` (request id 2, like every client's first call) and read its stream until the server closes it."""
+    call = {
+        "jsonrpc": "2.0",
+        "id": 2,
+        "method": "tools/call",
+        "params": {"name": "up__slow", "arguments": {"steps": steps}, "_meta": {"progressToken": "p"}},
+    }
+    seen: list[dict[str, Any]] = []
+    async with http.stream("POST", url, json=call, headers={**HEADERS, **session}) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        async for event in events(stream):
+            seen.append(event)
+    return seen
+
+
+async def resume(http: httpx2.AsyncClient, url: str, session: dict[str, str], last_id: str) -> list[dict[str, Any]]:
+    resumed: list[dict[str, Any]] = []
+    headers = {"accept": "text/event-stream", "last-event-id": last_id, **session}
+    async with http.stream("GET", url, headers=headers) as stream:
+        assert stream.status_code == 200
+        with anyio.fail_after(10):
             async for event in events(stream):
                 resumed.append(event)
-                if isinstance(event.get("data"), dict) and event["data"].get("id") == 2:
+                if answer_to(event, 2):
                     break
-        answer = resumed[-1]["data"]
-        assert answer["result"]["content"][0]["text"] == "done after 100 steps"
-        progress = [
-            e["data"]["params"]["progress"]
-            for e in seen + resumed
-            if isinstance(e.get("data"), dict) and e["data"].get("method") == "notifications/progress"
-        ]
+    return resumed
+
+
+async def test_a_closed_stream_is_resumed_with_last_event_id(url: str) -> None:
+    async with httpx2.AsyncClient(timeout=10) as http:
+        session = await open_session(http, url)
+        seen = await call_until_closed(http, url, session, steps=100)
+        first, last = seen[0], seen[-1]
+        assert first["data"] == "" and "id" in first and first.get("retry") == "1000"  # primed, with a retry hint
+        assert not any(answer_to(e, 2) for e in seen)  # the stream closed before the answer
+
+        resumed = await resume(http, url, session, last["id"])
+        assert resumed[-1]["data"]["result"]["content"][0]["text"] == "done after 100 steps"
+        progress = progress_of(seen + resumed)
         assert progress == sorted(progress) and len(set(progress)) == len(progress)  # nothing twice, in order
+
+
+async def test_resuming_replays_only_the_own_session_events(url: str) -> None:
+    # Two clients, both with request id 2 in flight: a resumed stream must carry only its own session's events.
+    async with httpx2.AsyncClient(timeout=10) as http:
+        sessions = [await open_session(http, url), await open_session(http, url)]
+        seen: dict[int, list[dict[str, Any]]] = {}
+
+        async def one(index: int, steps: int) -> None:
+            seen[index] = await call_until_closed(http, url, sessions[index], steps)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(one, 0, 60)
+            tg.start_soon(one, 1, 80)
+        for index, steps in ((0, 60), (1, 80)):
+            resumed = await resume(http, url, sessions[index], seen[index][-1]["id"])
+            assert resumed[-1]["data"]["result"]["content"][0]["text"] == f"done after {steps} steps"
+            assert {total for _, total in progress_of(seen[index] + resumed)} == {steps}

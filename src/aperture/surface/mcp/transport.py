@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import anyio
 import uvicorn
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from starlette.applications import Starlette
 
 from aperture.gateway import Gateway
@@ -54,12 +56,37 @@ RETRY_INTERVAL_MS = 1000
 def http_app(surface: McpSurface, *, path: str = "/mcp", host: str = "127.0.0.1") -> Starlette:
     """The ASGI app for streamable HTTP at `path` (DNS-rebinding protection on for loopback hosts).
 
-    Streams are resumable: events are kept (bounded, in memory) so a client can reconnect with
-    `Last-Event-ID` and get what it missed.
+    Streams are resumable: events are kept (bounded, in memory, per session) so a client can reconnect
+    with `Last-Event-ID` and get what it missed.
     """
-    return surface.server.streamable_http_app(
+    app = surface.server.streamable_http_app(
         streamable_http_path=path, host=host, event_store=MemoryEventStore(), retry_interval=RETRY_INTERVAL_MS
     )
+    _isolate_event_stores(surface.server.session_manager)
+    return app
+
+
+def _isolate_event_stores(manager: StreamableHTTPSessionManager) -> None:
+    """Give every session an event store of its own (at most 32 streams of 128 events each).
+
+    The SDK hands its one store to every session, and names a request's stream after the request's id,
+    which clients choose (most start at 1): with one store, a client resuming its stream "2" could be
+    replayed another client's stream "2". The SDK offers no per-session hook, so its session admission
+    is wrapped; if that private method ever disappears, resumability is switched off rather than shared.
+    """
+    admit = getattr(manager, "_admit_session", None)
+    if admit is None:
+        logger.warning("this MCP SDK has no per-session hook: SSE streams will not be resumable")
+        manager.event_store = None
+        return
+
+    def admit_with_own_store(*args: Any, **kwargs: Any) -> Any:
+        transport = admit(*args, **kwargs)
+        if transport is not None:
+            transport._event_store = MemoryEventStore(per_stream=128, max_streams=32)
+        return transport
+
+    manager._admit_session = admit_with_own_store  # type: ignore[method-assign]
 
 
 async def serve_http(gateway: Gateway, *, host: str = "127.0.0.1", port: int = 8080, path: str = "/mcp") -> None:
