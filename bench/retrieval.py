@@ -11,12 +11,18 @@ through `ToolIndex`, so what is measured is what the command and the gateway ser
   joined; gold = the functions the answer calls. Names keep their dots (`math.factorial` becomes
   `bfcl:math.factorial`); characters a tool id cannot hold become `_`, in tools and gold alike.
 
+- abstention: BFCL entries, each searched in a catalog of its own functions: the answerable categories
+  (simple_python, multiple, live_simple, live_multiple) against irrelevance and live_irrelevance. Reports the
+  AUROC of the calibrated top score (`SearchPage.evidence`) and how often the default thresholds answer
+  `none` on irrelevant and on answerable entries (writes bench/results/retrieval/abstention/ENTRIES.jsonl).
+
 "bm25s (plain)" is the usual baseline: the `bm25s` package over name + description + parameter names
 (identifiers split into words), English stop words and Snowball stemmer (PyStemmer). Prints one table per data set and
 writes bench/results/retrieval.json.
 
     .venv/bin/python -m bench.retrieval [--datasets metatool-single,bfcl-pooled] [--strategies bm25,lexical]
                                         [--limit 500]
+    .venv/bin/python -m bench.retrieval --datasets abstention --strategies hybrid,bm25
 """
 
 from __future__ import annotations
@@ -148,10 +154,48 @@ def bfcl_pooled(out: Path, limit: int | None) -> Dataset:
     return _write(out, "bfcl-pooled", list(tools.values()), _subsample(queries, limit))
 
 
+ANSWERABLE = ["simple_python", "multiple", "live_simple", "live_multiple"]
+IRRELEVANT = ["irrelevance", "live_irrelevance"]
+
+
+def abstention(out: Path, limit: int | None) -> Dataset:
+    """BFCL entries with their own functions as the catalog, labelled answerable or not (one JSON line each)."""
+    entries: list[Record] = []
+    for category in ANSWERABLE + IRRELEVANT:
+        for entry in _bfcl_lines(category):
+            tools: dict[str, Record] = {}
+            for fn in entry["function"]:
+                name = _safe(fn["name"])
+                tools.setdefault(
+                    name,
+                    {
+                        "id": f"bfcl:{name}",
+                        "description": fn.get("description", ""),
+                        "input_schema": json_schema(fn.get("parameters") or {"type": "object", "properties": {}}),
+                    },
+                )
+            turns = [t["content"] for turns in entry["question"] for t in turns if t["role"] == "user"]
+            entries.append(
+                {
+                    "category": category,
+                    "answerable": category in ANSWERABLE,
+                    "query": " ".join(turns),
+                    "tools": list(tools.values()),
+                }
+            )
+    folder = out / "retrieval" / "abstention"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "ENTRIES.jsonl"
+    chosen = _subsample(entries, limit)
+    path.write_text("".join(json.dumps(e) + "\n" for e in chosen), encoding="utf-8")
+    return Dataset(name="abstention", tools=path, queries=path, measure="abstention")
+
+
 CONVERTERS: dict[str, Callable[[Path, int | None], Dataset]] = {
     "metatool-single": metatool_single,
     "metatool-multi": metatool_multi,
     "bfcl-pooled": bfcl_pooled,
+    "abstention": abstention,
 }
 
 
@@ -215,12 +259,7 @@ def _stemmer() -> Any:
 
 @dataclass(frozen=True)
 class Measure:
-    """One kind of measurement: how to run a strategy over a data set, and which columns to show.
-
-    Retrieval is the only one so far; an abstention pass over BFCL's irrelevance sets (top score of
-    answerable against unanswerable queries, AUROC) would add a converter with `measure="abstention"` and
-    an entry here.
-    """
+    """One kind of measurement: how to run a strategy over a data set, and which columns to show."""
 
     run: Callable[[Dataset, SearchStrategy, Callable[[int], None]], dict[str, Any]]
     count: Callable[[Dataset], int]
@@ -233,6 +272,57 @@ def _retrieval(dataset: Dataset, strategy: SearchStrategy, started: Callable[[in
     started(len(queries))
     report = evaluate(tools, queries, strategy, on_query=lambda: started(0))
     return report.to_dict()
+
+
+def auroc(positive: Sequence[float], negative: Sequence[float]) -> float:
+    """The probability that a random positive scores above a random negative (ties count half)."""
+    if not positive or not negative:
+        return float("nan")
+    pos, neg = np.asarray(positive, dtype=np.float64), np.sort(np.asarray(negative, dtype=np.float64))
+    below = np.searchsorted(neg, pos, side="left")
+    ties = np.searchsorted(neg, pos, side="right") - below
+    return float((below + 0.5 * ties).sum() / (len(pos) * len(neg)))
+
+
+def _abstention(dataset: Dataset, strategy: SearchStrategy, started: Callable[[int], None]) -> dict[str, Any]:
+    """Per entry: an index over the entry's own functions, one search, its confidence and evidence."""
+    from aperture.discovery import ToolIndex
+    from aperture.discovery.evaluation import _tool
+
+    entries = [json.loads(line) for line in dataset.queries.read_text(encoding="utf-8").splitlines() if line]
+    started(len(entries))
+    values: dict[bool, list[float]] = {True: [], False: []}
+    answers: dict[str, dict[str, int]] = {}
+    for entry in entries:
+        index = ToolIndex(strategy)
+        index.update(_tool(dataset.tools, i, record) for i, record in enumerate(entry["tools"], 1))
+        page = index.search(entry["query"] or " ", limit=5)
+        values[entry["answerable"]].append(page.evidence if page.hits else -1.0)
+        counts = answers.setdefault(entry["category"], {"strong": 0, "weak": 0, "none": 0})
+        counts[page.confidence.value] += 1
+        started(0)
+
+    def share(categories: Sequence[str], level: str) -> float:
+        hit = sum(answers.get(c, {}).get(level, 0) for c in categories)
+        total = sum(sum(answers.get(c, {}).values()) for c in categories)
+        return hit / total if total else float("nan")
+
+    return {
+        "strategy": strategy.name,
+        "tools": sum(len(e["tools"]) for e in entries),
+        "queries": len(entries),
+        "auroc": auroc(values[True], values[False]),
+        "none_irrelevant": share(IRRELEVANT, "none"),
+        "none_answerable": share(ANSWERABLE, "none"),
+        "strong_irrelevant": share(IRRELEVANT, "strong"),
+        "strong_answerable": share(ANSWERABLE, "strong"),
+        "by_category": answers,
+        "evidence_quantiles": {
+            label: [round(float(q), 3) for q in np.percentile(values[side], [10, 25, 50, 75, 90, 95])]
+            for label, side in (("answerable", True), ("irrelevant", False))
+            if values[side]
+        },
+    }
 
 
 def _count_lines(path: Path) -> int:
@@ -252,6 +342,17 @@ MEASURES: dict[str, Measure] = {
             ("p50 ms", "latency_ms.p50"),
             ("p99 ms", "latency_ms.p99"),
             ("build s", "build_ms"),
+        ),
+    ),
+    "abstention": Measure(
+        run=_abstention,
+        count=lambda d: _count_lines(d.queries),
+        columns=(
+            ("AUROC", "auroc"),
+            ("none | irrelevant", "none_irrelevant"),
+            ("none | answerable", "none_answerable"),
+            ("strong | irrelevant", "strong_irrelevant"),
+            ("strong | answerable", "strong_answerable"),
         ),
     ),
 }
@@ -328,6 +429,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             rows = []
             for factory in factories:
                 strategy = factory()
+                if dataset.measure == "abstention" and strategy.name == PLAIN:
+                    continue  # plain BM25 has no confidence: Aperture's lexical one is the bm25 row
                 task = progress.add_task(f"{name} · {strategy.name}", total=measure.count(dataset))
 
                 def advance(total: int, task: Any = task) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio
 import pytest
 from mcp import Client
 
@@ -31,6 +32,8 @@ def config() -> Config:
 @pytest.fixture
 async def gateway(config: Config) -> AsyncIterator[Gateway]:
     async with Gateway(config) as gw:
+        # The semantic index is built in a worker thread; tests rank with it, not with its BM25 stand-in.
+        await anyio.to_thread.run_sync(gw.index.wait_ready, 60)
         yield gw
 
 

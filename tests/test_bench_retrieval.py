@@ -14,7 +14,7 @@ from aperture.discovery.evaluation import load_queries, load_tools
 pytestmark = pytest.mark.skipif(not SHARED.is_dir(), reason="no ../shared/benchmarks")
 
 
-@pytest.mark.parametrize("name", list(retrieval.CONVERTERS))
+@pytest.mark.parametrize("name", [n for n in retrieval.CONVERTERS if n != "abstention"])
 def test_converters_write_loadable_files(tmp_path: Path, name: str) -> None:
     dataset = retrieval.CONVERTERS[name](tmp_path, 25)
     tools = load_tools(dataset.tools)
@@ -33,3 +33,18 @@ def test_a_quick_run_reports_each_strategy_and_plain_bm25(tmp_path: Path) -> Non
     rows = data["datasets"]["metatool-multi"]["rows"]
     assert [r["strategy"] for r in rows] == ["bm25", retrieval.PLAIN]
     assert all(r["queries"] == 20 and 0 <= r["metrics"]["completeness@5"] <= 1 for r in rows)
+
+
+def test_auroc_counts_pairs_and_ties() -> None:
+    assert retrieval.auroc([0.9, 0.8], [0.1, 0.2]) == 1.0
+    assert retrieval.auroc([0.1], [0.9]) == 0.0
+    assert retrieval.auroc([0.5], [0.5]) == 0.5
+
+
+def test_the_abstention_pass_reports_auroc_and_none_rates(tmp_path: Path) -> None:
+    retrieval.main(["--datasets", "abstention", "--strategies", "bm25", "--limit", "60", "--out", str(tmp_path)])
+    data = json.loads((tmp_path / "retrieval.json").read_text())
+    (row,) = data["datasets"]["abstention"]["rows"]  # plain bm25s has no confidence: no row
+    assert row["strategy"] == "bm25" and row["queries"] == 60
+    assert 0.5 < row["auroc"] <= 1 and 0 <= row["none_answerable"] < row["none_irrelevant"] <= 1
+    assert set(row["by_category"]) <= {*retrieval.ANSWERABLE, *retrieval.IRRELEVANT}

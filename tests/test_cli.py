@@ -63,3 +63,16 @@ def test_run_prints_the_result_and_fails_with_exit_code_1() -> None:
 def test_missing_configuration_points_at_the_fix(tmp_path: object) -> None:
     result = runner.invoke(app, ["tools", "--config", "/nonexistent/aperture.yaml"])
     assert result.exit_code == 2 and "configuration file not found" in result.output
+
+
+def test_search_shows_confidence_and_takes_an_intent() -> None:
+    table = runner.invoke(app, ["search", "hash", "--intent", "a sha256 digest of a string", *CONFIG])
+    assert table.exit_code == 0 and "toolbox:hash_text" in table.output
+    assert "confidence:" in table.output
+    nothing = runner.invoke(app, ["search", "book a table at an italian restaurant tonight", "--json", *CONFIG])
+    data = json.loads(nothing.output)
+    assert data["confidence"] == "none" and "no available tool" in data["reason"]
+    shown = runner.invoke(app, ["search", "book a table at an italian restaurant tonight", *CONFIG])
+    assert "none" in shown.output and "Stop searching" in " ".join(shown.output.split())
+    too_long = runner.invoke(app, ["search", "hash", "--intent", "x" * 1001, *CONFIG])
+    assert too_long.exit_code == 1 and "at most 1000" in too_long.output

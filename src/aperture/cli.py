@@ -220,27 +220,48 @@ def search(
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=100, help="Results to show.")] = 10,
     namespace: Annotated[str | None, typer.Option(help="Only this namespace.")] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", "-t", help="Only tools with this tag (repeatable).")] = None,
+    intent: Annotated[
+        str | None,
+        typer.Option(help="One sentence on what you are trying to achieve overall; it helps the ranking."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Search the catalog the way search_tools does, best match first."""
-    result = _with_gateway(
-        _load(config), lambda g: _async(lambda: g.search(query, limit=limit, namespace=namespace, tags=tag or ()))
-    )
+    """Search the catalog the way search_tools does, best match first, with how well the best one fits."""
+
+    async def work(gateway: Gateway) -> dict[str, Any]:
+        # One search from a shell: wait for the semantic index rather than answer from its BM25 stand-in.
+        await anyio.to_thread.run_sync(gateway.index.wait_ready)
+        return gateway.search(query, limit=limit, namespace=namespace, tags=tag or (), intent=intent)
+
+    result = _with_gateway(_load(config), work)
     if as_json:
         out.print_json(data=result)
         return
+    confidence = result.get("confidence", "none")
     if not result["tools"]:
         out.print(f"[yellow]No results.[/yellow] {escape(result.get('reason', ''))}")
         return
-    table = Table(title=f"search: {escape(query)}")
+    table = Table(title=f"search: {escape(query)}", caption=f"confidence: {_CONFIDENCE_STYLE[confidence]}")
     table.add_column("#", justify="right")
     table.add_column("id", no_wrap=True, style="bold")
     table.add_column("score", justify="right")
     table.add_column("description")
     table.add_column("tags")
     for rank, hit in enumerate(result["tools"], 1):
-        table.add_row(str(rank), hit["id"], f"{hit['score']:.2f}", hit["short_description"], ", ".join(hit["tags"]))
+        description = escape(hit["short_description"])
+        if hit.get("available") is False:
+            description = f"[red]unavailable:[/red] {escape(hit['unavailable_reason'])}. {description}"
+        table.add_row(str(rank), escape(hit["id"]), f"{hit['score']:.2f}", description, escape(", ".join(hit["tags"])))
     out.print(table)
+    if result.get("reason"):
+        out.print(f"[yellow]{escape(result['reason'])}[/yellow]")
+
+
+_CONFIDENCE_STYLE = {
+    "strong": "[green]strong[/green] (the first tool fits)",
+    "weak": "[yellow]weak[/yellow] (check the descriptions)",
+    "none": "[red]none[/red] (no tool fits this request)",
+}
 
 
 @app.command()

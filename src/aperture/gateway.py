@@ -16,7 +16,15 @@ from typing import Any
 import anyio
 
 from aperture.config import BackendConfig, Config, PythonBackendConfig
-from aperture.discovery import SearchPage, ToolIndex, strategy_named
+from aperture.discovery import (
+    MAX_INTENT,
+    BM25Strategy,
+    SearchPage,
+    SearchStrategy,
+    ToolIndex,
+    resolve_strategy,
+    strategy_named,
+)
 from aperture.execution import (
     Backend,
     BackendRegistry,
@@ -31,6 +39,7 @@ from aperture.execution import (
     Runner,
     RunResult,
     StdioTarget,
+    UpstreamState,
     raise_unavailable_or_unknown,
 )
 from aperture.model import (
@@ -80,7 +89,7 @@ class Gateway:
         store = FingerprintStore(self.config.state_path(integrity.store))
         self.guard = IntegrityGuard(store, Policy(integrity.policy), integrity.kinds)
         self.registry = registry or BackendRegistry(guard=self.guard)
-        self.index = ToolIndex(strategy_named(self.config.search.strategy))
+        self.index = _index(self.config)
         timeouts = {b.name: b.timeout for b in self.config.backends if b.timeout is not None}
         self.runner = Runner(self.registry, default_timeout=self.config.execution.timeout, backend_timeouts=timeouts)
         self.registry.add_listener(self._on_catalog_changed)
@@ -140,19 +149,51 @@ class Gateway:
         cursor: str | None = None,
         namespace: str | None = None,
         tags: Sequence[str] = (),
+        intent: str | None = None,
     ) -> dict[str, Any]:
-        """Ranked summaries for `query`: `{tools, total, nextCursor?, reason?}`."""
+        """Ranked summaries for `query`: `{tools, total, confidence, nextCursor?, reason?}`.
+
+        `confidence` (`strong`, `weak` or `none`) says how well the best match fits; `intent`, a sentence on
+        what the caller is trying to do, helps the ranking. Tools of a backend that is down are marked
+        `available: false` or left out, as `search.unavailable` says.
+        """
         if not query.strip():
             raise InvalidRequestError(
                 "The query is empty. Describe what you want to do in a few words (for example 'convert units'), "
                 "or call list_tools to browse.",
                 op="search_tools",
             )
+        if intent is not None and len(intent) > MAX_INTENT:
+            raise InvalidRequestError(
+                f"intent is {len(intent)} characters long; keep it to one sentence (at most {MAX_INTENT}).",
+                op="search_tools",
+            )
         limit = _check_limit(limit or self.config.search.default_limit, "search_tools")
-        scope = _scope("search", query, namespace, *tags)
+        scope = _scope("search", query, namespace, intent, *tags)
         offset = self._offset(cursor, scope, "search_tools")
-        page = self.index.search(query, limit=limit, offset=offset, namespace=namespace, tags=tags)
-        return self._page_result(page, scope, "tools")
+        page = self.index.search(
+            query,
+            limit=limit,
+            offset=offset,
+            namespace=namespace,
+            tags=tags,
+            intent=intent,
+            unavailable=self.unavailable(),
+            hide_unavailable=self.config.search.unavailable == "hide",
+        )
+        result = self._page_result(page, scope, "tools")
+        result["confidence"] = page.confidence.value
+        return result
+
+    def unavailable(self) -> dict[str, str]:
+        """Namespace -> why its backend is down, for every backend that cannot run calls now."""
+        out = {}
+        for name in self.registry.names():
+            backend = self.registry.get(name)
+            if isinstance(backend, McpBackend) and backend.state in (UpstreamState.DOWN, UpstreamState.CLOSED):
+                why = backend.last_error or "it is not running"
+                out[name] = f"backend '{name}' is down ({why}); retry later or use another tool"
+        return out
 
     def list_tools(
         self,
@@ -289,6 +330,23 @@ class Gateway:
                 retryable=True,
             )
         return max(0, offset)
+
+
+def _index(config: Config) -> ToolIndex:
+    """The tool index for `search.strategy`; a dense or hybrid one is built in the background behind BM25."""
+    configured = config.search.strategy
+    name = resolve_strategy(configured)
+    if configured == "auto":
+        if name == "hybrid":
+            logger.info("search strategy: hybrid (auto: the semantic extra is installed)")
+        else:
+            logger.info("search strategy: bm25 (auto: the semantic extra is not installed, so no semantic search)")
+    else:
+        logger.info("search strategy: %s", name)
+    if name not in ("hybrid", "semantic"):
+        return ToolIndex(strategy_named(name))
+    strategy: SearchStrategy = strategy_named(name, cache_dir=config.embedding_cache())
+    return ToolIndex(strategy, fallback=BM25Strategy())
 
 
 def _check_limit(limit: int, op: str) -> int:

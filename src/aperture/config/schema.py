@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from aperture.discovery import default_cache_dir, semantic_available
+from aperture.discovery.embedding import INSTALL_HINT
 from aperture.model.errors import InvalidToolIdError
 from aperture.model.ids import validate_part
 
@@ -100,10 +102,35 @@ BACKEND_KINDS = ("python", "mcp")
 
 
 class SearchConfig(_Section):
-    """How search_tools ranks tools."""
+    """How search_tools ranks tools (see docs/search.md)."""
 
-    strategy: Literal["bm25", "lexical"] = Field("bm25", description="bm25 (field-boosted) or lexical.")
+    strategy: Literal["auto", "hybrid", "semantic", "bm25", "lexical"] = Field(
+        "auto",
+        description="auto: hybrid when the semantic extra is installed, else bm25. hybrid: BM25 fused with "
+        "semantic search. semantic: embeddings alone (not recommended: weaker than bm25 on some catalogs). "
+        "bm25: field-boosted BM25. lexical: weighted word overlap.",
+    )
     default_limit: int = Field(10, ge=1, le=100, description="Results per page when the caller gives no limit.")
+    cache_dir: str | None = Field(
+        None,
+        description="Where tool embeddings are cached, relative to this file (default: .aperture/embeddings "
+        "beside the configuration file, or the user cache directory without one).",
+    )
+    unavailable: Literal["mark", "hide"] = Field(
+        "mark",
+        description="Tools of a backend that is down: mark them in results (available: false, with the reason), "
+        "or hide them.",
+    )
+
+    @field_validator("strategy")
+    @classmethod
+    def _extra_installed(cls, value: str) -> str:
+        if value in ("hybrid", "semantic") and not semantic_available():
+            raise ValueError(
+                f"the '{value}' strategy needs the 'semantic' extra, which is not installed. Install it with: "
+                f"{INSTALL_HINT}; or choose 'auto' (hybrid when the extra is installed, else bm25) or 'bm25'"
+            )
+        return value
 
 
 class ExecutionConfig(_Section):
@@ -147,6 +174,13 @@ class Config(_Section):
         if Path(path).expanduser().is_absolute() or self.config_file is not None:
             return self.resolve(path)
         return None
+
+    def embedding_cache(self) -> Path:
+        """The directory of the embedding cache: `search.cache_dir`, else beside the configuration file, else
+        the user cache directory."""
+        if self.search.cache_dir is not None:
+            return self.resolve(self.search.cache_dir)
+        return self.state_path(".aperture/embeddings") or default_cache_dir()
 
     def resolve(self, path: str) -> Path:
         """A path from the file, resolved against the file's directory."""

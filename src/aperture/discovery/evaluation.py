@@ -23,7 +23,6 @@ pass over another data set (abstention on unanswerable queries, say) reuses `ran
 from __future__ import annotations
 
 import difflib
-import inspect
 import json
 import time
 from collections import Counter
@@ -303,24 +302,15 @@ def rank(
 ) -> list[Ranking]:
     """Ask `index` each query, timing each search; `on_query` is called after each (for progress bars).
 
-    A query's intent goes to the index's `intent` argument when it has one, else it is appended to the query.
-    The first query is asked once untimed beforehand, so one-off warm-up costs do not count as latency.
+    A query's intent goes to the index's `intent` argument, as `search_tools` passes it. The first query is
+    asked once untimed beforehand, so one-off warm-up costs do not count as latency.
     """
-    takes_intent = "intent" in inspect.signature(index.search).parameters
-    search: Callable[..., Any] = index.search
     if queries:
-        search(queries[0].query, limit=depth)
+        index.search(queries[0].query, limit=depth)
     out = []
     for query in queries:
-        extra: dict[str, Any] = {}
-        text = query.query
-        if query.intent:
-            if takes_intent:
-                extra["intent"] = query.intent
-            else:
-                text = f"{text} {query.intent}"
         started = time.perf_counter()
-        page = search(text, limit=depth, **extra)
+        page = index.search(query.query, limit=depth, intent=query.intent)
         elapsed = (time.perf_counter() - started) * 1000
         out.append(
             Ranking(

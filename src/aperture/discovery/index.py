@@ -3,23 +3,38 @@
 from __future__ import annotations
 
 import logging
+import re
+import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 import numpy as np
 import numpy.typing as npt
 
 from aperture.discovery.bm25 import BM25Strategy
+from aperture.discovery.confidence import Confidence, Overlap, evidence, judge
 from aperture.discovery.document import SearchDoc
+from aperture.discovery.semantic import DenseScorer, DenseStrategy, HybridScorer, HybridStrategy
 from aperture.discovery.strategy import Scorer, SearchStrategy
+from aperture.discovery.text import tokenize
 from aperture.model import Tool, ToolSummary
 
 logger = logging.getLogger(__name__)
 
 _Positions = npt.NDArray[np.int64]
+
+MAX_INTENT = 1000
+# The intent is context, the query is the request: the intent's scores count half as much.
+INTENT_WEIGHT = 0.5
+# Runs of identifier characters in a query, candidates for an exact tool name or id.
+_IDENTIFIER_RUN = re.compile(r"[A-Za-z0-9_.:/\-]+")
+# A name "looks like an identifier" when it has a separator or a camelCase hump; plain words ("search")
+# only count as exact matches when they are the whole query.
+_IDENTIFIER_LIKE = re.compile(r"[_.:/\-]|[a-z][A-Z]")
+_EMBED_CHUNK = 2000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -31,7 +46,10 @@ class SearchPage:
         total: how many tools matched at all.
         version: the index version the page came from (cursors check it).
         next_offset: where the next page starts, or None on the last page.
-        reason: why there are no hits, in words for the caller; empty when there are hits.
+        reason: why there are no hits or why they do not fit, in words for the caller; empty otherwise.
+        confidence: how well the best match fits the query (`none` when there is no hit).
+        evidence: the calibrated score `confidence` was judged from (see `aperture.discovery.confidence`).
+        exact: how many hits lead because the query names them exactly.
     """
 
     hits: list[ToolSummary]
@@ -39,6 +57,9 @@ class SearchPage:
     version: int
     next_offset: int | None = None
     reason: str = ""
+    confidence: Confidence = Confidence.NONE
+    evidence: float = 0.0
+    exact: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +70,8 @@ class _Snapshot:
     positions: Mapping[str, int] = field(default_factory=dict)
     by_namespace: Mapping[str, _Positions] = field(default_factory=dict)
     by_tag: Mapping[str, _Positions] = field(default_factory=dict)
+    exact: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    complete: bool = True  # the scorer is the strategy's own, not the fallback's
 
 
 class ToolIndex:
@@ -57,15 +80,39 @@ class ToolIndex:
     `update` builds a complete new snapshot and swaps it in with one assignment, so a search running
     concurrently sees either the old index or the new one, never half of each. Unchanged tools keep
     their tokenized documents across updates.
+
+    With a `fallback` strategy (BM25 in front of a hybrid one, say), `update` swaps in the fallback's
+    scorer at once and builds the strategy's own in a worker thread, swapping it in when it is ready:
+    embedding a large catalog takes minutes, and search works meanwhile.
     """
 
-    def __init__(self, strategy: SearchStrategy | None = None) -> None:
+    def __init__(self, strategy: SearchStrategy | None = None, *, fallback: SearchStrategy | None = None) -> None:
         self.strategy: SearchStrategy = strategy or BM25Strategy()
+        self.fallback = fallback
+        self.build_error: BaseException | None = None
         self._snapshot = _Snapshot(version=0)
+        self._ready = threading.Event()
+        self._ready.set()
+        self._build_lock = threading.Lock()  # one background build at a time
+        self._swap_lock = threading.Lock()
 
     @property
     def version(self) -> int:
         return self._snapshot.version
+
+    @property
+    def ready(self) -> bool:
+        """Whether searches use the strategy's own scorer (not the fallback's while it is being built)."""
+        return self._snapshot.complete
+
+    @property
+    def serving(self) -> str:
+        """The name of the strategy answering searches now."""
+        return self.strategy.name if self._snapshot.complete or self.fallback is None else self.fallback.name
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until the strategy's own scorer serves (or its build failed); False on timeout."""
+        return self._ready.wait(timeout)
 
     def __len__(self) -> int:
         return len(self._snapshot.docs)
@@ -81,19 +128,67 @@ class ToolIndex:
             docs.append(doc if doc is not None and doc.tool is tool else SearchDoc.of(tool))
         namespaces: dict[str, list[int]] = defaultdict(list)
         tags: dict[str, list[int]] = defaultdict(list)
+        exact: dict[str, list[int]] = defaultdict(list)
         for i, doc in enumerate(docs):
             namespaces[doc.tool.namespace].append(i)
             for tag in doc.tool.tags:
                 tags[tag.lower()].append(i)
-        self._snapshot = _Snapshot(
+            exact[doc.tool.key.lower()].append(i)
+            exact[doc.tool.name.lower()].append(i)
+        background = self.fallback is not None and bool(docs)
+        builder = self.fallback if background and self.fallback is not None else self.strategy
+        snapshot = _Snapshot(
             version=old.version + 1 if version is None else version,
             docs=tuple(docs),
-            scorer=self.strategy.build(docs) if docs else None,
+            scorer=builder.build(docs) if docs else None,
             positions=MappingProxyType({doc.tool.key: i for i, doc in enumerate(docs)}),
             by_namespace=MappingProxyType({k: np.array(v, dtype=np.int64) for k, v in namespaces.items()}),
             by_tag=MappingProxyType({k: np.array(v, dtype=np.int64) for k, v in tags.items()}),
+            exact=MappingProxyType({k: tuple(dict.fromkeys(v)) for k, v in exact.items()}),
+            complete=not background,
         )
-        logger.info("indexed %d tools in %.1f ms", len(docs), (time.perf_counter() - started) * 1000)
+        with self._swap_lock:
+            if background:
+                self._ready.clear()
+            self._snapshot = snapshot
+        logger.info("indexed %d tools (%s) in %.1f ms", len(docs), builder.name, (time.perf_counter() - started) * 1000)
+        if background:
+            logger.info(
+                "building the %s index of %d tools in the background; %s serves searches until it is ready",
+                self.strategy.name,
+                len(docs),
+                builder.name,
+            )
+            threading.Thread(target=self._build, args=(snapshot,), name="aperture-index", daemon=True).start()
+        else:
+            self._ready.set()
+
+    def _build(self, snapshot: _Snapshot) -> None:
+        """Build the strategy's own scorer for `snapshot` and swap it in, unless a newer update came first."""
+        with self._build_lock:
+            if self._snapshot.version != snapshot.version:
+                return  # superseded: the newer update's thread builds its own
+            started = time.perf_counter()
+            try:
+                _warm(self.strategy, snapshot.docs, lambda: self._snapshot.version != snapshot.version)
+                scorer = self.strategy.build(snapshot.docs)
+            except Exception as exc:  # a worker thread has no caller to raise to: log, keep the fallback
+                logger.exception("building the %s index failed; searches keep using the fallback", self.strategy.name)
+                self.build_error = exc
+                self._ready.set()
+                return
+            with self._swap_lock:
+                if self._snapshot is not snapshot:
+                    return
+                self._snapshot = replace(snapshot, scorer=scorer, complete=True)
+                self.build_error = None
+                self._ready.set()
+            logger.info(
+                "the %s index of %d tools is ready (%.1f s); it serves searches now",
+                self.strategy.name,
+                len(snapshot.docs),
+                time.perf_counter() - started,
+            )
 
     def get(self, key: str) -> Tool | None:
         snap = self._snapshot
@@ -115,35 +210,115 @@ class ToolIndex:
         offset: int = 0,
         namespace: str | None = None,
         tags: Sequence[str] = (),
+        intent: str | None = None,
+        unavailable: Mapping[str, str] | None = None,
+        hide_unavailable: bool = False,
     ) -> SearchPage:
-        """Rank the tools for `query`, keep those in `namespace` having every tag in `tags`, return one page."""
+        """Rank the tools for `query`, keep those in `namespace` having every tag in `tags`, return one page.
+
+        Args:
+            intent: what the caller is trying to do, in a sentence: ranked with half the query's weight.
+            unavailable: namespace -> why its backend is down; those tools are marked, or left out with
+                `hide_unavailable`.
+
+        A tool whose exact id or name appears in the query ranks first (several such: first by score).
+        """
         snap = self._snapshot
         if not snap.docs or snap.scorer is None:
             return SearchPage(
                 hits=[], total=0, version=snap.version, reason="The catalog is empty: no tools are registered."
             )
+        unavailable = unavailable or {}
         allowed = self._allowed(snap, namespace, tags)
+        if hide_unavailable and unavailable:
+            allowed = self._without(snap, allowed, unavailable)
         if allowed is not None and not allowed.any():
-            return SearchPage(hits=[], total=0, version=snap.version, reason=self._why_filtered(snap, namespace, tags))
+            filtered = self._allowed(snap, namespace, tags)
+            if filtered is not None and not filtered.any():
+                reason = self._why_filtered(snap, namespace, tags)
+            else:
+                reason = (
+                    f"Every matching tool belongs to a backend that is down ({', '.join(sorted(unavailable))}). "
+                    "Retry later, or tell the user the tools are unavailable now."
+                )
+            return SearchPage(hits=[], total=0, version=snap.version, reason=reason)
         scores = snap.scorer.scores(query)
+        if intent and intent.strip():
+            scores = scores + np.float32(INTENT_WEIGHT) * snap.scorer.scores(intent)
+        exact = self._exact(snap, query)
         if allowed is not None:
             scores = np.where(allowed, scores, 0.0).astype(np.float32)
-        candidates = np.flatnonzero(scores > 0)
+            exact = [i for i in exact if allowed[i]]
+        order = scores
+        if exact:
+            # Named tools lead: lift them above every other score for the ordering only.
+            order = scores.copy()
+            order[exact] += np.float32(float(scores.max()) + 1.0)
+        candidates = np.flatnonzero(order > 0)
         total = int(candidates.size)
         need = offset + limit
         if total > need:
-            candidates = candidates[np.argpartition(-scores[candidates], need - 1)[:need]]
-        ranked = candidates[np.lexsort((candidates, -scores[candidates]))]
+            candidates = candidates[np.argpartition(-order[candidates], need - 1)[:need]]
+        ranked = candidates[np.lexsort((candidates, -order[candidates]))]
         page = ranked[offset:need]
-        hits = [ToolSummary.of(snap.docs[i].tool, float(scores[i])) for i in page]
-        reason = "" if hits else "No tool matches these words; try other words, synonyms, or list_tools."
+        hits = [self._summary(snap.docs[i].tool, float(scores[i]), unavailable) for i in page]
+        confidence, value = (
+            self._confidence(snap, query, int(ranked[0]), bool(exact)) if total else (Confidence.NONE, 0.0)
+        )
+        if not total:
+            reason = (
+                "No tool matches these words. Try other words or synonyms, describe the task instead of naming "
+                "a tool, or browse with list_tools; if nothing fits, tell the user no available tool can do this."
+            )
+        elif confidence is Confidence.NONE:
+            reason = (
+                "Nothing in the catalog fits this request well: these are only the closest tools. Stop "
+                "searching and tell the user no available tool can do this, unless one of them clearly does; "
+                "or rephrase once with other words."
+            )
+        else:
+            reason = ""
         return SearchPage(
             hits=hits,
             total=total,
             version=snap.version,
             next_offset=need if need < total else None,
             reason=reason,
+            confidence=confidence,
+            evidence=value,
+            exact=len(exact),
         )
+
+    @staticmethod
+    def _summary(tool: Tool, score: float, unavailable: Mapping[str, str]) -> ToolSummary:
+        summary = ToolSummary.of(tool, score)
+        why = unavailable.get(tool.namespace)
+        return summary if why is None else replace(summary, available=False, unavailable_reason=why)
+
+    @staticmethod
+    def _exact(snap: _Snapshot, query: str) -> list[int]:
+        """Positions of the tools whose exact id or name is in `query` (case-insensitive, whole identifiers)."""
+        whole = query.strip().strip("`'\"").lower()
+        found = list(snap.exact.get(whole, ()))
+        for run in _IDENTIFIER_RUN.findall(query):
+            run = run.rstrip(".:/-")
+            if _IDENTIFIER_LIKE.search(run):
+                found += snap.exact.get(run.lower(), ())
+        return list(dict.fromkeys(found))
+
+    @staticmethod
+    def _confidence(snap: _Snapshot, query: str, top: int, exact: bool) -> tuple[Confidence, float]:
+        """How well the best match fits, from absolute signals (see `aperture.discovery.confidence`)."""
+        doc = snap.docs[top]
+        dense = _dense_part(snap.scorer)
+        cosine = None
+        if dense is not None:
+            cosines = dense.cosines(query)
+            cosine = float(cosines[top]) if len(cosines) > top else None
+        value = evidence(Overlap.of(tokenize(query), doc), cosine)
+        if exact:
+            return Confidence.STRONG, value
+        return judge(value, dense=cosine is not None), value
 
     def page(
         self, *, limit: int, offset: int = 0, namespace: str | None = None, backend_kind: str | None = None
@@ -181,6 +356,17 @@ class ToolIndex:
         return mask
 
     @staticmethod
+    def _without(
+        snap: _Snapshot, allowed: npt.NDArray[np.bool_] | None, unavailable: Mapping[str, str]
+    ) -> npt.NDArray[np.bool_] | None:
+        hidden = [snap.by_namespace[ns] for ns in unavailable if ns in snap.by_namespace]
+        if not hidden:
+            return allowed
+        mask = np.ones(len(snap.docs), dtype=bool) if allowed is None else allowed.copy()
+        mask[np.concatenate(hidden)] = False
+        return mask
+
+    @staticmethod
     def _why_filtered(snap: _Snapshot, namespace: str | None, tags: Sequence[str]) -> str:
         if namespace is not None and namespace not in snap.by_namespace:
             known = ", ".join(sorted(snap.by_namespace)[:20])
@@ -189,3 +375,28 @@ class ToolIndex:
         if missing:
             return f"No tool has the tag(s) {', '.join(map(repr, missing))}; drop them or see list_tools."
         return "No tool matches all of these filters together; loosen the namespace or tags filter."
+
+
+def _dense_part(scorer: Scorer | None) -> DenseScorer | None:
+    """The dense scorer inside `scorer` (itself, or a hybrid's), whose raw cosines calibrate confidence."""
+    if isinstance(scorer, DenseScorer):
+        return scorer
+    if isinstance(scorer, HybridScorer):
+        return scorer.dense
+    return None
+
+
+def _warm(strategy: SearchStrategy, docs: Sequence[SearchDoc], superseded: Callable[[], bool]) -> None:
+    """Fill the embedding cache of a dense or hybrid `strategy` in chunks, logging progress, so building its
+    scorer afterwards reads vectors from the cache; stops early when `superseded()`."""
+    dense = strategy.dense if isinstance(strategy, HybridStrategy) else strategy
+    if not isinstance(dense, DenseStrategy) or len(docs) <= _EMBED_CHUNK:
+        return
+    texts = [dense.text(doc) for doc in docs]
+    started = time.perf_counter()
+    for start in range(0, len(texts), _EMBED_CHUNK):
+        if superseded():
+            return
+        dense.cache.embed(dense.embedder, texts[start : start + _EMBED_CHUNK], progress=False)
+        done = min(start + _EMBED_CHUNK, len(texts))
+        logger.info("embedding tools: %d of %d (%.0f s)", done, len(texts), time.perf_counter() - started)

@@ -21,7 +21,11 @@ class DetailLevel(StrEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ToolSummary:
-    """A search hit: enough to choose a tool, no schemas (tens of tokens, not thousands)."""
+    """A search hit: enough to choose a tool, no schemas (tens of tokens, not thousands).
+
+    `available` is False, with the reason in `unavailable_reason`, when the tool's backend is down; both
+    appear in `to_dict()` only then, so the common case costs no tokens.
+    """
 
     id: str
     name: str
@@ -29,6 +33,8 @@ class ToolSummary:
     short_description: str
     tags: tuple[str, ...]
     score: float
+    available: bool = True
+    unavailable_reason: str = ""
 
     @classmethod
     def of(cls, tool: Tool, score: float) -> ToolSummary:
@@ -42,7 +48,7 @@ class ToolSummary:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "id": self.id,
             "name": self.name,
             "namespace": self.namespace,
@@ -50,6 +56,10 @@ class ToolSummary:
             "tags": list(self.tags),
             "score": self.score,
         }
+        if not self.available:
+            out["available"] = False
+            out["unavailable_reason"] = self.unavailable_reason
+        return out
 
 
 def describe(tool: Tool, level: DetailLevel, *, examples_max: int = DEFAULT_EXAMPLES_MAX) -> dict[str, Any]:

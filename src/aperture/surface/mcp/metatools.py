@@ -12,6 +12,7 @@ from typing import Any, Literal
 import mcp_types
 from pydantic import BaseModel, ConfigDict, Field
 
+from aperture.discovery import MAX_INTENT
 from aperture.execution._schema import tidy_schema
 from aperture.model import ArgumentValidator
 
@@ -26,6 +27,13 @@ class SearchToolsArgs(_Arguments):
     cursor: str | None = Field(None, description="nextCursor from a previous identical search, for the next page.")
     namespace: str | None = Field(None, description="Only tools of this namespace (see list_namespaces).")
     tags: list[str] | None = Field(None, description="Only tools that have every one of these tags.")
+    # The length limit is checked by the gateway, whose error says what to do (a schema error would
+    # quote the whole over-long text and cut off the reason).
+    intent: str = Field(
+        "",
+        description=f"Optional: one sentence (at most {MAX_INTENT} characters) on what you are trying to "
+        "achieve overall; it helps the ranking.",
+    )
 
 
 class ListToolsArgs(_Arguments):
@@ -90,8 +98,9 @@ META_TOOLS: tuple[MetaTool, ...] = (
     MetaTool(
         "search_tools",
         "Find tools for a task. Returns the best-matching tools, best first, as {id, name, namespace, "
-        "short_description, tags, score} without schemas. Start here; then call describe_tool on the id "
-        "you pick, then run_tool.",
+        "short_description, tags, score} without schemas, and a confidence: strong (the first tool fits), "
+        "weak (check its description), none (no tool fits: stop searching and tell the user no available "
+        "tool can do this). Start here; then call describe_tool on the id you pick, then run_tool.",
         SearchToolsArgs,
     ),
     MetaTool(

@@ -409,7 +409,12 @@ class McpSurface:
         args = SearchToolsArgs.model_validate(raw)
         return json_result(
             self.gateway.search(
-                args.query, limit=args.limit, cursor=args.cursor, namespace=args.namespace, tags=args.tags or ()
+                args.query,
+                limit=args.limit,
+                cursor=args.cursor,
+                namespace=args.namespace,
+                tags=args.tags or (),
+                intent=args.intent or None,
             )
         )
 
