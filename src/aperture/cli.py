@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import logging
-from collections.abc import Awaitable, Callable
+import os
+import signal
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -26,6 +29,7 @@ from aperture.gateway import Gateway
 from aperture.model import ApertureError, InvalidRequestError
 
 T = TypeVar("T")
+PID_FILE = ".aperture/serve.pid"
 
 app = typer.Typer(
     name="aperture",
@@ -65,6 +69,11 @@ def _load(config: Path | None) -> Config:
     except ApertureError as exc:
         err.print(f"[red]error:[/red] {escape(exc.message)}")
         raise typer.Exit(2) from None
+
+
+def _event_loop_options() -> dict[str, Any]:
+    """uvloop when it is installed (a dependency on Linux): its event loop costs less per message."""
+    return {"use_uvloop": importlib.util.find_spec("uvloop") is not None}
 
 
 def _with_gateway(config: Config, work: Callable[[Gateway], Awaitable[T]]) -> T:
@@ -129,12 +138,15 @@ def serve(
             await serve_stdio(gateway)
 
     async def main() -> None:
-        async with Gateway(cfg) as gateway:
-            await run(gateway)
+        with _pid_file(cfg):
+            async with Gateway(cfg) as gateway, anyio.create_task_group() as tg:
+                tg.start_soon(_reload_on_sighup, gateway)
+                await run(gateway)
+                tg.cancel_scope.cancel()
 
     with contextlib.suppress(KeyboardInterrupt):
         try:
-            anyio.run(until_terminated, main)
+            anyio.run(until_terminated, main, backend_options=_event_loop_options())
         except ApertureError as exc:
             err.print(f"[red]error:[/red] {escape(exc.message)}")
             raise typer.Exit(1) from None
@@ -206,6 +218,181 @@ def tools_approve(
         raise typer.Exit(2)
     approved = _with_gateway(_load(config), lambda g: _async(lambda: g.approve(tool_ids or (), every=every)))
     out.print(f"Approved {len(approved)} tool(s): {', '.join(approved) or 'none were held'}")
+
+
+@contextlib.contextmanager
+def _pid_file(config: Config) -> Iterator[None]:
+    """Beside the configuration file, so `aperture capabilities reload` finds the running gateway."""
+    path = config.state_path(PID_FILE)
+    if path is not None:
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(str(os.getpid()))
+    try:
+        yield
+    finally:
+        if path is not None:
+            with contextlib.suppress(OSError):
+                if path.read_text().strip() == str(os.getpid()):
+                    path.unlink()
+
+
+async def _reload_on_sighup(gateway: Gateway) -> None:
+    with anyio.open_signal_receiver(signal.SIGHUP) as signals:
+        async for _ in signals:
+            for name, report in (await gateway.reload_capabilities()).items():
+                logging.getLogger("aperture").warning("reloaded capabilities %s: %s", name, report.summary())
+
+
+capabilities_app = typer.Typer(
+    help="REST capabilities (YAML files): check them, pin them, reload a running gateway.", no_args_is_help=True
+)
+app.add_typer(capabilities_app, name="capabilities")
+
+
+@capabilities_app.command("check")
+def capabilities_check(
+    directories: Annotated[
+        list[Path] | None, typer.Argument(help="Directories to check (default: those in the configuration).")
+    ] = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Load capability files as the gateway would and list them, with every problem (path:line: reason).
+
+    Exit code 1 when a file has an error (it would be skipped), 2 when there is nothing to check.
+    """
+    from aperture.config import CapabilitiesBackendConfig
+    from aperture.execution.capabilities import CapabilityLoader
+
+    if directories:
+        targets = {"capabilities": list(directories)}
+    else:
+        cfg = _load(config)
+        targets = {
+            b.name: [cfg.resolve(d) for d in b.all_directories()]
+            for b in cfg.backends
+            if isinstance(b, CapabilitiesBackendConfig)
+        }
+        if not targets:
+            err.print("[red]error:[/red] the configuration has no capabilities backend; pass directories to check")
+            raise typer.Exit(2)
+    reports = {name: CapabilityLoader(name, dirs).load() for name, dirs in targets.items()}
+    if as_json:
+        data = {
+            name: {
+                "capabilities": [
+                    {
+                        "id": c.tool.key,
+                        "file": str(c.path),
+                        "providers": [f"{p.method} {_url_text(p)}" for p in c.providers],
+                    }
+                    for c in report.capabilities.by_name.values()
+                ],
+                "problems": [p.to_dict() for p in report.problems],
+            }
+            for name, report in reports.items()
+        }
+        out.print_json(data=data)
+    for name, report in reports.items():
+        if not as_json:
+            table = Table(title=f"{name}: {escape(report.summary())}")
+            table.add_column("id", no_wrap=True, style="bold")
+            table.add_column("request")
+            table.add_column("file")
+            for cap in report.capabilities.by_name.values():
+                first = cap.providers[0]
+                table.add_row(cap.tool.key, escape(f"{first.method} {_url_text(first)}"), escape(str(cap.path)))
+            out.print(table)
+            for problem in report.problems:
+                color = "red" if problem.severity == "error" else "yellow"
+                out.print(f"[{color}]{escape(str(problem))}[/{color}]")
+    if any(report.errors for report in reports.values()):
+        raise typer.Exit(1)
+
+
+def _url_text(provider: Any) -> str:
+    return "".join(
+        p if isinstance(p, str) else ("{env." + p.name + "}" if p.env else "{" + p.name + "}")
+        for p in provider.url.parts
+    )
+
+
+@capabilities_app.command("pin")
+def capabilities_pin(files: Annotated[list[Path], typer.Argument(help="Capability files to pin.")]) -> None:
+    """Write (or update) each file's sha256 pin, after you reviewed it: a later change refuses to load."""
+    from aperture.execution.capabilities import pin_digest
+
+    for path in files:
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            err.print(f"[red]error:[/red] {escape(str(path))}: {escape(exc.strerror or str(exc))}")
+            raise typer.Exit(2) from None
+        digest = pin_digest(raw)
+        text = raw.decode("utf-8")
+        body = "".join(line for line in text.splitlines(keepends=True) if not line.startswith("sha256:"))
+        path.write_text(f"sha256: {digest}\n{body}", encoding="utf-8")
+        out.print(f"{escape(str(path))}: sha256 {digest}")
+
+
+@capabilities_app.command("reload")
+def capabilities_reload(
+    config: ConfigOption = None,
+    pid: Annotated[int | None, typer.Option(help="Process id of the gateway (default: from its pid file).")] = None,
+) -> None:
+    """Make a running `aperture serve` read its capability files again now (sends it SIGHUP).
+
+    Without --pid, the pid comes from .aperture/serve.pid beside the configuration file, which serve writes.
+    """
+    if pid is None:
+        cfg = _load(config)
+        path = cfg.state_path(PID_FILE)
+        try:
+            pid = int(path.read_text().strip()) if path is not None else None
+        except (OSError, ValueError):
+            pid = None
+        if pid is None:
+            err.print(f"[red]error:[/red] no running gateway found ({path or PID_FILE} is missing); pass --pid")
+            raise typer.Exit(2)
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except OSError as exc:
+        err.print(f"[red]error:[/red] cannot signal process {pid}: {escape(exc.strerror or str(exc))}")
+        raise typer.Exit(1) from None
+    out.print(f"Asked the gateway (pid {pid}) to reload its capabilities.")
+
+
+import_app = typer.Typer(help="Turn API descriptions into capability files.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("openapi")
+def import_openapi(
+    spec: Annotated[Path, typer.Argument(help="OpenAPI 3 document, JSON or YAML.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Directory for the capability files.")],
+    base_url: Annotated[str | None, typer.Option(help="The API's URL, when the document has none.")] = None,
+    env_prefix: Annotated[
+        str | None, typer.Option(help="Prefix of the credential variables (default: from the title).")
+    ] = None,
+    output_schemas: Annotated[
+        bool, typer.Option(help="Also map success responses to schema.output (results are then checked).")
+    ] = False,
+) -> None:
+    """Write one capability file per operation: parameters, request body, auth and tags mapped."""
+    from aperture.execution.capabilities.openapi import import_openapi as run_import
+
+    try:
+        result = run_import(spec, out_dir, base_url=base_url, env_prefix=env_prefix, output_schemas=output_schemas)
+    except ApertureError as exc:
+        err.print(f"[red]error:[/red] {escape(exc.message)}")
+        raise typer.Exit(2) from None
+    out.print(f"Wrote {len(result.written)} capability files to {escape(str(out_dir))}")
+    for line in result.skipped:
+        out.print(f"[yellow]skipped[/yellow] {escape(line)}")
+    for note in result.notes:
+        out.print(f"note: {escape(note)}")
+    out.print(f"Check them with: aperture capabilities check {escape(str(out_dir))}")
 
 
 def _all_tools(gateway: Gateway, namespace: str | None) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import anyio
 
-from aperture.config import BackendConfig, Config, PythonBackendConfig
+from aperture.config import BackendConfig, CapabilitiesBackendConfig, Config, PythonBackendConfig
 from aperture.discovery import (
     MAX_INTENT,
     BM25Strategy,
@@ -29,10 +29,14 @@ from aperture.execution import (
     Backend,
     BackendRegistry,
     CallContext,
+    CapabilityBackend,
+    CapabilitySettings,
     CatalogSnapshot,
     FingerprintStore,
+    HttpSettings,
     HttpTarget,
     IntegrityGuard,
+    LoadReport,
     McpBackend,
     Policy,
     PythonBackend,
@@ -63,6 +67,19 @@ def build_backend(spec: BackendConfig, config: Config, guard: IntegrityGuard | N
     if isinstance(spec, PythonBackendConfig):
         path = config.resolve(spec.path) if spec.path else None
         return PythonBackend.from_module(spec.name, spec.module, path=path)
+    if isinstance(spec, CapabilitiesBackendConfig):
+        settings = CapabilitySettings(
+            watch=spec.watch,
+            allow_private_networks=spec.allow_private_networks,
+            http=HttpSettings(
+                retries=spec.retries,
+                backoff=spec.backoff,
+                max_redirects=spec.max_redirects,
+                max_response_bytes=spec.max_response_bytes,
+                request_timeout=spec.request_timeout,
+            ),
+        )
+        return CapabilityBackend(spec.name, [config.resolve(d) for d in spec.all_directories()], settings)
     target: StdioTarget | HttpTarget
     if spec.url is not None:
         target = HttpTarget(url=spec.url, headers=spec.headers, sse=spec.transport == "sse")
@@ -107,7 +124,7 @@ class Gateway:
             # Upstream servers start concurrently: a slow one does not hold up the others.
             async with anyio.create_task_group() as starting:
                 for backend in backends:
-                    if isinstance(backend, McpBackend):
+                    if isinstance(backend, McpBackend | CapabilityBackend):
                         starting.start_soon(backend.start, task_group)
             for backend in backends:
                 await self.registry.register(backend)
@@ -120,6 +137,8 @@ class Gateway:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        # A semantic index still being built in a worker thread stops first (between chunks of embeddings).
+        await anyio.to_thread.run_sync(self.index.close)
         if self._stack is not None:
             stack, self._stack = self._stack, None
             try:
@@ -138,6 +157,16 @@ class Gateway:
         self.index.update(snapshot, version=snapshot.version)
         for listener in self._listeners:
             listener()
+
+    async def reload_capabilities(self) -> dict[str, LoadReport]:
+        """Read every capabilities backend's files again now and reindex (what SIGHUP to `serve` does)."""
+        reports = {}
+        for name in self.registry.names():
+            backend = self.registry.get(name)
+            if isinstance(backend, CapabilityBackend):
+                reports[name] = await backend.reload()
+                await self.registry.refresh(name)
+        return reports
 
     # --- discovery ------------------------------------------------------------------------------
 

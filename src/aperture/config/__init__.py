@@ -3,6 +3,7 @@
 from aperture.config.loader import from_mcp_servers, interpolate, load_config, parse_config
 from aperture.config.schema import (
     BackendConfig,
+    CapabilitiesBackendConfig,
     Config,
     ExecutionConfig,
     IntegrityConfig,
@@ -14,6 +15,7 @@ from aperture.config.schema import (
 
 __all__ = [
     "BackendConfig",
+    "CapabilitiesBackendConfig",
     "Config",
     "ExecutionConfig",
     "IntegrityConfig",

@@ -97,8 +97,45 @@ class McpBackendConfig(_Section):
         return [*command, *self.args]
 
 
-BackendConfig = Annotated[PythonBackendConfig | McpBackendConfig, Field(discriminator="kind")]
-BACKEND_KINDS = ("python", "mcp")
+class CapabilitiesBackendConfig(_Section):
+    """REST endpoints described in YAML capability files (see docs/capabilities.md)."""
+
+    name: str = Field(description="Backend name; becomes the namespace of its tools.")
+    kind: Literal["capabilities"]
+    directories: list[str] = Field(
+        default_factory=list, description="Directories of *.yaml / *.yml capability files, relative to this file."
+    )
+    directory: str | None = Field(None, description="One directory (shorthand for directories: [DIR]).")
+    watch: bool = Field(True, description="Reload when a file changes (also: aperture capabilities reload).")
+    allow_private_networks: bool = Field(
+        False, description="Allow requests to private, loopback and link-local addresses (off: public APIs only)."
+    )
+    timeout: float | None = Field(None, gt=0, description="Seconds a call may take, retries and fallbacks included.")
+    request_timeout: float | None = Field(
+        None, gt=0, description="Seconds per HTTP request, for every provider (default: each provider's timeout)."
+    )
+    retries: int = Field(2, ge=0, le=10, description="Retries of connection errors (and timeouts of safe methods).")
+    backoff: float = Field(0.2, ge=0, description="Seconds before the first retry; doubles each time.")
+    max_redirects: int = Field(5, ge=0, le=20, description="Redirects followed (each one re-checked).")
+    max_response_bytes: int = Field(10 * 1024 * 1024, gt=0, description="Larger answers are refused.")
+
+    _valid_name = field_validator("name")(classmethod(lambda cls, v: _backend_name(v)))
+
+    @model_validator(mode="after")
+    def _some_directory(self) -> CapabilitiesBackendConfig:
+        if not self.directories and self.directory is None:
+            raise ValueError("give 'directories' (a list) or 'directory': where the capability files are")
+        return self
+
+    def all_directories(self) -> list[str]:
+        """`directory` and `directories` together."""
+        return [*([self.directory] if self.directory else []), *self.directories]
+
+
+BackendConfig = Annotated[
+    PythonBackendConfig | McpBackendConfig | CapabilitiesBackendConfig, Field(discriminator="kind")
+]
+BACKEND_KINDS = ("python", "mcp", "capabilities")
 
 
 class SearchConfig(_Section):

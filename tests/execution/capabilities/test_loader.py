@@ -262,3 +262,11 @@ def test_unchanged_files_are_not_parsed_again(tmp_path: Path) -> None:
     second = loader.load(first.capabilities)
     assert second.capabilities.by_name["a"] is first.capabilities.by_name["a"]
     assert second.capabilities.by_name["b"].providers[0].method == "POST"
+
+
+def test_the_example_capabilities_load_without_problems() -> None:
+    from tests.conftest import ROOT
+
+    report = CapabilityLoader("web", [ROOT / "examples" / "capabilities"]).load()
+    assert report.problems == ()
+    assert set(report.capabilities.by_name) == {"weather_forecast", "github_repository", "echo_order"}
