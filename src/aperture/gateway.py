@@ -139,6 +139,8 @@ class Gateway:
     ) -> None:
         # A semantic index still being built in a worker thread stops first (between chunks of embeddings).
         await anyio.to_thread.run_sync(self.index.close)
+        # A semantic index still being built in a worker thread stops first (between chunks of embeddings).
+        await anyio.to_thread.run_sync(self.index.close)
         if self._stack is not None:
             stack, self._stack = self._stack, None
             try:

@@ -245,3 +245,13 @@ def test_hybrid_caches_embeddings_where_told(embedder: MiniLMEmbedder, tmp_path:
     strategy.dense._embedder = embedder  # reuse the loaded model
     index_of(strategy)
     assert list((tmp_path / "cache").glob("*.npz"))
+
+
+def test_a_closed_index_builds_nothing_more_in_the_background() -> None:
+    index = ToolIndex(BM25Strategy(), fallback=BM25Strategy())
+    index.update(CATALOG)
+    assert index.wait_ready(10)
+    index.close()
+    index.update(CATALOG[:2])
+    index.close()  # joins the worker, which stopped at once
+    assert not index.ready and ids(index, "send an email")[0] == "mail:send_email"

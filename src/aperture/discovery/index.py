@@ -94,6 +94,8 @@ class ToolIndex:
         self._ready = threading.Event()
         self._ready.set()
         self._build_lock = threading.Lock()  # one background build at a time
+        self._builder: threading.Thread | None = None
+        self._closed = False
         self._swap_lock = threading.Lock()
 
     @property
@@ -159,18 +161,29 @@ class ToolIndex:
                 len(docs),
                 builder.name,
             )
-            threading.Thread(target=self._build, args=(snapshot,), name="aperture-index", daemon=True).start()
+            self._builder = threading.Thread(target=self._build, args=(snapshot,), name="aperture-index", daemon=True)
+            self._builder.start()
         else:
             self._ready.set()
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop background building (between chunks of embeddings) and wait for the worker to finish, so
+        no model call is cut off when the process exits."""
+        self._closed = True
+        builder = self._builder
+        if builder is not None:
+            builder.join(timeout)
 
     def _build(self, snapshot: _Snapshot) -> None:
         """Build the strategy's own scorer for `snapshot` and swap it in, unless a newer update came first."""
         with self._build_lock:
-            if self._snapshot.version != snapshot.version:
+            if self._closed or self._snapshot.version != snapshot.version:
                 return  # superseded: the newer update's thread builds its own
             started = time.perf_counter()
             try:
-                _warm(self.strategy, snapshot.docs, lambda: self._snapshot.version != snapshot.version)
+                _warm(self.strategy, snapshot.docs, lambda: self._closed or self._snapshot.version != snapshot.version)
+                if self._closed:
+                    return
                 scorer = self.strategy.build(snapshot.docs)
             except Exception as exc:  # a worker thread has no caller to raise to: log, keep the fallback
                 logger.exception("building the %s index failed; searches keep using the fallback", self.strategy.name)
