@@ -33,7 +33,7 @@ def gateway_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]
     if request.param == "passthrough":
         upstream = {"command": sys.executable, "args": [str(FIXTURES / "conformance_server.py")]}
         config = tmp_path / "conformance.json"
-        settings = {"expose": "passthrough", "namespaced": False, "sse_poll_after": 0.3}
+        settings = {"expose": "passthrough", "namespaced": False}
         config.write_text(json.dumps({"server": settings, "mcpServers": {"conformance": upstream}}))
     else:
         config = EXAMPLE_CONFIG

@@ -74,16 +74,16 @@ def progress_of(seen: list[dict[str, Any]]) -> list[tuple[float, float]]:
     ]
 
 
-async def open_session(http: httpx2.AsyncClient, url: str) -> dict[str, str]:
+async def open_session(http: httpx2.AsyncClient, url: str, version: str = VERSION) -> dict[str, str]:
     init = {
         "jsonrpc": "2.0",
         "id": 1,
         "method": "initialize",
-        "params": {"protocolVersion": VERSION, "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}},
+        "params": {"protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}},
     }
     response = await http.post(url, json=init, headers=HEADERS)
     assert response.status_code == 200
-    session = {"mcp-session-id": response.headers["mcp-session-id"], "mcp-protocol-version": VERSION}
+    session = {"mcp-session-id": response.headers["mcp-session-id"], "mcp-protocol-version": version}
     await http.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers={**HEADERS, **session})
     return session
 

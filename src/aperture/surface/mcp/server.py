@@ -23,11 +23,13 @@ from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 import aperture
-from aperture.execution import CallContext, ProgressFn, RunResult
+from aperture.execution import CallContext, RunResult
 from aperture.gateway import Gateway
 from aperture.model import ApertureError, InternalError, UnknownToolError
+from aperture.surface.mcp import lean
 from aperture.surface.mcp.exposure import Exposure
 from aperture.surface.mcp.federation import Federation
+from aperture.surface.mcp.lean import LeanPeer, Notify
 from aperture.surface.mcp.metatools import (
     META_TOOLS,
     META_TOOLS_BY_NAME,
@@ -49,19 +51,6 @@ INSTRUCTIONS = (
 
 _LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
 Handler = Callable[[CallContext, dict[str, Any]], Awaitable[mcp_types.CallToolResult]]
-Notify = Callable[[str, dict[str, Any]], Awaitable[None]]
-"""Send a notification to the client: `(method, params)`."""
-
-# Request `_meta` keys the lean path answers exactly as the SDK would (others, like a 2026-07-28 log-level
-# opt-in, take the SDK's path).
-_LEAN_META_KEYS = frozenset(
-    {
-        mcp_types.PROTOCOL_VERSION_META_KEY,
-        mcp_types.CLIENT_INFO_META_KEY,
-        mcp_types.CLIENT_CAPABILITIES_META_KEY,
-        "progressToken",
-    }
-)
 
 
 class _GatewayServer(Server[Any]):
@@ -108,7 +97,9 @@ class McpSurface:
             gateway.registry, separator=settings.separator, namespaced=settings.namespaced, bus=self._bus
         )
         self._log_levels: weakref.WeakKeyDictionary[object, str] = weakref.WeakKeyDictionary()
-        self._peer: ServerSession | None = None
+        # The lean path's callers: the connection seen last (stdio has one), and HTTP sessions' by session id.
+        self._last_connection: object | None = None
+        self._http_connections: weakref.WeakValueDictionary[str, object] = weakref.WeakValueDictionary()
         gateway.on_tools_changed(self._on_tools_changed)
         self._listen_to_upstreams()
         self._handlers: dict[str, Handler] = {
@@ -248,11 +239,14 @@ class McpSurface:
     def _remember(self, ctx: ServerRequestContext[Any]) -> object | None:
         """Keep the session of a handshake-era connection, to send it notices later; return the connection.
 
-        The latest session of any era is kept too: on stdio (one connection) the lean path's calls use it
-        for what an upstream asks back during a call (sampling, elicitation, log messages).
+        Connections of any era are kept too (weakly, for HTTP by session id), for the lean path's calls.
         """
-        self._peer = ctx.session
         connection: object | None = getattr(ctx.session, "_connection", None)
+        if connection is not None:
+            self._last_connection = connection
+            session_id = ctx.request.headers.get("mcp-session-id") if ctx.request is not None else None
+            if session_id:
+                self._http_connections[session_id] = connection
         if connection is not None and ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
             self._sessions[connection] = ctx.session
             return connection
@@ -330,47 +324,34 @@ class McpSurface:
     def lean_call(self, params: Any, notify: Notify) -> Coroutine[Any, Any, dict[str, Any]] | None:
         """The lean path for a `tools/call` read off stdio: the result as wire JSON, or None for the SDK's path.
 
-        It takes only what it answers exactly as the SDK would: well-formed params, a protocol version known
-        for the request (a 2026-07-28 envelope, or a handshake-era session already seen on this connection),
-        no `_meta` beyond progress. Everything else goes the SDK's way, which also produces its errors.
+        It takes what it answers exactly as the SDK would (`lean.parse`) on a connection it has seen (the
+        first request of a connection goes the SDK's way).
         """
-        if not isinstance(params, dict):
+        request = lean.parse(params)
+        connection = self._last_connection
+        if request is None or connection is None:
             return None
-        name, arguments, meta = params.get("name"), params.get("arguments"), params.get("_meta") or {}
-        if not isinstance(name, str) or not isinstance(arguments, dict | None) or not isinstance(meta, dict):
+        if not request.modern and lean.known_handshake_version(connection) is None:
             return None
-        if not meta.keys() <= _LEAN_META_KEYS:
-            return None
-        version = meta.get(mcp_types.PROTOCOL_VERSION_META_KEY)
-        peer = self._peer
-        if version is None:
-            if (
-                peer is None
-                or peer.protocol_version in MODERN_PROTOCOL_VERSIONS
-                or peer.protocol_version < "2025-06-18"
-            ):
-                return None
-            version = peer.protocol_version
-        elif version not in MODERN_PROTOCOL_VERSIONS:
-            return None
-        token = meta.get("progressToken")
-        progress: ProgressFn | None = None
-        if isinstance(token, str | int) and not isinstance(token, bool):
+        return self._lean_result(request, LeanPeer(connection, notify, logs=not request.modern), notify)
 
-            async def progress(value: float, total: float | None, message: str | None) -> None:
-                update = {"progressToken": token, "progress": value, "total": total, "message": message}
-                await notify("notifications/progress", {k: v for k, v in update.items() if v is not None})
-
-        elif token is not None:
+    def lean_http_call(
+        self, session_id: str, version: str, params: Any, notify: Notify
+    ) -> Coroutine[Any, Any, dict[str, Any]] | None:
+        """The lean path for a `tools/call` POSTed on a handshake-era HTTP session (see `lean_call`)."""
+        request = lean.parse(params)
+        connection = self._http_connections.get(session_id)
+        if request is None or request.modern or connection is None:
             return None
-        call = CallContext(progress=progress, peer=peer)
-        return self._lean_result(name, arguments, call, modern=version in MODERN_PROTOCOL_VERSIONS)
+        if lean.known_handshake_version(connection) != version:
+            return None
+        return self._lean_result(request, LeanPeer(connection, notify, logs=True), notify)
 
-    async def _lean_result(
-        self, name: str, arguments: dict[str, Any] | None, call: CallContext, *, modern: bool
-    ) -> dict[str, Any]:
-        result = (await self._dispatch(name, arguments, call)).model_dump(by_alias=True, mode="json", exclude_none=True)
-        if modern:
+    async def _lean_result(self, request: lean.LeanRequest, peer: LeanPeer, notify: Notify) -> dict[str, Any]:
+        call = CallContext(progress=lean.progress_reporter(request.progress_token, notify), peer=peer)
+        answer = await self._dispatch(request.name, request.arguments, call)
+        result = answer.model_dump(by_alias=True, mode="json", exclude_none=True)
+        if request.modern:
             result["resultType"] = "complete"
             result["_meta"] = {mcp_types.SERVER_INFO_META_KEY: self.server.server_info_stamp}
         else:

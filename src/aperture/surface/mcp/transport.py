@@ -10,10 +10,11 @@ from typing import Any
 import anyio
 import uvicorn
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
-from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from aperture.gateway import Gateway
 from aperture.surface.mcp.events import MemoryEventStore
+from aperture.surface.mcp.http_lean import LeanHttpApp
 from aperture.surface.mcp.server import McpSurface
 from aperture.surface.mcp.stdio import stdio_transport
 
@@ -53,17 +54,21 @@ RETRY_INTERVAL_MS = 1000
 """How long a client whose SSE stream closed waits before resuming it (sent with each stream's first event)."""
 
 
-def http_app(surface: McpSurface, *, path: str = "/mcp", host: str = "127.0.0.1") -> Starlette:
+def http_app(surface: McpSurface, *, path: str = "/mcp", host: str = "127.0.0.1") -> ASGIApp:
     """The ASGI app for streamable HTTP at `path` (DNS-rebinding protection on for loopback hosts).
 
     Streams are resumable: events are kept (bounded, in memory, per session) so a client can reconnect
-    with `Last-Event-ID` and get what it missed.
+    with `Last-Event-ID` and get what it missed. Tool calls on known sessions take the lean path
+    (`http_lean`), unless `server.sse_poll_after` asks for streams that let go during long calls.
     """
     app = surface.server.streamable_http_app(
         streamable_http_path=path, host=host, event_store=MemoryEventStore(), retry_interval=RETRY_INTERVAL_MS
     )
-    _isolate_event_stores(surface.server.session_manager)
-    return app
+    manager = surface.server.session_manager
+    _isolate_event_stores(manager)
+    if surface.gateway.config.server.sse_poll_after is not None:
+        return app  # long calls let go of their streams: the SDK's path does that
+    return LeanHttpApp(app, surface, manager, path=path, retry_ms=RETRY_INTERVAL_MS)
 
 
 def _isolate_event_stores(manager: StreamableHTTPSessionManager) -> None:
