@@ -175,3 +175,53 @@ async def test_the_lean_path_keeps_the_sdk_refusals(url: str) -> None:
         await http.delete(url, headers={**HEADERS, **raw.headers})
         ended, _ = await raw.post(call)
         assert ended.status_code == 404
+
+
+MODERN = {
+    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+    "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "0"},
+    "io.modelcontextprotocol/clientCapabilities": {},
+}
+
+
+async def modern_call(http: httpx2.AsyncClient, url: str, name: str, arguments: Any, meta: dict[str, Any]) -> Any:
+    """A 2026-07-28 call: (content type, the messages read off the body)."""
+    params = {"name": name, "arguments": arguments, "_meta": meta}
+    message = {"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": params}
+    headers = {**HEADERS, "mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call", "mcp-name": name}
+    async with http.stream("POST", url, json=message, headers=headers) as response:
+        kind = response.headers["content-type"].split(";")[0]
+        if kind == "application/json":
+            return kind, [json.loads(await response.aread())]
+        return kind, [event["data"] async for event in events(response)]
+
+
+async def test_2026_calls_answer_as_the_sdk_does(url: str) -> None:
+    async with httpx2.AsyncClient(timeout=10) as http:
+        for name, arguments in CALLS:
+            progress = {"progressToken": "tok"} if name == "up__slow" else {}
+            lean = await modern_call(http, url, name, arguments, {**MODERN, **progress})
+            sdk = await modern_call(http, url, name, arguments, {**MODERN, **progress, **SDK_PATH})
+            for answer in (lean, sdk):
+                for message in answer[1]:
+                    structured = message.get("result", {}).get("structuredContent")
+                    if isinstance(structured, dict):
+                        structured.pop("duration_ms", None)
+            assert lean == sdk, name
+        assert lean[0] == "text/event-stream"  # progress first: a stream, as the SDK does
+        mismatch = await http.post(
+            url,
+            json={"jsonrpc": "2.0", "id": 6, "method": "tools/call", "params": {"name": "up__echo", "_meta": MODERN}},
+            headers={**HEADERS, "mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call", "mcp-name": "x"},
+        )
+        assert mismatch.status_code == 400  # the header names another tool: the SDK's refusal
+
+
+async def test_a_client_hanging_up_cancels_its_lean_call(url: str, tmp_path: Path) -> None:
+    marker = tmp_path / "hung-up"
+    async with httpx2.AsyncClient(timeout=10) as http:
+        with anyio.move_on_after(1):
+            await modern_call(http, url, "up__wait_for_cancel", {"marker": str(marker)}, MODERN)
+    with anyio.fail_after(5):
+        while not marker.exists():
+            await anyio.sleep(0.02)

@@ -1,23 +1,28 @@
-"""The lean `tools/call` path on streamable HTTP: POSTs on known sessions answered beside the SDK.
+"""The lean `tools/call` path on streamable HTTP: tool calls answered beside the SDK.
 
-An ASGI layer in front of the SDK's app. A POST carrying one `tools/call` on a live handshake-era
-session the surface already knows is answered here, as the SDK would answer it: an SSE stream with
-the call's progress and log messages and then its response, primed with an event id and stored for
-resumption from 2025-11-25 on. Everything else (and anything doubtful: other methods, batches, bad
-headers, a body over the limit) passes to the SDK unchanged, body included. A `notifications/cancelled`
-naming a call running here cancels it, which is then answered with the SDK's "request cancelled" error.
+An ASGI layer in front of the SDK's app. It answers, as the SDK would:
+- a POST with one `tools/call` on a live handshake-era session the surface already knows: an SSE
+  stream with the call's progress and log messages, then its response; events stored for resumption,
+  and the stream primed from 2025-11-25 on. A `notifications/cancelled` naming such a call cancels it
+  (answered with the SDK's "request cancelled" error).
+- a 2026-07-28 `tools/call` (no session; the method and tool named in headers): plain JSON, or an SSE
+  stream once progress has to be sent first.
+Everything else (and anything doubtful: other methods, batches, bad headers, a body over the limit)
+passes to the SDK unchanged, body included. A client that hangs up cancels its call.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Coroutine
 from typing import Any
 
 import anyio
 import mcp_types
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE, TransportSecurityMiddleware
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -54,25 +59,33 @@ class LeanHttpApp:
             await self._app(scope, receive, send)
             return
         request = Request(scope)
-        session_id = request.headers.get("mcp-session-id")
-        version = request.headers.get("mcp-protocol-version")
-        accept = request.headers.get("accept", "")
-        transport = self._live_session(session_id)
+        headers = request.headers
+        version = headers.get("mcp-protocol-version") or ""
+        session_id = headers.get("mcp-session-id") or ""
+        modern = version in MODERN_PROTOCOL_VERSIONS
+        # A handshake-era call needs a live session; a 2026-07-28 one names its method in a header.
+        transport = None if modern else self._live_session(session_id)
+        eligible = headers.get("mcp-method") == "tools/call" if modern else transport is not None
         if (
-            transport is None
-            or version is None
-            or "text/event-stream" not in accept
-            or "application/json" not in accept
+            not eligible
+            or "application/json" not in headers.get("accept", "")
+            or (not modern and "text/event-stream" not in headers.get("accept", ""))
             or await self._security.validate_request(request, is_post=True) is not None
         ):
             await self._app(scope, receive, send)
             return
         body, complete = await _read_body(receive, DEFAULT_MAX_REQUEST_BODY_SIZE)
-        if complete and await self._take(transport, session_id or "", version, body, send):
-            return
+        message = _json_rpc(body) if complete else None
+        if message is not None:
+            if modern:
+                taken = await self._take_modern(message, version, headers.get("mcp-name"), receive, send)
+            else:
+                taken = await self._take_handshake(message, transport, session_id, version, receive, send)
+            if taken:
+                return
         await self._app(scope, _replay(body, complete, receive), send)
 
-    def _live_session(self, session_id: str | None) -> Any:
+    def _live_session(self, session_id: str) -> Any:
         """The SDK's transport for a session that is open, or None (unknown ones are the SDK's to refuse)."""
         if not session_id:
             return None
@@ -82,13 +95,9 @@ class LeanHttpApp:
             return None
         return transport
 
-    async def _take(self, transport: Any, session_id: str, version: str, body: bytes, send: Send) -> bool:
-        try:
-            message = json.loads(body)
-        except ValueError:
-            return False
-        if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
-            return False
+    async def _take_handshake(
+        self, message: dict[str, Any], transport: Any, session_id: str, version: str, receive: Receive, send: Send
+    ) -> bool:
         method, params, request_id = message.get("method"), message.get("params"), message.get("id")
         if method == "notifications/cancelled" and isinstance(params, dict):
             scope = self._running.get((session_id, str(params.get("requestId"))))
@@ -97,38 +106,77 @@ class LeanHttpApp:
             scope.cancel()
             await _respond(send, 202, b"", [])
             return True
-        if method != "tools/call" or not isinstance(request_id, str | int) or isinstance(request_id, bool):
-            return False
-        key = (session_id, str(request_id))
-        if key in self._running:
-            return False  # a duplicate id: the SDK's to answer
+        if method != "tools/call" or not _valid_id(request_id) or (session_id, str(request_id)) in self._running:
+            return False  # (a duplicate id is the SDK's to answer)
         store = getattr(transport, "_event_store", None)
         priming = store is not None and version >= _PRIMED_FROM
         stream = _EventStream(send, session_id, str(request_id), store, priming, self._retry_ms)
         work = self._surface.lean_http_call(session_id, version, params, stream.notify)
         if work is None:
             return False
-        scope = self._running[key] = anyio.CancelScope()
+        await self._run((session_id, str(request_id)), request_id, work, stream, receive)
+        return True
+
+    async def _take_modern(
+        self, message: dict[str, Any], version: str, name: str | None, receive: Receive, send: Send
+    ) -> bool:
+        params, request_id = message.get("params"), message.get("id")
+        if message.get("method") != "tools/call" or not _valid_id(request_id) or not isinstance(params, dict):
+            return False
+        if name != params.get("name"):
+            return False  # the SDK answers the mismatch
+        stream = _EventStream(send, "", str(request_id), None, False, self._retry_ms, json_until_notified=True)
+        work = self._surface.lean_modern_call(version, params, stream.notify)
+        if work is None:
+            return False
+        await self._run(None, request_id, work, stream, receive)
+        return True
+
+    async def _run(
+        self,
+        key: tuple[str, str] | None,
+        request_id: Any,
+        work: Coroutine[Any, Any, dict[str, Any]],
+        stream: _EventStream,
+        receive: Receive,
+    ) -> None:
+        """Run one call and answer it; a client that hangs up cancels it."""
+        scope = anyio.CancelScope()
+        if key is not None:
+            self._running[key] = scope
         try:
             result: dict[str, Any] | None = None
-            with scope:
-                result = await work
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_cancel_on_disconnect, receive, scope)
+                with scope:
+                    result = await work
+                tg.cancel_scope.cancel()
             if result is None:  # cancelled by the client
                 error = {"code": REQUEST_CANCELLED, "message": "Request cancelled"}
-                await stream.emit({"jsonrpc": "2.0", "id": request_id, "error": error})
+                await stream.finish({"jsonrpc": "2.0", "id": request_id, "error": error})
             else:
-                await stream.emit({"jsonrpc": "2.0", "id": request_id, "result": result})
-            await stream.end()
+                await stream.finish({"jsonrpc": "2.0", "id": request_id, "result": result})
         finally:
-            self._running.pop(key, None)
-        return True
+            if key is not None:
+                self._running.pop(key, None)
 
 
 class _EventStream:
     """One POST's SSE response, started with the first event; events are stored (as the SDK does) when the
     session has a store, and the stream is primed for the clients that can read a priming event."""
 
-    def __init__(self, send: Send, session_id: str, stream_id: str, store: Any, priming: bool, retry_ms: int) -> None:
+    def __init__(
+        self,
+        send: Send,
+        session_id: str,
+        stream_id: str,
+        store: Any,
+        priming: bool,
+        retry_ms: int,
+        *,
+        json_until_notified: bool = False,
+    ) -> None:
+        self._json_until_notified = json_until_notified  # 2026-07-28: plain JSON unless something comes first
         self._send = send
         self._session_id = session_id
         self._stream_id = stream_id
@@ -148,7 +196,7 @@ class _EventStream:
                 (b"cache-control", b"no-cache, no-transform"),
                 (b"connection", b"keep-alive"),
                 (b"content-type", b"text/event-stream"),
-                (b"mcp-session-id", self._session_id.encode()),
+                *([(b"mcp-session-id", self._session_id.encode())] if self._session_id else []),
                 (b"x-accel-buffering", b"no"),
             ]
             await self._send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -164,8 +212,34 @@ class _EventStream:
             chunk += f"event: message\r\ndata: {data}\r\n\r\n".encode()
         await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
 
-    async def end(self) -> None:
+    async def finish(self, message: dict[str, Any]) -> None:
+        """Send the response, which ends the stream (or is the whole body, as plain JSON)."""
+        if self._json_until_notified and not self._started:
+            self._started = True
+            body = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()
+            headers = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
+            await _respond(self._send, 200, body, headers)
+            return
+        await self.emit(message)
         await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _json_rpc(body: bytes) -> dict[str, Any] | None:
+    try:
+        message = json.loads(body)
+    except ValueError:
+        return None
+    return message if isinstance(message, dict) and message.get("jsonrpc") == "2.0" else None
+
+
+def _valid_id(value: Any) -> bool:
+    return isinstance(value, str | int) and not isinstance(value, bool)
+
+
+async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    scope.cancel()
 
 
 async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:

@@ -347,7 +347,14 @@ class McpSurface:
             return None
         return self._lean_result(request, LeanPeer(connection, notify, logs=True), notify)
 
-    async def _lean_result(self, request: lean.LeanRequest, peer: LeanPeer, notify: Notify) -> dict[str, Any]:
+    def lean_modern_call(self, version: str, params: Any, notify: Notify) -> Coroutine[Any, Any, dict[str, Any]] | None:
+        """The lean path for a 2026-07-28 `tools/call` over HTTP (no session, so no caller to ask things)."""
+        request = lean.parse(params)
+        if request is None or request.envelope_version != version:
+            return None
+        return self._lean_result(request, None, notify)
+
+    async def _lean_result(self, request: lean.LeanRequest, peer: LeanPeer | None, notify: Notify) -> dict[str, Any]:
         call = CallContext(progress=lean.progress_reporter(request.progress_token, notify), peer=peer)
         answer = await self._dispatch(request.name, request.arguments, call)
         result = answer.model_dump(by_alias=True, mode="json", exclude_none=True)
