@@ -7,6 +7,7 @@ through `accept`, as the stdio transport's reader does (the real pipe is covered
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
 import anyio
@@ -128,14 +129,20 @@ async def test_a_cancelled_request_is_cancelled_upstream() -> None:
 
 async def test_log_messages_are_seen_while_their_call_still_waits() -> None:
     wire, channel = Wire(), RawChannel()
-    logs: list[dict[str, Any]] = []
-    channel.on_log = logs.append
+    logs: list[tuple[dict[str, Any], Any]] = []
+    channel.on_log = lambda params, context: logs.append((params, context))
     log = {"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": "x"}}
     assert not channel.wants(json.dumps(log).encode())  # nothing in flight: the SDK session takes it
     async with anyio.create_task_group() as tg:
         channel.open(wire.send, tg)
-        tg.start_soon(channel.request, "tools/call", {"name": "log"})
-        request = await wire.next()
+        tg.start_soon(partial(channel.request, "tools/call", {"name": "log"}, context="first call"))
+        first = await wire.next()
         assert channel.wants(json.dumps(log).encode()) and channel.accept(log)
-        assert logs == [log["params"]]
-        channel.accept({"jsonrpc": "2.0", "id": request["id"], "result": {}})
+        assert logs == [(log["params"], "first call")]  # the only call in flight: its own
+        tg.start_soon(partial(channel.request, "tools/call", {"name": "log"}, context="second call"))
+        second = await wire.next()
+        channel.accept(log)
+        channel.accept(log, stream_of=second["id"])  # it came on the second call's own (HTTP) stream
+        assert logs[1:] == [(log["params"], None), (log["params"], "second call")]
+        for request in (first, second):
+            channel.accept({"jsonrpc": "2.0", "id": request["id"], "result": {}})

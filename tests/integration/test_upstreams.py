@@ -305,6 +305,35 @@ async def test_an_http_upstream_keeps_progress_logs_and_sampling_on_the_lean_pat
         assert "text" in error["message"]
 
 
+async def test_log_messages_of_concurrent_calls_reach_their_own_callers(
+    http_upstream: tuple[str, Callable[[], None]],
+) -> None:
+    url, _ = http_upstream
+    config = parse_config({"backends": [{"name": "remote", "kind": "mcp", "url": url}]})
+    received: dict[str, list[Any]] = {"a": [], "b": []}
+
+    async def on_log_a(params: mcp_types.LoggingMessageNotificationParams) -> None:
+        received["a"].append(params.data)
+
+    async def on_log_b(params: mcp_types.LoggingMessageNotificationParams) -> None:
+        received["b"].append(params.data)
+
+    async with Gateway(config) as gw:
+        surface = McpSurface(gw)
+        async with (
+            Client(surface.server, mode="legacy", logging_callback=on_log_a) as a,
+            Client(surface.server, mode="legacy", logging_callback=on_log_b) as b,
+            anyio.create_task_group() as tg,
+        ):
+            # Both calls are in flight when the upstream logs; each message rides its own call's stream.
+            tg.start_soon(run, a, "remote:log", {"message": "for a", "delay": 0.3})
+            tg.start_soon(run, b, "remote:log", {"message": "for b", "delay": 0.3})
+        with anyio.fail_after(5):
+            while not (received["a"] and received["b"]):
+                await anyio.sleep(0.02)
+    assert received == {"a": ["for a"], "b": ["for b"]}
+
+
 async def test_a_stderr_flood_is_kept_bounded(client: Client, gateway: Gateway) -> None:
     result = await run(client, "up:flood", {"megabytes": 20})
     assert text_of(result) == "flooded stderr"

@@ -286,19 +286,21 @@ class McpBackend:
     async def _on_log(self, params: mcp_types.LoggingMessageNotificationParams) -> None:
         self._log(params)
 
-    def _on_raw_log(self, raw: dict[str, Any]) -> None:
+    def _on_raw_log(self, raw: dict[str, Any], caller: CallContext | None) -> None:
         try:
             params = mcp_types.LoggingMessageNotificationParams.model_validate(raw, by_name=False)
         except ValidationError:
             logger.info("upstream %s sent a malformed log message: %s", self._name, shorten(str(raw), 300))
             return
-        self._log(params)
+        self._log(params, caller)
 
-    def _log(self, params: mcp_types.LoggingMessageNotificationParams) -> None:
+    def _log(self, params: mcp_types.LoggingMessageNotificationParams, caller: CallContext | None = None) -> None:
         logger.info("upstream %s log [%s]: %s", self._name, params.level, shorten(str(params.data), 500))
         if self._log_listener is not None:
-            # A stdio upstream's log messages carry no request; with one call in flight they are its own.
-            caller = self._callers[0] if len(self._callers) == 1 else None
+            # On stdio a log message names no request: with one call in flight it is that call's. Over HTTP
+            # the lean channel knows the call whose stream carried it.
+            if caller is None and len(self._callers) == 1:
+                caller = self._callers[0]
             self._task_group_or_fail().start_soon(self._log_listener, self._name, params, caller)
 
     async def _relist_quietly(self, client: Client) -> None:
@@ -350,7 +352,8 @@ class McpBackend:
         try:
             on_progress = None if ctx.progress is None else progress
             if channel is not None and channel.usable:
-                raw = await channel.request("tools/call", {"name": upstream_name, "arguments": args}, on_progress)
+                call = {"name": upstream_name, "arguments": args}
+                raw = await channel.request("tools/call", call, on_progress, context=ctx)
                 return _call_result(raw, self._name)
             return await client.call_tool(upstream_name, args, progress_callback=on_progress)
         except MCPError as exc:

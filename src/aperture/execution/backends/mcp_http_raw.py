@@ -47,6 +47,8 @@ class HttpPoster:
         self._elsewhere = elsewhere
 
     async def send(self, line: bytes) -> None:
+        request_id = json.loads(line).get("id")
+        stream_of = request_id if isinstance(request_id, str) else None
         headers = self._session.apply(
             {"content-type": "application/json", "accept": "application/json, text/event-stream"}
         )
@@ -58,12 +60,12 @@ class HttpPoster:
                 raise _http_error(response.status_code, body)
             content_type = response.headers.get("content-type", "")
             if content_type.startswith("application/json"):
-                await self._deliver(json.loads(await response.aread()))
+                await self._deliver(json.loads(await response.aread()), stream_of)
                 return
-            last_event = await self._read_events(response)
-        await self._resume(json.loads(line).get("id"), last_event)
+            last_event = await self._read_events(response, stream_of)
+        await self._resume(stream_of, last_event)
 
-    async def _resume(self, request_id: Any, last_event: _LastEvent) -> None:
+    async def _resume(self, request_id: str | None, last_event: _LastEvent) -> None:
         """Follow a stream the server closed before answering: GET with Last-Event-ID until the answer came."""
         for _ in range(MAX_RESUMES):
             if not self._channel.waits_for(request_id) or last_event.id is None:
@@ -74,9 +76,11 @@ class HttpPoster:
                 if response.status_code >= 400:
                     body = (await response.aread())[:MAX_ERROR_BODY].decode("utf-8", "replace")
                     raise _http_error(response.status_code, body)
-                last_event = await self._read_events(response, last_event)
+                last_event = await self._read_events(response, request_id, last_event)
 
-    async def _read_events(self, response: httpx2.Response, last: _LastEvent | None = None) -> _LastEvent:
+    async def _read_events(
+        self, response: httpx2.Response, stream_of: str | None, last: _LastEvent | None = None
+    ) -> _LastEvent:
         last = last or _LastEvent()
         async for event in _sse_events(response.aiter_lines()):
             last.id = event.get("id", last.id)
@@ -84,11 +88,11 @@ class HttpPoster:
                 last.retry_ms = int(event["retry"])
             data = event.get("data")
             if data:
-                await self._deliver(json.loads(data))
+                await self._deliver(json.loads(data), stream_of)
         return last
 
-    async def _deliver(self, message: Any) -> None:
-        if not self._channel.accept(message):
+    async def _deliver(self, message: Any, stream_of: str | None) -> None:
+        if not self._channel.accept(message, stream_of):
             await self._elsewhere(message)
 
 

@@ -40,6 +40,7 @@ class _Pending:
     done: anyio.Event = field(default_factory=anyio.Event)
     response: dict[str, Any] | None = None
     on_progress: ProgressFn | None = None
+    context: Any = None
 
 
 class RawChannel:
@@ -58,10 +59,11 @@ class RawChannel:
         self._counter = 0
         self._closed: str | None = None
 
-        self.on_log: Callable[[dict[str, Any]], None] | None = None
-        """Called with a log message's params while a request waits. Log messages go here rather than to
-        the SDK session so they are seen in order with the responses: the call a message belongs to is
-        still in flight when it arrives (the session would see it only after the response got ahead)."""
+        self.on_log: Callable[[dict[str, Any], Any], None] | None = None
+        """Called with a log message's params, and the `context` of the request it belongs to when that is
+        known (it came on that request's own HTTP stream, or only one request waits), else None. Log
+        messages come here rather than to the SDK session so they are seen in order with the responses:
+        the call a message belongs to is still in flight when it arrives."""
 
     def open(self, send: Callable[[bytes], Awaitable[None]], task_group: anyio.abc.TaskGroup) -> None:
         self._send, self._task_group = send, task_group
@@ -78,8 +80,11 @@ class RawChannel:
         """Whether `line` may be for this channel (cheap: no parsing)."""
         return bool(self._pending) and any(marker in line for marker in MARKERS)
 
-    def accept(self, message: Any) -> bool:
-        """Take `message` when it answers or reports on one of this channel's requests; True when taken."""
+    def accept(self, message: Any, stream_of: str | None = None) -> bool:
+        """Take `message` when it answers or reports on one of this channel's requests; True when taken.
+
+        `stream_of` names the request whose response stream carried the message, when there is one.
+        """
         if not isinstance(message, dict):
             return False
         request_id = message.get("id")
@@ -92,7 +97,10 @@ class RawChannel:
             return True
         params = message.get("params")
         if message.get("method") == "notifications/message" and isinstance(params, dict) and self.on_log is not None:
-            self.on_log(params)
+            owner = self._pending.get(stream_of) if stream_of is not None else None
+            if owner is None and len(self._pending) == 1:
+                owner = next(iter(self._pending.values()))
+            self.on_log(params, owner.context if owner is not None else None)
             return True
         if message.get("method") == "notifications/progress" and isinstance(params, dict):
             token = params.get("progressToken")
@@ -126,8 +134,10 @@ class RawChannel:
         for entry in pending.values():
             entry.done.set()
 
-    async def request(self, method: str, params: dict[str, Any], on_progress: ProgressFn | None = None) -> Any:
-        """Send one request and wait for its result.
+    async def request(
+        self, method: str, params: dict[str, Any], on_progress: ProgressFn | None = None, context: Any = None
+    ) -> Any:
+        """Send one request and wait for its result; `context` comes back with its log messages (`on_log`).
 
         Raises:
             MCPError: the upstream answered with a JSON-RPC error.
@@ -138,7 +148,7 @@ class RawChannel:
             raise ChannelClosedError(self._closed or "the connection is not open")
         self._counter += 1
         request_id = f"{ID_PREFIX}{self._counter}"
-        pending = _Pending(on_progress=on_progress)
+        pending = _Pending(on_progress=on_progress, context=context)
         if on_progress is not None:
             params = {**params, "_meta": {**params.get("_meta", {}), "progressToken": request_id}}
         line = json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}, ensure_ascii=False)
