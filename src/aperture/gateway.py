@@ -43,6 +43,7 @@ from aperture.execution import (
     Runner,
     RunResult,
     StdioTarget,
+    ToolCall,
     UpstreamState,
     raise_unavailable_or_unknown,
 )
@@ -53,8 +54,10 @@ from aperture.model import (
     InvalidRequestError,
     Tool,
     ToolId,
+    UnknownToolError,
     describe,
 )
+from aperture.ops.chain import Ops
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +112,9 @@ class Gateway:
         self.index = _index(self.config)
         timeouts = {b.name: b.timeout for b in self.config.backends if b.timeout is not None}
         self.runner = Runner(self.registry, default_timeout=self.config.execution.timeout, backend_timeouts=timeouts)
+        # The operations middleware (auth, resilience, cache, observe) as configured; none of it when disabled.
+        self.ops = Ops(self.config.ops, self.registry, self.runner, resolve_path=self.config.resolve)
+        self._run = self.ops.wrap(self.runner)
         self.registry.add_listener(self._on_catalog_changed)
         self._listeners: list[Callable[[], None]] = []
         self._stack: AsyncExitStack | None = None
@@ -143,6 +149,7 @@ class Gateway:
         await anyio.to_thread.run_sync(self.index.close)
         if self._stack is not None:
             stack, self._stack = self._stack, None
+            stack.push_async_callback(self.ops.aclose)
             try:
                 await stack.__aexit__(exc_type, exc, tb)
             except BaseExceptionGroup as group:
@@ -276,6 +283,10 @@ class Gateway:
         """
         parsed = ToolId.parse(tool_id)
         tool = self.index.get(parsed.key)
+        if tool is not None and not self.ops.may_see(tool.key):
+            hidden = UnknownToolError(tool_id)  # a tool the caller may not run is one it does not see
+            hidden.op = op
+            raise hidden
         if tool is None or (parsed.version is not None and tool.version not in (None, parsed.version)):
             try:
                 raise_unavailable_or_unknown(tool_id, parsed, self.registry.snapshot)
@@ -320,12 +331,13 @@ class Gateway:
 
     async def run(self, tool_id: str, args: Any, ctx: CallContext | None = None) -> RunResult:
         """Run a tool; failures come back as a failed `RunResult`, never as an exception."""
-        return await self.runner.run(tool_id, args, ctx)
+        return await self._run(ToolCall(tool_id=tool_id, args=args, ctx=ctx or CallContext()))
 
     # --- cursors --------------------------------------------------------------------------------
 
     def _page_result(self, page: SearchPage, scope: str, key: str) -> dict[str, Any]:
-        result: dict[str, Any] = {key: [hit.to_dict() for hit in page.hits], "total": page.total}
+        hits = [hit.to_dict() for hit in page.hits if self.ops.may_see(hit.id)]  # a caller sees what it may run
+        result: dict[str, Any] = {key: hits, "total": page.total}
         if page.next_offset is not None:
             result["nextCursor"] = self._cursor(page.next_offset, scope)
         if page.reason:

@@ -11,6 +11,7 @@ from aperture.discovery import default_cache_dir, semantic_available
 from aperture.discovery.embedding import INSTALL_HINT
 from aperture.model.errors import InvalidToolIdError
 from aperture.model.ids import validate_part
+from aperture.ops.settings import OpsSettings
 
 
 def _backend_name(value: str) -> str:
@@ -194,6 +195,9 @@ class Config(_Section):
     search: SearchConfig = SearchConfig()
     execution: ExecutionConfig = ExecutionConfig()
     integrity: IntegrityConfig = IntegrityConfig()
+    ops: OpsSettings = Field(
+        default_factory=OpsSettings, description="Auth, resilience, cache, observe, health (docs/operations.md)."
+    )
     base_dir: Path = Field(Path("."), exclude=True, description="Directory relative paths are resolved against.")
     config_file: Path | None = Field(None, exclude=True, description="The file this came from, if any.")
 

@@ -30,6 +30,9 @@ class ErrorCode(StrEnum):
     CANCELLED = "cancelled"
     BACKEND_UNAVAILABLE = "backend_unavailable"
     TOOL_HELD = "tool_held"
+    UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
+    RATE_LIMITED = "rate_limited"
     CONFIG = "config"
     INTERNAL = "internal"
 
@@ -164,6 +167,25 @@ class ToolHeldError(ApertureError):
     """A tool whose definition changed since it was approved, held back until an operator approves it."""
 
     code = ErrorCode.TOOL_HELD
+
+
+class UnauthorizedError(ApertureError):
+    """The caller did not prove who it is (no credentials, or credentials that do not verify)."""
+
+    code = ErrorCode.UNAUTHORIZED
+
+
+class ForbiddenError(ApertureError):
+    """The caller is known but its roles or scopes do not allow this tool."""
+
+    code = ErrorCode.FORBIDDEN
+
+
+class RateLimitedError(ApertureError):
+    """A rate limit or a bulkhead refused the call; `details["retry_after"]` says when to try again."""
+
+    code = ErrorCode.RATE_LIMITED
+    retryable = True
 
 
 class InternalError(ApertureError):

@@ -13,6 +13,7 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from starlette.types import ASGIApp
 
 from aperture.gateway import Gateway
+from aperture.ops.http import OpsHttpApp
 from aperture.surface.mcp.events import MemoryEventStore
 from aperture.surface.mcp.http_lean import LeanHttpApp
 from aperture.surface.mcp.server import McpSurface
@@ -66,9 +67,12 @@ def http_app(surface: McpSurface, *, path: str = "/mcp", host: str = "127.0.0.1"
     )
     manager = surface.server.session_manager
     _isolate_event_stores(manager)
+    # Health, metrics and authentication sit outside both call paths (the SDK's and the lean one).
     if surface.gateway.config.server.sse_poll_after is not None:
-        return app  # long calls let go of their streams: the SDK's path does that
-    return LeanHttpApp(app, surface, manager, path=path, retry_ms=RETRY_INTERVAL_MS)
+        return OpsHttpApp(app, surface.gateway.ops, path=path)  # long calls let go of their streams: the SDK's path
+    return OpsHttpApp(
+        LeanHttpApp(app, surface, manager, path=path, retry_ms=RETRY_INTERVAL_MS), surface.gateway.ops, path=path
+    )
 
 
 def _isolate_event_stores(manager: StreamableHTTPSessionManager) -> None:

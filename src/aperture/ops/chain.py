@@ -1,0 +1,175 @@
+"""The operations stack: builds the enabled middleware from `ops:` settings, in the configured order
+(default auth -> resilience -> cache -> observe -> runner). A disabled piece is not in the stack at all."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import reduce
+from pathlib import Path
+from typing import Any
+
+from aperture.execution import BackendRegistry, Middleware, RunFn, Runner
+from aperture.model import ApertureError, Tool
+from aperture.ops.cache import CacheStore, FileStore, MemoryStore, RedisStore, ResultCache
+from aperture.ops.health import HealthChecker
+from aperture.ops.identity import LOCAL, Identity, identity_of
+from aperture.ops.settings import OpsSettings
+from aperture.ops.shared import RedisLink
+
+logger = logging.getLogger(__name__)
+
+
+class Resolver:
+    """Tool id -> (tool, backend name), memoised per catalog snapshot (every layer asks, so it must be cheap)."""
+
+    def __init__(self, runner: Runner) -> None:
+        self._runner = runner
+        self._snapshot: Any = None
+        self._known: dict[str, tuple[Tool, str] | None] = {}
+
+    def __call__(self, tool_id: str) -> tuple[Tool, str] | None:
+        snapshot = self._runner.registry.snapshot
+        if snapshot is not self._snapshot or len(self._known) > 50_000:
+            self._snapshot, self._known = snapshot, {}
+        try:
+            return self._known[tool_id]
+        except KeyError:
+            pass
+        try:
+            tool, backend = self._runner.resolve(tool_id)
+            found: tuple[Tool, str] | None = (tool, backend.name)
+        except ApertureError:
+            found = None
+        self._known[tool_id] = found
+        return found
+
+
+class Ops:
+    """The operations layer of one gateway: the middleware stack, the health checker, the HTTP extras.
+
+    Args:
+        settings: the `ops:` section.
+        registry: the backends (for health).
+        runner: the innermost run function (and where tools are resolved).
+        resolve_path: turns a configured relative path into an absolute one.
+    """
+
+    def __init__(
+        self,
+        settings: OpsSettings,
+        registry: BackendRegistry,
+        runner: Runner,
+        *,
+        resolve_path: Callable[[str], Path] = Path,
+    ) -> None:
+        self.settings = settings
+        self.resolve = Resolver(runner)
+        self.link: RedisLink | None = None
+        self.telemetry: Any = None
+        self.observer: Any = None
+        self.cache: ResultCache | None = None
+        self.resilience: Any = None
+        self.auth: Any = None
+        self._closers: list[Callable[[], None]] = []
+        layers: dict[str, Middleware] = {}
+        needs_redis = settings.redis is not None and (
+            (settings.cache.enabled and settings.cache.store == "redis")
+            or (settings.resilience.enabled and settings.resilience.shared)
+            or (settings.auth.enabled and settings.auth.audit == "redis")
+        )
+        if needs_redis and settings.redis is not None:
+            redis = settings.redis
+            self.link = RedisLink(redis.url, prefix=redis.prefix, timeout=redis.timeout, retry_after=redis.retry_after)
+        if settings.observe.enabled:
+            from aperture.ops.observe import Observer, Telemetry
+
+            self.telemetry = Telemetry(settings.observe)
+            self.observer = Observer(settings.observe, self.telemetry, self.resolve)
+            layers["observe"] = self.observer.wrap
+        if settings.cache.enabled:
+            self.cache = ResultCache(
+                settings.cache,
+                self._cache_store(resolve_path),
+                self.resolve,
+                on_lookup=self.telemetry.cache_lookup if self.telemetry is not None else None,
+            )
+            layers["cache"] = self.cache.wrap
+        local = Identity(name="local", method="local", roles=frozenset(settings.auth.local_roles))
+        self.local = local if settings.auth.enabled else LOCAL
+        if settings.resilience.enabled:
+            self.resilience = self._resilience()
+            layers["resilience"] = self.resilience.wrap
+        if settings.auth.enabled:
+            from aperture.ops.auth import AuditLog, Auth, FileAudit, RedisAudit
+
+            audit: AuditLog | None = None
+            if settings.auth.audit == "file":
+                file_audit = FileAudit(resolve_path(settings.auth.audit_file))
+                self._closers.append(file_audit.close)
+                audit = file_audit
+            elif settings.auth.audit == "redis" and self.link is not None:
+                audit = RedisAudit(self.link)
+            self.auth = Auth(settings.auth, resolve=self.resolve, audit=audit)
+            layers["auth"] = self.auth.wrap
+        self.middleware: list[Middleware] = [layers[name] for name in settings.chain if name in layers]
+        self.layers = [name for name in settings.chain if name in layers]
+        self.health = HealthChecker(
+            registry,
+            settings.health,
+            breakers=self.resilience.breaker_states if self.resilience is not None else None,
+            redis=self.link.health if self.link is not None else None,
+        )
+
+    def wrap(self, run: RunFn) -> RunFn:
+        """`run` wrapped in the enabled middleware, outermost first (`run` itself when none is enabled)."""
+        return reduce(lambda inner, wrap: wrap(inner), reversed(self.middleware), run)
+
+    def may_see(self, tool_id: str, ctx: Any = None) -> bool:
+        """Whether the current caller may see (and so run) `tool_id`; always True without auth."""
+        if self.auth is None:
+            return True
+        who = identity_of(ctx, self.local) if ctx is not None else self._current()
+        allowed: bool = self.auth.authorizer.allows(who, tool_id)
+        return allowed
+
+    def _current(self) -> Identity:
+        from aperture.ops.identity import current_identity
+
+        return current_identity.get() or self.local
+
+    def _cache_store(self, resolve_path: Callable[[str], Path]) -> CacheStore:
+        cache = self.settings.cache
+        if cache.store == "file":
+            store = FileStore(resolve_path(cache.directory), cache.max_bytes)
+            self._closers.append(store.close)
+            return store
+        if cache.store == "redis" and self.link is not None:
+            return RedisStore(self.link)
+        return MemoryStore(cache.max_entries)
+
+    def _resilience(self) -> Any:
+        from aperture.ops.resilience import Resilience
+        from aperture.ops.shared import BreakerStore, BucketStore, RedisBreakers, RedisBuckets
+
+        buckets: BucketStore | None = None
+        breakers: BreakerStore | None = None
+        if self.settings.resilience.shared and self.link is not None:
+            buckets, breakers = RedisBuckets(self.link), RedisBreakers(self.link)
+        return Resilience(
+            self.settings.resilience,
+            self.resolve,
+            buckets=buckets,
+            breakers=breakers,
+            on_breaker=self.telemetry.breaker_changed if self.telemetry is not None else None,
+            local=self.local,
+        )
+
+    async def aclose(self) -> None:
+        """Flush telemetry, close files and the Redis pool."""
+        for close in self._closers:
+            close()
+        if self.telemetry is not None:
+            self.telemetry.shutdown()
+        if self.link is not None:
+            await self.link.aclose()

@@ -1,0 +1,106 @@
+"""The HTTP side of the operations layer, as an ASGI layer in front of the MCP app: `/healthz`, `/readyz`,
+`/metrics`, the OAuth protected-resource document, and authentication of every other request (401 with
+`WWW-Authenticate` when it fails) before any MCP handling, so both the SDK's and the lean call path see it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from aperture.model import UnauthorizedError
+from aperture.ops.chain import Ops
+from aperture.ops.identity import IDENTITY_KEY, current_identity
+
+WELL_KNOWN = "/.well-known/oauth-protected-resource"
+
+
+class OpsHttpApp:
+    """Wraps the MCP ASGI app; see the module docstring."""
+
+    def __init__(self, app: ASGIApp, ops: Ops, *, path: str = "/mcp") -> None:
+        self._app = app
+        self._ops = ops
+        self._path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        route = scope["path"]
+        if scope["method"] == "GET":
+            if route == "/healthz":
+                await _json(send, 200, self._ops.health.liveness())
+                return
+            if route == "/readyz":
+                body = await self._ops.health.readiness()
+                await _json(send, 200 if body["status"] == "ready" else 503, body)
+                return
+            if route == "/metrics" and self._ops.telemetry is not None:
+                text = self._ops.telemetry.prometheus_text()
+                await _respond(send, 200, text, "text/plain; version=0.0.4; charset=utf-8")
+                return
+            if route.startswith(WELL_KNOWN) and self._ops.auth is not None:
+                await _json(send, 200, self._resource_document(scope))
+                return
+        auth = self._ops.auth
+        if auth is None:
+            await self._app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
+        try:
+            identity = await auth.authenticator.authenticate(headers.get("authorization"), headers.get("x-api-key"))
+        except UnauthorizedError as error:
+            challenge = f'Bearer resource_metadata="{self._resource_url(scope)}{WELL_KNOWN}{self._path}"'
+            if "expired" in error.message or "not valid" in error.message or "signature" in error.message:
+                challenge += ', error="invalid_token"'
+            body = {"error": "unauthorized", "message": error.message}
+            await _json(send, 401, body, [(b"www-authenticate", challenge.encode())])
+            return
+        scope[IDENTITY_KEY] = identity
+        token = current_identity.set(identity)
+        try:
+            await self._app(scope, receive, send)
+        finally:
+            current_identity.reset(token)
+
+    def _resource_url(self, scope: Scope) -> str:
+        configured = self._ops.settings.auth.resource
+        if configured:
+            return configured.rstrip("/").removesuffix(self._path)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
+        host = headers.get("host") or "{}:{}".format(*scope.get("server") or ("127.0.0.1", 80))
+        return f"{scope.get('scheme', 'http')}://{host}"
+
+    def _resource_document(self, scope: Scope) -> dict[str, Any]:
+        settings = self._ops.settings.auth
+        servers = list(settings.authorization_servers)
+        if not servers and settings.jwt is not None and settings.jwt.issuer:
+            servers = [settings.jwt.issuer]
+        return {
+            "resource": settings.resource or f"{self._resource_url(scope)}{self._path}",
+            "authorization_servers": servers,
+            "bearer_methods_supported": ["header"],
+        }
+
+
+async def _json(send: Send, status: int, body: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    await _respond(send, status, json.dumps(body).encode(), "application/json", headers)
+
+
+async def _respond(
+    send: Send, status: int, body: bytes, content_type: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type.encode()),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
