@@ -227,3 +227,20 @@ def test_the_dense_strategy_builds_through_the_cache(embedder: MiniLMEmbedder, t
     strategy = DenseStrategy(embedder, cache=EmbeddingCache(tmp_path))
     assert strategy.embedder is embedder
     assert strategy.build([]).scores("anything").shape == (0,)
+
+
+def test_a_request_and_its_clauses_come_from_one_pass_of_the_model(embedder: MiniLMEmbedder) -> None:
+    text = "Send an email to Ana and check the weather forecast in Paris"
+    spans = [(0, 20), (25, len(text))]
+    before = embedder.texts_encoded
+    vectors = embedder.embed_spans(text, spans)
+    assert embedder.texts_encoded == before + 1
+    assert vectors.shape == (3, 384)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    assert np.allclose(vectors[0], embedder.embed_query(text), atol=1e-5)
+    # Each clause's vector is closer to that clause encoded on its own than to the other clause.
+    email, weather = embedder.embed([text[0:20], text[25:]])
+    assert cosine(vectors[1], email) > cosine(vectors[1], weather)
+    assert cosine(vectors[2], weather) > cosine(vectors[2], email)
+    # A span that holds no token falls back to the whole text.
+    assert np.allclose(embedder.embed_spans(text, [(3, 3)])[1], vectors[0], atol=1e-5)

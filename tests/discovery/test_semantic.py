@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from aperture.discovery import (
     strategy_named,
     tool_text,
 )
+from aperture.discovery.embedding import Vectors
 from aperture.model import Tool, ToolId
 
 
@@ -162,3 +164,43 @@ def test_each_clause_of_a_request_can_bring_its_own_tool(dense: DenseStrategy) -
 def test_clause_weight_is_checked() -> None:
     with pytest.raises(ValueError, match="clause_weight"):
         HybridStrategy(BM25Strategy(), DenseStrategy(embedder=object()), clause_weight=1.5)  # type: ignore[arg-type]
+
+
+def test_a_request_and_its_clauses_are_encoded_once_and_cached(embedder: MiniLMEmbedder, tmp_path: Path) -> None:
+    strategy = DenseStrategy(embedder, cache=EmbeddingCache(tmp_path))
+    query = "Send an email to Ana about the release and check the weather forecast in Paris"
+    spans = [(0, 37), (42, len(query))]
+    before = embedder.texts_encoded
+    vectors = strategy.request_vectors(query, spans)
+    assert vectors.shape == (3, 384)
+    assert strategy.request_vectors(query, spans) is vectors
+    # The whole request's vector serves its plain cosines too (confidence asks for them).
+    assert np.shares_memory(strategy.query_vector(query), vectors)
+    assert embedder.texts_encoded == before + 1
+
+
+def test_without_late_chunking_the_clauses_go_in_one_batch(embedder: MiniLMEmbedder, tmp_path: Path) -> None:
+    counting = Counting(embedder)
+    strategy = DenseStrategy(counting, cache=EmbeddingCache(tmp_path), late_chunking=False)
+    query = "Send an email to Ana and check the weather forecast"
+    vectors = strategy.request_vectors(query, [(0, 19), (24, len(query))])
+    assert counting.encoded == [query, query[0:19], query[24:]]
+    assert np.allclose(vectors[1], embedder.embed_query(query[0:19]), atol=2e-3)
+
+
+class Counting:
+    """The real embedder without `embed_spans`, recording the texts it encodes."""
+
+    def __init__(self, inner: MiniLMEmbedder) -> None:
+        self.inner = inner
+        self.model_id = inner.model_id
+        self.dimension = inner.dimension
+        self.encoded: list[str] = []
+
+    def embed(self, texts: Sequence[str], *, progress: bool | None = None) -> Vectors:
+        self.encoded += texts
+        return self.inner.embed(texts, progress=progress)
+
+    def embed_query(self, text: str) -> Vectors:
+        self.encoded.append(text)
+        return self.inner.embed_query(text)

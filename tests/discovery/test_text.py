@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aperture.discovery.text import clauses, tokenize
+from aperture.discovery.text import clause_spans, clauses, tokenize
 
 
 def test_common_verbs_meet_on_one_stem_on_both_sides() -> None:
@@ -30,3 +30,16 @@ def test_short_parts_stay_with_their_neighbours_and_parts_are_capped() -> None:
     many = "book a flight. rent a car. find a hotel. order some food"
     assert clauses(many) == ["book a flight.", "rent a car.", "find a hotel. order some food"]
     assert clauses("") == []
+
+
+def test_clause_spans_point_into_the_request() -> None:
+    text = "Latest news about Tesla, and how it has impacted the market. Get the weather and news in Paris"
+    spans = clause_spans(text)
+    assert [text[s:e] for s, e in spans] == [
+        "Latest news about Tesla",
+        "how it has impacted the market.",
+        "Get the weather and news in Paris",  # pieces past the third join it, separator and all
+    ]
+    assert clauses(text)[2] == "Get the weather news in Paris"
+    assert clause_spans("search the web") == [(0, 14)]
+    assert clause_spans("   ") == []

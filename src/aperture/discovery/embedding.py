@@ -222,7 +222,31 @@ class MiniLMEmbedder:
             self.texts_encoded += len(texts)
         return out
 
-    def _run(self, rows: Sequence[Sequence[int]]) -> Vectors:
+    def embed_spans(self, text: str, spans: Sequence[tuple[int, int]]) -> Vectors:
+        """The vector of `text` and of each `(start, end)` character span of it, from ONE pass of the model.
+
+        Row 0 is `embed_query(text)`; row `i + 1` mean-pools the output of the tokens inside `spans[i]`
+        ("late chunking"): each clause of a request costs nothing beyond encoding the request once, where
+        encoding each clause on its own costs about as much again as the request (per-call overhead plus
+        a fee per token; batching them in one padded call is no cheaper on one thread, padding eats it).
+        """
+        encoding = self._tokenizer.encode(text)
+        with self._lock:
+            self.texts_encoded += 1
+        hidden, mask = self._hidden([encoding.ids])
+        states = hidden[0]
+        weights = np.zeros((len(spans) + 1, states.shape[0]), dtype=np.float32)
+        weights[0] = mask[0]
+        specials = np.asarray(encoding.special_tokens_mask, dtype=bool)
+        offsets = np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2)
+        for row, (start, end) in enumerate(spans, start=1):
+            inside = (offsets[:, 0] >= start) & (offsets[:, 1] <= end) & ~specials
+            weights[row] = inside if inside.any() else mask[0]
+        vectors: Vectors = _pool(states[None], weights)[0]
+        return vectors
+
+    def _hidden(self, rows: Sequence[Sequence[int]]) -> tuple[Vectors, npt.NDArray[np.int64]]:
+        """The model's last hidden states for token rows padded to the longest, and the attention mask."""
         width = max(len(r) for r in rows)
         ids = np.zeros((len(rows), width), dtype=np.int64)
         mask = np.zeros((len(rows), width), dtype=np.int64)
@@ -232,11 +256,22 @@ class MiniLMEmbedder:
         feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
         outputs = self._session.run(None, {k: v for k, v in feeds.items() if k in self._inputs})
         hidden: Vectors = np.asarray(outputs[0], dtype=np.float32)
-        weights = mask[:, :, None].astype(np.float32)
-        pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
-        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        unit: Vectors = (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
-        return unit
+        return hidden, mask
+
+    def _run(self, rows: Sequence[Sequence[int]]) -> Vectors:
+        hidden, mask = self._hidden(rows)
+        return _pool(hidden, mask[:, None, :].astype(np.float32))[:, 0]
+
+
+def _pool(hidden: Vectors, weights: Vectors) -> Vectors:
+    """Unit-length weighted means of token states: `hidden` `(batch, tokens, dim)`, `weights` `(batch, k, tokens)`
+    (or `(k, tokens)` for a batch of one) -> `(batch, k, dim)`."""
+    if weights.ndim == 2:
+        weights = weights[None]
+    pooled = np.einsum("bkt,btd->bkd", weights, hidden) / np.maximum(weights.sum(axis=2, keepdims=True), 1e-9)
+    norms = np.linalg.norm(pooled, axis=2, keepdims=True)
+    unit: Vectors = (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+    return unit
 
 
 @contextmanager

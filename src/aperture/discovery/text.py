@@ -152,12 +152,34 @@ def clauses(text: str, *, min_words: int = 3, most: int = 3) -> list[str]:
     `most` parts, the rest joins the last one. One part means the text does not split.
     """
     parts: list[str] = []
-    for part in _CLAUSE_BREAK.split(text):
-        part = part.strip()
-        if not part:
-            continue
-        if parts and (len(part.split()) < min_words or len(parts[-1].split()) < min_words or len(parts) >= most):
-            parts[-1] += " " + part
-        else:
-            parts.append(part)
+    for _, _, part in _clause_pieces(text, min_words, most):
+        parts.append(" ".join(part))
+    return parts
+
+
+def clause_spans(text: str, *, min_words: int = 3, most: int = 3) -> list[tuple[int, int]]:
+    """Where the parts of `clauses(text)` lie in `text`: `(start, end)` character offsets, separators
+    between joined pieces included (so a part's span is one stretch of the text)."""
+    return [(start, end) for start, end, _ in _clause_pieces(text, min_words, most)]
+
+
+def _clause_pieces(text: str, min_words: int, most: int) -> list[tuple[int, int, list[str]]]:
+    """`(start, end, pieces)` per part: the span of the part and the stripped pieces it joins."""
+    parts: list[tuple[int, int, list[str]]] = []
+    start = 0
+    bounds = [(m.start(), m.end()) for m in _CLAUSE_BREAK.finditer(text)] + [(len(text), len(text))]
+    for cut, resume in bounds:
+        raw = text[start:cut]
+        piece = raw.strip()
+        if piece:
+            first = start + len(raw) - len(raw.lstrip())
+            last = first + len(piece)
+            previous = parts[-1] if parts else None
+            if previous is not None and (
+                len(piece.split()) < min_words or len(" ".join(previous[2]).split()) < min_words or len(parts) >= most
+            ):
+                parts[-1] = (previous[0], last, [*previous[2], piece])
+            else:
+                parts.append((first, last, [piece]))
+        start = resume
     return parts
