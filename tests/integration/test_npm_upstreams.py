@@ -25,8 +25,7 @@ from aperture.config import parse_config
 from aperture.gateway import Gateway
 from aperture.surface.mcp import McpSurface
 from tests.conftest import ROOT
-from tests.integration.conftest import free_port
-from tests.integration.test_upstreams import wait_for_port
+from tests.integration.conftest import free_port, wait_for_port
 from tests.mcp_helpers import run, text_of
 
 pytestmark = [

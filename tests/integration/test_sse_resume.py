@@ -9,7 +9,6 @@ included.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -20,8 +19,7 @@ import httpx2
 import pytest
 
 from tests.conftest import FIXTURES
-from tests.integration.conftest import APERTURE, free_port
-from tests.integration.test_upstreams import wait_for_port
+from tests.integration.conftest import serving_http
 
 pytestmark = pytest.mark.anyio
 VERSION = "2025-11-25"
@@ -34,13 +32,8 @@ def url(tmp_path: Path) -> Iterator[str]:
     config.write_text(
         json.dumps({"server": {"expose": "passthrough", "sse_poll_after": 0.3}, "mcpServers": {"up": upstream}})
     )
-    port = free_port()
-    argv = [APERTURE, "serve", "--config", str(config), "--transport", "http", "--port", str(port)]
-    process = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
-    wait_for_port(port)
-    yield f"http://127.0.0.1:{port}/mcp"
-    process.terminate()
-    process.wait(10)
+    with serving_http(config) as url:
+        yield url
 
 
 async def events(response: httpx2.Response) -> AsyncIterator[dict[str, Any]]:

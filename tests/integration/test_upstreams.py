@@ -9,7 +9,6 @@ import contextlib
 import os
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -26,7 +25,7 @@ from aperture.execution import McpBackend, UpstreamState
 from aperture.gateway import Gateway
 from aperture.surface.mcp import McpSurface
 from tests.conftest import FIXTURES
-from tests.integration.conftest import free_port
+from tests.integration.conftest import free_port, wait_for_port
 from tests.mcp_helpers import error_of, run, text_of
 
 pytestmark = pytest.mark.anyio
@@ -59,18 +58,6 @@ async def gateway() -> AsyncIterator[Gateway]:
 async def client(gateway: Gateway) -> AsyncIterator[Client]:
     async with Client(McpSurface(gateway).server, mode="legacy") as c:
         yield c
-
-
-def wait_for_port(port: int, timeout: float = 20.0) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on port {port} after {timeout:g} s")
 
 
 def backend(gateway: Gateway, name: str) -> McpBackend:
