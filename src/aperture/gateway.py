@@ -144,9 +144,10 @@ class Gateway:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         # A semantic index still being built in a worker thread stops first (between chunks of embeddings).
-        await anyio.to_thread.run_sync(self.index.close)
-        # A semantic index still being built in a worker thread stops first (between chunks of embeddings).
-        await anyio.to_thread.run_sync(self.index.close)
+        # Shielded: when leaving on cancellation an unshielded await would raise here, before the task
+        # group entered in __aenter__ is left, and corrupt the caller's cancel scopes.
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self.index.close)
         if self._stack is not None:
             stack, self._stack = self._stack, None
             stack.push_async_callback(self.ops.aclose)

@@ -18,8 +18,8 @@ import httpx2
 import pytest
 from mcp import Client
 
-from tests.conftest import FIXTURES
-from tests.integration.conftest import APERTURE, stdio_params
+from tests.conftest import FIXTURES, TEST_CONFIG
+from tests.integration.conftest import APERTURE, free_port, stdio_params, wait_for_port
 from tests.mcp_helpers import META_NAMES, run, text_of
 
 pytestmark = pytest.mark.anyio
@@ -204,6 +204,23 @@ def alive(pid: int) -> bool:
         return False
     status = Path(f"/proc/{pid}/status")
     return status.exists() and "zombie" not in status.read_text()
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+async def test_sigterm_stops_the_gateway_cleanly(tmp_path: Path, transport: str) -> None:
+    port = free_port()
+    argv = [APERTURE, "serve", "--config", str(TEST_CONFIG), "--transport", transport, "--port", str(port)]
+    async with await anyio.open_process(argv) as process:
+        if transport == "http":
+            await anyio.to_thread.run_sync(wait_for_port, port)
+        else:
+            await anyio.sleep(3)  # started: stdin is open and nothing arrives
+        process.send_signal(signal.SIGTERM)
+        with anyio.fail_after(15):
+            code = await process.wait()
+        assert process.stderr is not None
+        stderr = (await process.stderr.receive(1 << 20)).decode() if code else ""
+    assert code == 0, stderr[-3000:]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

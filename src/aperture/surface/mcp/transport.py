@@ -51,6 +51,9 @@ async def until_terminated(work: Callable[[], Awaitable[None]]) -> None:
         tg.cancel_scope.cancel()
 
 
+GRACE_SECONDS = 3
+"""How long a stopping HTTP server waits for open requests and streams before closing them."""
+
 RETRY_INTERVAL_MS = 1000
 """How long a client whose SSE stream closed waits before resuming it (sent with each stream's first event)."""
 
@@ -102,10 +105,25 @@ async def serve_http(gateway: Gateway, *, host: str = "127.0.0.1", port: int = 8
     """Answer MCP over streamable HTTP until cancelled. The gateway must be entered."""
     surface = McpSurface(gateway)
     app = http_app(surface, path=path, host=host)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=GRACE_SECONDS
+    )
     server = uvicorn.Server(config)
     logger.info("serving MCP on http://%s:%d%s", host, port, path)
+    stopped = anyio.Event()
+
+    async def serve() -> None:
+        # Shielded: cancelling uvicorn mid-loop leaves its lifespan task (and the SDK's session manager in
+        # it) to be torn down at loop close, out of its own cancel scope. It is asked to exit instead.
+        with anyio.CancelScope(shield=True):
+            await server.serve()
+        stopped.set()
+
     async with anyio.create_task_group() as tg:
         tg.start_soon(surface.notify_changes)
-        await server.serve()
+        tg.start_soon(serve)
+        try:
+            await stopped.wait()
+        finally:
+            server.should_exit = True  # on cancellation (SIGTERM, Ctrl-C): a graceful stop, then the group ends
         tg.cancel_scope.cancel()
