@@ -39,12 +39,14 @@ typecheck: $(STAMP)
 unit: $(STAMP) $(NODE_STAMP)
 	$(BIN)/pytest -q
 
-## Benchmarks (a few minutes; figures go to docs/benchmarks.md, JSON to bench/results/).
+## Benchmarks (about 20 minutes; figures go to docs/, JSON to bench/results/).
 bench: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m bench.search_latency
 	$(BIN)/python -m bench.tokens
 	$(BIN)/python -m bench.overhead
 	$(BIN)/python -m bench.churn
+	$(BIN)/python -m bench.capabilities
+	$(BIN)/python -m bench.retrieval
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
