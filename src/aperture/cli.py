@@ -444,6 +444,38 @@ def search(
         out.print(f"[yellow]{escape(result['reason'])}[/yellow]")
 
 
+@app.command()
+def health(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Readiness as /readyz reports it: each backend's state and latency, and shared state (Redis)."""
+
+    async def work(gateway: Gateway) -> dict[str, Any]:
+        return await gateway.ops.health.readiness()
+
+    result = _with_gateway(_load(config), work)
+    if as_json:
+        out.print_json(data=result)
+    else:
+        ready = result["status"] == "ready"
+        table = Table(title=f"health: {'[green]ready[/green]' if ready else '[red]not ready[/red]'}")
+        for column in ("backend", "state", "required", "latency ms", "message"):
+            table.add_column(column)
+        for row in result["backends"]:
+            style = "green" if row["healthy"] else "red"
+            latency = "" if row["latency_ms"] is None else f"{row['latency_ms']:.1f}"
+            table.add_row(
+                escape(row["name"]),
+                f"[{style}]{escape(row['state'])}[/{style}]",
+                "yes" if row["required"] else "no",
+                latency,
+                escape(row["message"]),
+            )
+        out.print(table)
+        if "redis" in result:
+            out.print(f"redis: {result['redis']['state']} {escape(result['redis']['message'])}")
+    if result["status"] != "ready":
+        raise typer.Exit(1)
+
+
 _CONFIDENCE_STYLE = {
     "strong": "[green]strong[/green] (the first tool fits)",
     "weak": "[yellow]weak[/yellow] (check the descriptions)",
