@@ -1,4 +1,4 @@
-"""What the stdio transport answers to lines that are not valid JSON-RPC."""
+"""What the stdio transport answers to lines that are not valid JSON-RPC, and how it splits its input."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import mcp_types
 import pydantic
 import pytest
 
-from aperture.surface.mcp.stdio import error_line, reject
+from aperture.surface.mcp import stdio
+from aperture.surface.mcp.stdio import _Lines, error_line, reject
 
 
 def rejection(line: str) -> dict[str, object] | None:
@@ -39,3 +40,20 @@ def test_error_line_never_echoes_an_invalid_id() -> None:
     assert json.loads(error_line({"bad": "id"}, -32600, "m"))["id"] is None
     assert json.loads(error_line(True, -32600, "m"))["id"] is None
     assert json.loads(error_line("abc", -32600, "m"))["id"] == "abc"
+
+
+def test_lines_are_split_across_chunks() -> None:
+    lines = _Lines()
+    assert lines.feed(b'{"a":') == []
+    assert lines.feed(b' 1}\n{"b": 2}\n{"c"') == [b'{"a": 1}', b'{"b": 2}']
+    assert lines.feed(b": 3}\n") == [b'{"c": 3}']
+    assert not lines.overflowed
+
+
+def test_a_line_over_the_limit_is_dropped_up_to_its_newline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stdio, "MAX_MESSAGE_BYTES", 10)
+    lines = _Lines()
+    assert lines.feed(b"x" * 6) == [] and not lines.overflowed
+    assert lines.feed(b"x" * 6) == [] and lines.overflowed  # said once...
+    assert lines.feed(b"x" * 6) == [] and not lines.overflowed  # ...and the rest is skipped quietly
+    assert lines.feed(b'xxx\n{"ok": 1}\n') == [b'{"ok": 1}']  # the next message is read as usual

@@ -28,6 +28,11 @@ from mcp.shared.message import SessionMessage
 
 logger = logging.getLogger(__name__)
 READ_SIZE = 1 << 16
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+TOO_LARGE = (
+    f"Message too large: over {MAX_MESSAGE_BYTES} bytes without a newline; it was dropped. "
+    "Send one JSON-RPC message per line, each smaller than that."
+)
 
 
 def error_line(request_id: Any, code: int, message: str) -> str:
@@ -52,6 +57,34 @@ def reject(line: str, error: pydantic.ValidationError) -> str | None:
     problems = "; ".join(list(dict.fromkeys(relevant))[:3])
     request_id = data.get("id") if isinstance(data, dict) else None
     return error_line(request_id, mcp_types.INVALID_REQUEST, f"Invalid request: {problems}")
+
+
+class _Lines:
+    """Splits a byte stream into lines, holding at most `MAX_MESSAGE_BYTES` of an unfinished one.
+
+    A longer line is dropped up to its newline (`overflowed` says so once), so a client that never sends
+    a newline cannot make the gateway hold unbounded memory. Parts are joined once, at the newline.
+    """
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._skipping = False
+        self.overflowed = False
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        self.overflowed = False
+        if b"\n" not in chunk:
+            if not self._skipping:
+                self._parts.append(chunk)
+                self._size += len(chunk)
+                if self._size > MAX_MESSAGE_BYTES:
+                    self._parts, self._size, self._skipping, self.overflowed = [], 0, True, True
+            return []
+        head, *lines, tail = chunk.split(b"\n")
+        complete = lines if self._skipping else [b"".join([*self._parts, head]), *lines]
+        self._parts, self._size, self._skipping = ([tail] if tail else []), len(tail), False
+        return complete
 
 
 def _claim(fd: int) -> int:
@@ -188,10 +221,13 @@ async def stdio_transport(
         # Lean calls still running at end of input finish (and are answered) before the output closes.
         async with incoming_send, outgoing.clone() as replies, anyio.create_task_group() as calls:
             leaned = _LeanCalls(lean, calls, replies.send) if lean is not None else None
-            buffer = b""
+            lines = _Lines()
             async for chunk in _read_chunks(stdin):
-                *lines, buffer = (buffer + chunk).split(b"\n")
-                for raw in lines:
+                complete = lines.feed(chunk)
+                if lines.overflowed:
+                    logger.warning("dropped a message over %d bytes", MAX_MESSAGE_BYTES)
+                    await replies.send(error_line(None, mcp_types.INVALID_REQUEST, TOO_LARGE))
+                for raw in complete:
                     if leaned is not None and any(marker in raw for marker in _LEAN_MARKERS):
                         with contextlib.suppress(ValueError):
                             if leaned.take(json.loads(raw)):
