@@ -21,6 +21,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 import mcp_types
 import pydantic
 from mcp.shared._stream_protocols import ReadStream, WriteStream
@@ -110,15 +111,22 @@ async def _read_chunks(fd: int) -> AsyncIterator[bytes]:
                 yield chunk
         return
     os.set_blocking(fd, False)
+    unbroken = 0
     while True:
         try:
             chunk = os.read(fd, READ_SIZE)
         except BlockingIOError:
+            unbroken = 0
             await anyio.wait_readable(fd)
             continue
         if not chunk:
             return
         yield chunk
+        unbroken += 1
+        if len(chunk) == READ_SIZE or unbroken >= 16:
+            # Input that never runs dry (a flood) must not starve everything else, signals included.
+            unbroken = 0
+            await anyio.lowlevel.checkpoint()
 
 
 async def _write_all(fd: int, data: bytes) -> None:
