@@ -137,21 +137,22 @@ def bfcl_pooled(out: Path, limit: int | None) -> Dataset:
         gold_of = {a["id"]: [next(iter(call)) for call in a["ground_truth"]] for a in _bfcl_lines(category, True)}
         for entry in _bfcl_lines(category):
             for fn in entry["function"]:
-                name = _safe(fn["name"])
-                tools.setdefault(
-                    name,
-                    {
-                        "id": f"bfcl:{name}",
-                        "description": fn.get("description", ""),
-                        "input_schema": json_schema(fn.get("parameters") or {"type": "object", "properties": {}}),
-                    },
-                )
+                tools.setdefault(_safe(fn["name"]), _bfcl_tool(fn))
             gold = gold_of.get(entry["id"])
             if not gold:
                 continue
             turns = [t["content"] for turns in entry["question"] for t in turns if t["role"] == "user"]
             queries.append({"query": " ".join(turns), "gold": list(dict.fromkeys(f"bfcl:{_safe(g)}" for g in gold))})
     return _write(out, "bfcl-pooled", list(tools.values()), _subsample(queries, limit))
+
+
+def _bfcl_tool(fn: Record) -> Record:
+    """One BFCL function as a TOOLS.jsonl record."""
+    return {
+        "id": f"bfcl:{_safe(fn['name'])}",
+        "description": fn.get("description", ""),
+        "input_schema": json_schema(fn.get("parameters") or {"type": "object", "properties": {}}),
+    }
 
 
 ANSWERABLE = ["simple_python", "multiple", "live_simple", "live_multiple"]
@@ -165,15 +166,7 @@ def abstention(out: Path, limit: int | None) -> Dataset:
         for entry in _bfcl_lines(category):
             tools: dict[str, Record] = {}
             for fn in entry["function"]:
-                name = _safe(fn["name"])
-                tools.setdefault(
-                    name,
-                    {
-                        "id": f"bfcl:{name}",
-                        "description": fn.get("description", ""),
-                        "input_schema": json_schema(fn.get("parameters") or {"type": "object", "properties": {}}),
-                    },
-                )
+                tools.setdefault(_safe(fn["name"]), _bfcl_tool(fn))
             turns = [t["content"] for turns in entry["question"] for t in turns if t["role"] == "user"]
             entries.append(
                 {

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,29 +23,12 @@ from aperture.discovery import (
     strategy_named,
 )
 from aperture.discovery.embedding import MODEL_FILE, TOKENIZER_FILE, Vectors, _PackagedFile, default_cache_dir
+from tests.discovery.counting import Counting
 
 
 @pytest.fixture(scope="module")
 def embedder() -> MiniLMEmbedder:
     return MiniLMEmbedder()
-
-
-class Counting:
-    """The real embedder, counting the texts it is asked to encode."""
-
-    def __init__(self, inner: MiniLMEmbedder) -> None:
-        self.inner = inner
-        self.model_id = inner.model_id
-        self.dimension = inner.dimension
-        self.encoded: list[str] = []
-
-    def embed(self, texts: Sequence[str], *, progress: bool | None = None) -> Vectors:
-        self.encoded += texts
-        return self.inner.embed(texts, progress=progress)
-
-    def embed_query(self, text: str) -> Vectors:
-        self.encoded.append(text)
-        return self.inner.embed_query(text)
 
 
 def cosine(a: Vectors, b: Vectors) -> float:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +19,8 @@ from aperture.discovery import (
     strategy_named,
     tool_text,
 )
-from aperture.discovery.embedding import Vectors
 from aperture.model import Tool, ToolId
+from tests.discovery.counting import Counting
 
 
 def tool(key: str, description: str, **params: str) -> Tool:
@@ -186,21 +185,3 @@ def test_without_late_chunking_the_clauses_go_in_one_batch(embedder: MiniLMEmbed
     vectors = strategy.request_vectors(query, [(0, 19), (24, len(query))])
     assert counting.encoded == [query, query[0:19], query[24:]]
     assert np.allclose(vectors[1], embedder.embed_query(query[0:19]), atol=2e-3)
-
-
-class Counting:
-    """The real embedder without `embed_spans`, recording the texts it encodes."""
-
-    def __init__(self, inner: MiniLMEmbedder) -> None:
-        self.inner = inner
-        self.model_id = inner.model_id
-        self.dimension = inner.dimension
-        self.encoded: list[str] = []
-
-    def embed(self, texts: Sequence[str], *, progress: bool | None = None) -> Vectors:
-        self.encoded += texts
-        return self.inner.embed(texts, progress=progress)
-
-    def embed_query(self, text: str) -> Vectors:
-        self.encoded.append(text)
-        return self.inner.embed_query(text)
