@@ -219,6 +219,7 @@ class Gateway:
             intent=intent,
             unavailable=self.unavailable(),
             hide_unavailable=self.config.search.unavailable == "hide",
+            visible=self.ops.visibility(),
         )
         result = self._page_result(page, scope, "tools")
         result["confidence"] = page.confidence.value
@@ -246,7 +247,9 @@ class Gateway:
         limit = _check_limit(limit or 50, "list_tools")
         scope = _scope("list", namespace, backend_kind)
         offset = self._offset(cursor, scope, "list_tools")
-        page = self.index.page(limit=limit, offset=offset, namespace=namespace, backend_kind=backend_kind)
+        page = self.index.page(
+            limit=limit, offset=offset, namespace=namespace, backend_kind=backend_kind, visible=self.ops.visibility()
+        )
         return self._page_result(page, scope, "tools")
 
     async def list_namespaces(self, *, limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:

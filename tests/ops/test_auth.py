@@ -17,13 +17,14 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from aperture.execution import CallContext
+from aperture.execution import BackendRegistry, CallContext, PythonBackend
+from aperture.gateway import Gateway
 from aperture.model import UnauthorizedError
 from aperture.ops.auth import JwtVerifier
 from aperture.ops.http import OpsHttpApp
-from aperture.ops.identity import IDENTITY_KEY, Identity
+from aperture.ops.identity import IDENTITY_KEY, Identity, current_identity
 from aperture.ops.settings import JwtSettings
-from tests.ops.conftest import ops_gateway
+from tests.ops.conftest import ops_config, ops_gateway
 
 pytestmark = pytest.mark.anyio
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -173,6 +174,35 @@ async def test_rules_hide_tools_from_search_and_describe_and_refuse_runs(tmp_pat
         ("ci", "t:append", "forbidden"),
     ]
     assert all("args" not in r for r in lines)
+
+
+async def test_hidden_tools_are_left_out_before_paging(tmp_path: Path) -> None:
+    # Many forbidden tools and few allowed ones: pages are still full and totals count only what is visible.
+    registry = BackendRegistry()
+    secret, public = PythonBackend("admin"), PythonBackend("pub")
+    for backend, count in ((secret, 30), (public, 6)):
+        for index in range(count):
+
+            def report() -> str:
+                return "x"
+
+            backend.tool(name=f"report_{index}", description=f"The {backend.name} report number {index}.")(report)
+    await registry.register(secret)
+    await registry.register(public)
+    async with Gateway(ops_config(OPS), registry=registry) as gw:
+        reset = current_identity.set(Identity(name="ci", method="api_key", roles=frozenset({"dev"})))
+        try:
+            listed = gw.list_tools(limit=4)
+            assert [t["id"] for t in listed["tools"]] == [f"pub:report_{i}" for i in range(4)]
+            assert listed["total"] == 6
+            found = gw.search("report", limit=4)
+            assert len(found["tools"]) == 4 and found["total"] == 6
+            assert all(t["id"].startswith("pub:") for t in found["tools"])
+            rest = gw.search("report", limit=4, cursor=found["nextCursor"])
+            assert len(rest["tools"]) == 2 and "nextCursor" not in rest
+        finally:
+            current_identity.reset(reset)
+        assert gw.search("report", limit=4)["total"] == 36 - 30  # local callers have no roles here either
 
 
 async def test_http_requests_need_credentials_and_get_a_challenge(jwks: Jwks) -> None:

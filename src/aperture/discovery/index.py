@@ -7,7 +7,7 @@ import re
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
@@ -21,6 +21,11 @@ from aperture.discovery.semantic import DenseScorer, DenseStrategy, HybridScorer
 from aperture.discovery.strategy import Scorer, SearchStrategy
 from aperture.discovery.text import tokenize
 from aperture.model import Tool, ToolSummary
+
+Visibility = tuple[Hashable, Callable[[str], bool]]
+"""Which tools a caller may see: a hashable naming the caller's rights (equal rights, equal answers: masks
+are cached by it) and a test of one tool key."""
+MAX_MASKS = 64
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +96,8 @@ class ToolIndex:
         self.fallback = fallback
         self.build_error: BaseException | None = None
         self._snapshot = _Snapshot(version=0)
+        # Visibility masks of the current version, by the caller's rights (see `Visibility`).
+        self._masks: dict[tuple[int, Hashable], npt.NDArray[np.bool_]] = {}
         self._ready = threading.Event()
         self._ready.set()
         self._build_lock = threading.Lock()  # one background build at a time
@@ -226,6 +233,7 @@ class ToolIndex:
         intent: str | None = None,
         unavailable: Mapping[str, str] | None = None,
         hide_unavailable: bool = False,
+        visible: Visibility | None = None,
     ) -> SearchPage:
         """Rank the tools for `query`, keep those in `namespace` having every tag in `tags`, return one page.
 
@@ -233,6 +241,8 @@ class ToolIndex:
             intent: what the caller is trying to do, in a sentence: ranked with half the query's weight.
             unavailable: namespace -> why its backend is down; those tools are marked, or left out with
                 `hide_unavailable`.
+            visible: which tools the caller may see; the others are left out before paging, so pages
+                are full and `total` counts only what the caller may see.
 
         A tool whose exact id or name appears in the query ranks first (several such: first by score).
         """
@@ -255,6 +265,9 @@ class ToolIndex:
                     "Retry later, or tell the user the tools are unavailable now."
                 )
             return SearchPage(hits=[], total=0, version=snap.version, reason=reason)
+        mask = self._visible(snap, visible)
+        if mask is not None:  # after the filter reasons, which would tell what is hidden
+            allowed = mask if allowed is None else allowed & mask
         scores = snap.scorer.scores(query)
         if intent and intent.strip():
             scores = scores + np.float32(INTENT_WEIGHT) * snap.scorer.scores(intent)
@@ -334,15 +347,23 @@ class ToolIndex:
         return judge(value, dense=cosine is not None), value
 
     def page(
-        self, *, limit: int, offset: int = 0, namespace: str | None = None, backend_kind: str | None = None
+        self,
+        *,
+        limit: int,
+        offset: int = 0,
+        namespace: str | None = None,
+        backend_kind: str | None = None,
+        visible: Visibility | None = None,
     ) -> SearchPage:
-        """Tools in catalog order (no query), optionally of one namespace or backend kind."""
+        """Tools in catalog order (no query), optionally of one namespace or backend kind, and visible."""
         snap = self._snapshot
         docs: Sequence[SearchDoc] = snap.docs
         if namespace is not None:
             docs = [snap.docs[i] for i in snap.by_namespace.get(namespace, ())]
         if backend_kind is not None:
             docs = [d for d in docs if d.tool.backend_kind == backend_kind]
+        if visible is not None:
+            docs = [d for d in docs if visible[1](d.tool.key)]
         chunk = docs[offset : offset + limit]
         total = len(docs)
         return SearchPage(
@@ -352,6 +373,20 @@ class ToolIndex:
             next_offset=offset + limit if offset + limit < total else None,
             reason="" if chunk else ("The catalog is empty." if not snap.docs else "No tool matches these filters."),
         )
+
+    def _visible(self, snap: _Snapshot, visible: Visibility | None) -> npt.NDArray[np.bool_] | None:
+        """The caller's visibility mask over this snapshot, computed once per version and set of rights."""
+        if visible is None:
+            return None
+        rights, may_see = visible
+        key = (snap.version, rights)
+        mask = self._masks.get(key)
+        if mask is None:
+            mask = np.fromiter((may_see(doc.tool.key) for doc in snap.docs), dtype=bool, count=len(snap.docs))
+            if len(self._masks) >= MAX_MASKS or any(version != snap.version for version, _ in self._masks):
+                self._masks = {}
+            self._masks[key] = mask
+        return mask
 
     @staticmethod
     def _allowed(snap: _Snapshot, namespace: str | None, tags: Sequence[str]) -> npt.NDArray[np.bool_] | None:

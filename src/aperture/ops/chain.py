@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from functools import reduce
 from pathlib import Path
 from typing import Any
@@ -132,6 +132,17 @@ class Ops:
         who = identity_of(ctx, self.local) if ctx is not None else self._current()
         allowed: bool = self.auth.authorizer.allows(who, tool_id)
         return allowed
+
+    def visibility(self) -> tuple[Hashable, Callable[[str], bool]] | None:
+        """What the current caller may see, for the index to filter before paging (None: everything).
+
+        Rules check roles and scopes only, so those name the caller's rights.
+        """
+        if self.auth is None:
+            return None
+        who = self._current()
+        authorizer = self.auth.authorizer
+        return (who.roles, who.scopes), lambda tool_id: authorizer.allows(who, tool_id)
 
     def _current(self) -> Identity:
         from aperture.ops.identity import current_identity
