@@ -26,9 +26,10 @@ class Wire:
         self.lines: list[dict[str, Any]] = []
         self._read = 0
 
-    async def send(self, data: bytes) -> None:
+    async def send(self, data: bytes, request_id: str | None) -> None:
         assert data.endswith(b"\n") and data.count(b"\n") == 1
         self.lines.append(json.loads(data))
+        assert request_id == self.lines[-1].get("id")  # the transport is told which request a line carries
 
     async def next(self) -> dict[str, Any]:
         with anyio.fail_after(5):

@@ -46,9 +46,7 @@ class HttpPoster:
         self._channel = channel
         self._elsewhere = elsewhere
 
-    async def send(self, line: bytes) -> None:
-        request_id = json.loads(line).get("id")
-        stream_of = request_id if isinstance(request_id, str) else None
+    async def send(self, line: bytes, stream_of: str | None) -> None:
         headers = self._session.apply(
             {"content-type": "application/json", "accept": "application/json, text/event-stream"}
         )

@@ -28,6 +28,9 @@ MARKERS = (b'"ap-', b'"notifications/message"')
 """Every line the channel must see contains one of these (its ids and progress tokens, log messages);
 others skip the JSON parse."""
 
+Send = Callable[[bytes, str | None], Awaitable[None]]
+"""Write one message line; the second argument is the id of the request it carries (None for a notice)."""
+
 ProgressFn = Callable[[float, float | None, str | None], Awaitable[None]]
 
 
@@ -53,7 +56,7 @@ class RawChannel:
     """
 
     def __init__(self) -> None:
-        self._send: Callable[[bytes], Awaitable[None]] | None = None
+        self._send: Send | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
         self._pending: dict[str, _Pending] = {}
         self._counter = 0
@@ -65,7 +68,7 @@ class RawChannel:
         messages come here rather than to the SDK session so they are seen in order with the responses:
         the call a message belongs to is still in flight when it arrives."""
 
-    def open(self, send: Callable[[bytes], Awaitable[None]], task_group: anyio.abc.TaskGroup) -> None:
+    def open(self, send: Send, task_group: anyio.abc.TaskGroup) -> None:
         self._send, self._task_group = send, task_group
 
     @property
@@ -154,7 +157,7 @@ class RawChannel:
         line = json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}, ensure_ascii=False)
         self._pending[request_id] = pending
         try:
-            await send(line.encode("utf-8") + b"\n")
+            await send(line.encode("utf-8") + b"\n", request_id)
             await pending.done.wait()
         except MCPError:  # the transport refused the request itself (an HTTP error): nothing to cancel
             self._pending.pop(request_id, None)
@@ -183,6 +186,6 @@ class RawChannel:
             return
         with anyio.CancelScope(shield=True), anyio.move_on_after(1):
             try:
-                await self._send(json.dumps(notice).encode("utf-8") + b"\n")
+                await self._send(json.dumps(notice).encode("utf-8") + b"\n", None)
             except Exception as exc:  # the pipe may be gone already: then so is the request
                 logger.debug("could not send a cancellation upstream: %s", exc)

@@ -148,7 +148,13 @@ async def stdio_upstream(
             tg.start_soon(write_stdin)
             tg.start_soon(wait_exit)
             if channel is not None:
-                channel.open(process.stdin.send, tg)  # type: ignore[union-attr]
+                stdin = process.stdin
+                assert stdin is not None
+
+                async def send_line(line: bytes, request_id: str | None) -> None:
+                    await stdin.send(line)
+
+                channel.open(send_line, tg)
             try:
                 yield reader, writer
             finally:
