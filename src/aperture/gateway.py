@@ -15,7 +15,7 @@ from typing import Any
 
 import anyio
 
-from aperture.config import BackendConfig, CapabilitiesBackendConfig, Config, PythonBackendConfig
+from aperture.config import BackendConfig, CapabilitiesBackendConfig, Config, EngineBackendConfig, PythonBackendConfig
 from aperture.discovery import (
     MAX_INTENT,
     BM25Strategy,
@@ -25,6 +25,7 @@ from aperture.discovery import (
     resolve_strategy,
     strategy_named,
 )
+from aperture.engines import EngineBackend
 from aperture.execution import (
     Backend,
     BackendRegistry,
@@ -70,6 +71,9 @@ def build_backend(spec: BackendConfig, config: Config, guard: IntegrityGuard | N
     if isinstance(spec, PythonBackendConfig):
         path = config.resolve(spec.path) if spec.path else None
         return PythonBackend.from_module(spec.name, spec.module, path=path)
+    if isinstance(spec, EngineBackendConfig):
+        engine_path = config.resolve(spec.path) if spec.path else None
+        return EngineBackend.from_modules(spec.name, spec.engines, path=engine_path)
     if isinstance(spec, CapabilitiesBackendConfig):
         settings = CapabilitySettings(
             watch=spec.watch,
@@ -122,11 +126,12 @@ class Gateway:
     # --- lifecycle ------------------------------------------------------------------------------
 
     async def __aenter__(self) -> Gateway:
+        # Built before any task group, so a configuration mistake surfaces as itself, not in an ExceptionGroup.
+        backends = [build_backend(spec, self.config, self.guard) for spec in self.config.backends]
         async with AsyncExitStack() as stack:
             task_group = await stack.enter_async_context(anyio.create_task_group())
             stack.callback(task_group.cancel_scope.cancel)
             stack.push_async_callback(self.registry.aclose)
-            backends = [build_backend(spec, self.config, self.guard) for spec in self.config.backends]
             # Upstream servers start concurrently: a slow one does not hold up the others.
             async with anyio.create_task_group() as starting:
                 for backend in backends:

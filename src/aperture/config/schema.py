@@ -133,10 +133,29 @@ class CapabilitiesBackendConfig(_Section):
         return [*([self.directory] if self.directory else []), *self.directories]
 
 
+class EngineBackendConfig(_Section):
+    """Build, test and test-environment engines (aperture.engines), mounted in-process (see docs/engines.md)."""
+
+    name: str = Field(description="Backend name; becomes the namespace of its tools.")
+    kind: Literal["engine"]
+    engines: list[str] = Field(
+        min_length=1,
+        description="Engines as 'module' or 'module:attribute'; with several, tool names get the engine's name "
+        "as a prefix (wheel-builder.build).",
+    )
+    path: str | None = Field(None, description="Directory to import the modules from, relative to this file.")
+    timeout: float | None = Field(
+        600.0, gt=0, description="Seconds a call may take (builds and test runs take longer than most tools)."
+    )
+
+    _valid_name = field_validator("name")(classmethod(lambda cls, v: _backend_name(v)))
+
+
 BackendConfig = Annotated[
-    PythonBackendConfig | McpBackendConfig | CapabilitiesBackendConfig, Field(discriminator="kind")
+    PythonBackendConfig | McpBackendConfig | CapabilitiesBackendConfig | EngineBackendConfig,
+    Field(discriminator="kind"),
 ]
-BACKEND_KINDS = ("python", "mcp", "capabilities")
+BACKEND_KINDS = ("python", "mcp", "capabilities", "engine")
 
 
 class SearchConfig(_Section):

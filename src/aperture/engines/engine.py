@@ -1,0 +1,476 @@
+"""An engine: plain functions registered as builder, test-runner and test-environment tools.
+
+    engine = Engine("wheel-builder", version="1.2.0", description="Builds Python wheels with pip.")
+
+    @engine.builder
+    def build(request: BuildInput) -> Artifact: ...
+
+The framework owns everything around the function: the tools' names and schemas (`build` and
+`buildBatch`, `run`, `create` and `delete`), input validation with messages a model can act on,
+paths resolved against `rootDir` and checked before the function runs, sync functions moved off the
+event loop, and one shape for results and errors. The same `Engine` serves stand-alone over MCP
+(`engine.main()`) and mounts in the gateway (`kind: engine`).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio.to_thread
+import pydantic
+
+from aperture.engines.artifacts import rfc3339_now
+from aperture.engines.contracts import (
+    Artifact,
+    BatchBuildInput,
+    BatchBuildResult,
+    BatchItemError,
+    BuildInput,
+    CreateInput,
+    DeleteInput,
+    DeleteResult,
+    RunInput,
+    TestEnvArtifact,
+    TestReport,
+    _Rooted,
+    _Wire,
+)
+from aperture.engines.schemas import batch_input_schema, schema_of
+from aperture.execution.result import dump_json
+from aperture.model import (
+    ApertureError,
+    ConfigError,
+    ExecutionError,
+    InputValidationError,
+    Tool,
+    ToolAnnotations,
+    ToolId,
+    UnknownToolError,
+)
+from aperture.model.ids import validate_part
+from aperture.model.validation import ArgumentValidator
+
+logger = logging.getLogger(__name__)
+
+ProgressFn = Callable[[float, float | None, str | None], Awaitable[None]]
+"""Report progress: `(progress, total, message)`."""
+F = TypeVar("F", bound=Callable[..., Any])
+M = TypeVar("M", bound=_Wire)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineResult:
+    """One tool call's answer: text for the model, structured content for programs, and the error flag."""
+
+    text: str
+    structured: dict[str, Any] | None = None
+    is_error: bool = False
+
+
+Handler = Callable[[Any, "ProgressFn | None"], Awaitable[EngineResult]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineTool:
+    """A tool an engine offers, with everything needed to list it and call it."""
+
+    name: str
+    description: str
+    input_model: type[_Wire]
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any]
+    annotations: ToolAnnotations
+    tags: tuple[str, ...]
+    handler: Handler
+    validator: ArgumentValidator
+
+    def to_tool(self, namespace: str, name: str | None = None, *, kind: str = "engine") -> Tool:
+        """The tool as the gateway lists it, as `namespace:name` (default name: the tool's own)."""
+        return Tool(
+            id=ToolId(namespace, name or self.name),
+            description=self.description,
+            input_schema=self.input_schema,
+            output_schema=self.output_schema,
+            tags=self.tags,
+            annotations=self.annotations,
+            backend_kind=kind,
+        )
+
+
+class Engine:
+    """A named, versioned set of engine tools made from plain (sync or async) functions.
+
+    Register a builder (`@engine.builder`: tools `build` and `buildBatch`), a test runner
+    (`@engine.test_runner`: tool `run`) and/or a test-environment subengine (`@engine.create` and
+    `@engine.delete`). Each function takes the tool's input model and returns its result model (or a
+    mapping of the same shape); raise to report a failure: the message reaches the caller.
+    """
+
+    def __init__(self, name: str, *, version: str = "0.0.0", description: str = "") -> None:
+        validate_part(name, "engine name")
+        self.name = name
+        self.version = version
+        self.description = description.strip()
+        self._tools: dict[str, EngineTool] = {}
+
+    def __repr__(self) -> str:
+        return f"Engine({self.name!r}, version={self.version!r}, tools={list(self._tools)})"
+
+    @property
+    def tools(self) -> Mapping[str, EngineTool]:
+        return self._tools
+
+    # --- registration ---------------------------------------------------------------------------
+
+    def builder(self, fn: F | None = None, /, *, description: str | None = None) -> Any:
+        """Register a build function `(BuildInput) -> Artifact` as the tools `build` and `buildBatch`."""
+
+        def register(func: F) -> F:
+            _check_signature(func, "builder", "BuildInput")
+            about = description or self.description
+            self._add(
+                "build",
+                f"Build one artifact with the {self.name} engine. {about} "
+                "Returns the artifact: name, type, location, version (git commit) and timestamp.",
+                BuildInput,
+                Artifact,
+                functools.partial(self._build, func),
+                ToolAnnotations(read_only=False, destructive=False),
+                ("engine", "build"),
+            )
+            self._add(
+                "buildBatch",
+                f"Build several artifacts with the {self.name} engine in one call; each item is built on its own "
+                f"and failures are reported per item, never stopping the rest. {about}",
+                BatchBuildInput,
+                BatchBuildResult,
+                functools.partial(self._build_batch, func),
+                ToolAnnotations(read_only=False, destructive=False),
+                ("engine", "build"),
+                input_schema=batch_input_schema(),
+            )
+            return func
+
+        return register(fn) if fn is not None else register
+
+    def test_runner(self, fn: F | None = None, /, *, description: str | None = None) -> Any:
+        """Register a test function `(RunInput) -> TestReport` as the tool `run`.
+
+        Tests that fail are a report with status `failed` (an error result that still carries the
+        report); raise only when the tests could not run at all.
+        """
+
+        def register(func: F) -> F:
+            _check_signature(func, "test runner", "RunInput")
+            self._add(
+                "run",
+                f"Run a test suite with the {self.name} engine and get a test report: status, passed / failed / "
+                f"skipped counts, duration and coverage. {description or self.description}",
+                RunInput,
+                TestReport,
+                functools.partial(self._run_tests, func),
+                ToolAnnotations(read_only=False, destructive=False),
+                ("engine", "test"),
+            )
+            return func
+
+        return register(fn) if fn is not None else register
+
+    def create(self, fn: F | None = None, /, *, description: str | None = None) -> Any:
+        """Register `(CreateInput) -> TestEnvArtifact` as the tool `create` (pair it with `@engine.delete`)."""
+
+        def register(func: F) -> F:
+            _check_signature(func, "create", "CreateInput")
+            self._add(
+                "create",
+                f"Create a test environment with the {self.name} engine: provisions resources for a test run and "
+                f"returns their files (relative to tmpDir), metadata and managed resources. "
+                f"{description or self.description}",
+                CreateInput,
+                TestEnvArtifact,
+                functools.partial(self._create, func),
+                ToolAnnotations(read_only=False, destructive=False),
+                ("engine", "testenv"),
+            )
+            return func
+
+        return register(fn) if fn is not None else register
+
+    def delete(self, fn: F | None = None, /, *, description: str | None = None) -> Any:
+        """Register `(DeleteInput) -> None` as the tool `delete`: best effort, and a second delete succeeds."""
+
+        def register(func: F) -> F:
+            _check_signature(func, "delete", "DeleteInput")
+            self._add(
+                "delete",
+                f"Delete a test environment that the {self.name} engine created; pass the metadata `create` "
+                f"returned. Best effort: deleting what is already gone succeeds. {description or self.description}",
+                DeleteInput,
+                DeleteResult,
+                functools.partial(self._delete, func),
+                # Not marked idempotent: the cache would answer a second delete without running it.
+                ToolAnnotations(read_only=False, destructive=True),
+                ("engine", "testenv"),
+            )
+            return func
+
+        return register(fn) if fn is not None else register
+
+    def _add(
+        self,
+        name: str,
+        description: str,
+        input_model: type[_Wire],
+        output_model: type[_Wire],
+        handler: Handler,
+        annotations: ToolAnnotations,
+        tags: tuple[str, ...],
+        *,
+        input_schema: dict[str, Any] | None = None,
+    ) -> None:
+        if name in self._tools:
+            raise TypeError(f"engine '{self.name}' already registered a '{name}' tool; register each kind once")
+        schema = input_schema or schema_of(input_model)
+        self._tools[name] = EngineTool(
+            name=name,
+            description=" ".join(description.split()),
+            input_model=input_model,
+            input_schema=schema,
+            output_schema=schema_of(output_model, mode="serialization"),
+            annotations=annotations,
+            tags=tags,
+            handler=handler,
+            validator=ArgumentValidator(schema, tool_id=name),
+        )
+
+    def main(self, argv: Sequence[str] | None = None) -> None:
+        """The engine's command line: `--mcp` serves it over stdio, `--version`, `--list`, or call one tool."""
+        from aperture.engines.server import main  # the SDK's server, only when serving
+
+        raise SystemExit(main(self, argv))
+
+    def check(self) -> None:
+        """Fail at startup, with the fix, for an engine that cannot serve.
+
+        Raises:
+            ConfigError: no tools registered, or `create` without `delete` (or the reverse).
+        """
+        if not self._tools:
+            raise ConfigError(
+                f"engine '{self.name}' has no tools; register a function with @engine.builder, "
+                "@engine.test_runner, or @engine.create and @engine.delete"
+            )
+        if ("create" in self._tools) != ("delete" in self._tools):
+            have, missing = ("create", "delete") if "create" in self._tools else ("delete", "create")
+            raise ConfigError(f"engine '{self.name}' has @engine.{have} but no @engine.{missing}; register both")
+
+    # --- calls ----------------------------------------------------------------------------------
+
+    async def call(self, tool: str, args: Mapping[str, Any] | None, progress: ProgressFn | None = None) -> EngineResult:
+        """Validate `args`, run the tool's function and shape its answer.
+
+        Raises:
+            ApertureError: `UnknownToolError`, `InputValidationError` for arguments or paths to fix,
+                `ExecutionError` when the function fails or returns something unusable.
+        """
+        entry = self._tools.get(tool)
+        if entry is None:
+            raise UnknownToolError(tool, sorted(self._tools))
+        request = _parse(entry, args or {})
+        return await entry.handler(request, progress)
+
+    async def _build(self, fn: Callable[..., Any], request: BuildInput, progress: ProgressFn | None) -> EngineResult:
+        artifact = await self._build_one(fn, request)
+        version = f", version {artifact.version}" if artifact.version else ""
+        summary = f"Built {artifact.type} '{artifact.name}' at {artifact.location}{version}."
+        return _answer(summary, artifact)
+
+    async def _build_one(self, fn: Callable[..., Any], request: BuildInput) -> Artifact:
+        request = _rooted(request)
+        updates: dict[str, Any] = {}
+        if request.src:
+            updates["src"] = str(request.resolve(request.src, what="src"))
+        if request.dest:
+            updates["dest"] = str(request.resolve(request.dest, must_exist=False, what="dest"))
+        value = await _invoke(fn, request.model_copy(update=updates), "Build")
+        return _result(Artifact, value, f"engine '{self.name}': the build function")
+
+    async def _build_batch(
+        self, fn: Callable[..., Any], request: BatchBuildInput, progress: ProgressFn | None
+    ) -> EngineResult:
+        build = self._tools["build"]
+        artifacts: list[Artifact] = []
+        errors: list[BatchItemError] = []
+        total = len(request.specs)
+        for index, raw in enumerate(request.specs):
+            name = raw.get("name") if isinstance(raw, Mapping) and isinstance(raw.get("name"), str) else ""
+            try:
+                item = _parse(build, raw, where=f"specs[{index}]")
+                artifacts.append(await self._build_one(fn, item))
+            except ApertureError as exc:
+                errors.append(BatchItemError(index=index, name=name or "", error=exc.message))
+            if progress is not None:
+                await progress(index + 1, total, f"{index + 1}/{total} {name}".strip())
+        summary = f"Built {len(artifacts)} of {total}."
+        if errors:
+            failed = "; ".join(f"#{e.index} '{e.name}': {e.error.splitlines()[0]}" for e in errors)
+            summary += f" Failed: {failed}"
+        result = BatchBuildResult(artifacts=artifacts, errors=errors, summary=summary, count=len(artifacts))
+        return _answer(summary, result, is_error=bool(errors))
+
+    async def _run_tests(self, fn: Callable[..., Any], request: RunInput, progress: ProgressFn | None) -> EngineResult:
+        request = _rooted(request)
+        started, clock = rfc3339_now(), time.perf_counter()
+        value = await _invoke(fn, request, "Test run")
+        report = _result(TestReport, value, f"engine '{self.name}': the test runner")
+        report = report.model_copy(
+            update={
+                "id": report.id or request.id,
+                "stage": report.stage or request.stage,
+                "start_time": report.start_time or started,
+                "duration": report.duration or round(time.perf_counter() - clock, 3),
+            }
+        )
+        stats = report.test_stats
+        summary = (
+            f"Tests {report.status} ({request.name}, stage {report.stage}): {stats.passed} passed, "
+            f"{stats.failed} failed, {stats.skipped} skipped of {stats.total} in {report.duration:.2f} s."
+        )
+        if report.error_message:
+            summary += f" {report.error_message}"
+        # A failed test run is an error result that still carries the whole report.
+        return _answer(summary, report, is_error=report.status == "failed")
+
+    async def _create(self, fn: Callable[..., Any], request: CreateInput, progress: ProgressFn | None) -> EngineResult:
+        request = _rooted(request)
+        tmp = request.resolve(request.tmp_dir, must_exist=False, what="tmpDir")
+        try:
+            tmp.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputValidationError(f"tmpDir '{request.tmp_dir}' cannot be created: {exc}") from exc
+        value = await _invoke(fn, request.model_copy(update={"tmp_dir": str(tmp)}), "Create")
+        made = _result(TestEnvArtifact, value, f"engine '{self.name}': the create function")
+        made = made.model_copy(
+            update={"test_id": made.test_id or request.test_id, "files": _relative_files(made.files, tmp)}
+        )
+        summary = (
+            f"Created test environment '{made.test_id}' (stage {request.stage}): {len(made.files)} files, "
+            f"{len(made.managed_resources)} managed resources. Pass its metadata to delete."
+        )
+        return _answer(summary, made)
+
+    async def _delete(self, fn: Callable[..., Any], request: DeleteInput, progress: ProgressFn | None) -> EngineResult:
+        value = await _invoke(fn, _rooted(request), "Delete")
+        message = value if isinstance(value, str) else f"Deleted test environment '{request.test_id}'."
+        return _answer(message, DeleteResult(test_id=request.test_id, message=message))
+
+
+def _check_signature(fn: Any, what: str, model: str) -> None:
+    if not callable(fn):
+        raise TypeError(f"@engine.{what.replace(' ', '_')} must decorate a function, got {fn!r}")
+    try:
+        params = [
+            p
+            for p in inspect.signature(fn).parameters.values()
+            if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+    except (TypeError, ValueError):
+        return  # builtins without a signature: trust the caller
+    if len(params) != 1:
+        raise TypeError(
+            f"the {what} function {getattr(fn, '__name__', fn)!r} must take exactly one argument, the {model}; "
+            f"it takes {len(params)}"
+        )
+
+
+def _parse(entry: EngineTool, args: Mapping[str, Any], *, where: str = "") -> Any:
+    """Arguments checked against the tool's schema (all problems at once), then as its input model."""
+    try:
+        clean = entry.validator.validate(args)
+    except InputValidationError as exc:
+        if where:
+            raise InputValidationError(f"{where}: {exc.message}", details=exc.details) from exc
+        raise
+    try:
+        return entry.input_model.model_validate(clean)
+    except pydantic.ValidationError as exc:  # what JSON Schema cannot say (there is little)
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in exc.errors())
+        raise InputValidationError(f"{where + ': ' if where else ''}invalid arguments: {problems}") from exc
+
+
+def _rooted(request: M) -> M:
+    """The request with `rootDir` made absolute; a `rootDir` that is not a directory fails fast."""
+    if not isinstance(request, _Rooted) or not request.root_dir:
+        return request
+    root = Path(request.root_dir).expanduser().resolve()
+    if not root.is_dir():
+        raise InputValidationError(
+            f"rootDir '{request.root_dir}' is not an existing directory. Give the project's root directory."
+        )
+    return request.model_copy(update={"root_dir": str(root)})
+
+
+async def _invoke(fn: Callable[..., Any], request: Any, what: str) -> Any:
+    """Call the engine's function (sync ones in a worker thread); its exceptions become `ExecutionError`s."""
+    try:
+        if inspect.iscoroutinefunction(fn):
+            value = await fn(request)
+        else:
+            # Abandoned on cancel: a thread cannot be interrupted, but the caller is freed at once.
+            value = await anyio.to_thread.run_sync(functools.partial(fn, request), abandon_on_cancel=True)
+        if inspect.isawaitable(value):
+            value = await value
+    except ApertureError:
+        raise  # raised on purpose: a spec error, or a failure the engine already worded
+    except Exception as exc:
+        logger.info("%s failed in %r", what, fn, exc_info=True)
+        detail = str(exc) if isinstance(exc, RuntimeError) and str(exc) else f"{type(exc).__name__}: {exc}"
+        raise ExecutionError(f"{what} failed: {detail}") from exc
+    return value
+
+
+def _result(model: type[M], value: Any, who: str) -> M:
+    """The function's return value as `model`; nothing, or the wrong shape, is the engine's fault."""
+    if value is None:
+        raise ExecutionError(f"{who} returned nothing; it must return {_a(model.__name__)}. A fault of the engine.")
+    if isinstance(value, model):
+        return value
+    if not isinstance(value, Mapping | pydantic.BaseModel):
+        raise ExecutionError(
+            f"{who} returned a {type(value).__name__}; it must return {_a(model.__name__)} "
+            "(or a mapping of its fields). A fault of the engine."
+        )
+    data = value.model_dump(by_alias=True) if isinstance(value, pydantic.BaseModel) else value
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors())
+        raise ExecutionError(
+            f"{who} returned an invalid {model.__name__} ({problems}). A fault of the engine."
+        ) from exc
+
+
+def _a(noun: str) -> str:
+    return f"an {noun}" if noun[0] in "AEIOU" else f"a {noun}"
+
+
+def _relative_files(files: Mapping[str, str], tmp: Path) -> dict[str, str]:
+    """Files given as absolute paths inside tmpDir become relative to it, as the contract says."""
+    out = {}
+    for key, path in files.items():
+        candidate = Path(path)
+        inside = candidate.is_absolute() and candidate.is_relative_to(tmp)
+        out[key] = str(candidate.relative_to(tmp)) if inside else path
+    return out
+
+
+def _answer(summary: str, value: _Wire, *, is_error: bool = False) -> EngineResult:
+    data = value.to_wire()
+    return EngineResult(text=f"{summary}\n\n{dump_json(data)}", structured=data, is_error=is_error)
