@@ -95,9 +95,11 @@ async def test_relative_paths_resolve_against_root_dir_and_a_missing_one_fails_b
     (tmp_path / "src").mkdir()
     seen: list[Any] = []
     engine = builder_engine(seen)
-    await engine.call("build", {"name": "a", "engine": "x", "rootDir": str(tmp_path), "src": "src", "dest": "out"})
+    args = {"name": "a", "engine": "x", "rootDir": str(tmp_path), "src": "src", "dest": "out", "tmpDir": "scratch"}
+    await engine.call("build", args)
     request = seen[0][0]
     assert request.src == str(tmp_path / "src") and request.dest == str(tmp_path / "out")
+    assert request.tmp_dir == str(tmp_path / "scratch")  # every directory, not only src and dest
     with pytest.raises(InputValidationError, match=r"src 'nope' not found: .*nope does not exist \(relative to root"):
         await engine.call("build", {"name": "a", "engine": "x", "rootDir": str(tmp_path), "src": "nope"})
     with pytest.raises(InputValidationError, match="rootDir '/no/such/dir' is not an existing directory"):

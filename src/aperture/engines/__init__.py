@@ -4,6 +4,8 @@ An `Engine` serves stand-alone as an MCP server (`engine.main()`, `python -m my_
 mounts in the gateway as a backend (`kind: engine`).
 """
 
+from typing import TYPE_CHECKING, Any
+
 from aperture.engines.artifacts import (
     UNKNOWN_VERSION,
     create_artifact,
@@ -12,7 +14,6 @@ from aperture.engines.artifacts import (
     git_version,
     rfc3339_now,
 )
-from aperture.engines.backend import EngineBackend, load_engine
 from aperture.engines.contracts import (
     Artifact,
     BatchBuildInput,
@@ -31,6 +32,11 @@ from aperture.engines.contracts import (
     TestStats,
 )
 from aperture.engines.engine import Engine, EngineResult, EngineTool
+from aperture.model import ExecutionError, InputValidationError
+
+if TYPE_CHECKING:
+    from aperture.engines.backend import EngineBackend, load_engine
+
 from aperture.engines.spec import (
     SpecError,
     get_bool,
@@ -62,6 +68,8 @@ __all__ = [
     "EngineResult",
     "EngineTool",
     "EnvPropagation",
+    "ExecutionError",
+    "InputValidationError",
     "RunInput",
     "SpecError",
     "TestEnvArtifact",
@@ -84,3 +92,12 @@ __all__ = [
     "require_str_map",
     "rfc3339_now",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The gateway side (the backend, and with it the execution layer) loads only when mounting.
+    if name in ("EngineBackend", "load_engine"):
+        from aperture.engines import backend
+
+        return getattr(backend, name)
+    raise AttributeError(f"module 'aperture.engines' has no attribute {name!r}")

@@ -180,7 +180,9 @@ class CreateInput(_Rooted):
     metadata: dict[str, str] = Field(default_factory=dict, description="Metadata from earlier subengines.")
     spec: dict[str, Any] = Field(default_factory=dict, description="Subengine-specific settings.")
     env: dict[str, str] = Field(default_factory=dict, description="Environment accumulated so far.")
-    env_propagation: EnvPropagation | None = None
+    env_propagation: EnvPropagation | None = Field(
+        None, description="Which variables pass on to later subengines: {disabled, whitelist, blacklist}."
+    )
 
 
 class TestEnvArtifact(_Wire):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -43,7 +44,6 @@ from aperture.engines.contracts import (
     _Wire,
 )
 from aperture.engines.schemas import batch_input_schema, schema_of
-from aperture.execution.result import dump_json
 from aperture.model import (
     ApertureError,
     ConfigError,
@@ -405,16 +405,29 @@ def _parse(entry: EngineTool, args: Mapping[str, Any], *, where: str = "") -> An
         raise InputValidationError(f"{where + ': ' if where else ''}invalid arguments: {problems}") from exc
 
 
+_DIRECTORIES = ("tmp_dir", "build_dir", "testenv_tmp_dir")
+
+
 def _rooted(request: M) -> M:
-    """The request with `rootDir` made absolute; a `rootDir` that is not a directory fails fast."""
-    if not isinstance(request, _Rooted) or not request.root_dir:
+    """The request with `rootDir` and the other directories made absolute (relative ones against `rootDir`).
+
+    A `rootDir` that is not a directory fails fast; the other directories need not exist yet.
+    """
+    if not isinstance(request, _Rooted):
         return request
-    root = Path(request.root_dir).expanduser().resolve()
-    if not root.is_dir():
-        raise InputValidationError(
-            f"rootDir '{request.root_dir}' is not an existing directory. Give the project's root directory."
-        )
-    return request.model_copy(update={"root_dir": str(root)})
+    updates: dict[str, Any] = {}
+    if request.root_dir:
+        root = Path(request.root_dir).expanduser().resolve()
+        if not root.is_dir():
+            raise InputValidationError(
+                f"rootDir '{request.root_dir}' is not an existing directory. Give the project's root directory."
+            )
+        request = request.model_copy(update={"root_dir": str(root)})
+    for name in _DIRECTORIES:
+        value = getattr(request, name, None)
+        if value:
+            updates[name] = str(request.resolve(value, must_exist=False, what=name))
+    return request.model_copy(update=updates) if updates else request
 
 
 async def _invoke(fn: Callable[..., Any], request: Any, what: str) -> Any:
@@ -473,4 +486,5 @@ def _relative_files(files: Mapping[str, str], tmp: Path) -> dict[str, str]:
 
 def _answer(summary: str, value: _Wire, *, is_error: bool = False) -> EngineResult:
     data = value.to_wire()
-    return EngineResult(text=f"{summary}\n\n{dump_json(data)}", structured=data, is_error=is_error)
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    return EngineResult(text=f"{summary}\n\n{text}", structured=data, is_error=is_error)

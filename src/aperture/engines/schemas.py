@@ -6,7 +6,7 @@ import copy
 from typing import Any, Literal
 
 from aperture.engines.contracts import BatchBuildInput, BuildInput, _Wire
-from aperture.execution._schema import tidy_schema
+from aperture.model._schema import tidy_schema
 
 
 def schema_of(model: type[_Wire], *, mode: Literal["validation", "serialization"] = "validation") -> dict[str, Any]:

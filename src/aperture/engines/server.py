@@ -12,23 +12,26 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import mcp_types
-from mcp.server import Server
-from mcp.server.context import ServerRequestContext
-from mcp.server.stdio import stdio_server
 
 from aperture.engines.engine import Engine, EngineResult
 from aperture.model import ApertureError
 from aperture.model.adapters import to_mcp
+
+if TYPE_CHECKING:
+    from mcp.server import Server
+    from mcp.server.context import ServerRequestContext
 
 logger = logging.getLogger(__name__)
 
 
 def mcp_server(engine: Engine) -> Server[Any]:
     """The engine's tools behind the SDK's MCP server: list them, call them, every failure an error result."""
+    from mcp.server import Server  # only when serving: --version and one-off calls start faster without it
+
     engine.check()
     listing = [to_mcp(tool.to_tool(engine.name), name=tool.name) for tool in engine.tools.values()]
 
@@ -79,6 +82,8 @@ def _to_mcp(result: EngineResult) -> mcp_types.CallToolResult:
 
 async def serve_stdio(engine: Engine) -> None:
     """Serve the engine over stdio until the client hangs up."""
+    from mcp.server.stdio import stdio_server
+
     server = mcp_server(engine)
     async with stdio_server() as (read, write):
         await server.run(read, write, server.create_initialization_options())

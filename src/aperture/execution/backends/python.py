@@ -25,10 +25,10 @@ import pydantic
 import pydantic.fields
 
 from aperture.execution._docstrings import parse_docstring
-from aperture.execution._schema import tidy_schema
 from aperture.execution.backend import CallContext, HealthStatus
 from aperture.execution.result import CONTENT_TYPES, ToolOutput, dump_json, to_jsonable
 from aperture.model import ConfigError, Tool, ToolAnnotations, ToolExample, ToolId, UnknownToolError
+from aperture.model._schema import tidy_schema
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import mcp_types
 from pydantic import BaseModel, ConfigDict, Field
 
 from aperture.discovery import MAX_INTENT
-from aperture.execution._schema import tidy_schema
 from aperture.model import ArgumentValidator
+from aperture.model._schema import tidy_schema
 
 
 class _Arguments(BaseModel):
