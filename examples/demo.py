@@ -2,7 +2,8 @@
 
 Runs the gateway as a real subprocess, over stdio and then over streamable HTTP on 127.0.0.1, and walks
 the three steps an agent takes: search_tools -> describe_tool -> run_tool, plus the errors a model sees;
-then puts it in front of real MCP servers (examples/federation.yaml).
+then puts it in front of real MCP servers (examples/federation.yaml), and finally mounts the build, test and
+test-environment engines of examples/engines/ (examples/engines.yaml).
 
     python examples/demo.py            # what `make demo` runs
 """
@@ -14,6 +15,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -130,7 +132,10 @@ async def main() -> None:
         process.terminate()
         process.wait(timeout=10)
     await federation()
-    console.print("[bold green]Demo complete:[/bold green] search, describe and run over stdio, HTTP and federated.")
+    await engines()
+    console.print(
+        "[bold green]Demo complete:[/bold green] search, describe and run over stdio, HTTP, federated, and engines."
+    )
 
 
 async def federation() -> None:
@@ -151,6 +156,67 @@ async def federation() -> None:
         show_call("run_tool", args, await client.call_tool("run_tool", args))
         args = {"tool_id": "everything:get-sum", "args": {"a": 2, "b": "40"}}
         show_call("run_tool", args, await client.call_tool("run_tool", args))
+
+
+async def engines() -> None:
+    """Plain functions as build / test / test-environment tools: a wheel, a pytest run, a git repository."""
+    config = HERE / "engines.yaml"
+    step(f"Engines: build, test and provision through the gateway ({config.name})")
+    version = subprocess.run(
+        [sys.executable, "-m", "wheel_builder", "--version"], cwd=HERE / "engines", capture_output=True, text=True
+    )
+    console.print(
+        f"[dim]$ python -m wheel_builder --version   (stand-alone: also --mcp, --list)[/dim]\n{version.stdout}"
+    )
+    params = StdioServerParameters(command=str(APERTURE), args=["serve", "--config", str(config)], env=dict(os.environ))
+    project = HERE / "engines" / "sample_project"
+    with tempfile.TemporaryDirectory(prefix="aperture-demo-") as scratch:
+        async with Client(params) as client:
+            args: dict[str, Any] = {"query": "build a python wheel", "limit": 3}
+            show_call("search_tools", args, await client.call_tool("search_tools", args))
+            calls: list[tuple[str, dict[str, Any]]] = [
+                (
+                    "ci:wheel-builder.build",
+                    {
+                        "name": "sample",
+                        "engine": "wheel-builder",
+                        "src": str(project),
+                        "dest": f"{scratch}/dist",
+                        "tmpDir": scratch,
+                    },
+                ),
+                (
+                    "ci:pytest-runner.run",
+                    {
+                        "id": "demo-1",
+                        "stage": "unit",
+                        "name": "sample",
+                        "rootDir": str(project),
+                        "tmpDir": scratch,
+                        "env": {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
+                    },
+                ),
+                (
+                    "ci:git-testenv.create",
+                    {
+                        "testID": "demo",
+                        "stage": "e2e",
+                        "tmpDir": scratch,
+                        "spec": {
+                            "commits": [
+                                {"message": "first", "files": {"a.txt": "1"}},
+                                {"message": "second", "files": {"b.txt": "2"}},
+                            ]
+                        },
+                    },
+                ),
+                ("ci:git-testenv.delete", {"testID": "demo", "tmpDir": scratch}),
+                ("ci:git-testenv.delete", {"testID": "demo", "tmpDir": scratch}),  # again: already gone is fine
+                ("ci:wheel-builder.build", {"name": "sample", "engine": "wheel-builder", "src": "/no/such/project"}),
+            ]
+            for tool_id, tool_args in calls:
+                args = {"tool_id": tool_id, "args": tool_args}
+                show_call("run_tool", args, await client.call_tool("run_tool", args))
 
 
 if __name__ == "__main__":

@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 from mcp import Client, StdioServerParameters
 
-from aperture.config import parse_config
+from aperture.config import load_config, parse_config
 from aperture.engines import Engine, EngineBackend, load_engine
 from aperture.execution import CallContext, ToolOutput
 from aperture.gateway import Gateway
 from aperture.model import ConfigError
 from aperture.surface.mcp import McpSurface
+from tests.conftest import ROOT
 from tests.mcp_helpers import error_of, run, text_of
 
 pytestmark = pytest.mark.anyio
@@ -121,6 +122,19 @@ async def test_mounted_engines_are_searchable_and_runnable_through_the_gateway(e
         assert batch.is_error and batch.structured_content["result"]["count"] == 1
         described = await client.call_tool("describe_tool", {"tool_id": "ci:toy.build", "detail_level": "schema"})
         assert "rootDir" in text_of(described)
+
+
+async def test_the_example_engines_config_mounts_the_three_examples() -> None:
+    config = load_config(ROOT / "examples" / "engines.yaml")
+    async with Gateway(config) as gateway:
+        names = [tool.key for tool in gateway.index.tools()]
+    assert names == [
+        "ci:wheel-builder.build",
+        "ci:wheel-builder.buildBatch",
+        "ci:pytest-runner.run",
+        "ci:git-testenv.create",
+        "ci:git-testenv.delete",
+    ]
 
 
 async def test_a_bad_engine_reference_fails_at_startup_with_the_fix(engine_dir: Path) -> None:

@@ -361,8 +361,8 @@ class Engine:
             update={"test_id": made.test_id or request.test_id, "files": _relative_files(made.files, tmp)}
         )
         summary = (
-            f"Created test environment '{made.test_id}' (stage {request.stage}): {len(made.files)} files, "
-            f"{len(made.managed_resources)} managed resources. Pass its metadata to delete."
+            f"Created test environment '{made.test_id}' (stage {request.stage}): {_count(made.files, 'file')}, "
+            f"{_count(made.managed_resources, 'managed resource')}. Pass its metadata to delete."
         )
         return _answer(summary, made)
 
@@ -468,6 +468,10 @@ def _result(model: type[M], value: Any, who: str) -> M:
         raise ExecutionError(
             f"{who} returned an invalid {model.__name__} ({problems}). A fault of the engine."
         ) from exc
+
+
+def _count(items: Any, noun: str) -> str:
+    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
 
 
 def _a(noun: str) -> str:
