@@ -63,7 +63,9 @@ def test_the_package_root_exports_only_the_decorator() -> None:
     assert imports_of(SRC / "__init__.py") == {"aperture.execution.backends.python"}
 
 
-@pytest.mark.parametrize("package", ["aperture.model", "aperture.discovery", "aperture.execution", "aperture.engines", "aperture.config"])
+@pytest.mark.parametrize(
+    "package", ["aperture.model", "aperture.discovery", "aperture.execution", "aperture.engines", "aperture.config"]
+)
 def test_layer_exports_are_sorted_and_complete(package: str) -> None:
     module = importlib.import_module(package)
     exported = list(module.__all__)
