@@ -18,8 +18,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-from aperture.engines import Artifact, BuildInput, Engine, create_versioned_artifact, get_bool, get_int
-from aperture.model import InputValidationError
+from aperture.engines import (
+    Artifact,
+    BuildInput,
+    Engine,
+    InputValidationError,
+    create_versioned_artifact,
+    get_bool,
+    get_int,
+)
 
 SAMPLE_PROJECT = Path(__file__).resolve().parent / "sample_project"
 OUTPUT_LINES = 15
