@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import anyio.to_thread
 import pydantic
@@ -104,6 +104,83 @@ class EngineTool:
         )
 
 
+_CREATES = ToolAnnotations(read_only=False, destructive=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Recipe:
+    """How one engine tool is made from a role's function: its name, wording, contract and handler."""
+
+    name: str
+    summary: str
+    input_model: type[_Wire]
+    output_model: type[_Wire]
+    method: str
+    annotations: ToolAnnotations = _CREATES
+    tags: tuple[str, ...] = ("engine",)
+    input_schema: Callable[[], dict[str, Any]] | None = None
+
+
+_ROLES: dict[str, tuple[_Recipe, ...]] = {
+    "builder": (
+        _Recipe(
+            name="build",
+            summary="Build one artifact with the {engine} engine. Returns the artifact: name, type, location, "
+            "version (git commit) and timestamp.",
+            input_model=BuildInput,
+            output_model=Artifact,
+            method="_build",
+            tags=("engine", "build"),
+        ),
+        _Recipe(
+            name="buildBatch",
+            summary="Build several artifacts with the {engine} engine in one call; each item is built on its own "
+            "and failures are reported per item, never stopping the rest.",
+            input_model=BatchBuildInput,
+            output_model=BatchBuildResult,
+            method="_build_batch",
+            tags=("engine", "build"),
+            input_schema=batch_input_schema,
+        ),
+    ),
+    "test_runner": (
+        _Recipe(
+            name="run",
+            summary="Run a test suite with the {engine} engine and get a test report: status, passed / failed / "
+            "skipped counts, duration and coverage.",
+            input_model=RunInput,
+            output_model=TestReport,
+            method="_run_tests",
+            tags=("engine", "test"),
+        ),
+    ),
+    "create": (
+        _Recipe(
+            name="create",
+            summary="Create a test environment with the {engine} engine: provisions resources for a test run and "
+            "returns their files (relative to tmpDir), metadata and managed resources.",
+            input_model=CreateInput,
+            output_model=TestEnvArtifact,
+            method="_create",
+            tags=("engine", "testenv"),
+        ),
+    ),
+    "delete": (
+        _Recipe(
+            name="delete",
+            summary="Delete a test environment that the {engine} engine created; pass the metadata `create` "
+            "returned. Best effort: deleting what is already gone succeeds.",
+            input_model=DeleteInput,
+            output_model=DeleteResult,
+            method="_delete",
+            # Not marked idempotent: the cache would answer a second delete without running it.
+            annotations=ToolAnnotations(read_only=False, destructive=True),
+            tags=("engine", "testenv"),
+        ),
+    ),
+}
+
+
 class Engine:
     """A named, versioned set of engine tools made from plain (sync or async) functions.
 
@@ -131,34 +208,7 @@ class Engine:
 
     def builder(self, fn: F | None = None, /, *, description: str | None = None) -> Any:
         """Register a build function `(BuildInput) -> Artifact` as the tools `build` and `buildBatch`."""
-
-        def register(func: F) -> F:
-            _check_signature(func, "builder", "BuildInput")
-            about = description or self.description
-            self._add(
-                "build",
-                f"Build one artifact with the {self.name} engine. {about} "
-                "Returns the artifact: name, type, location, version (git commit) and timestamp.",
-                BuildInput,
-                Artifact,
-                functools.partial(self._build, func),
-                ToolAnnotations(read_only=False, destructive=False),
-                ("engine", "build"),
-            )
-            self._add(
-                "buildBatch",
-                f"Build several artifacts with the {self.name} engine in one call; each item is built on its own "
-                f"and failures are reported per item, never stopping the rest. {about}",
-                BatchBuildInput,
-                BatchBuildResult,
-                functools.partial(self._build_batch, func),
-                ToolAnnotations(read_only=False, destructive=False),
-                ("engine", "build"),
-                input_schema=batch_input_schema(),
-            )
-            return func
-
-        return register(fn) if fn is not None else register
+        return self._role("builder", fn, description)
 
     def test_runner(self, fn: F | None = None, /, *, description: str | None = None) -> Any:
         """Register a test function `(RunInput) -> TestReport` as the tool `run`.
@@ -166,88 +216,42 @@ class Engine:
         Tests that fail are a report with status `failed` (an error result that still carries the
         report); raise only when the tests could not run at all.
         """
-
-        def register(func: F) -> F:
-            _check_signature(func, "test runner", "RunInput")
-            self._add(
-                "run",
-                f"Run a test suite with the {self.name} engine and get a test report: status, passed / failed / "
-                f"skipped counts, duration and coverage. {description or self.description}",
-                RunInput,
-                TestReport,
-                functools.partial(self._run_tests, func),
-                ToolAnnotations(read_only=False, destructive=False),
-                ("engine", "test"),
-            )
-            return func
-
-        return register(fn) if fn is not None else register
+        return self._role("test_runner", fn, description)
 
     def create(self, fn: F | None = None, /, *, description: str | None = None) -> Any:
         """Register `(CreateInput) -> TestEnvArtifact` as the tool `create` (pair it with `@engine.delete`)."""
-
-        def register(func: F) -> F:
-            _check_signature(func, "create", "CreateInput")
-            self._add(
-                "create",
-                f"Create a test environment with the {self.name} engine: provisions resources for a test run and "
-                f"returns their files (relative to tmpDir), metadata and managed resources. "
-                f"{description or self.description}",
-                CreateInput,
-                TestEnvArtifact,
-                functools.partial(self._create, func),
-                ToolAnnotations(read_only=False, destructive=False),
-                ("engine", "testenv"),
-            )
-            return func
-
-        return register(fn) if fn is not None else register
+        return self._role("create", fn, description)
 
     def delete(self, fn: F | None = None, /, *, description: str | None = None) -> Any:
         """Register `(DeleteInput) -> None` as the tool `delete`: best effort, and a second delete succeeds."""
+        return self._role("delete", fn, description)
+
+    def _role(self, role: str, fn: F | None, description: str | None) -> Any:
+        """Use as `@engine.role` or `@engine.role(description=...)`: registers the role's tools for `func`."""
 
         def register(func: F) -> F:
-            _check_signature(func, "delete", "DeleteInput")
-            self._add(
-                "delete",
-                f"Delete a test environment that the {self.name} engine created; pass the metadata `create` "
-                f"returned. Best effort: deleting what is already gone succeeds. {description or self.description}",
-                DeleteInput,
-                DeleteResult,
-                functools.partial(self._delete, func),
-                # Not marked idempotent: the cache would answer a second delete without running it.
-                ToolAnnotations(read_only=False, destructive=True),
-                ("engine", "testenv"),
-            )
+            _check_signature(func, role.replace("_", " "), _ROLES[role][0].input_model.__name__)
+            about = description or self.description
+            for recipe in _ROLES[role]:
+                self._add(recipe, functools.partial(getattr(self, recipe.method), func), about)
             return func
 
         return register(fn) if fn is not None else register
 
-    def _add(
-        self,
-        name: str,
-        description: str,
-        input_model: type[_Wire],
-        output_model: type[_Wire],
-        handler: Handler,
-        annotations: ToolAnnotations,
-        tags: tuple[str, ...],
-        *,
-        input_schema: dict[str, Any] | None = None,
-    ) -> None:
-        if name in self._tools:
-            raise TypeError(f"engine '{self.name}' already registered a '{name}' tool; register each kind once")
-        schema = input_schema or schema_of(input_model)
-        self._tools[name] = EngineTool(
-            name=name,
-            description=" ".join(description.split()),
-            input_model=input_model,
+    def _add(self, recipe: _Recipe, handler: Handler, about: str) -> None:
+        if recipe.name in self._tools:
+            raise TypeError(f"engine '{self.name}' already registered a '{recipe.name}' tool; register each kind once")
+        schema = recipe.input_schema() if recipe.input_schema else schema_of(recipe.input_model)
+        self._tools[recipe.name] = EngineTool(
+            name=recipe.name,
+            description=" ".join(f"{recipe.summary.format(engine=self.name)} {about}".split()),
+            input_model=recipe.input_model,
             input_schema=schema,
-            output_schema=schema_of(output_model, mode="serialization"),
-            annotations=annotations,
-            tags=tags,
+            output_schema=schema_of(recipe.output_model, mode="serialization"),
+            annotations=recipe.annotations,
+            tags=recipe.tags,
             handler=handler,
-            validator=ArgumentValidator(schema, tool_id=name),
+            validator=ArgumentValidator(schema, tool_id=recipe.name),
         )
 
     def main(self, argv: Sequence[str] | None = None) -> None:
@@ -415,19 +419,20 @@ def _rooted(request: M) -> M:
     """
     if not isinstance(request, _Rooted):
         return request
-    updates: dict[str, Any] = {}
-    if request.root_dir:
-        root = Path(request.root_dir).expanduser().resolve()
+    rooted: _Rooted = request
+    if rooted.root_dir:
+        root = Path(rooted.root_dir).expanduser().resolve()
         if not root.is_dir():
             raise InputValidationError(
-                f"rootDir '{request.root_dir}' is not an existing directory. Give the project's root directory."
+                f"rootDir '{rooted.root_dir}' is not an existing directory. Give the project's root directory."
             )
-        request = request.model_copy(update={"root_dir": str(root)})
-    for name in _DIRECTORIES:
-        value = getattr(request, name, None)
-        if value:
-            updates[name] = str(request.resolve(value, must_exist=False, what=name))
-    return request.model_copy(update=updates) if updates else request
+        rooted = rooted.model_copy(update={"root_dir": str(root)})
+    updates = {
+        name: str(rooted.resolve(value, must_exist=False, what=name))
+        for name in _DIRECTORIES
+        if (value := getattr(rooted, name, None))
+    }
+    return cast(M, rooted.model_copy(update=updates) if updates else rooted)
 
 
 async def _invoke(fn: Callable[..., Any], request: Any, what: str) -> Any:
