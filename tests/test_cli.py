@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
+import uuid
+from pathlib import Path
+from typing import Any
 
+import anyio
+import pytest
+import yaml
 from typer.testing import CliRunner
 
 from aperture.cli import app
 from tests.conftest import TEST_CONFIG
+from tests.ops.conftest import CLOSED_PORT_URL, REDIS_URL, Calls, ops_gateway
 
 runner = CliRunner()
 CONFIG = ["--config", str(TEST_CONFIG)]
@@ -76,3 +83,73 @@ def test_search_shows_confidence_and_takes_an_intent() -> None:
     assert "none" in shown.output and "Stop searching" in " ".join(shown.output.split())
     too_long = runner.invoke(app, ["search", "hash", "--intent", "x" * 1001, *CONFIG])
     assert too_long.exit_code == 1 and "at most 1000" in too_long.output
+
+
+def _cached(ops: dict[str, Any], calls: Calls, *runs: tuple[str, dict[str, Any]]) -> None:
+    """Run tools through a gateway whose cache is `ops`, so they leave entries behind (or hit them)."""
+
+    async def main() -> None:
+        async with ops_gateway(ops, calls) as gw:
+            for tool_id, args in runs:
+                assert not (await gw.run(tool_id, args)).is_error
+
+    anyio.run(main)
+
+
+def _config(tmp_path: Path, ops: dict[str, Any]) -> list[str]:
+    path = tmp_path / "aperture.yaml"
+    path.write_text(yaml.safe_dump({"ops": ops}))
+    return ["--config", str(path)]
+
+
+def _clear(config: list[str], *how: str) -> tuple[int, str]:
+    result = runner.invoke(app, ["cache", "clear", *how, *config])
+    return result.exit_code, " ".join(result.output.split())
+
+
+RUNS = (("t:lookup", {"word": "a"}), ("t:lookup", {"word": "b"}), ("t:slow", {"seconds": 0}))
+
+
+@pytest.mark.parametrize("store", ["file", "redis"])
+def test_cache_clear_removes_entries_by_tool_namespace_and_all(tmp_path: Path, store: str) -> None:
+    cache: dict[str, Any] = {"enabled": True, "store": store, "directory": str(tmp_path / "cache")}
+    ops: dict[str, Any] = {"cache": cache}
+    if store == "redis":
+        ops["redis"] = {"url": REDIS_URL, "prefix": f"aperture-test:{uuid.uuid4().hex[:12]}:"}
+    config, calls = _config(tmp_path, ops), Calls()
+    _cached(ops, calls, *RUNS)
+    assert calls.counts == {"lookup": 2, "slow": 1}
+    code, output = _clear(config, "--tool", "t:lookup")
+    assert code == 0 and output.startswith("Removed 2 cached result(s) of tool t:lookup from"), output
+    assert ("the file cache at" if store == "file" else f"Redis at {REDIS_URL}") in output
+    _cached(ops, calls, *RUNS)  # lookup runs again, slow still answers from the cache
+    assert calls.counts == {"lookup": 4, "slow": 1}
+    code, output = _clear(config, "--namespace", "t")
+    assert code == 0 and output.startswith("Removed 3 cached result(s) of namespace t"), output
+    assert _clear(config, "--namespace", "t")[1].startswith("Removed 0 cached result(s)")
+    _cached(ops, calls, *RUNS)
+    assert calls.counts == {"lookup": 6, "slow": 2}
+    code, output = _clear(config, "--all")
+    assert code == 0 and output.startswith("Removed 3 cached result(s) of every tool"), output
+
+
+def test_cache_clear_explains_what_it_cannot_do(tmp_path: Path) -> None:
+    memory = _config(tmp_path, {"cache": {"enabled": True}})
+    code, output = _clear(memory, "--all")
+    assert code == 2 and "'memory'" in output and "no other process can reach it" in output
+    assert "Restart the gateway" in output
+    for how in ((), ("--tool", "t:lookup", "--all"), ("--namespace", "t", "--tool", "t:x")):
+        code, output = _clear(memory, *how)
+        assert code == 2 and "exactly one of --tool ID, --namespace NS or --all" in output
+    files = _config(tmp_path, {"cache": {"store": "file", "directory": str(tmp_path / "none")}})
+    assert _clear(files, "--tool", "lookup")[0] == 2  # not namespace:name
+    assert _clear(files, "--namespace", "t:lookup")[0] == 2
+    code, output = _clear(files, "--all")  # a directory never written to: nothing, and it is not created
+    assert code == 0 and output.startswith("Removed 0 cached result(s) of every tool from the file cache at")
+    assert not (tmp_path / "none").exists()
+    down = _config(tmp_path, {"cache": {"store": "redis"}, "redis": {"url": CLOSED_PORT_URL}})
+    code, output = _clear(down, "--all")
+    assert code == 1 and "could not be reached" in output and "nothing was removed" in output
+    help_text = " ".join(runner.invoke(app, ["cache", "clear", "--help"]).output.split())
+    for needed in ("--tool", "--namespace", "--all", "memory", "restart the gateway", "Example:"):
+        assert needed in help_text

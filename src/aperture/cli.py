@@ -26,7 +26,7 @@ from aperture.config import Config, load_config
 from aperture.discovery import SearchStrategy, default_strategy, strategy_named
 from aperture.execution import RunResult
 from aperture.gateway import Gateway
-from aperture.model import ApertureError, InvalidRequestError
+from aperture.model import ApertureError, BackendUnavailableError, InvalidRequestError
 
 T = TypeVar("T")
 PID_FILE = ".aperture/serve.pid"
@@ -361,6 +361,59 @@ def capabilities_reload(
         err.print(f"[red]error:[/red] cannot signal process {pid}: {escape(exc.strerror or str(exc))}")
         raise typer.Exit(1) from None
     out.print(f"Asked the gateway (pid {pid}) to reload its capabilities.")
+
+
+cache_app = typer.Typer(
+    help="The result cache (ops.cache): clear it without restarting the gateway.", no_args_is_help=True
+)
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("clear")
+def cache_clear(
+    tool: Annotated[
+        str | None, typer.Option("--tool", help="Remove the results of one tool, namespace:name.", show_default=False)
+    ] = None,
+    namespace: Annotated[
+        str | None,
+        typer.Option("--namespace", help="Remove the results of every tool of a namespace.", show_default=False),
+    ] = None,
+    every: Annotated[bool, typer.Option("--all", help="Remove every cached result.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Remove cached results, so the next calls run the tools again. Give one of --tool, --namespace or --all.
+
+    Running gateways see the change at once (no restart): they share the store ops.cache configures.
+
+    Works with the [bold]file[/bold] and [bold]redis[/bold] stores; prints how many results it removed.
+
+    The [bold]memory[/bold] store lives inside each gateway process, out of reach: restart the gateway instead.
+
+    Exit code 2 when there is nothing to clear from here (memory store, malformed id), 1 when Redis is down.
+
+    Example: aperture cache clear --namespace github --config aperture.yaml
+    """
+    from aperture.ops import clear_store
+
+    if (tool is not None) + (namespace is not None) + every != 1:
+        err.print("[red]error:[/red] give exactly one of --tool ID, --namespace NS or --all (see --help)")
+        raise typer.Exit(2)
+    cfg = _load(config)
+    cache = cfg.ops.cache
+    try:
+        removed = anyio.run(
+            lambda: clear_store(cfg.ops, tool, namespace=namespace, everything=every, resolve_path=cfg.resolve)
+        )
+    except ApertureError as exc:
+        err.print(f"[red]error:[/red] {escape(exc.message)}")
+        raise typer.Exit(1 if isinstance(exc, BackendUnavailableError) else 2) from None
+    what = f"tool {tool}" if tool else f"namespace {namespace}" if namespace else "every tool"
+    if cache.store == "file":
+        where = f"the file cache at {cfg.resolve(cache.directory)}"
+    else:
+        redis = cfg.ops.redis
+        where = f"Redis at {redis.url} (keys {redis.prefix}cache:*)" if redis else "Redis"
+    out.print(f"Removed {removed} cached result(s) of {escape(what)} from {escape(where)}.")
 
 
 import_app = typer.Typer(help="Turn API descriptions into capability files.", no_args_is_help=True)

@@ -215,6 +215,16 @@ class Gateway:
         limit = _check_limit(limit or self.config.search.default_limit, "search_tools")
         scope = _scope("search", query, namespace, intent, *tags)
         offset = self._offset(cursor, scope, "search_tools")
+        visible = self.ops.visibility()
+        unavailable = self.unavailable()
+        if visible is not None:
+            # The index's reasons name namespaces (unknown ones, those down): only those the caller sees.
+            counts = self.ops.visible_namespaces()
+            if namespace is not None and not counts.get(namespace):
+                known = ", ".join(sorted(counts)[:20]) or "none"
+                reason = f"No namespace '{namespace}'. Known namespaces: {known}."
+                return {"tools": [], "total": 0, "reason": reason, "confidence": "none"}
+            unavailable = {ns: why for ns, why in unavailable.items() if counts.get(ns)}
         page = self.index.search(
             query,
             limit=limit,
@@ -222,9 +232,9 @@ class Gateway:
             namespace=namespace,
             tags=tags,
             intent=intent,
-            unavailable=self.unavailable(),
+            unavailable=unavailable,
             hide_unavailable=self.config.search.unavailable == "hide",
-            visible=self.ops.visibility(),
+            visible=visible,
         )
         result = self._page_result(page, scope, "tools")
         result["confidence"] = page.confidence.value
@@ -258,15 +268,25 @@ class Gateway:
         return self._page_result(page, scope, "tools")
 
     async def list_namespaces(self, *, limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
-        """Namespaces with their tool counts and backend health."""
+        """Namespaces with their tool counts and backend health.
+
+        With auth rules, only namespaces the caller may see, counting only the tools it may see: one with
+        tools, none of them visible, is left out; one with no tools (its backend down) unless its rules
+        forbid the caller the whole namespace (`ns:*`).
+        """
         limit = _check_limit(limit or 50, "list_namespaces")
         scope = _scope("namespaces")
         offset = self._offset(cursor, scope, "list_namespaces")
         counts = self.index.namespaces()
+        names = self.registry.names()
+        if self.ops.visibility() is not None:
+            visible = self.ops.visible_namespaces()
+            names = [n for n in names if visible.get(n) or (not counts.get(n) and self.ops.may_see(f"{n}:*"))]
+            counts = dict(visible)
         health = await self.registry.health_check(timeout=2.0)
         snapshot = self.registry.snapshot
         rows = []
-        for name in self.registry.names():
+        for name in names:
             backend = self.registry.get(name)
             status = health.get(name)
             rows.append(
@@ -292,16 +312,21 @@ class Gateway:
         """
         parsed = ToolId.parse(tool_id)
         tool = self.index.get(parsed.key)
-        if tool is not None and not self.ops.may_see(tool.key):
-            hidden = UnknownToolError(tool_id)  # a tool the caller may not run is one it does not see
-            hidden.op = op
-            raise hidden
-        if tool is None or (parsed.version is not None and tool.version not in (None, parsed.version)):
-            try:
-                raise_unavailable_or_unknown(tool_id, parsed, self.registry.snapshot)
-            except ApertureError as error:
-                error.op = op
-                raise
+        # A tool the caller may not run is one it does not see: not whether it is held or down, nor in the
+        # "did you mean" of another miss, which names only visible tools.
+        hidden = not self.ops.may_see(parsed.key)
+        if hidden or tool is None or (parsed.version is not None and tool.version not in (None, parsed.version)):
+            if not hidden:
+                try:
+                    raise_unavailable_or_unknown(tool_id, parsed, self.registry.snapshot)
+                except UnknownToolError:
+                    pass  # suggested again below, among the tools this caller may see
+                except ApertureError as error:  # held for review, or its backend is down
+                    error.op = op
+                    raise
+            unknown = self.ops.unknown_tool(tool_id)
+            unknown.op = op
+            raise unknown
         return tool
 
     def describe(self, tool_id: str, detail_level: str = "schema", examples_max: int | None = None) -> dict[str, Any]:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         MemoryStore,
         RedisStore,
         ResultCache,
+        clear_store,
         definition_hash,
     )
     from aperture.ops.chain import (
@@ -125,6 +126,7 @@ _HOMES = {
     "RetrySettings": "settings",
     "RuleSettings": "settings",
     "Telemetry": "observe",
+    "clear_store": "cache",
     "current_identity": "identity",
     "definition_hash": "cache",
     "first_match": "resilience",
@@ -178,6 +180,7 @@ __all__ = [
     "RetrySettings",
     "RuleSettings",
     "Telemetry",
+    "clear_store",
     "current_identity",
     "definition_hash",
     "first_match",

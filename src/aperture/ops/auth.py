@@ -17,7 +17,7 @@ import httpx2
 import jwt
 
 from aperture.execution import RunFn, RunResult, ToolCall
-from aperture.model import ForbiddenError, Tool, UnauthorizedError
+from aperture.model import ForbiddenError, InvalidToolIdError, Tool, ToolId, UnauthorizedError, UnknownToolError
 from aperture.ops.identity import Identity, identity_of
 from aperture.ops.resilience import first_match
 from aperture.ops.settings import AuthSettings, JwtSettings, RuleSettings
@@ -244,6 +244,7 @@ class Auth:
         *,
         resolve: Callable[[str], tuple[Tool, str] | None],
         audit: AuditLog | None = None,
+        unknown: Callable[[str, Identity], UnknownToolError] | None = None,
     ) -> None:
         self.settings = settings
         self.authenticator = Authenticator(settings)
@@ -251,6 +252,7 @@ class Auth:
         self.local = Identity(name="local", method="local", roles=frozenset(settings.local_roles))
         self.audit = audit
         self.resolve = resolve
+        self.unknown = unknown
 
     def identity(self, ctx: Any) -> Identity:
         """The identity a call runs as."""
@@ -280,6 +282,8 @@ class Auth:
                     details={"identity": who.name},
                 )
                 result = RunResult.failure(str(tool_id), error)
+            elif found is None and self.unknown is not None and isinstance(tool_id, str):
+                result = await self._run_unknown(inner, call, who, self.unknown)
             else:
                 result = await inner(call)
             if self.audit is not None:
@@ -298,6 +302,26 @@ class Auth:
             return result
 
         return run
+
+    async def _run_unknown(
+        self, inner: RunFn, call: ToolCall, who: Identity, unknown: Callable[[str, Identity], UnknownToolError]
+    ) -> RunResult:
+        """A call of an id the catalog does not resolve, answered without naming tools `who` may not see.
+
+        An id the rules hide is unknown outright, so the inner layers cannot say it is held or its backend
+        is down; for another, the runner's "did you mean" is redone over the tools `who` may see.
+        """
+        tool_id = str(call.tool_id)
+        try:
+            hidden = not self.authorizer.allows(who, ToolId.parse(tool_id).key)
+        except InvalidToolIdError:
+            return await inner(call)  # the runner explains the malformed id (it names no other tool)
+        result = None if hidden else await inner(call)
+        if result is not None and not isinstance(result.error, UnknownToolError):
+            return result
+        error = unknown(tool_id, who)
+        error.op = "run_tool"
+        return RunResult.failure(tool_id, error, result.duration_ms if result is not None else 0.0)
 
 
 def _fnmatch(tool_id: str, glob: str) -> bool:

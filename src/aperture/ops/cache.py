@@ -18,9 +18,9 @@ import mcp_types
 import pydantic
 
 from aperture.execution import RunFn, RunResult, ToolCall
-from aperture.model import Tool
+from aperture.model import BackendUnavailableError, InvalidRequestError, Tool, ToolId
 from aperture.ops.resilience import Resolve, first_match
-from aperture.ops.settings import CacheSettings
+from aperture.ops.settings import CacheSettings, OpsSettings
 from aperture.ops.shared import RedisLink
 
 logger = logging.getLogger(__name__)
@@ -98,9 +98,7 @@ class FileStore:
     async def delete_prefix(self, prefix: str) -> int:
         def delete() -> int:
             doomed = [k for k in self._cache.iterkeys() if isinstance(k, str) and k.startswith(prefix)]
-            for key in doomed:
-                self._cache.delete(key)
-            return len(doomed)
+            return sum(bool(self._cache.delete(key)) for key in doomed)  # expired entries are not counted
 
         return await anyio.to_thread.run_sync(delete)
 
@@ -125,11 +123,14 @@ class RedisStore:
 
     async def delete_prefix(self, prefix: str) -> int:
         async def delete(client: Any) -> int:
-            count = 0
+            count, batch = 0, []
             pattern = _glob_escape(self._prefix + prefix) + "*"
             async for key in client.scan_iter(match=pattern, count=500):
-                count += await client.delete(key)
-            return count
+                batch.append(key)
+                if len(batch) >= 500:
+                    count += await client.delete(*batch)
+                    batch = []
+            return count + (await client.delete(*batch) if batch else 0)
 
         return await self._link.run(delete) or 0
 
@@ -208,12 +209,75 @@ class ResultCache:
         self._facts[tool.key] = (tool, fingerprint, ttl)
         return fingerprint, ttl
 
-    async def invalidate(self, tool_id: str | None = None, *, namespace: str | None = None) -> int:
-        """Drop the cached results of one tool (`ns:name`) or of a whole namespace; return how many went."""
-        if (tool_id is None) == (namespace is None):
-            raise ValueError("give a tool id or a namespace")
-        prefix = f"{tool_id}:" if tool_id is not None else f"{namespace}:"
-        return await self.store.delete_prefix(prefix)
+    async def invalidate(
+        self, tool_id: str | None = None, *, namespace: str | None = None, everything: bool = False
+    ) -> int:
+        """Drop the cached results of one tool (`ns:name`), of a whole namespace, or all; return how many went."""
+        return await self.store.delete_prefix(invalidation_prefix(tool_id, namespace, everything=everything))
+
+
+def invalidation_prefix(tool_id: str | None = None, namespace: str | None = None, *, everything: bool = False) -> str:
+    """The key prefix of the entries to drop: one tool's, one namespace's, or (`everything`) all of them."""
+    if (tool_id is not None) + (namespace is not None) + everything != 1:
+        raise ValueError("give a tool id or a namespace (or everything)")
+    if tool_id is not None:
+        return f"{ToolId.parse(tool_id).key}:"
+    if namespace is not None:
+        if not namespace or ":" in namespace:
+            raise InvalidRequestError(f"{namespace!r} is not a namespace: give the part before ':' of a tool id.")
+        return f"{namespace}:"
+    return ""
+
+
+async def clear_store(
+    settings: OpsSettings,
+    tool_id: str | None = None,
+    *,
+    namespace: str | None = None,
+    everything: bool = False,
+    resolve_path: Callable[[str], Path] = Path,
+) -> int:
+    """Drop cached results from the configured store from outside any gateway (`aperture cache clear`).
+
+    The file and Redis stores are shared with running gateways, so they see the change at once.
+
+    Raises:
+        InvalidRequestError: the store is `memory` (no other process can reach it), or `redis` without
+            `ops.redis`; or the id or namespace is malformed.
+        BackendUnavailableError: Redis cannot be reached (nothing was removed).
+    """
+    prefix = invalidation_prefix(tool_id, namespace, everything=everything)
+    cache = settings.cache
+    if cache.store == "memory":
+        raise InvalidRequestError(
+            "ops.cache.store is 'memory': each gateway keeps that cache inside its own process, where no other "
+            "process can reach it, and it empties when the gateway stops. Restart the gateway to clear it, or "
+            "set ops.cache.store to 'file' or 'redis' so the cache can be cleared from here."
+        )
+    if cache.store == "file":
+        directory = resolve_path(cache.directory)
+        if not directory.is_dir():
+            return 0  # nothing was ever cached there (and opening it would create it)
+        store = FileStore(directory, cache.max_bytes)
+        try:
+            return await store.delete_prefix(prefix)
+        finally:
+            store.close()
+    redis = settings.redis
+    if redis is None:
+        raise InvalidRequestError("ops.cache.store is 'redis' but ops.redis is not configured: add its url.")
+    # Not the hot path: a slow or large Redis gets more time than a call's lookup would.
+    link = RedisLink(redis.url, prefix=redis.prefix, timeout=max(redis.timeout, 5.0), retry_after=redis.retry_after)
+    try:
+        removed = await RedisStore(link).delete_prefix(prefix)
+        if link.last_error is not None:
+            raise BackendUnavailableError(
+                f"Redis at {redis.url} could not be reached ({link.last_error}), so nothing was removed. "
+                "Check ops.redis.url and that Redis is running, then try again."
+            )
+        return removed
+    finally:
+        await link.aclose()
 
 
 def definition_hash(tool: Tool) -> str:

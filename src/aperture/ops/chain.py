@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Hashable
+from collections import Counter
+from collections.abc import Callable, Hashable, Mapping
 from functools import reduce
 from pathlib import Path
 from typing import Any
 
-from aperture.execution import BackendRegistry, Middleware, RunFn, Runner
-from aperture.model import ApertureError, Tool
+from aperture.execution import BackendRegistry, Middleware, RunFn, Runner, closest_ids
+from aperture.model import ApertureError, InvalidToolIdError, Tool, ToolId, UnknownToolError
 from aperture.ops.cache import CacheStore, FileStore, MemoryStore, RedisStore, ResultCache
 from aperture.ops.health import HealthChecker
 from aperture.ops.identity import LOCAL, Identity, identity_of
@@ -18,6 +19,7 @@ from aperture.ops.settings import OpsSettings
 from aperture.ops.shared import RedisLink
 
 logger = logging.getLogger(__name__)
+_MAX_VIEWS = 64  # visible catalogs kept per snapshot, one per distinct set of rights
 
 
 class Resolver:
@@ -64,7 +66,9 @@ class Ops:
         resolve_path: Callable[[str], Path] = Path,
     ) -> None:
         self.settings = settings
+        self.registry = registry
         self.resolve = Resolver(runner)
+        self._views: dict[tuple[int, Hashable], tuple[Mapping[str, Tool], Mapping[str, int]]] = {}
         self.link: RedisLink | None = None
         self.telemetry: Any = None
         self.observer: Any = None
@@ -110,7 +114,7 @@ class Ops:
                 audit = file_audit
             elif settings.auth.audit == "redis" and self.link is not None:
                 audit = RedisAudit(self.link)
-            self.auth = Auth(settings.auth, resolve=self.resolve, audit=audit)
+            self.auth = Auth(settings.auth, resolve=self.resolve, audit=audit, unknown=self._unknown_to)
             layers["auth"] = self.auth.wrap
         self.middleware: list[Middleware] = [layers[name] for name in settings.chain if name in layers]
         self.layers = [name for name in settings.chain if name in layers]
@@ -143,6 +147,44 @@ class Ops:
         who = self._current()
         authorizer = self.auth.authorizer
         return (who.roles, who.scopes), lambda tool_id: authorizer.allows(who, tool_id)
+
+    def visible_tools(self, who: Identity | None = None) -> Mapping[str, Tool]:
+        """The catalog as the caller (`who`, else the current one) sees it: only the tools it may run."""
+        if self.auth is None:
+            return self.registry.snapshot.tools
+        return self._view(self._current() if who is None else who)[0]
+
+    def visible_namespaces(self, who: Identity | None = None) -> Mapping[str, int]:
+        """Namespace -> how many of its tools the caller may see; namespaces with none are left out."""
+        if self.auth is None:
+            return Counter(tool.namespace for tool in self.registry.snapshot.tools.values())
+        return self._view(self._current() if who is None else who)[1]
+
+    def _view(self, who: Identity) -> tuple[Mapping[str, Tool], Mapping[str, int]]:
+        """Kept per catalog version and set of rights, like the index's masks (error paths ask too)."""
+        snapshot = self.registry.snapshot
+        key = (snapshot.version, (who.roles, who.scopes))
+        view = self._views.get(key)
+        if view is None:
+            allows = self.auth.authorizer.allows
+            tools = {k: tool for k, tool in snapshot.tools.items() if allows(who, k)}
+            view = tools, Counter(tool.namespace for tool in tools.values())
+            if len(self._views) >= _MAX_VIEWS or any(version != snapshot.version for version, _ in self._views):
+                self._views = {}
+            self._views[key] = view
+        return view
+
+    def unknown_tool(self, tool_id: str, ctx: Any = None) -> UnknownToolError:
+        """`UnknownToolError` for `tool_id` whose "did you mean" names only tools the caller may see."""
+        who = identity_of(ctx, self.local) if ctx is not None else self._current()
+        return self._unknown_to(tool_id, who)
+
+    def _unknown_to(self, tool_id: str, who: Identity) -> UnknownToolError:
+        try:
+            key = ToolId.parse(tool_id).key
+        except InvalidToolIdError:
+            key = tool_id
+        return UnknownToolError(tool_id, closest_ids(key, self.visible_tools(who)))
 
     def _current(self) -> Identity:
         from aperture.ops.identity import current_identity

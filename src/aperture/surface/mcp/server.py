@@ -159,7 +159,12 @@ class McpSurface:
         self, ctx: ServerRequestContext[Any], params: mcp_types.PaginatedRequestParams | None
     ) -> mcp_types.ListToolsResult:
         self._remember(ctx)
-        return mcp_types.ListToolsResult(tools=[*self._meta_listing, *self.exposure().listed])
+        exposure = self.exposure()
+        listed = exposure.listed
+        if self.gateway.ops.auth is not None:  # a caller lists only the tools it may run
+            visible = self.gateway.ops.visible_tools()
+            listed = tuple(t for t in listed if exposure.routes.get(t.name) in visible)
+        return mcp_types.ListToolsResult(tools=[*self._meta_listing, *listed])
 
     # --- resources and prompts of the upstreams -------------------------------------------------
 
@@ -433,7 +438,12 @@ class McpSurface:
 
     def _known_names(self, name: str) -> list[str]:
         names = [t.name for t in META_TOOLS] if self._meta else []
-        names += list(self.exposure().routes)
+        routes = self.exposure().routes
+        if self.gateway.ops.auth is None:
+            names += list(routes)
+        else:  # suggest only tools the caller may run
+            visible = self.gateway.ops.visible_tools()
+            names += [route for route, key in routes.items() if key in visible]
         return difflib.get_close_matches(name, names, n=3, cutoff=0.5) or names[:3]
 
 
