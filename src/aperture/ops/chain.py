@@ -10,6 +10,8 @@ from functools import reduce
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
+
 from aperture.execution import BackendRegistry, Middleware, RunFn, Runner, closest_ids
 from aperture.model import ApertureError, InvalidToolIdError, Tool, ToolId, UnknownToolError
 from aperture.ops.cache import CacheStore, FileStore, MemoryStore, RedisStore, ResultCache
@@ -223,6 +225,7 @@ class Ops:
         for close in self._closers:
             close()
         if self.telemetry is not None:
-            self.telemetry.shutdown()
+            # The last exports may wait for a slow collector: off the event loop, and bounded by otlp_timeout.
+            await anyio.to_thread.run_sync(self.telemetry.shutdown)
         if self.link is not None:
             await self.link.aclose()

@@ -70,8 +70,11 @@ class Telemetry:
             from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
             base = settings.otlp_endpoint.rstrip("/")
-            self.tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{base}/v1/traces")))
-            readers.append(PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=f"{base}/v1/metrics")))
+            timeout = settings.otlp_timeout  # the exporters retry a refused export until this runs out
+            spans = OTLPSpanExporter(endpoint=f"{base}/v1/traces", timeout=timeout)
+            self.tracer_provider.add_span_processor(BatchSpanProcessor(spans))
+            metrics = OTLPMetricExporter(endpoint=f"{base}/v1/metrics", timeout=timeout)
+            readers.append(PeriodicExportingMetricReader(metrics, export_timeout_millis=timeout * 1000))
         self.meter_provider = MeterProvider(resource=resource, metric_readers=readers)
         self.tracer = self.tracer_provider.get_tracer("aperture.ops")
         meter = self.meter_provider.get_meter("aperture.ops")
@@ -99,7 +102,7 @@ class Telemetry:
     def shutdown(self) -> None:
         """Flush and stop the exporters."""
         self.tracer_provider.shutdown()
-        self.meter_provider.shutdown()
+        self.meter_provider.shutdown(timeout_millis=(self.settings.otlp_timeout + 1) * 1000)
 
 
 class Observer:

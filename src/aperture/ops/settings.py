@@ -183,6 +183,9 @@ class ObserveSettings(_Section):
     metrics: bool = True
     logs: bool = Field(False, description="One JSON log line per call (logger 'aperture.ops.calls').")
     otlp_endpoint: str | None = Field(None, description="OTLP/HTTP collector, e.g. http://127.0.0.1:4318.")
+    otlp_timeout: float = Field(
+        3.0, gt=0, description="Seconds one OTLP export may take, retries included (bounds shutdown when it is down)."
+    )
     redact: list[str] = Field(default_factory=list, description="More argument keys to redact in logs.")
 
 
