@@ -245,11 +245,12 @@ class Auth:
         resolve: Callable[[str], tuple[Tool, str] | None],
         audit: AuditLog | None = None,
         unknown: Callable[[str, Identity], UnknownToolError] | None = None,
+        local: Identity | None = None,
     ) -> None:
         self.settings = settings
         self.authenticator = Authenticator(settings)
         self.authorizer = Authorizer(settings.rules)
-        self.local = Identity(name="local", method="local", roles=frozenset(settings.local_roles))
+        self.local = local or Identity(name="local", method="local", roles=frozenset(settings.local_roles))
         self.audit = audit
         self.resolve = resolve
         self.unknown = unknown

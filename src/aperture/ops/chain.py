@@ -16,7 +16,7 @@ from aperture.execution import BackendRegistry, Middleware, RunFn, Runner, close
 from aperture.model import ApertureError, InvalidToolIdError, Tool, ToolId, UnknownToolError
 from aperture.ops.cache import CacheStore, FileStore, MemoryStore, RedisStore, ResultCache
 from aperture.ops.health import HealthChecker
-from aperture.ops.identity import LOCAL, Identity, identity_of
+from aperture.ops.identity import LOCAL, Identity, identity_of, local_identity
 from aperture.ops.settings import OpsSettings
 from aperture.ops.shared import RedisLink
 
@@ -101,8 +101,7 @@ class Ops:
                 on_lookup=self.telemetry.cache_lookup if self.telemetry is not None else None,
             )
             layers["cache"] = self.cache.wrap
-        local = Identity(name="local", method="local", roles=frozenset(settings.auth.local_roles))
-        self.local = local if settings.auth.enabled else LOCAL
+        self.local = local_identity(settings.auth) if settings.auth.enabled else LOCAL
         if settings.resilience.enabled:
             self.resilience = self._resilience()
             layers["resilience"] = self.resilience.wrap
@@ -116,7 +115,9 @@ class Ops:
                 audit = file_audit
             elif settings.auth.audit == "redis" and self.link is not None:
                 audit = RedisAudit(self.link)
-            self.auth = Auth(settings.auth, resolve=self.resolve, audit=audit, unknown=self._unknown_to)
+            self.auth = Auth(
+                settings.auth, resolve=self.resolve, audit=audit, unknown=self._unknown_to, local=self.local
+            )
             layers["auth"] = self.auth.wrap
         self.middleware: list[Middleware] = [layers[name] for name in settings.chain if name in layers]
         self.layers = [name for name in settings.chain if name in layers]

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from aperture.execution import CallContext
+from aperture.model import ConfigError
+from aperture.ops.settings import AuthSettings
 
 IDENTITY_KEY = "aperture.identity"
 """Where a surface puts the caller's `Identity`: in `CallContext.meta`, and in an ASGI request's scope."""
@@ -38,3 +43,24 @@ def identity_of(ctx: CallContext, local: Identity = LOCAL) -> Identity:
     if isinstance(found, Identity):
         return found
     return current_identity.get() or local
+
+
+def local_identity(auth: AuthSettings, environ: Mapping[str, str] = os.environ) -> Identity:
+    """Who stdio and in-process callers are: the holder of the API key in `auth.local_key_env` when it is
+    set, else the anonymous local caller with `auth.local_roles`.
+
+    Raises:
+        ConfigError: the variable holds a key that matches none of `auth.api_keys` (a typo must not
+            quietly fall back to other rights).
+    """
+    key = environ.get(auth.local_key_env) if auth.local_key_env else None
+    if not key:
+        return Identity(name="local", method="local", roles=frozenset(auth.local_roles))
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    for entry in auth.api_keys:
+        if entry.sha256 == digest:
+            return Identity(name=entry.name, method="api_key", roles=frozenset(entry.roles))
+    raise ConfigError(
+        f"the environment variable {auth.local_key_env} holds an API key that matches none of ops.auth.api_keys; "
+        f"give a configured key, or unset {auth.local_key_env} to run with ops.auth.local_roles"
+    )

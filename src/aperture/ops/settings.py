@@ -100,6 +100,11 @@ class AuthSettings(_Section):
         default_factory=lambda: ["*"],
         description="Roles of callers that did not come over HTTP (stdio, in-process); '*' passes every rule.",
     )
+    local_key_env: str = Field(
+        "APERTURE_API_KEY",
+        description="An environment variable that, when set, holds one of api_keys: stdio and in-process callers "
+        "then run as that key's holder (a desktop client passes it in the server's env) instead of local_roles.",
+    )
     resource: str | None = Field(None, description="This server's URL as OAuth protected resource (HTTP).")
     authorization_servers: list[str] = Field(default_factory=list, description="Issuers clients get tokens from.")
     audit: Literal["off", "file", "redis"] = Field("off", description="Where the audit log goes.")
