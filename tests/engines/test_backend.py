@@ -32,6 +32,8 @@ ENGINE_MODULE = textwrap.dedent(
     def build(request: BuildInput):
         if request.name == "boom":
             raise RuntimeError("the packer crashed")
+        if request.name == "nothing":
+            return None
         return create_artifact(request.name, "archive", f"/out/{request.name}.tar")
 
     checker = Engine("toy-tests", description="Checks toy archives.")
@@ -161,6 +163,8 @@ async def test_an_engine_serves_stand_alone_over_stdio(engine_dir: Path) -> None
         assert not built.is_error and built.structured_content["location"] == "/out/z.tar"
         boom = await client.call_tool("build", {"name": "boom", "engine": "toy"})
         assert boom.is_error and "the packer crashed" in text_of(boom)
+        nothing = await client.call_tool("build", {"name": "nothing", "engine": "toy"})
+        assert nothing.is_error and "returned nothing; it must return an Artifact" in text_of(nothing)
         bad = await client.call_tool("build", {"name": 5})
         assert bad.is_error and "missing required argument 'engine'" in text_of(bad)
         again = await client.call_tool("build", {"name": "y", "engine": "toy"})  # still serving
