@@ -28,6 +28,7 @@ from aperture.discovery import (
     strategy_named,
     tokenize,
 )
+from aperture.discovery.confidence import GENERIC
 from aperture.discovery.strategy import Scorer
 from aperture.model import Tool, ToolId
 
@@ -120,12 +121,19 @@ def test_evidence_and_thresholds() -> None:
     overlap = Overlap.of(tokenize("get the weather for a city"), doc)
     assert overlap.name == 1.0 and overlap.query == 1.0 and 0 < overlap.described < 1
     assert Overlap.of([], doc) == Overlap(0.0, 0.0, 0.0)
-    assert evidence(overlap, 0.5) == pytest.approx(0.5 + 0.25 * (1.0 + overlap.described))
+    assert evidence(overlap, 0.5) == pytest.approx(0.5 + 0.2 * 1.0 + 0.9 * overlap.described)
     assert evidence(overlap, None) == pytest.approx(2.0 + overlap.described)
     assert judge(0.0, dense=True) is Confidence.NONE and judge(0.5, dense=True) is Confidence.WEAK
     assert judge(0.9, dense=True) is Confidence.STRONG and judge(0.4, dense=False) is Confidence.NONE
     assert LEXICAL_THRESHOLDS.judge(2.0) is Confidence.STRONG
     assert Thresholds(none_below=1, strong_from=2).judge(1.5) is Confidence.WEAK
+
+
+def test_overlap_ignores_words_every_tool_description_uses() -> None:
+    doc = SearchDoc.of(CATALOG[0])
+    generic = Overlap.of(tokenize("get the details of the given item, based on the specified 2 options"), doc)
+    assert generic == Overlap(0.0, 0.0, 0.0)
+    assert {"get", "detail", "given", "specifi"} <= GENERIC
 
 
 class _Counting:

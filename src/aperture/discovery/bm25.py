@@ -27,6 +27,11 @@ from aperture.discovery.document import FIELDS, SearchDoc
 from aperture.discovery.strategy import DEFAULT_BOOSTS, Scores
 from aperture.discovery.text import tokenize
 
+# Length normalisation: tool texts are short and their length says little about relevance, so less than the
+# textbook 0.75. Picked on a 4,000-query sample of MetaTool single-tool (hybrid R@1 0.573 -> 0.581 from 0.75
+# to 0.3; 0.3-0.5 about even) and checked on BFCL pooled (hybrid R@5 0.891 -> 0.894, BM25 alone 0.850 -> 0.852).
+DEFAULT_B = 0.3
+
 _Ints = npt.NDArray[np.int64]
 _Floats = npt.NDArray[np.float32]
 
@@ -82,7 +87,7 @@ class BM25Scorer:
         self._count = len(docs)
         self._vocab: dict[str, int] = {}
         fields = [
-            ([d.fields[f] for d in docs], boosts[f], b if isinstance(b, float | int) else b.get(f, 0.75))
+            ([d.fields[f] for d in docs], boosts[f], b if isinstance(b, float | int) else b.get(f, DEFAULT_B))
             for f in FIELDS
             if boosts.get(f, 0.0) > 0
         ]
@@ -105,13 +110,13 @@ class BM25Scorer:
 class BM25Strategy:
     """BM25F with field boosts (seed 004: name 4x, namespace 2x, tags 1x; description and parameters too).
 
-    `b` is the length normalisation of every field, or a mapping of field -> `b` (missing fields: 0.75).
+    `b` is the length normalisation of every field, or a mapping of field -> `b` (missing fields: `DEFAULT_B`).
     """
 
     name = "bm25"
 
     def __init__(
-        self, boosts: Mapping[str, float] | None = None, *, k1: float = 1.2, b: float | Mapping[str, float] = 0.75
+        self, boosts: Mapping[str, float] | None = None, *, k1: float = 1.2, b: float | Mapping[str, float] = DEFAULT_B
     ) -> None:
         values = [b] if isinstance(b, float | int) else list(b.values())
         if k1 < 0 or math.isnan(k1) or not all(0 <= v <= 1 for v in values):
