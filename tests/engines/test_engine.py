@@ -312,3 +312,26 @@ async def test_the_server_turns_every_failure_into_an_error_result_and_keeps_ser
 async def test_unknown_tools_name_the_engines_tools() -> None:
     with pytest.raises(UnknownToolError, match="Did you mean: run"):
         await runner_engine().call("test", {})
+
+
+def test_the_command_line_prints_version_tools_and_one_call(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from aperture.engines.server import main
+
+    engine = builder_engine()
+    assert main(engine, ["--version"]) == 0
+    assert capsys.readouterr().out == "demo 1.0.0\n"
+    assert main(engine, ["--list"]) == 0
+    listing = capsys.readouterr().out
+    assert listing.startswith("build ") and "\nbuildBatch " in listing
+    assert main(engine, ["build", '{"name": "cli", "engine": "x"}']) == 0
+    assert capsys.readouterr().out.startswith("Built binary 'cli' at /out/cli.")
+    args = tmp_path / "args.json"
+    args.write_text('{"name": "boom", "engine": "x"}')
+    assert main(engine, ["build", f"@{args}"]) == 1  # an error result: exit status 1
+    assert "Build failed: the compiler crashed" in capsys.readouterr().out
+    assert main(engine, ["build", "{not json"]) == 2
+    assert "ARGS must be a JSON object" in capsys.readouterr().err
+    assert main(engine, []) == 2  # nothing to do: the help, which names the tools
+    assert "tools: build, buildBatch" in capsys.readouterr().out
+    assert main(Engine("empty"), ["--list"]) == 2
+    assert "has no tools" in capsys.readouterr().err
