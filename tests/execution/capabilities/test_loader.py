@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import gc
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from aperture.execution.capabilities import CapabilityLoader, CapabilitySet, LoadReport, pin_digest
+import aperture.execution.capabilities.loader as loader_module
+from aperture.execution.capabilities import CapabilityLoader, CapabilitySet, LoadReport, capability_files, pin_digest
 from tests.execution.capabilities.conftest import capability, write
 
 URL = "https://api.example.com"
@@ -254,14 +258,72 @@ def test_a_broken_edit_keeps_the_last_good_version_and_a_deleted_file_removes_it
 
 
 def test_unchanged_files_are_not_parsed_again(tmp_path: Path) -> None:
-    loader = CapabilityLoader("api", [tmp_path])
+    reader = CapabilityLoader("api", [tmp_path])
     write(tmp_path, "a.yaml", capability("a", URL))
     write(tmp_path, "b.yaml", capability("b", URL))
-    first = loader.load()
+    first = reader.load()
     write(tmp_path, "b.yaml", capability("b", URL, method="POST"))
-    second = loader.load(first.capabilities)
+    second = reader.load(first.capabilities)
     assert second.capabilities.by_name["a"] is first.capabilities.by_name["a"]
     assert second.capabilities.by_name["b"].providers[0].method == "POST"
+    assert (second.read, second.parsed) == (2, 1)  # just written: both read and compared, only b parsed
+
+
+def test_settled_files_whose_status_is_unchanged_are_not_even_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loader_module, "SETTLE_NS", -(10**12))  # as if every file had been written long ago
+    reader = CapabilityLoader("api", [tmp_path])
+    write(tmp_path, "a.yaml", capability("a", URL))
+    write(tmp_path, "b.yaml", capability("b", URL))
+    first = reader.load()
+    second = reader.load(first.capabilities)
+    assert (second.read, second.parsed) == (0, 0)
+    assert second.capabilities.tools == first.capabilities.tools
+    write(tmp_path, "b.yaml", capability("b_renamed", URL))  # another size
+    third = reader.load(second.capabilities)
+    assert (third.read, third.parsed) == (1, 1)
+    assert list(third.capabilities.by_name) == ["a", "b_renamed"]
+
+
+def test_a_rewrite_that_keeps_size_and_mtime_is_still_noticed(tmp_path: Path) -> None:
+    reader = CapabilityLoader("api", [tmp_path])
+    path = write(tmp_path, "a.yaml", capability("aaa", URL))
+    before = path.stat()
+    first = reader.load()
+    path.write_text(path.read_text().replace("aaa", "bbb"))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_size == before.st_size
+    assert list(reader.load(first.capabilities).capabilities.by_name) == ["bbb"]
+
+
+def test_files_are_found_in_path_order_like_sorted_paths(tmp_path: Path) -> None:
+    for name in ("b.yaml", "a-c.yaml", "a/b.yaml", "a/z/x.yml", "a.yaml", "A.yaml", "sub/.x.yaml", ".dir/x.yaml"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("name: x\n")
+    (tmp_path / "notes.txt").write_text("")
+    (tmp_path / "folder.yaml").mkdir()
+    (tmp_path / "linked.yaml").symlink_to(tmp_path / "b.yaml")
+    (tmp_path / "dangling.yaml").symlink_to(tmp_path / "nowhere.yaml")
+    (tmp_path / "linked_dir").symlink_to(tmp_path / "a", target_is_directory=True)
+    expected = sorted(
+        path
+        for path in tmp_path.rglob("*")  # what the loader did before it walked the folders itself
+        if path.suffix in (".yaml", ".yml")
+        and not any(part.startswith(".") for part in path.relative_to(tmp_path).parts)
+        and path.is_file()
+    )
+    assert capability_files(tmp_path) == expected
+    assert [p.relative_to(tmp_path).as_posix() for p in expected] == [
+        "A.yaml", "a/b.yaml", "a/z/x.yml", "a-c.yaml", "a.yaml", "b.yaml", "linked.yaml",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("size_seen", [0, 5, 10, 11, 50], ids=["empty", "shrunk", "same", "grew", "much-larger"])
+def test_a_file_is_read_whole_whatever_size_its_status_said(tmp_path: Path, size_seen: int) -> None:
+    path = tmp_path / "a.yaml"
+    path.write_bytes(b"0123456789")
+    assert loader_module._read(str(path), size_seen) == b"0123456789"
 
 
 def test_the_example_capabilities_load_without_problems() -> None:
@@ -270,3 +332,28 @@ def test_the_example_capabilities_load_without_problems() -> None:
     report = CapabilityLoader("web", [ROOT / "examples" / "capabilities"]).load()
     assert report.problems == ()
     assert set(report.capabilities.by_name) == {"weather_forecast", "github_repository", "echo_order"}
+
+
+@pytest.fixture
+def collector_state() -> Iterator[None]:
+    enabled = gc.isenabled()
+    yield
+    if enabled:
+        gc.enable()
+    else:
+        gc.disable()
+
+
+@pytest.mark.parametrize("enabled", [True, False], ids=["collector-on", "collector-off"])
+def test_the_garbage_collector_is_paused_while_loading_and_left_as_it_was(
+    tmp_path: Path, collector_state: None, enabled: bool
+) -> None:
+    (gc.enable if enabled else gc.disable)()
+    seen: list[bool] = []
+    pause = loader_module._PAUSE_COLLECTOR
+    write(tmp_path, "a.yaml", capability("a", URL))
+    with pause:  # nested, as two backends reloading at once in two threads
+        CapabilityLoader("api", [tmp_path]).load()
+        seen.append(gc.isenabled())
+    assert seen == [False]
+    assert gc.isenabled() is enabled
