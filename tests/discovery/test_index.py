@@ -129,3 +129,25 @@ def test_searches_during_updates_see_whole_indexes() -> None:
     stop.set()
     thread.join()
     assert errors == []
+
+
+class CountingBM25(BM25Strategy):
+    def __init__(self) -> None:
+        super().__init__()
+        self.builds = 0
+
+    def build(self, docs):  # type: ignore[no-untyped-def]
+        self.builds += 1
+        return super().build(docs)
+
+
+def test_the_same_tools_again_keep_the_built_index_and_take_the_new_version() -> None:
+    strategy = CountingBM25()
+    index = ToolIndex(strategy)
+    index.update(CATALOG, version=1)
+    index.update(list(CATALOG), version=2)  # a backend re-listed without change: the same Tool objects
+    assert strategy.builds == 1 and index.version == 2
+    assert index.search("open an issue").hits[0].id == "github:create_issue"
+    changed = [*CATALOG[:-1], make("files", "read_file", "Read a file, now with a new description.")]
+    index.update(changed, version=3)
+    assert strategy.builds == 2 and index.version == 3

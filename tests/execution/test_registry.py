@@ -134,3 +134,30 @@ async def test_tools_added_while_running_reach_the_catalog() -> None:
     await registry.refresh("live")
     assert registry.find_tool("live:first") is None
     await registry.aclose()
+
+
+async def test_an_explicit_refresh_covers_a_change_reported_before_it() -> None:
+    # `reload_capabilities` reloads, then refreshes at once; the backend's own change report must not make
+    # the watcher list (and the gateway index) the same tools a second time.
+    registry = BackendRegistry()
+    backend = PythonBackend("live")
+
+    @backend.tool
+    def first() -> str:
+        return "1"
+
+    await registry.register(backend)
+    published: list[int] = []
+    registry.add_listener(lambda snap: published.append(snap.version))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(registry.watch_changes)
+
+        @backend.tool
+        def second() -> str:
+            return "2"
+
+        await registry.refresh("live")  # before the watcher's debounce runs out
+        await anyio.sleep(0.3)
+        tg.cancel_scope.cancel()
+    assert len(published) == 1 and registry.find_tool("live:second") is not None
+    await registry.aclose()

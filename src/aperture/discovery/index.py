@@ -135,6 +135,14 @@ class ToolIndex:
         for tool in tools:
             doc = reuse.get(tool.key)
             docs.append(doc if doc is not None and doc.tool is tool else SearchDoc.of(tool))
+        unchanged = len(docs) == len(old.docs) and all(a is b for a, b in zip(docs, old.docs, strict=True))
+        if unchanged and old.docs and old.complete:
+            # The same tools (a backend re-listed without change): keep the built scorer, take the new version.
+            # Not while a background build runs: it swaps in only for the snapshot it started from.
+            with self._swap_lock:
+                if self._snapshot is old:
+                    self._snapshot = replace(old, version=old.version + 1 if version is None else version)
+                    return
         namespaces: dict[str, list[int]] = defaultdict(list)
         tags: dict[str, list[int]] = defaultdict(list)
         exact: dict[str, list[int]] = defaultdict(list)

@@ -122,6 +122,8 @@ class BackendRegistry:
         """Re-list the tools of one backend (or all, concurrently) and publish a new snapshot."""
         names = [name] if name is not None else list(self._backends)
         async with self._lock:
+            # A change reported before this listing starts is covered by it: no second listing for it later.
+            self._changed.difference_update(names)
             async with anyio.create_task_group() as tg:
                 for backend_name in names:
                     tg.start_soon(self._list_one, backend_name)
