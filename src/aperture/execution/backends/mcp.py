@@ -214,6 +214,7 @@ class McpBackend:
         http: httpx2.AsyncClient | None = None
         url = ""
         session = SessionHeaders()
+        poster: HttpPoster | None = None
         if isinstance(self.target, StdioTarget):
             t = self.target
             transport = stdio_upstream(t.command, t.args, env=t.env, cwd=t.cwd, watch=watch, channel=channel)
@@ -252,6 +253,8 @@ class McpBackend:
             finally:
                 channel.close("the upstream connection closed")
                 links.cancel_scope.cancel()
+                if poster is not None:
+                    await poster.aclose()  # its own kept-alive connections (shielded: never waits)
 
     def _task_group_or_fail(self) -> anyio.abc.TaskGroup:
         if self._task_group is None:

@@ -5,15 +5,17 @@ POST with the session id and protocol version the SDK's transport negotiated (re
 and the answer, plain JSON or an SSE stream, goes back through the channel. Whatever else arrives on
 that stream (a sampling or elicitation request, a notification) is handed to the SDK's session as if
 its own transport had read it, so it is answered the usual way. A stream the server closes before the
-answer (SEP-1699 polling) is resumed with `Last-Event-ID`.
+answer (SEP-1699 polling) is resumed with `Last-Event-ID`. Plain `http://` upstreams get these requests
+through a lean keep-alive client of their own (`_http11`); anything else goes through httpx2.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
 
 import anyio
 import httpx2
@@ -21,12 +23,24 @@ import mcp_types
 from mcp.shared.exceptions import MCPError
 
 from aperture.execution.backends._http import SessionHeaders
+from aperture.execution.backends._http11 import pool_for
 from aperture.execution.backends.mcp_raw import RawChannel
 
 logger = logging.getLogger(__name__)
 
 MAX_RESUMES = 5
 MAX_ERROR_BODY = 2000
+
+
+class _Response(Protocol):
+    """What is read of an answer: httpx2's `Response`, or `_http11.Response`."""
+
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    async def aread(self) -> bytes: ...
+    def aiter_lines(self) -> AsyncIterator[str]: ...
 
 
 class HttpPoster:
@@ -45,12 +59,27 @@ class HttpPoster:
         self._session = session
         self._channel = channel
         self._elsewhere = elsewhere
+        self._fast = pool_for(http, url)
+
+    async def aclose(self) -> None:
+        if self._fast is not None:
+            await self._fast.aclose()
+
+    def _stream(
+        self, method: str, headers: dict[str, str], body: bytes = b""
+    ) -> AbstractAsyncContextManager[_Response]:
+        fast = self._fast
+        if fast is not None and fast.usable:
+            return fast.stream(method, headers, body)
+        return self._http.stream(method, self._url, content=body or None, headers=headers)
 
     async def send(self, line: bytes, stream_of: str | None) -> None:
         headers = self._session.apply(
             {"content-type": "application/json", "accept": "application/json, text/event-stream"}
         )
-        async with self._http.stream("POST", self._url, content=line, headers=headers) as response:
+        async with self._stream("POST", headers, line) as response:
+            if session_id := response.headers.get("mcp-session-id"):
+                self._session.session_id = session_id  # as the SDK's transport would record it
             if response.status_code == 202:
                 return  # a notification, accepted
             if response.status_code >= 400:
@@ -70,14 +99,14 @@ class HttpPoster:
                 return
             await anyio.sleep(last_event.retry_ms / 1000)
             headers = self._session.apply({"accept": "text/event-stream", "last-event-id": last_event.id})
-            async with self._http.stream("GET", self._url, headers=headers) as response:
+            async with self._stream("GET", headers) as response:
                 if response.status_code >= 400:
                     body = (await response.aread())[:MAX_ERROR_BODY].decode("utf-8", "replace")
                     raise _http_error(response.status_code, body)
                 last_event = await self._read_events(response, request_id, last_event)
 
     async def _read_events(
-        self, response: httpx2.Response, stream_of: str | None, last: _LastEvent | None = None
+        self, response: _Response, stream_of: str | None, last: _LastEvent | None = None
     ) -> _LastEvent:
         last = last or _LastEvent()
         async for event in _sse_events(response.aiter_lines()):
