@@ -213,7 +213,7 @@ class Gateway:
                 op="search_tools",
             )
         limit = _check_limit(limit or self.config.search.default_limit, "search_tools")
-        scope = _scope("search", query, namespace, intent, *tags)
+        scope = _scope("search", self._rights(), query, namespace, intent, *tags)
         offset = self._offset(cursor, scope, "search_tools")
         visible = self.ops.visibility()
         unavailable = self.unavailable()
@@ -260,7 +260,7 @@ class Gateway:
     ) -> dict[str, Any]:
         """Summaries in catalog order: `{tools, total, nextCursor?}`."""
         limit = _check_limit(limit or 50, "list_tools")
-        scope = _scope("list", namespace, backend_kind)
+        scope = _scope("list", self._rights(), namespace, backend_kind)
         offset = self._offset(cursor, scope, "list_tools")
         page = self.index.page(
             limit=limit, offset=offset, namespace=namespace, backend_kind=backend_kind, visible=self.ops.visibility()
@@ -275,7 +275,7 @@ class Gateway:
         forbid the caller the whole namespace (`ns:*`).
         """
         limit = _check_limit(limit or 50, "list_namespaces")
-        scope = _scope("namespaces")
+        scope = _scope("namespaces", self._rights())
         offset = self._offset(cursor, scope, "list_namespaces")
         counts = self.index.namespaces()
         names = self.registry.names()
@@ -382,6 +382,12 @@ class Gateway:
         raw = json.dumps({"v": self.index.version, "o": offset, "s": scope}, separators=(",", ":"))
         return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
+    def _rights(self) -> Any:
+        """What the caller's rights are (None without auth rules): part of a cursor's scope, since pages
+        differ between callers who see different tools."""
+        visible = self.ops.visibility()
+        return None if visible is None else visible[0]
+
     def _offset(self, cursor: str | None, scope: str, op: str) -> int:
         if not cursor:
             return 0
@@ -434,4 +440,9 @@ def _check_limit(limit: int, op: str) -> int:
 
 def _scope(*parts: Any) -> str:
     """A short fingerprint of a query and its filters, so a cursor cannot be replayed on another query."""
-    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:12]
+    return hashlib.sha256(json.dumps(parts, default=_canonical).encode()).hexdigest()[:12]
+
+
+def _canonical(value: Any) -> Any:
+    """Sets in a stable order (a frozenset's own order changes between processes), anything else as text."""
+    return sorted(value, key=str) if isinstance(value, set | frozenset) else str(value)

@@ -17,7 +17,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from aperture.execution import CallContext
-from aperture.model import UnknownToolError
+from aperture.model import InvalidCursorError, UnknownToolError
 from aperture.ops.identity import IDENTITY_KEY, Identity, current_identity
 from aperture.surface.mcp import McpSurface
 from tests.conftest import FIXTURES
@@ -191,3 +191,18 @@ async def test_over_http_an_api_key_caller_sees_only_its_tools(tmp_path: Path) -
             assert [n["namespace"] for n in namespaces] == ["toolbox"]
             listed = [t.name for t in (await client.list_tools()).tools]
             assert "toolbox__calculate" in listed and not [n for n in listed if n.startswith("ops")]
+
+
+async def test_a_cursor_is_good_only_for_callers_with_the_same_rights() -> None:
+    async with ops_gateway(OPS) as gw:
+        with calling_as(ADMIN):
+            first = await gw.list_namespaces(limit=1)
+            page = gw.list_tools(limit=1)
+        assert "nextCursor" in first and "nextCursor" in page
+        with calling_as(DEV):  # sees fewer tools: the admin's pages do not line up with its own
+            with pytest.raises(InvalidCursorError, match="cursor"):
+                await gw.list_namespaces(limit=1, cursor=first["nextCursor"])
+            with pytest.raises(InvalidCursorError, match="cursor"):
+                gw.list_tools(limit=1, cursor=page["nextCursor"])
+        with calling_as(Identity(name="other-admin", method="jwt", roles=ADMIN.roles, scopes=ADMIN.scopes)):
+            assert (await gw.list_namespaces(limit=1, cursor=first["nextCursor"]))["namespaces"]  # same rights
