@@ -242,6 +242,7 @@ def scratch_engine(state: dict[str, Path]) -> Engine:
             files={"scratch.config": str(made / "config.json"), "outside": "/etc/hostname"},
             metadata={"scratch.path": str(made)},
             managed_resources=[str(made)],
+            env={"SCRATCH_DIR": str(made), "SCRATCH_TOKEN": "t", "AWS_REGION": "x"},
         )
 
     @engine.delete
@@ -276,6 +277,22 @@ async def test_create_makes_tmp_dir_and_returns_files_relative_to_it_then_delete
         await engine.call("delete", {"metadata": {}})
     with pytest.raises(InputValidationError, match="tmpDir"):
         await engine.call("create", {"testID": "t2", "stage": "e2e"})
+
+
+async def test_create_applies_env_propagation_to_the_environment_it_returns(tmp_path: Path) -> None:
+    engine = scratch_engine({})
+    base = {"stage": "e2e", "tmpDir": str(tmp_path)}
+    everything = await engine.call("create", {**base, "testID": "a"})
+    assert everything.structured is not None and set(everything.structured["env"]) == {
+        "SCRATCH_DIR",
+        "SCRATCH_TOKEN",
+        "AWS_REGION",
+    }
+    rules = {"whitelist": ["SCRATCH_*", "AWS_REGION"], "blacklist": ["*_TOKEN"]}
+    filtered = await engine.call("create", {**base, "testID": "b", "envPropagation": rules})
+    assert filtered.structured is not None and set(filtered.structured["env"]) == {"SCRATCH_DIR", "AWS_REGION"}
+    off = await engine.call("create", {**base, "testID": "c", "envPropagation": {"disabled": True}})
+    assert off.structured is not None and "env" in off.structured and off.structured["env"] == {}
 
 
 def test_registration_mistakes_fail_at_once_with_the_fix() -> None:

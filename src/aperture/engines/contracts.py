@@ -7,6 +7,8 @@ snake_case attributes. Inputs reject unknown fields (a misspelt `rootdir` is a m
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Literal
 
@@ -164,11 +166,22 @@ class TestReport(_Wire):
 
 
 class EnvPropagation(_Wire):
-    """Which environment variables pass on to the next subengines."""
+    """Which environment variables a subengine's `env` passes on to later steps (names or globs)."""
 
-    disabled: bool = False
-    whitelist: list[str] = Field(default_factory=list)
-    blacklist: list[str] = Field(default_factory=list)
+    disabled: bool = Field(False, description="Pass on no variables at all.")
+    whitelist: list[str] = Field(default_factory=list, description="Only these (when given), e.g. KUBECONFIG, AWS_*.")
+    blacklist: list[str] = Field(default_factory=list, description="Never these.")
+
+    def apply(self, env: Mapping[str, str]) -> dict[str, str]:
+        """The variables of `env` that may pass on."""
+        if self.disabled:
+            return {}
+        return {
+            name: value
+            for name, value in env.items()
+            if (not self.whitelist or any(fnmatchcase(name, p) for p in self.whitelist))
+            and not any(fnmatchcase(name, p) for p in self.blacklist)
+        }
 
 
 class CreateInput(_Rooted):

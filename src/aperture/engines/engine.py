@@ -361,8 +361,9 @@ class Engine:
             raise InputValidationError(f"tmpDir '{request.tmp_dir}' cannot be created: {exc}") from exc
         value = await _invoke(fn, request.model_copy(update={"tmp_dir": str(tmp)}), "Create")
         made = _result(TestEnvArtifact, value, f"engine '{self.name}': the create function")
+        env = request.env_propagation.apply(made.env) if request.env_propagation else made.env
         made = made.model_copy(
-            update={"test_id": made.test_id or request.test_id, "files": _relative_files(made.files, tmp)}
+            update={"test_id": made.test_id or request.test_id, "files": _relative_files(made.files, tmp), "env": env}
         )
         summary = (
             f"Created test environment '{made.test_id}' (stage {request.stage}): {_count(made.files, 'file')}, "
