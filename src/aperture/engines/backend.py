@@ -7,8 +7,6 @@ has the same few tool names.
 
 from __future__ import annotations
 
-import importlib
-import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ from typing import Any
 import mcp_types
 
 from aperture.engines.engine import Engine, EngineTool
+from aperture.execution._imports import import_user_module
 from aperture.execution.backend import CallContext, HealthStatus
 from aperture.execution.result import ToolOutput
 from aperture.model import ConfigError, Tool, ToolId, UnknownToolError
@@ -28,16 +27,7 @@ def load_engine(reference: str, *, path: str | Path | None = None) -> Engine:
         ConfigError: the module does not import, or holds no engine, or several without `:attribute`.
     """
     module_name, _, attribute = reference.partition(":")
-    if path is not None and str(path) not in sys.path:
-        sys.path.insert(0, str(path))
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        where = f" (looked also in {path})" if path else ""
-        raise ConfigError(f"engine '{reference}': cannot import module '{module_name}'{where}: {exc}") from exc
-    except Exception as exc:  # the module's own code failed while importing
-        problem = f"{type(exc).__name__}: {exc}"
-        raise ConfigError(f"engine '{reference}': importing '{module_name}' failed: {problem}") from exc
+    module = import_user_module(module_name, owner=f"engine '{reference}'", path=path)
     if attribute:
         found = getattr(module, attribute, None)
         if not isinstance(found, Engine):

@@ -8,10 +8,8 @@ the event loop.
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 import logging
-import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +23,7 @@ import pydantic
 import pydantic.fields
 
 from aperture.execution._docstrings import parse_docstring
+from aperture.execution._imports import import_user_module
 from aperture.execution.backend import CallContext, HealthStatus
 from aperture.execution.result import CONTENT_TYPES, ToolOutput, dump_json, to_jsonable
 from aperture.model import ConfigError, Tool, ToolAnnotations, ToolExample, ToolId, UnknownToolError
@@ -170,18 +169,8 @@ class PythonBackend:
         Raises:
             ConfigError: when the module cannot be imported or defines no tools.
         """
-        if path is not None and str(path) not in sys.path:
-            sys.path.insert(0, str(path))
         if isinstance(module, str):
-            try:
-                module = importlib.import_module(module)
-            except ImportError as exc:
-                where = f" (looked also in {path})" if path else ""
-                raise ConfigError(f"backend '{name}': cannot import module '{module}'{where}: {exc}") from exc
-            except Exception as exc:  # the module's own code failed while importing
-                raise ConfigError(
-                    f"backend '{name}': importing module '{module}' failed: {type(exc).__name__}: {exc}"
-                ) from exc
+            module = import_user_module(module, owner=f"backend '{name}'", path=path)
         functions = [obj for obj in vars(module).values() if callable(obj) and hasattr(obj, _MARK)]
         if not functions:
             raise ConfigError(
