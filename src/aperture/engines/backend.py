@@ -93,7 +93,8 @@ class EngineBackend:
         if route is None:
             raise UnknownToolError(f"{self._name}:{name}", [f"{self._name}:{n}" for n in self._routes])
         engine, tool = route
-        result = await engine.call(tool.name, args, ctx.progress)
+        # The runner has validated and coerced `args` against this tool's schema already.
+        result = await engine.call(tool.name, args, ctx.progress, checked=True)
         return ToolOutput(
             content=(mcp_types.TextContent(text=result.text),), structured=result.structured, is_error=result.is_error
         )

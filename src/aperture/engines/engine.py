@@ -277,8 +277,11 @@ class Engine:
 
     # --- calls ----------------------------------------------------------------------------------
 
-    async def call(self, tool: str, args: Mapping[str, Any] | None, progress: ProgressFn | None = None) -> EngineResult:
-        """Validate `args`, run the tool's function and shape its answer.
+    async def call(
+        self, tool: str, args: Mapping[str, Any] | None, progress: ProgressFn | None = None, *, checked: bool = False
+    ) -> EngineResult:
+        """Validate `args` (unless `checked`: the gateway's runner already did, against the same schema), run the
+        tool's function and shape its answer.
 
         Raises:
             ApertureError: `UnknownToolError`, `InputValidationError` for arguments or paths to fix,
@@ -287,7 +290,7 @@ class Engine:
         entry = self._tools.get(tool)
         if entry is None:
             raise UnknownToolError(tool, sorted(self._tools))
-        request = _parse(entry, args or {})
+        request = _parse(entry, args or {}, checked=checked)
         return await entry.handler(request, progress)
 
     async def _build(self, fn: Callable[..., Any], request: BuildInput, progress: ProgressFn | None) -> EngineResult:
@@ -395,10 +398,10 @@ def _check_signature(fn: Any, what: str, model: str) -> None:
         )
 
 
-def _parse(entry: EngineTool, args: Mapping[str, Any], *, where: str = "") -> Any:
+def _parse(entry: EngineTool, args: Mapping[str, Any], *, where: str = "", checked: bool = False) -> Any:
     """Arguments checked against the tool's schema (all problems at once), then as its input model."""
     try:
-        clean = entry.validator.validate(args)
+        clean = args if checked else entry.validator.validate(args)
     except InputValidationError as exc:
         if where:
             raise InputValidationError(f"{where}: {exc.message}", details=exc.details) from exc
