@@ -142,3 +142,23 @@ async def test_resuming_replays_only_the_own_session_events(url: str) -> None:
             resumed = await resume(http, url, sessions[index], seen[index][-1]["id"])
             assert resumed[-1]["data"]["result"]["content"][0]["text"] == f"done after {steps} steps"
             assert {total for _, total in progress_of(seen[index] + resumed)} == {steps}
+
+
+async def test_a_session_opened_at_2025_11_25_is_primed_whatever_a_later_header_says(url: str) -> None:
+    # The client proved at initialize that it reads priming events; a stale header on a call does not undo it.
+    async with httpx2.AsyncClient(timeout=10) as http:
+        session = await open_session(http, url)
+        seen = await call_until_closed(http, url, {**session, "mcp-protocol-version": "2025-03-26"}, steps=100)
+        assert seen[0]["data"] == "" and "id" in seen[0]
+        assert not any(answer_to(e, 2) for e in seen)
+        resumed = await resume(http, url, session, seen[-1]["id"])
+        assert resumed[-1]["data"]["result"]["content"][0]["text"] == "done after 100 steps"
+
+
+async def test_an_older_session_is_neither_primed_nor_let_go(url: str) -> None:
+    # A 2025-03-26 client cannot parse an empty priming event nor resume: its stream stays open to the answer.
+    async with httpx2.AsyncClient(timeout=10) as http:
+        session = await open_session(http, url, version="2025-03-26")
+        seen = await call_until_closed(http, url, session, steps=40)
+        assert all(event.get("data") != "" for event in seen)
+        assert answer_to(seen[-1], 2) and seen[-1]["data"]["result"]["content"][0]["text"] == "done after 40 steps"

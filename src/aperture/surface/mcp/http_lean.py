@@ -3,7 +3,7 @@
 An ASGI layer in front of the SDK's app. It answers, as the SDK would:
 - a POST with one `tools/call` on a live handshake-era session the surface already knows: an SSE
   stream with the call's progress and log messages, then its response; events stored for resumption,
-  and the stream primed from 2025-11-25 on. A `notifications/cancelled` naming such a call cancels it
+  and the stream primed for sessions from 2025-11-25 on. A `notifications/cancelled` naming such a call cancels it
   (answered with the SDK's "request cancelled" error).
 - a 2026-07-28 `tools/call` (no session; the method and tool named in headers): plain JSON, or an SSE
   stream once progress has to be sent first.
@@ -27,11 +27,11 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aperture.surface.mcp.server import McpSurface
+from aperture.surface.mcp.sessions import PRIMED_FROM, session_version
 
 logger = logging.getLogger(__name__)
 
 REQUEST_CANCELLED = -32800  # what the SDK answers a cancelled request with on the 2025 wire
-_PRIMED_FROM = "2025-11-25"  # older clients cannot read the empty priming event
 
 
 class LeanHttpApp:
@@ -109,7 +109,7 @@ class LeanHttpApp:
         if method != "tools/call" or not _valid_id(request_id) or (session_id, str(request_id)) in self._running:
             return False  # (a duplicate id is the SDK's to answer)
         store = getattr(transport, "_event_store", None)
-        priming = store is not None and version >= _PRIMED_FROM
+        priming = store is not None and session_version(transport, version) >= PRIMED_FROM
         stream = _EventStream(send, session_id, str(request_id), store, priming, self._retry_ms)
         work = self._surface.lean_http_call(session_id, version, params, stream.notify)
         if work is None:

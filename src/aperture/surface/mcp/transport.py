@@ -5,11 +5,9 @@ from __future__ import annotations
 import logging
 import signal
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import anyio
 import uvicorn
-from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from starlette.types import ASGIApp
 
 from aperture.gateway import Gateway
@@ -17,6 +15,7 @@ from aperture.ops.http import OpsHttpApp
 from aperture.surface.mcp.events import MemoryEventStore
 from aperture.surface.mcp.http_lean import LeanHttpApp
 from aperture.surface.mcp.server import McpSurface
+from aperture.surface.mcp.sessions import adapt_sessions
 from aperture.surface.mcp.stdio import stdio_transport
 
 logger = logging.getLogger(__name__)
@@ -69,36 +68,13 @@ def http_app(surface: McpSurface, *, path: str = "/mcp", host: str = "127.0.0.1"
         streamable_http_path=path, host=host, event_store=MemoryEventStore(), retry_interval=RETRY_INTERVAL_MS
     )
     manager = surface.server.session_manager
-    _isolate_event_stores(manager)
+    adapt_sessions(manager)  # an event store per session; streams primed by the version initialised with
     # Health, metrics and authentication sit outside both call paths (the SDK's and the lean one).
     if surface.gateway.config.server.sse_poll_after is not None:
         return OpsHttpApp(app, surface.gateway.ops, path=path)  # long calls let go of their streams: the SDK's path
     return OpsHttpApp(
         LeanHttpApp(app, surface, manager, path=path, retry_ms=RETRY_INTERVAL_MS), surface.gateway.ops, path=path
     )
-
-
-def _isolate_event_stores(manager: StreamableHTTPSessionManager) -> None:
-    """Give every session an event store of its own (at most 32 streams of 128 events each).
-
-    The SDK hands its one store to every session, and names a request's stream after the request's id,
-    which clients choose (most start at 1): with one store, a client resuming its stream "2" could be
-    replayed another client's stream "2". The SDK offers no per-session hook, so its session admission
-    is wrapped; if that private method ever disappears, resumability is switched off rather than shared.
-    """
-    admit = getattr(manager, "_admit_session", None)
-    if admit is None:
-        logger.warning("this MCP SDK has no per-session hook: SSE streams will not be resumable")
-        manager.event_store = None
-        return
-
-    def admit_with_own_store(*args: Any, **kwargs: Any) -> Any:
-        transport = admit(*args, **kwargs)
-        if transport is not None:
-            transport._event_store = MemoryEventStore(per_stream=128, max_streams=32)
-        return transport
-
-    manager._admit_session = admit_with_own_store  # type: ignore[method-assign]
 
 
 async def serve_http(gateway: Gateway, *, host: str = "127.0.0.1", port: int = 8080, path: str = "/mcp") -> None:

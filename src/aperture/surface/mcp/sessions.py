@@ -1,0 +1,73 @@
+"""How the gateway adapts the SDK's streamable-HTTP sessions, each as it is admitted.
+
+Two things the SDK does not do per session, done by wrapping its transport when the session manager
+admits it (private hooks: if they disappear, the gateway logs it and goes on without the feature):
+
+- an event store of its own for every session, so one client's resumed stream "2" is never another's;
+- streams primed, and closable mid-call, by the protocol version the session was initialised with.
+  The SDK goes by each request's `mcp-protocol-version` header alone; a client that initialised with
+  2025-11-25 or later reads priming events whatever a later header says (the conformance suite's
+  SSE-polling scenario opens its session at 2025-11-25, then sends its call marked 2025-03-26).
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from typing import Any
+
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+
+from aperture.surface.mcp.events import MemoryEventStore
+
+logger = logging.getLogger(__name__)
+
+PRIMED_FROM = "2025-11-25"
+"""The first protocol version whose clients read the empty priming event (and so may have streams closed)."""
+
+_initialised_with: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
+def adapt_sessions(manager: StreamableHTTPSessionManager) -> None:
+    """Wrap the manager's session admission so every new transport is adapted (see the module docstring)."""
+    admit = getattr(manager, "_admit_session", None)
+    if admit is None:
+        logger.warning("this MCP SDK has no per-session hook: SSE streams will not be resumable")
+        manager.event_store = None
+        return
+
+    def admit_adapted(*args: Any, **kwargs: Any) -> Any:
+        transport = admit(*args, **kwargs)
+        if transport is not None:
+            # At most 32 streams of 128 events each.
+            transport._event_store = MemoryEventStore(per_stream=128, max_streams=32)
+            _version_by_initialise(transport)
+        return transport
+
+    manager._admit_session = admit_adapted  # type: ignore[method-assign]
+
+
+def session_version(transport: Any, header: str) -> str:
+    """The version a request on `transport` is served at: its header's, or the session's if that is newer."""
+    initialised = _initialised_with.get(transport, "")
+    return max(header, initialised)
+
+
+def _version_by_initialise(transport: Any) -> None:
+    mint = getattr(transport, "_mint_priming_event", None)
+    create = getattr(transport, "_create_session_message", None)
+    if mint is None or create is None:
+        logger.warning("this MCP SDK's transport has changed: streams are primed by each request's header")
+        return
+
+    async def mint_priming_event(stream_id: Any, protocol_version: str) -> Any:
+        return await mint(stream_id, session_version(transport, protocol_version))
+
+    def create_session_message(message: Any, request: Any, request_id: Any, protocol_version: str) -> Any:
+        if getattr(message, "method", None) == "initialize" and protocol_version in HANDSHAKE_PROTOCOL_VERSIONS:
+            _initialised_with[transport] = protocol_version
+        return create(message, request, request_id, session_version(transport, protocol_version))
+
+    transport._mint_priming_event = mint_priming_event
+    transport._create_session_message = create_session_message
