@@ -7,6 +7,8 @@ and a never-ending answer are all exercised on real sockets.
 
 from __future__ import annotations
 
+import gzip
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -214,3 +216,60 @@ async def test_only_plain_requests_take_the_lean_client() -> None:
     assert pool is not None
     http.cookies.set("sticky", "1")
     assert not pool.usable  # httpx2 sends cookies; the lean client does not
+
+
+def chunked(*parts: bytes) -> bytes:
+    return b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in parts) + b"0\r\n\r\n"
+
+
+async def test_compressed_answers_are_decoded_though_identity_was_asked_for() -> None:
+    events = b'data: {"progress": 1}\n\ndata: {"result": "done"}\n\n'
+    deflate = zlib.compressobj(wbits=zlib.MAX_WBITS)
+    deflated = deflate.compress(events) + deflate.flush()
+
+    async def compressing(n: int, request: bytes, stream: anyio.abc.SocketStream) -> bool:
+        if n == 1:
+            body = gzip.compress(b'{"n": 1}')
+            head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\n"
+            await stream.send(head + b"content-length: %d\r\n\r\n" % len(body) + body)
+        else:  # a deflated SSE stream, cut at awkward places
+            head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-encoding: deflate\r\n"
+            await stream.send(head + b"transfer-encoding: chunked\r\n\r\n" + chunked(deflated[:7], deflated[7:]))
+        return True
+
+    async with running(compressing) as (_, pool):
+        assert b"accept-encoding: identity" in pool.stream("POST", {}, b"{}")._request.lower()
+        async with pool.stream("POST", {}, b"{}") as response:
+            assert await response.aread() == b'{"n": 1}'
+        async with pool.stream("POST", {}, b"{}") as response:
+            lines = [line async for line in response.aiter_lines()]
+        assert lines == ['data: {"progress": 1}', "", 'data: {"result": "done"}', ""]
+
+
+async def test_an_unsupported_or_corrupt_encoding_is_a_clear_error() -> None:
+    async def odd(n: int, request: bytes, stream: anyio.abc.SocketStream) -> bool:
+        coding, body = (b"br", b"\x1b\x00") if n == 1 else (b"gzip", b"not gzip at all")
+        head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: %s\r\ncontent-length: %d"
+        await stream.send(head % (coding, len(body)) + b"\r\n\r\n" + body)
+        return True
+
+    async with running(odd) as (_, pool):
+        with pytest.raises(httpx2.DecodingError, match="'br', which is not supported"):
+            async with pool.stream("POST", {}, b"{}"):
+                pass
+        with pytest.raises(httpx2.DecodingError, match="compressed answer is corrupt"):
+            async with pool.stream("POST", {}, b"{}") as response:
+                await response.aread()
+
+
+async def test_sse_lines_may_end_with_a_lone_carriage_return() -> None:
+    async def cr_only(n: int, request: bytes, stream: anyio.abc.SocketStream) -> bool:
+        head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+        # CR alone, LF alone, and a CRLF split between two chunks (one line end, not two).
+        parts = (b"id: 1\rdata: a\r\r", b"data: b\n\ndata: c\r", b"\n\r", b"\n")
+        await stream.send(head + chunked(*parts))
+        return True
+
+    async with running(cr_only) as (_, pool), pool.stream("POST", {}, b"{}") as response:
+        lines = [line async for line in response.aiter_lines()]
+    assert lines == ["id: 1", "data: a", "", "data: b", "", "data: c", ""]

@@ -14,6 +14,7 @@ redirects, auth, cookies) stays with httpx2.
 
 from __future__ import annotations
 
+import zlib
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
@@ -187,6 +188,40 @@ class Exchange:
         return False
 
 
+def _decoders_for(content_encoding: str) -> list[zlib._Decompress]:
+    """Decompressors for a `content-encoding` (gzip or deflate, in the order they were applied)."""
+    decoders = []
+    for coding in reversed([c.strip().lower() for c in content_encoding.split(",") if c.strip()]):
+        if coding in ("gzip", "x-gzip"):
+            decoders.append(zlib.decompressobj(zlib.MAX_WBITS | 16))
+        elif coding == "deflate":
+            decoders.append(zlib.decompressobj(zlib.MAX_WBITS))
+        elif coding != "identity":
+            raise httpx2.DecodingError(
+                f"the upstream answered with content-encoding {coding!r}, which is not supported"
+            )
+    return decoders
+
+
+def _decode(decoders: list[zlib._Decompress], data: bytes) -> bytes:
+    try:
+        for decoder in decoders:
+            data = decoder.decompress(data)
+    except zlib.error as exc:
+        raise httpx2.DecodingError(f"the upstream's compressed answer is corrupt: {exc}") from exc
+    return data
+
+
+def _flush(decoders: list[zlib._Decompress]) -> bytes:
+    data = b""
+    try:
+        for decoder in decoders:
+            data = decoder.decompress(data) + decoder.flush()
+    except zlib.error as exc:
+        raise httpx2.DecodingError(f"the upstream's compressed answer is corrupt: {exc}") from exc
+    return data
+
+
 class _StaleError(Exception):
     """The connection ended before any byte of an answer came back."""
 
@@ -200,15 +235,19 @@ class Response:
         self.headers: dict[str, str] = connection.headers
         if connection.cookies:
             _keep_cookies(connection.pool, self)
-        if self.headers.get("content-encoding", "identity") != "identity":
-            raise httpx2.DecodingError(f"unexpected content-encoding {self.headers['content-encoding']!r}")
+        # The request says `accept-encoding: identity`, but a server may compress anyway.
+        self._decoders = _decoders_for(self.headers.get("content-encoding", ""))
 
     async def aiter_bytes(self) -> AsyncIterator[bytes]:
         connection = self._connection
+        decoders = self._decoders
         while True:
             while connection.body:
-                yield connection.body.popleft()
+                part = connection.body.popleft()
+                yield _decode(decoders, part) if decoders else part
             if connection.done:
+                if decoders:
+                    yield _flush(decoders)
                 return
             await connection.receive()
 
@@ -216,16 +255,25 @@ class Response:
         return b"".join([part async for part in self.aiter_bytes()])
 
     async def aiter_lines(self) -> AsyncIterator[str]:
-        """Lines without their end (`\\n` or `\\r\\n`), each yielded as soon as it is complete."""
+        """Lines without their end (`\\r\\n`, `\\n` or a lone `\\r`, as SSE allows), each yielded as soon
+        as it is complete (a `\\r` ends its line at once: a `\\n` opening the next part is then skipped)."""
         rest = b""
+        after_cr = False
         async for part in self.aiter_bytes():
+            if after_cr and part[:1] == b"\n":
+                part = part[1:]
+            if b"\r" in part:
+                after_cr = part[-1:] == b"\r"
+                part = part.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            else:
+                after_cr = False
             if rest:
                 part, rest = rest + part, b""
             *lines, rest = part.split(b"\n")
             for line in lines:
-                yield line.removesuffix(b"\r").decode("utf-8", "replace")
+                yield line.decode("utf-8", "replace")
         if rest:
-            yield rest.removesuffix(b"\r").decode("utf-8", "replace")
+            yield rest.decode("utf-8", "replace")
 
     async def _finish(self, clean: bool) -> None:
         connection = self._connection
