@@ -200,3 +200,21 @@ async def test_many_concurrent_lean_calls_each_get_their_own_answer(tmp_path: Pa
             for i in range(50):
                 tg.start_soon(one, i)
         assert answers == {i: f"n{i}" for i in range(50)}
+
+
+async def test_short_answers_written_at_once_never_tear_or_overtake_long_ones(tmp_path: Path) -> None:
+    # Short answers skip the writer task when nothing is queued; long ones (past the pipe's atomic size and
+    # its buffer) queue. A raw reader that waits before reading makes the long writes block part-way.
+    async with gateway_process(tmp_path) as session:
+        await session.handshake()
+        await session.call("up__echo", {"text": "first"})  # the connection is known: calls go the lean way
+        texts = {n: ("x" * 200_000 if n % 3 == 0 else f"short {n}") for n in range(30)}
+        for n, text in texts.items():
+            params = {"name": "up__echo", "arguments": {"text": text}}
+            await session.send({"jsonrpc": "2.0", "id": n, "method": "tools/call", "params": params})
+        await anyio.sleep(0.5)
+        answers = {}
+        for _ in texts:
+            message = await session.receive()  # every line parses as one whole message
+            answers[message["id"]] = message["result"]["content"][0]["text"]
+        assert answers == texts

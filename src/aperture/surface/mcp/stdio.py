@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import select
 import stat
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -225,16 +226,33 @@ async def stdio_transport(
     incoming_send, incoming = anyio.create_memory_object_stream[SessionMessage | Exception](0)
     outgoing, outgoing_receive = anyio.create_memory_object_stream[SessionMessage | str](16)
 
+    queued = 0  # lines handed to the writer task and not yet written
+    atomic = stat.S_ISFIFO(os.fstat(stdout).st_mode)  # a pipe takes a write of <= PIPE_BUF bytes whole or not at all
+
     async def read() -> None:
         # Lean calls still running at end of input finish (and are answered) before the output closes.
         async with incoming_send, outgoing.clone() as replies, anyio.create_task_group() as calls:
-            leaned = _LeanCalls(lean, calls, replies.send) if lean is not None else None
+
+            async def reply(text: str) -> None:
+                # A short line with nothing queued before it goes out at once, without a hand-off to the
+                # writer task; anything else queues behind what is queued, so lines keep their order.
+                nonlocal queued
+                if atomic and not queued:
+                    data = (text + "\n").encode("utf-8")
+                    if len(data) <= select.PIPE_BUF:
+                        with contextlib.suppress(BlockingIOError):
+                            os.write(stdout, data)
+                            return
+                queued += 1
+                await replies.send(text)
+
+            leaned = _LeanCalls(lean, calls, reply) if lean is not None else None
             lines = _Lines()
             async for chunk in _read_chunks(stdin):
                 complete = lines.feed(chunk)
                 if lines.overflowed:
                     logger.warning("dropped a message over %d bytes", MAX_MESSAGE_BYTES)
-                    await replies.send(error_line(None, mcp_types.INVALID_REQUEST, TOO_LARGE))
+                    await reply(error_line(None, mcp_types.INVALID_REQUEST, TOO_LARGE))
                 for raw in complete:
                     if leaned is not None and any(marker in raw for marker in _LEAN_MARKERS):
                         with contextlib.suppress(ValueError):
@@ -249,16 +267,19 @@ async def stdio_transport(
                         logger.info("rejected a malformed JSON-RPC line (%d bytes)", len(line))
                         answer = reject(line, exc)
                         if answer is not None:
-                            await replies.send(answer)
+                            await reply(answer)
                         continue
                     await incoming_send.send(SessionMessage(message))
 
     async def write() -> None:
+        nonlocal queued
         async with outgoing_receive:
             async for item in outgoing_receive:
-                text = (
-                    item if isinstance(item, str) else item.message.model_dump_json(by_alias=True, exclude_unset=True)
-                )
+                if isinstance(item, str):
+                    await _write_all(stdout, (item + "\n").encode("utf-8"))
+                    queued -= 1
+                    continue
+                text = item.message.model_dump_json(by_alias=True, exclude_unset=True)
                 await _write_all(stdout, (text + "\n").encode("utf-8"))
         written.set()
 
