@@ -60,9 +60,11 @@ logger = logging.getLogger(__name__)
 
 ResultT = TypeVar("ResultT", bound=BaseModel)
 LogListener = Callable[
-    [str, mcp_types.LoggingMessageNotificationParams, "CallContext | None"], Coroutine[Any, Any, None]
+    [str, mcp_types.LoggingMessageNotificationParams, "Sequence[CallContext]"], Coroutine[Any, Any, None]
 ]
-"""`(backend, params, caller)`: the caller is the call in flight when exactly one is (else None)."""
+"""`(backend, params, callers)`: the calls the message may belong to. Over HTTP, the one whose stream carried
+it; on stdio, where a log message names no request, every call in flight; none for a message sent between
+calls."""
 
 
 class McpBackend:
@@ -300,11 +302,8 @@ class McpBackend:
     def _log(self, params: mcp_types.LoggingMessageNotificationParams, caller: CallContext | None = None) -> None:
         logger.info("upstream %s log [%s]: %s", self._name, params.level, shorten(str(params.data), 500))
         if self._log_listener is not None:
-            # On stdio a log message names no request: with one call in flight it is that call's. Over HTTP
-            # the lean channel knows the call whose stream carried it.
-            if caller is None and len(self._callers) == 1:
-                caller = self._callers[0]
-            self._task_group_or_fail().start_soon(self._log_listener, self._name, params, caller)
+            callers = [caller] if caller is not None else list(self._callers)
+            self._task_group_or_fail().start_soon(self._log_listener, self._name, params, callers)
 
     async def _relist_quietly(self, client: Client) -> None:
         try:

@@ -7,7 +7,7 @@ import difflib
 import logging
 import warnings
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from functools import cached_property
 from typing import Any
 
@@ -262,20 +262,32 @@ class McpSurface:
             backend.set_log_listener(self._on_upstream_log)
 
     async def _on_upstream_log(
-        self, backend: str, params: mcp_types.LoggingMessageNotificationParams, caller: CallContext | None
+        self, backend: str, params: mcp_types.LoggingMessageNotificationParams, callers: Sequence[CallContext]
     ) -> None:
-        """Forward an upstream's log message: to the client whose call it belongs to when that is known
-        (on that request's stream), else to every handshake-era client whose level admits it."""
+        """Forward an upstream's log message to the clients it may concern, each at most once.
+
+        One possible call: on that call's request stream. Several (a stdio upstream, whose messages name no
+        request, with calls of several clients in flight): to each of those clients, unrelated to a request;
+        never to clients with nothing in flight there. None (sent between calls): to every handshake-era
+        client. Always only where the client's log level admits it.
+        """
         rank = _LOG_LEVELS.index(params.level)
         source = f"{backend}.{params.logger}" if params.logger else backend
-        if caller is not None and caller.peer is not None:
-            connection = getattr(caller.peer, "_connection", None)
-            if connection is None or rank >= _LOG_LEVELS.index(self._log_levels.get(connection, "info")):
+        if callers:
+            related = len(callers) == 1
+            peers = {id(c.peer): c for c in callers if c.peer is not None}  # one message per client
+            for caller in peers.values():
+                connection = getattr(caller.peer, "_connection", None)
+                if connection is not None and rank < _LOG_LEVELS.index(self._log_levels.get(connection, "info")):
+                    continue
                 try:
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore", MCPDeprecationWarning)
                         await caller.peer.send_log_message(
-                            params.level, params.data, logger=source, related_request_id=caller.request_id
+                            params.level,
+                            params.data,
+                            logger=source,
+                            related_request_id=caller.request_id if related else None,
                         )
                 except Exception as exc:  # the caller may be gone; a log line is not worth failing over
                     logger.debug("could not forward a log message to its caller: %s", exc)
