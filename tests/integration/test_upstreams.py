@@ -9,7 +9,7 @@ import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -327,7 +327,7 @@ async def test_stdio_logs_during_concurrent_calls_reach_only_the_clients_with_ca
     config = parse_config({"backends": [upstream("up")]})
     received: dict[str, list[Any]] = {"a": [], "b": [], "idle": []}
 
-    def collector(name: str) -> Callable[[mcp_types.LoggingMessageNotificationParams], Any]:
+    def collector(name: str) -> Callable[[mcp_types.LoggingMessageNotificationParams], Awaitable[None]]:
         async def on_log(params: mcp_types.LoggingMessageNotificationParams) -> None:
             received[name].append(params.data)
 
