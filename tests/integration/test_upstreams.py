@@ -9,7 +9,7 @@ import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ import anyio.abc
 import mcp_types
 import pytest
 from mcp import Client
+from mcp.client.session import LoggingFnT
 
 from aperture.config import parse_config
 from aperture.execution import McpBackend, UpstreamState
@@ -327,7 +328,7 @@ async def test_stdio_logs_during_concurrent_calls_reach_only_the_clients_with_ca
     config = parse_config({"backends": [upstream("up")]})
     received: dict[str, list[Any]] = {"a": [], "b": [], "idle": []}
 
-    def collector(name: str) -> Callable[[mcp_types.LoggingMessageNotificationParams], Awaitable[None]]:
+    def collector(name: str) -> LoggingFnT:
         async def on_log(params: mcp_types.LoggingMessageNotificationParams) -> None:
             received[name].append(params.data)
 
