@@ -226,3 +226,28 @@ def test_a_request_and_its_clauses_come_from_one_pass_of_the_model(embedder: Min
     assert cosine(vectors[2], weather) > cosine(vectors[2], email)
     # A span that holds no token falls back to the whole text.
     assert np.allclose(embedder.embed_spans(text, [(3, 3)])[1], vectors[0], atol=1e-5)
+
+
+def test_a_request_is_also_pooled_over_its_content_tokens_in_the_same_pass(embedder: MiniLMEmbedder) -> None:
+    text = "Can you help me send an email to Ana and check the weather in Paris?"
+    spans = [(16, 35), (40, len(text))]
+    before = embedder.texts_encoded
+    rows = embedder.embed_request(text, spans)
+    assert embedder.texts_encoded == before + 1
+    assert rows.shape == (4, 384)
+    assert np.allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-4)
+    assert np.allclose(rows[0], embedder.embed_query(text), atol=1e-5)
+    assert np.allclose(rows[2:], embedder.embed_spans(text, spans)[1:], atol=1e-5)
+    # Row 1 pools the same pass's output without "can you help me", "an", "to", "and", "the", "in" and "?".
+    encoding = embedder._tokenizer.encode(text)
+    hidden, _ = embedder._hidden([encoding.ids])
+    keep = [
+        t not in {"[CLS]", "[SEP]", "can", "you", "help", "me", "an", "to", "and", "the", "in", "?"}
+        for t in encoding.tokens
+    ]
+    pooled = hidden[0][keep].mean(axis=0)
+    assert np.allclose(rows[1], pooled / np.linalg.norm(pooled), atol=1e-5)
+    assert not np.allclose(rows[1], rows[0], atol=1e-3)
+    # A request of filler words only is pooled over all its tokens.
+    filler = embedder.embed_request("can you help me")
+    assert np.allclose(filler[1], filler[0], atol=1e-5)

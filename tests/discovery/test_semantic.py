@@ -93,7 +93,7 @@ def test_hybrid_fuses_min_max_normalised_scores_with_weights(dense: DenseStrateg
     docs = [SearchDoc.of(t) for t in CATALOG]
     hybrid = HybridStrategy(dense=dense, lexical_weight=0.25, dense_weight=0.75).build(docs)
     lexical = BM25Strategy().build(docs).scores("send weather")
-    cosines = dense.build(docs).cosines("send weather")
+    cosines = dense.build(docs).clause_cosines("send weather", [])[0]  # the content-pooled query vector's
     expected = 0.25 * lexical / lexical.max() + 0.75 * (cosines - cosines.min()) / (cosines.max() - cosines.min())
     assert np.allclose(hybrid.scores("send weather"), expected, atol=1e-6)
     only_lexical = HybridStrategy(dense=dense, lexical_weight=1, dense_weight=0).build(docs)
@@ -173,9 +173,13 @@ def test_a_request_and_its_clauses_are_encoded_once_and_cached(embedder: MiniLME
     vectors = strategy.request_vectors(query, spans)
     assert vectors.shape == (3, 384)
     assert strategy.request_vectors(query, spans) is vectors
-    # The whole request's vector serves its plain cosines too (confidence asks for them).
-    assert np.shares_memory(strategy.query_vector(query), vectors)
+    # The same pass gave the request's plain vector, which confidence asks for; ranking uses the
+    # content-pooled one.
+    plain = strategy.query_vector(query)
     assert embedder.texts_encoded == before + 1
+    assert np.allclose(plain, embedder.embed_query(query), atol=1e-5)
+    assert np.allclose(vectors[0], embedder.embed_request(query)[1], atol=1e-5)
+    assert not np.allclose(vectors[0], plain, atol=1e-3)
 
 
 def test_without_late_chunking_the_clauses_go_in_one_batch(embedder: MiniLMEmbedder, tmp_path: Path) -> None:

@@ -27,19 +27,30 @@ def test_a_request_splits_into_sentences_and_and_clauses() -> None:
 def test_short_parts_stay_with_their_neighbours_and_parts_are_capped() -> None:
     assert clauses("news and weather") == ["news weather"]
     assert clauses("search the web") == ["search the web"]
-    many = "book a flight. rent a car. find a hotel. order some food"
-    assert clauses(many) == ["book a flight.", "rent a car.", "find a hotel. order some food"]
+    many = "book a flight. rent a car. find a hotel. order some food. call a taxi. pay the bill"
+    assert clauses(many) == [
+        "book a flight.",
+        "rent a car.",
+        "find a hotel.",
+        "order some food.",
+        "call a taxi. pay the bill",
+    ]
+    assert clauses(many, most=3) == [
+        "book a flight.",
+        "rent a car.",
+        "find a hotel. order some food. call a taxi. pay the bill",
+    ]
     assert clauses("") == []
 
 
 def test_clause_spans_point_into_the_request() -> None:
     text = "Latest news about Tesla, and how it has impacted the market. Get the weather and news in Paris"
-    spans = clause_spans(text)
+    spans = clause_spans(text, most=3)
     assert [text[s:e] for s, e in spans] == [
         "Latest news about Tesla",
         "how it has impacted the market.",
         "Get the weather and news in Paris",  # pieces past the third join it, separator and all
     ]
-    assert clauses(text)[2] == "Get the weather news in Paris"
+    assert clauses(text, most=3)[2] == "Get the weather news in Paris"
     assert clause_spans("search the web") == [(0, 14)]
     assert clause_spans("   ") == []

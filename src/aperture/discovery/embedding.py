@@ -29,6 +29,7 @@ from typing import IO, TYPE_CHECKING, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from aperture.discovery.text import STOP_WORDS
 from aperture.model.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -245,6 +246,32 @@ class MiniLMEmbedder:
         vectors: Vectors = _pool(states[None], weights)[0]
         return vectors
 
+    def embed_request(self, text: str, spans: Sequence[tuple[int, int]] = ()) -> Vectors:
+        """`embed_spans(text, spans)` with one more row, from the same single pass of the model: row 0 is the
+        whole text, row 1 the whole text pooled over its content tokens only (stop words, request filler such
+        as "can you help me" and punctuation left out, though the model still read them), then the spans.
+
+        Search ranks with row 1 and judges confidence with row 0 (its thresholds were fitted on it).
+        """
+        encoding = self._tokenizer.encode(text)
+        with self._lock:
+            self.texts_encoded += 1
+        hidden, mask = self._hidden([encoding.ids])
+        states = hidden[0]
+        weights = np.zeros((len(spans) + 2, states.shape[0]), dtype=np.float32)
+        weights[0] = mask[0]
+        specials = np.asarray(encoding.special_tokens_mask, dtype=bool)
+        content = ~specials & np.fromiter(
+            (_is_content(token) for token in encoding.tokens), dtype=bool, count=len(encoding.tokens)
+        )
+        weights[1] = content if content.any() else mask[0]
+        offsets = np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2)
+        for row, (start, end) in enumerate(spans, start=2):
+            inside = (offsets[:, 0] >= start) & (offsets[:, 1] <= end) & ~specials
+            weights[row] = inside if inside.any() else mask[0]
+        vectors: Vectors = _pool(states[None], weights)[0]
+        return vectors
+
     def _hidden(self, rows: Sequence[Sequence[int]]) -> tuple[Vectors, npt.NDArray[np.int64]]:
         """The model's last hidden states for token rows padded to the longest, and the attention mask."""
         width = max(len(r) for r in rows)
@@ -261,6 +288,18 @@ class MiniLMEmbedder:
     def _run(self, rows: Sequence[Sequence[int]]) -> Vectors:
         hidden, mask = self._hidden(rows)
         return _pool(hidden, mask[:, None, :].astype(np.float32))[:, 0]
+
+
+# Words a request is phrased with that say nothing about the tool it needs, beyond `text.STOP_WORDS`.
+_FILLER = frozenset("any about need help know tell give like just also am is did there here".split())
+
+
+def _is_content(token: str) -> bool:
+    """Whether a WordPiece token carries a request's content: a word piece that is not a stop word or filler."""
+    if token.startswith("##"):
+        return True
+    lower = token.lower()
+    return lower.isalnum() and lower not in STOP_WORDS and lower not in _FILLER
 
 
 def _pool(hidden: Vectors, weights: Vectors) -> Vectors:

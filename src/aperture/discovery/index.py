@@ -345,10 +345,7 @@ class ToolIndex:
         """How well the best match fits, from absolute signals (see `aperture.discovery.confidence`)."""
         doc = snap.docs[top]
         dense = _dense_part(snap.scorer)
-        cosine = None
-        if dense is not None:
-            cosines = dense.cosines(query)
-            cosine = float(cosines[top]) if len(cosines) > top else None
+        cosine = dense.cosine(query, top) if dense is not None and len(dense.vectors) > top else None
         value = evidence(Overlap.of(tokenize(query), doc), cosine)
         if exact:
             return Confidence.STRONG, value

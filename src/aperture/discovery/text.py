@@ -105,6 +105,10 @@ _stemmer = Stemmer.Stemmer("english")
 # word as written -> stem, or "" for a stop word; grows with the vocabulary, which is small next to the text.
 _STEMS: dict[str, str] = dict.fromkeys(STOP_WORDS, "")
 # Where a request changes subject: the end of a sentence, or "and", "also", "then", "as well as" between clauses.
+# At most this many clauses per request (more pieces join the last one). BFCL's parallel requests ask for up
+# to four tools ("First, ... Second, ... Lastly, ..."): 5 against 3 measured MetaTool multi Comp@5 0.565 ->
+# 0.576 and BFCL pooled R@5 0.894 -> 0.895, MetaTool single-tool R@1 unchanged (4 and 6 within 0.001 of 5).
+MOST_CLAUSES = 5
 _CLAUSE_BREAK = re.compile(r"(?<=[.!?;])\s+|,?\s+(?:and also|and then|as well as|and|also|then)\s+", re.IGNORECASE)
 
 
@@ -145,7 +149,7 @@ def tokenize_all(parts: Iterable[str]) -> list[str]:
     return tokenize(" ".join(parts))
 
 
-def clauses(text: str, *, min_words: int = 3, most: int = 3) -> list[str]:
+def clauses(text: str, *, min_words: int = 3, most: int = MOST_CLAUSES) -> list[str]:
     """The parts of a request that may each need their own tool: its sentences, and clauses joined by "and".
 
     A part shorter than `min_words` words joins its neighbour ("news and weather" stays whole); beyond
@@ -157,7 +161,7 @@ def clauses(text: str, *, min_words: int = 3, most: int = 3) -> list[str]:
     return parts
 
 
-def clause_spans(text: str, *, min_words: int = 3, most: int = 3) -> list[tuple[int, int]]:
+def clause_spans(text: str, *, min_words: int = 3, most: int = MOST_CLAUSES) -> list[tuple[int, int]]:
     """Where the parts of `clauses(text)` lie in `text`: `(start, end)` character offsets, separators
     between joined pieces included (so a part's span is one stretch of the text)."""
     return [(start, end) for start, end, _ in _clause_pieces(text, min_words, most)]
