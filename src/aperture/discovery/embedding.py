@@ -231,25 +231,15 @@ class MiniLMEmbedder:
         encoding each clause on its own costs about as much again as the request (per-call overhead plus
         a fee per token; batching them in one padded call is no cheaper on one thread, padding eats it).
         """
-        encoding = self._tokenizer.encode(text)
-        with self._lock:
-            self.texts_encoded += 1
-        hidden, mask = self._hidden([encoding.ids])
-        states = hidden[0]
-        weights = np.zeros((len(spans) + 1, states.shape[0]), dtype=np.float32)
-        weights[0] = mask[0]
-        specials = np.asarray(encoding.special_tokens_mask, dtype=bool)
-        offsets = np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2)
-        for row, (start, end) in enumerate(spans, start=1):
-            inside = (offsets[:, 0] >= start) & (offsets[:, 1] <= end) & ~specials
-            weights[row] = inside if inside.any() else mask[0]
-        vectors: Vectors = _pool(states[None], weights)[0]
+        rows = self.embed_request(text, spans)
+        vectors: Vectors = np.delete(rows, 1, axis=0)  # without the content-pooled row
         return vectors
 
     def embed_request(self, text: str, spans: Sequence[tuple[int, int]] = ()) -> Vectors:
-        """`embed_spans(text, spans)` with one more row, from the same single pass of the model: row 0 is the
-        whole text, row 1 the whole text pooled over its content tokens only (stop words, request filler such
-        as "can you help me" and punctuation left out, though the model still read them), then the spans.
+        """The rows of `embed_spans(text, spans)` and one more, from the same single pass of the model: row 0
+        is the whole text, row 1 the whole text pooled over its content tokens only (stop words, request
+        filler such as "can you help me" and punctuation left out, though the model still read them), then
+        the spans.
 
         Search ranks with row 1 and judges confidence with row 0 (its thresholds were fitted on it).
         """
