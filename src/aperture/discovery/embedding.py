@@ -190,6 +190,10 @@ class MiniLMEmbedder:
             str(MODEL_FILE.locate()), options, providers=["CPUExecutionProvider"]
         )
         self._inputs = {i.name for i in self._session.get_inputs()}
+        # Batches of long texts grow ONNX Runtime's memory arena to hundreds of MB, which it keeps for good;
+        # a run with this option hands the arena's unused chunks back (queries keep the arena: faster).
+        self._shrink = onnxruntime.RunOptions()
+        self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         self._tokenizer: tokenizers.Tokenizer = tokenizers.Tokenizer.from_file(str(TOKENIZER_FILE.locate()))
         # The file pads every text to 128 tokens; padding is done here, per batch, instead.
         self._tokenizer.no_padding()
@@ -219,6 +223,7 @@ class MiniLMEmbedder:
         with ThreadPoolExecutor(self.workers) as pool, _progress(show, len(texts)) as advance:
             for done in pool.map(run, batches):
                 advance(done)
+        self._hidden([encoded[order[0]][:2]], shrink=True)  # a tiny run that releases what the batches grew
         with self._lock:
             self.texts_encoded += len(texts)
         return out
@@ -262,8 +267,9 @@ class MiniLMEmbedder:
         vectors: Vectors = _pool(states[None], weights)[0]
         return vectors
 
-    def _hidden(self, rows: Sequence[Sequence[int]]) -> tuple[Vectors, npt.NDArray[np.int64]]:
-        """The model's last hidden states for token rows padded to the longest, and the attention mask."""
+    def _hidden(self, rows: Sequence[Sequence[int]], *, shrink: bool = False) -> tuple[Vectors, npt.NDArray[np.int64]]:
+        """The model's last hidden states for token rows padded to the longest, and the attention mask
+        (`shrink`: release the memory arena's unused chunks after the run)."""
         width = max(len(r) for r in rows)
         ids = np.zeros((len(rows), width), dtype=np.int64)
         mask = np.zeros((len(rows), width), dtype=np.int64)
@@ -271,7 +277,8 @@ class MiniLMEmbedder:
             ids[i, : len(row)] = row
             mask[i, : len(row)] = 1
         feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-        outputs = self._session.run(None, {k: v for k, v in feeds.items() if k in self._inputs})
+        inputs = {k: v for k, v in feeds.items() if k in self._inputs}
+        outputs = self._session.run(None, inputs, self._shrink if shrink else None)
         hidden: Vectors = np.asarray(outputs[0], dtype=np.float32)
         return hidden, mask
 

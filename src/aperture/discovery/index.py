@@ -211,6 +211,7 @@ class ToolIndex:
                 self._snapshot = replace(snapshot, scorer=scorer, complete=True)
                 self.build_error = None
                 self._ready.set()
+            _return_freed_memory()
             logger.info(
                 "the %s index of %d tools is ready (%.1f s); it serves searches now",
                 self.strategy.name,
@@ -453,3 +454,15 @@ def _warm(strategy: SearchStrategy, docs: Sequence[SearchDoc], superseded: Calla
         dense.cache.embed(dense.embedder, texts[start : start + _EMBED_CHUNK], progress=False)
         done = min(start + _EMBED_CHUNK, len(texts))
         logger.info("embedding tools: %d of %d (%.0f s)", done, len(texts), time.perf_counter() - started)
+
+
+def _return_freed_memory() -> None:
+    """Hand memory freed by a build back to the system (glibc keeps it otherwise; no-op elsewhere)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
