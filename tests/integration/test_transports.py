@@ -214,13 +214,31 @@ async def test_sigterm_stops_the_gateway_cleanly(tmp_path: Path, transport: str)
         if transport == "http":
             await anyio.to_thread.run_sync(wait_for_port, port)
         else:
-            await anyio.sleep(3)  # started: stdin is open and nothing arrives
+            # Serving once it answers (a SIGTERM while Python still imports would just kill it); then stdin
+            # stays open and nothing more arrives.
+            assert process.stdin is not None and process.stdout is not None
+            init = {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-11-25",
+                    "capabilities": {},
+                    "clientInfo": {"name": "t", "version": "0"},
+                },
+            }
+            await process.stdin.send((json.dumps(init) + "\n").encode())
+            with anyio.fail_after(60):
+                assert b'"id":1' in (await process.stdout.receive()).replace(b" ", b"")
         process.send_signal(signal.SIGTERM)
         with anyio.fail_after(15):
             code = await process.wait()
         assert process.stderr is not None
-        stderr = (await process.stderr.receive(1 << 20)).decode() if code else ""
-    assert code == 0, stderr[-3000:]
+        stderr = ""
+        if code:
+            with contextlib.suppress(anyio.EndOfStream):
+                stderr = (await process.stderr.receive(1 << 20)).decode()
+    assert code == 0, f"exit code {code}: {stderr[-3000:]}"
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
