@@ -7,6 +7,13 @@ from typing import Any
 import mcp_types
 from mcp import Client
 
+
+def initialize_request(version: str = "2025-11-25", request_id: int = 1) -> dict[str, Any]:
+    """A raw JSON-RPC `initialize` request, for tests that speak the wire themselves."""
+    params = {"protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}
+    return {"jsonrpc": "2.0", "id": request_id, "method": "initialize", "params": params}
+
+
 META_NAMES = {"search_tools", "describe_tool", "run_tool", "list_tool_examples", "list_tools", "list_namespaces"}
 
 

@@ -21,6 +21,7 @@ from mcp import Client, StdioServerParameters
 
 from tests.conftest import FIXTURES
 from tests.integration.conftest import APERTURE
+from tests.mcp_helpers import initialize_request
 
 pytestmark = pytest.mark.anyio
 
@@ -70,18 +71,7 @@ class RawSession:
         return await self.answer_to(self.next_id)
 
     async def handshake(self) -> None:
-        await self.send(
-            {
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": "2025-11-25",
-                    "capabilities": {},
-                    "clientInfo": {"name": "raw", "version": "0"},
-                },
-            }
-        )
+        await self.send(initialize_request())
         await self.answer_to(1)
         await self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
 

@@ -20,6 +20,7 @@ import pytest
 
 from tests.conftest import FIXTURES
 from tests.integration.conftest import serving_http
+from tests.mcp_helpers import initialize_request
 
 pytestmark = pytest.mark.anyio
 VERSION = "2025-11-25"
@@ -68,13 +69,7 @@ def progress_of(seen: list[dict[str, Any]]) -> list[tuple[float, float]]:
 
 
 async def open_session(http: httpx2.AsyncClient, url: str, version: str = VERSION) -> dict[str, str]:
-    init = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {"protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}},
-    }
-    response = await http.post(url, json=init, headers=HEADERS)
+    response = await http.post(url, json=initialize_request(version), headers=HEADERS)
     assert response.status_code == 200
     session = {"mcp-session-id": response.headers["mcp-session-id"], "mcp-protocol-version": version}
     await http.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers={**HEADERS, **session})

@@ -20,7 +20,7 @@ from mcp import Client
 
 from tests.conftest import FIXTURES, TEST_CONFIG
 from tests.integration.conftest import APERTURE, free_port, stdio_params, wait_for_port
-from tests.mcp_helpers import META_NAMES, run, text_of
+from tests.mcp_helpers import META_NAMES, initialize_request, run, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -108,20 +108,7 @@ async def test_malformed_json_rpc_over_stdio_gets_errors_and_the_server_keeps_se
         assert error["id"] == 1 and error["error"]["code"] in (-32600, -32602)
         await send(json.dumps({"jsonrpc": "2.0", "id": 2, "method": "no/such/method", "params": {}}))
         assert (await receive())["error"]["code"] == -32601
-        await send(
-            json.dumps(
-                {
-                    "jsonrpc": "2.0",
-                    "id": 3,
-                    "method": "initialize",
-                    "params": {
-                        "protocolVersion": "2025-06-18",
-                        "capabilities": {},
-                        "clientInfo": {"name": "raw", "version": "0"},
-                    },
-                }
-            )
-        )
+        await send(json.dumps(initialize_request("2025-06-18", request_id=3)))
         assert (await receive())["result"]["serverInfo"]["name"] == "aperture-test"
         await send(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}))
         await send(json.dumps({"jsonrpc": "2.0", "id": 4, "method": "tools/list", "params": {}}))
@@ -217,17 +204,7 @@ async def test_sigterm_stops_the_gateway_cleanly(tmp_path: Path, transport: str)
             # Serving once it answers (a SIGTERM while Python still imports would just kill it); then stdin
             # stays open and nothing more arrives.
             assert process.stdin is not None and process.stdout is not None
-            init = {
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": "2025-11-25",
-                    "capabilities": {},
-                    "clientInfo": {"name": "t", "version": "0"},
-                },
-            }
-            await process.stdin.send((json.dumps(init) + "\n").encode())
+            await process.stdin.send((json.dumps(initialize_request()) + "\n").encode())
             with anyio.fail_after(60):
                 assert b'"id":1' in (await process.stdout.receive()).replace(b" ", b"")
         process.send_signal(signal.SIGTERM)
