@@ -100,6 +100,17 @@ def test_hybrid_fuses_min_max_normalised_scores_with_weights(dense: DenseStrateg
     assert np.allclose(only_lexical.scores("xk47"), [0, 0, 0, 1, 0])
 
 
+def test_quoted_payload_does_not_steer_the_lexical_side(dense: DenseStrategy) -> None:
+    query = "Email Ana the note 'weather forecast for Paris, sunny weather all week'"
+    docs = [SearchDoc.of(t) for t in CATALOG]
+    assert int(np.argmax(BM25Strategy().build(docs).scores(query))) == 0  # BM25 alone goes for the weather
+    only_lexical = HybridStrategy(dense=dense, lexical_weight=1, dense_weight=0)
+    assert ranked(only_lexical, query)[0] == "mail:send_email"
+    assert ranked(HybridStrategy(dense=dense), query)[0] == "mail:send_email"
+    # A request that is all quote keeps its words.
+    assert ranked(only_lexical, "'weather forecast for Paris'")[0] == "weather:get_weather"
+
+
 def test_hybrid_on_one_tool_still_finds_it(dense: DenseStrategy) -> None:
     index = ToolIndex(HybridStrategy(dense=dense))
     index.update(CATALOG[:1])

@@ -1,8 +1,8 @@
-"""Text analysis: verb synonyms and the clauses of a request."""
+"""Text analysis: verb synonyms, the clauses of a request and its quoted payload."""
 
 from __future__ import annotations
 
-from aperture.discovery.text import clause_spans, clauses, tokenize
+from aperture.discovery.text import clause_spans, clauses, tokenize, without_quoted
 
 
 def test_common_verbs_meet_on_one_stem_on_both_sides() -> None:
@@ -54,3 +54,23 @@ def test_clause_spans_point_into_the_request() -> None:
     assert clauses(text, most=3)[2] == "Get the weather news in Paris"
     assert clause_spans("search the web") == [(0, 14)]
     assert clause_spans("   ") == []
+
+
+def test_quoted_payload_is_blanked_when_the_task_is_stated_outside_it() -> None:
+    text = "Draft an email to Anna with the subject 'Sales Forecast Request' please"
+    assert tokenize(without_quoted(text)) == tokenize("Draft an email to Anna with the subject please")
+    assert "Forecast" not in without_quoted('Send the note "Sales Forecast Request" to my manager')
+    assert "Forecast" not in without_quoted("Send the note \u201cSales Forecast Request\u201d to my manager")
+
+
+def test_apostrophes_are_not_quotes() -> None:
+    text = "I'd like to know what's the weather in Bob's town, it's 'rainy' they say"
+    assert without_quoted(text) == "I'd like to know what's the weather in Bob's town, it's   they say"
+    assert without_quoted("I'd like the users' list and the admins' list") == (
+        "I'd like the users' list and the admins' list"
+    )
+
+
+def test_a_request_that_is_mostly_quotes_stays_whole() -> None:
+    for text in ("'weather in Paris' and 'news on Tesla'", 'search "vector databases"', "no quotes here at all"):
+        assert without_quoted(text) == text

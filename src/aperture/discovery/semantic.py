@@ -49,7 +49,7 @@ from aperture.discovery.embedding import (
 )
 from aperture.discovery.embedding import semantic_available as semantic_available
 from aperture.discovery.strategy import Scorer, Scores, SearchStrategy
-from aperture.discovery.text import clause_spans, split_identifier
+from aperture.discovery.text import clause_spans, split_identifier, without_quoted
 
 _SEPARATORS = re.compile(r"[_\-.:/\s]+")
 
@@ -249,11 +249,14 @@ class HybridScorer:
             spans = []
         lexical_weight, dense_weight = self._weights
         cosines = self.dense.clause_cosines(query, spans)
+        # Quoted payload ("... with the subject 'Sales Forecast Request'") only reaches the dense side, which
+        # reads it in context; as BM25 terms its rare words outweigh the task's.
         if not spans:
-            return lexical_weight * _min_max(self.lexical.scores(query)) + dense_weight * _min_max(cosines[0])
+            lexical = self.lexical.scores(without_quoted(query))
+            return lexical_weight * _min_max(lexical) + dense_weight * _min_max(cosines[0])
         texts = [query] + [query[s:e] for s, e in spans]
         fused = [
-            lexical_weight * _min_max(self.lexical.scores(text)) + dense_weight * _min_max(row)
+            lexical_weight * _min_max(self.lexical.scores(without_quoted(text))) + dense_weight * _min_max(row)
             for text, row in zip(texts, cosines, strict=True)
         ]
         best: Scores = np.maximum(fused[0], self._clause_weight * np.max(fused[1:], axis=0))
