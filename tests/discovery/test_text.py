@@ -61,6 +61,8 @@ def test_quoted_payload_is_blanked_when_the_task_is_stated_outside_it() -> None:
     assert tokenize(without_quoted(text)) == tokenize("Draft an email to Anna with the subject please")
     assert "Forecast" not in without_quoted('Send the note "Sales Forecast Request" to my manager')
     assert "Forecast" not in without_quoted("Send the note \u201cSales Forecast Request\u201d to my manager")
+    # An unclosed curly opener is not a quote: only the quote after it goes.
+    assert without_quoted("Email Bob \u201cabout the \u201cQ3 numbers\u201d soon") == "Email Bob \u201cabout the   soon"
 
 
 def test_apostrophes_are_not_quotes() -> None:
