@@ -61,6 +61,7 @@ def test_quoted_payload_is_blanked_when_the_task_is_stated_outside_it() -> None:
     assert tokenize(without_quoted(text)) == tokenize("Draft an email to Anna with the subject please")
     assert "Forecast" not in without_quoted('Send the note "Sales Forecast Request" to my manager')
     assert "Forecast" not in without_quoted("Send the note \u201cSales Forecast Request\u201d to my manager")
+    assert "Forecast" not in without_quoted("Send the note \u2018Sales Forecast Request\u2019 to my manager")
     # An unclosed curly opener is not a quote: only the quote after it goes.
     assert without_quoted("Email Bob \u201cabout the \u201cQ3 numbers\u201d soon") == "Email Bob \u201cabout the   soon"
 
@@ -71,6 +72,24 @@ def test_apostrophes_are_not_quotes() -> None:
     assert without_quoted("I'd like the users' list and the admins' list") == (
         "I'd like the users' list and the admins' list"
     )
+
+
+def test_typographic_apostrophes_are_not_quotes() -> None:
+    text = "I\u2019d like Bob\u2019s report sent with the title \u2018Q3 numbers\u2019 today"
+    assert without_quoted(text) == "I\u2019d like Bob\u2019s report sent with the title   today"
+    # The closing mark is also the apostrophe: a span that holds one is left alone rather than cut short.
+    text = "Email Ana the file \u2018Bob\u2019s notes\u2019 please"
+    assert without_quoted(text) == text
+
+
+def test_runs_of_unclosed_quote_marks_are_answered() -> None:
+    # Each opener fails at once (no quote holds its own opening mark), so this is one linear scan.
+    for mark in ("'", "\u201c", "\u2018"):
+        text = "email the team " + (mark + "x ") * 50_000
+        assert without_quoted(text) == text
+    # A straight double quote closes itself; one left open does not swallow the rest of the request.
+    text = 'email the team "' + "x " * 50_000
+    assert without_quoted(text) == text
 
 
 def test_a_request_that_is_mostly_quotes_stays_whole() -> None:

@@ -111,9 +111,15 @@ _STEMS: dict[str, str] = dict.fromkeys(STOP_WORDS, "")
 # 0.576 and BFCL pooled R@5 0.894 -> 0.895, MetaTool single-tool R@1 unchanged (4 and 6 within 0.001 of 5).
 MOST_CLAUSES = 5
 _CLAUSE_BREAK = re.compile(r"(?<=[.!?;])\s+|,?\s+(?:and also|and then|as well as|and|also|then)\s+", re.IGNORECASE)
-# Text in quotes: 'single' (not an apostrophe: no word character or quote on its outer side), "double", “curly”.
-# No quote holds its own opening mark, so a run of openers fails at once: the scan stays linear in the text.
-_QUOTED = re.compile(r"(?<![\w'])'[^'\n]{1,200}'(?![\w'])|\"[^\"\n]{1,400}\"|\u201c[^\u201c\u201d\n]{1,400}\u201d")
+# Text in quotes: 'single' (not an apostrophe: no word character or quote on its outer side), "double", “curly”
+# and curly single (U+2018 ... U+2019; the closing mark is also the typographic apostrophe, so a span with one
+# inside, as in Bob's notes, is not taken). No quote holds its own opening mark, so a run of openers fails at
+# once: the scan stays linear in the text.
+_QUOTED = re.compile(
+    r"(?<![\w'])'[^'\n]{1,200}'(?![\w'])|\"[^\"\n]{1,400}\"|\u201c[^\u201c\u201d\n]{1,400}\u201d"
+    r"|(?<!\w)\u2018[^\u2018\u2019\n]{1,200}\u2019(?![\w\u2019])"
+)
+_QUOTE_MARKS = ("'", '"', "\u201c", "\u2018")
 
 
 def split_identifier(text: str) -> str:
@@ -200,7 +206,7 @@ def without_quoted(text: str, *, min_words: int = 2) -> str:
     Forecast Request'" is about sending an email, and the quoted words would pull in a forecasting tool.
     A request that is mostly quotes ("'weather in Paris' and 'news on Tesla'") is left whole.
     """
-    if "'" not in text and '"' not in text and "\u201c" not in text:
+    if not any(mark in text for mark in _QUOTE_MARKS):
         return text
     outside = _QUOTED.sub(" ", text)
     if outside == text or len(tokenize(outside)) < min_words:
