@@ -59,14 +59,69 @@ async def test_path_values_are_url_encoded_and_query_comes_from_params_param_map
         schema=schema,
     )
     write(tmp_path, "find.yaml", doc)
-    output = await call(make_backend(tmp_path), "find", {"id": "a/b c?", "q": "x y", "n": 3, "flag": True})
+    output = await call(make_backend(tmp_path), "find", {"id": "a b c?&#", "q": "x y", "n": 3, "flag": True})
     seen = echoed(output)
-    assert seen["raw_path"] == "/echo/items/a%2Fb%20c%3F"
+    assert seen["raw_path"] == "/echo/items/a%20b%20c%3F%26%23"
     assert seen["query"] == [["q", "x y"], ["region", "eu"], ["limit", "3"], ["format", "full"], ["flag", "true"]]
-    assert seen["headers"]["x-item"] == "item-a/b c?"
+    assert seen["headers"]["x-item"] == "item-a b c?&#"
     assert seen["headers"]["x-optional"] == "x y"
     assert json.loads(text_of(output)) == seen  # pretty JSON text beside the structured content
     assert "\n  " in text_of(output)
+
+
+TRAVERSALS = {
+    "dot-dot": "..",
+    "dot": ".",
+    "encoded-dot-dot": "%2e%2e",
+    "mixed-dot-dot": "%2E.",
+    "dot-dot-encoded-slash": "..%2f",
+    "slash": "/",
+    "climbing-slash": "../../admin",
+    "encoded-slash": "%2f",
+    "double-encoded-slash": "%252f",
+    "backslash": "\\",
+    "encoded-backslash": "%5c",
+    "fullwidth-dots": "\uff0e\uff0e",
+    "fullwidth-slash": "a\uff0fb",
+    "fullwidth-backslash": "\uff3c",
+    "empty": "",
+    "blank": " ",
+}
+
+
+@pytest.mark.parametrize("value", list(TRAVERSALS.values()), ids=list(TRAVERSALS))
+async def test_a_path_value_cannot_change_the_paths_structure(tmp_path: Path, api: ApiServer, value: str) -> None:
+    schema = {"owner": {"type": "string"}, "repo": {"type": "string"}}
+    doc = capability("issues", api.url, path="/echo/api/repos/{owner}/{repo}/issues", schema=schema)
+    write(tmp_path, "i.yaml", doc)
+    for args in ({"owner": value, "repo": "r"}, {"owner": "o", "repo": value}):
+        error = await fails(make_backend(tmp_path), "issues", args)
+        assert isinstance(error, InputValidationError)
+        name = next(k for k, v in args.items() if v == value)
+        assert f"the value of '{name}'" in error.message and error.details["parameter"] == name
+        assert "one path segment, any text without '/' or '\\'" in error.message
+    assert api.recorder.requests == []
+
+
+async def test_a_value_beside_template_text_cannot_make_a_dot_segment(tmp_path: Path, api: ApiServer) -> None:
+    write(tmp_path, "f.yaml", capability("f", api.url, path="/echo/files/.{ext}", schema={"ext": {"type": "string"}}))
+    error = await fails(make_backend(tmp_path), "f", {"ext": "."})
+    assert "makes the path segment '..'" in error.message
+    assert api.recorder.requests == []
+
+
+@pytest.mark.parametrize(
+    ("value", "raw"),
+    [("a?b=1", "a%3Fb%3D1"), ("a#b", "a%23b"), ("...", "..."), ("v1.2", "v1.2"), ("%41", "%2541")],
+    ids=["question-mark", "hash", "three-dots", "dotted", "percent"],
+)
+async def test_other_path_values_are_fully_encoded_into_one_segment(
+    tmp_path: Path, api: ApiServer, value: str, raw: str
+) -> None:
+    doc = capability("one", api.url, path="/echo/items/{id}/x", schema={"id": {"type": "string"}})
+    write(tmp_path, "o.yaml", doc)
+    seen = echoed(await call(make_backend(tmp_path), "one", {"id": value}))
+    assert seen["raw_path"] == f"/echo/items/{raw}/x" and seen["query"] == []
 
 
 async def test_a_header_whose_argument_is_not_given_is_left_out(tmp_path: Path, api: ApiServer) -> None:

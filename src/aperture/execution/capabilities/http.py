@@ -17,7 +17,15 @@ import httpx2
 import mcp_types
 
 from aperture.execution.capabilities.netguard import PrivateNetworkError
-from aperture.execution.capabilities.spec import BODY_METHODS, SAFE_METHODS, Capability, Provider, as_text, render_body
+from aperture.execution.capabilities.spec import (
+    BODY_METHODS,
+    SAFE_METHODS,
+    Capability,
+    PathParameterError,
+    Provider,
+    as_text,
+    render_body,
+)
 from aperture.execution.result import ToolOutput, dump_json
 from aperture.model import ExecutionError, InputValidationError
 from aperture.model.errors import shorten
@@ -134,7 +142,13 @@ class CapabilityExecutor:
 
     def _request(self, capability: Capability, provider: Provider, args: Mapping[str, Any]) -> httpx2.Request:
         values = {**provider.static_params, **args} if provider.static_params else args
-        url = provider.url.render(values, encode=True)
+        try:
+            url = provider.url.render_url(values)
+        except PathParameterError as exc:
+            raise InputValidationError(
+                f"Tool '{capability.tool.key}': {exc}.",
+                details={"parameter": exc.name, "problem": exc.problem},
+            ) from None
         if url is None:
             missing = [name for name in provider.url.args if name not in values]
             raise InputValidationError(

@@ -9,16 +9,18 @@ from __future__ import annotations
 import json
 import os
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from aperture.model import Tool, ToolAnnotations, ToolId
+from aperture.model.errors import shorten
 
 KIND = "capabilities"
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
@@ -261,11 +263,37 @@ class Template:
             return self.parts[0].name
         return None
 
-    def render(self, values: Mapping[str, Any], *, encode: bool = False) -> str | None:
-        """Fill in the placeholders; None when an argument it names is not given.
+    def render_url(self, values: Mapping[str, Any]) -> str | None:
+        """Fill in a URL template, every value percent-encoded; None when an argument it names is not given.
 
-        Args:
-            encode: URL-encode argument values (every character but unreserved ones), for URL paths.
+        A value in the path stays inside its own segment: one holding a slash or a backslash (also percent-encoded,
+        however often, or as a fullwidth form), or leaving its segment empty, `.` or `..`, is refused, since it
+        would change the path that the capability's credentials are sent to.
+
+        Raises:
+            PathParameterError: naming the argument and what a path value may hold.
+        """
+        skeleton: list[str] = []
+        filled: list[tuple[str, str]] = []  # (argument name, its text), in order; marked in the skeleton by index
+        for part in self.parts:
+            if isinstance(part, str):
+                skeleton.append(part)
+            elif part.env:
+                skeleton.append(os.environ.get(part.name, ""))
+            else:
+                if part.name not in values:
+                    return None
+                skeleton.append(f"\0{len(filled)}\0")
+                filled.append((part.name, as_text(values[part.name])))
+        url = "".join(skeleton)
+        if filled:
+            _check_path(url, filled)
+        return _MARK.sub(lambda m: quote(filled[int(m.group(1))][1], safe=""), url)
+
+    def render(self, values: Mapping[str, Any]) -> str | None:
+        """Fill in the placeholders as they are (headers, query, body); None when an argument it names is not given.
+
+        URLs go through `render_url`, which encodes and checks the values.
         """
         out = []
         for part in self.parts:
@@ -276,9 +304,62 @@ class Template:
             else:
                 if part.name not in values:
                     return None
-                text = as_text(values[part.name])
-                out.append(quote(text, safe="") if encode else text)
+                out.append(as_text(values[part.name]))
         return "".join(out)
+
+
+class PathParameterError(ValueError):
+    """An argument whose value would change the structure of the URL path it is placed in."""
+
+    def __init__(self, name: str, value: str, problem: str) -> None:
+        super().__init__(
+            f"the value of '{name}' ({shorten(repr(value), 40)}) {problem}, so it cannot go into the URL path: a path "
+            "value must be one path segment, any text without '/' or '\\' (plain, percent-encoded or fullwidth), "
+            "and not empty, '.' or '..'; it is percent-encoded for you. Pass the identifier itself"
+        )
+        self.name = name
+        self.problem = problem
+
+
+_MARK = re.compile("\0(\\d+)\0")
+_SEPARATORS = ("/", "\\")
+
+
+def _check_path(url: str, filled: list[tuple[str, str]]) -> None:
+    """Refuse a value that would add, remove or climb a segment of the path of `url` (values marked in it)."""
+    scheme = url.find("://")
+    start = url.find("/", scheme + 3) if scheme >= 0 else 0
+    if start < 0:
+        return  # no path: values are in the host, where encoding keeps them from adding one
+    ends = [i for i in (url.find("?", start), url.find("#", start)) if i >= 0]
+    path = url[start : min(ends)] if ends else url[start:]
+    for segment in path.split("/"):
+        marks = [int(m.group(1)) for m in _MARK.finditer(segment)]
+        if not marks:
+            continue
+        for index in marks:
+            name, value = filled[index]
+            if any(sep in form for form in _forms(value) for sep in _SEPARATORS):
+                raise PathParameterError(name, value, "holds a slash or backslash")
+        text = _MARK.sub(lambda m: filled[int(m.group(1))][1], segment)
+        if any(form in ("", ".", "..") for form in _forms(text)):
+            name, value = filled[marks[0]]
+            moves = f"makes the path segment {text!r}, which moves the request to another path"
+            problem = "is empty" if not value.strip() else moves
+            raise PathParameterError(name, value, problem)
+
+
+def _forms(text: str) -> list[str]:
+    """`text` as a server might read it: percent-decoded once, twice, ..., and with fullwidth forms folded (NFKC)."""
+    forms = [text]
+    current = text
+    for _ in range(4):
+        decoded = unquote(current)
+        if decoded == current:
+            break
+        forms.append(current := decoded)
+    forms += [folded for form in forms if (folded := unicodedata.normalize("NFKC", form)) != form]
+    return [form.strip() for form in forms] + forms
 
 
 def as_text(value: Any) -> str:
