@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import anyio
 import mcp_types
 import pytest
 from rest_api import ApiServer
@@ -290,6 +291,24 @@ async def test_timeouts_are_retried_for_get_but_not_for_post(tmp_path: Path, api
     api.recorder.clear()
     await fails(make_backend(tmp_path, retries=1, backoff=0.01, request_timeout=0.2), "slow_post")
     assert api.recorder.count("/slow") == 1
+
+
+@pytest.mark.parametrize("setting", ["provider", "backend"])
+async def test_the_timeout_bounds_the_whole_request_not_each_read(tmp_path: Path, api: ApiServer, setting: str) -> None:
+    # A byte every 0.05 s for 5 s: each read is quick, the whole answer is not.
+    doc = capability("drip", api.url, path="/trickle", params={"count": "100", "interval": "0.05"}, method="POST")
+    http: dict[str, Any] = {"retries": 0}
+    if setting == "provider":
+        doc["providers"]["primary"]["timeout"] = 0.4
+    else:
+        http["request_timeout"] = 0.4
+    write(tmp_path, "d.yaml", doc)
+    with anyio.fail_after(3):
+        error = await fails(make_backend(tmp_path, **http), "drip")
+    assert "no answer in time (the whole request, connecting, sending and reading all of it, may take 0.4 s)" in (
+        error.message
+    )
+    assert error.retryable
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])

@@ -47,7 +47,8 @@ class HttpSettings:
     max_redirects: int = 5
     max_response_bytes: int = 10 * 1024 * 1024
     request_timeout: float | None = None
-    """Seconds per request for every provider, instead of each provider's own `timeout`."""
+    """Seconds per request for every provider, instead of each provider's own `timeout`: a deadline for the whole
+    request (connecting, sending, redirects, reading all of the answer), not for each read."""
 
 
 class _ProviderFailed(Exception):
@@ -106,10 +107,11 @@ class CapabilityExecutor:
     async def _call(self, capability: Capability, provider: Provider, args: Mapping[str, Any]) -> ToolOutput:
         request = self._request(capability, provider, args)
         shown = f"{request.method} {request.url.copy_with(query=None)}"
+        timeout = self.settings.request_timeout or provider.timeout
         attempt = 0
         while True:
             try:
-                answer = await self._send(request, capability)
+                answer = await self._send_within(timeout, request, capability)
                 break
             except PrivateNetworkError as exc:
                 raise _ProviderFailed(str(exc), refused=True) from None
@@ -186,6 +188,13 @@ class CapabilityExecutor:
             timeout=timeout,
         )
 
+    async def _send_within(self, timeout: float, request: httpx2.Request, capability: Capability) -> _Answer:
+        """`_send` under one deadline for connecting, sending, redirects and every read: httpx2's own timeouts
+        bound each operation alone, so a server that trickles a byte now and then would hold a call forever."""
+        with anyio.move_on_after(timeout):
+            return await self._send(request, capability)
+        raise _DeadlineExceeded(timeout, request)
+
     async def _send(self, request: httpx2.Request, capability: Capability) -> _Answer:
         for _ in range(self.settings.max_redirects + 1):
             response = await self.client.send(request, stream=True)
@@ -222,6 +231,14 @@ class CapabilityExecutor:
                 raise _too_large(capability, limit)
             parts.append(part)
         return b"".join(parts)
+
+
+class _DeadlineExceeded(httpx2.TimeoutException):
+    """The whole request took longer than its timeout (each read alone may have been quick)."""
+
+    def __init__(self, timeout: float, request: httpx2.Request) -> None:
+        super().__init__(f"no complete answer within {timeout:g} s", request=request)
+        self.timeout = timeout
 
 
 def _too_large(capability: Capability, limit: int) -> ExecutionError:
@@ -274,6 +291,9 @@ def _redirected(request: httpx2.Request, status: int, location: str, capability:
 
 
 def _transport_text(exc: httpx2.TransportError) -> str:
+    if isinstance(exc, _DeadlineExceeded):
+        whole = "the whole request, connecting, sending and reading all of it"
+        return f"no answer in time ({whole}, may take {exc.timeout:g} s)"
     if isinstance(exc, httpx2.TimeoutException):
         return f"no answer in time ({type(exc).__name__})"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
