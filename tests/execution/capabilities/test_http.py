@@ -342,6 +342,63 @@ async def test_a_redirect_elsewhere_drops_the_credential_and_303_turns_post_into
     assert api.recorder.requests[0]["headers"]["authorization"] == "Bearer tok"
 
 
+@pytest.mark.parametrize("code", ["302", "307"])
+async def test_no_credential_crosses_an_origin_change_on_redirect(
+    tmp_path: Path, api: ApiServer, monkeypatch: pytest.MonkeyPatch, code: str
+) -> None:
+    monkeypatch.setenv("CAP_HEADER_KEY", "header-key-1234")
+    monkeypatch.setenv("CAP_QUERY_KEY", "query-key-5678")
+    monkeypatch.setenv("CAP_TOKEN", "bearer-token-9012")
+    with ApiServer() as other:  # another port: another origin
+        # The redirect targets echo secrets in their query, as an API that copies the query into Location would.
+        target = f"{other.url}/echo/landed?page=2&sig=bearer-token-9012&h=x-header-key-1234"
+        params = {"to": target, "code": code, "cookie": "set-by-the-api"}
+        headers = {"X-Api-Key": "{env.CAP_HEADER_KEY}", "Cookie": "pref=1", "X-Trace": "plain"}
+        doc = capability("away", api.url, path="/redirect/1", params=params, headers=headers)
+        doc["auth"] = {"type": "bearer", "key": "env:CAP_TOKEN"}
+        write(tmp_path, "a.yaml", doc)
+        by_query = capability(
+            "by_query",
+            api.url,
+            path="/redirect/1",
+            params={
+                "to": f"{other.url}/echo/landed?page=2&apiKey=query-key-5678&echo=x-query-key-5678-x",
+                "code": code,
+            },
+        )
+        by_query["auth"] = {"type": "api_key", "key": "env:CAP_QUERY_KEY", "param": "apiKey"}
+        write(tmp_path, "q.yaml", by_query)
+        backend = make_backend(tmp_path)
+        try:
+            first = await backend.call("away", {}, CallContext())
+            second = await backend.call("by_query", {}, CallContext())
+            again = await backend.call("away", {}, CallContext())
+        finally:
+            await backend.aclose()
+        sent = api.recorder.requests[0]["headers"]
+        assert sent["x-api-key"] == "header-key-1234" and sent["authorization"] == "Bearer bearer-token-9012"
+        assert "session" not in api.recorder.requests[-1]["headers"].get("cookie", "")  # no cookie jar either
+        for seen in (echoed(first), echoed(second), echoed(again)):
+            assert seen["path"] == "/echo/landed"
+            landed = json.dumps(seen)
+            for secret in ("header-key-1234", "query-key-5678", "bearer-token-9012", "set-by-the-api", "pref=1"):
+                assert secret not in landed
+            assert ["page", "2"] in seen["query"] and "x-trace" not in seen["headers"]
+        assert len(other.recorder.requests) == 3
+
+
+async def test_a_redirect_within_the_origin_keeps_the_credentials(
+    tmp_path: Path, api: ApiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CAP_HEADER_KEY", "header-key-1234")
+    doc = capability("hop", api.url, path="/redirect/2", headers={"X-Api-Key": "{env.CAP_HEADER_KEY}"})
+    doc["auth"] = {"type": "bearer", "key": "env:CAP_HEADER_KEY"}
+    write(tmp_path, "h.yaml", doc)
+    seen = echoed(await call(make_backend(tmp_path), "hop"))
+    assert seen["path"] == "/echo/landed" and seen["headers"]["x-api-key"] == "header-key-1234"
+    assert seen["headers"]["authorization"] == "Bearer header-key-1234"
+
+
 async def test_private_addresses_are_refused_unless_allowed(tmp_path: Path, api: ApiServer) -> None:
     write(tmp_path, "p.yaml", capability("local", api.url, path="/echo/x"))
     error = await fails(make_backend(tmp_path, private=False), "local")

@@ -10,6 +10,7 @@ import os
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import anyio
@@ -23,6 +24,7 @@ from aperture.execution.capabilities.spec import (
     Capability,
     PathParameterError,
     Provider,
+    Template,
     as_text,
     render_body,
 )
@@ -61,6 +63,21 @@ class _ProviderFailed(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class _Credentials:
+    """What in a request carries the capability's credentials, so none of it follows a redirect to another origin."""
+
+    headers: frozenset[str]
+    """Lower-case names of the headers from the capability's `headers` and `auth`."""
+    params: frozenset[str]
+    """Query parameters that carry a credential: the auth `param`, and `params` filled from the environment."""
+    values: tuple[str, ...]
+    """The secret values themselves (a redirect's query may echo them under another name)."""
+
+
+_ALWAYS_STRIPPED = frozenset({"authorization", "proxy-authorization", "cookie"})
+
+
+@dataclass(frozen=True, slots=True)
 class _Answer:
     status: int
     reason: str
@@ -74,6 +91,8 @@ class CapabilityExecutor:
 
     def __init__(self, client: httpx2.AsyncClient, settings: HttpSettings | None = None) -> None:
         self.client = client
+        # No cookie jar: a cookie one API set would go with later calls of every caller (and calls are stateless).
+        client.cookies = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
         self.settings = settings or HttpSettings()
 
     async def execute(self, capability: Capability, args: Mapping[str, Any]) -> ToolOutput:
@@ -105,13 +124,13 @@ class CapabilityExecutor:
         )
 
     async def _call(self, capability: Capability, provider: Provider, args: Mapping[str, Any]) -> ToolOutput:
-        request = self._request(capability, provider, args)
+        request, credentials = self._request(capability, provider, args)
         shown = f"{request.method} {request.url.copy_with(query=None)}"
         timeout = self.settings.request_timeout or provider.timeout
         attempt = 0
         while True:
             try:
-                answer = await self._send_within(timeout, request, capability)
+                answer = await self._send_within(timeout, request, capability, credentials)
                 break
             except PrivateNetworkError as exc:
                 raise _ProviderFailed(str(exc), refused=True) from None
@@ -142,7 +161,9 @@ class CapabilityExecutor:
             details={"status": answer.status, "api_message": message},
         )
 
-    def _request(self, capability: Capability, provider: Provider, args: Mapping[str, Any]) -> httpx2.Request:
+    def _request(
+        self, capability: Capability, provider: Provider, args: Mapping[str, Any]
+    ) -> tuple[httpx2.Request, _Credentials]:
         values = {**provider.static_params, **args} if provider.static_params else args
         try:
             url = provider.url.render_url(values)
@@ -159,27 +180,36 @@ class CapabilityExecutor:
                 details={"missing": missing},
             )
         headers = {}
+        secrets: list[str] = []
         for name, template in provider.headers:
             text = template.render(values)
             if text is not None:
                 headers[name] = text
+                secrets += _env_values(template)
         query: list[tuple[str, str]] = []
+        secret_params = set()
         for name, template in provider.params:
             text = template.render(values)
             if text is not None and text not in ("", "null"):
                 query.append((name, text))
+                if found := _env_values(template):
+                    secrets += found
+                    secret_params.add(name)
         for arg, api_name in provider.param_map:
             value = values.get(arg)
             if value is not None and (text := as_text(value)):
                 query.append((api_name, text))
         query += [(name, as_text(values[name])) for name in provider.static_query]
-        if capability.auth is not None:
-            _authorize(capability, headers, query)
+        auth = capability.auth
+        if auth is not None:
+            secrets += _authorize(capability, headers, query)
+            if auth.param:
+                secret_params.add(auth.param)
         body: Any = None
         if provider.method in BODY_METHODS:
             body = render_body(provider.body, values) if provider.has_body else (dict(values) or None)
         timeout = self.settings.request_timeout or provider.timeout
-        return self.client.build_request(
+        request = self.client.build_request(
             provider.method,
             url,
             params=tuple(query) or None,
@@ -187,21 +217,29 @@ class CapabilityExecutor:
             json=body,
             timeout=timeout,
         )
+        credentials = _Credentials(
+            frozenset(name.lower() for name in headers),
+            frozenset(secret_params),
+            tuple(dict.fromkeys(value for value in secrets if value)),
+        )
+        return request, credentials
 
-    async def _send_within(self, timeout: float, request: httpx2.Request, capability: Capability) -> _Answer:
+    async def _send_within(
+        self, timeout: float, request: httpx2.Request, capability: Capability, credentials: _Credentials
+    ) -> _Answer:
         """`_send` under one deadline for connecting, sending, redirects and every read: httpx2's own timeouts
         bound each operation alone, so a server that trickles a byte now and then would hold a call forever."""
         with anyio.move_on_after(timeout):
-            return await self._send(request, capability)
+            return await self._send(request, capability, credentials)
         raise _DeadlineExceeded(timeout, request)
 
-    async def _send(self, request: httpx2.Request, capability: Capability) -> _Answer:
+    async def _send(self, request: httpx2.Request, capability: Capability, credentials: _Credentials) -> _Answer:
         for _ in range(self.settings.max_redirects + 1):
             response = await self.client.send(request, stream=True)
             try:
                 location = response.headers.get("location")
                 if response.status_code in REDIRECTS and location:
-                    request = _redirected(request, response.status_code, location, capability)
+                    request = _redirected(request, response.status_code, location, capability, credentials)
                     continue
                 body = await self._read(response, capability)
                 return _Answer(
@@ -248,7 +286,12 @@ def _too_large(capability: Capability, limit: int) -> ExecutionError:
     )
 
 
-def _authorize(capability: Capability, headers: dict[str, str], query: list[tuple[str, str]]) -> None:
+def _env_values(template: Template) -> list[str]:
+    return [value for name in template.env_names if (value := os.environ.get(name))]
+
+
+def _authorize(capability: Capability, headers: dict[str, str], query: list[tuple[str, str]]) -> list[str]:
+    """Put the credential where the capability's auth says; the secret values sent."""
     auth = capability.auth
     assert auth is not None
     secret = os.environ.get(auth.env)
@@ -258,16 +301,21 @@ def _authorize(capability: Capability, headers: dict[str, str], query: list[tupl
                 f"Tool '{capability.tool.key}' needs a credential from the environment variable {auth.env}, which "
                 "is not set where the gateway runs. This is a setup problem, not your arguments: tell the operator."
             )
-        return
+        return []
+    sent = [secret]
     if auth.kind == "basic" and ":" in secret:
         secret = base64.b64encode(secret.encode()).decode("ascii")
+        sent.append(secret)
     if auth.param:
         query.append((auth.param, secret))
     else:
         headers[auth.header] = f"{auth.prefix} {secret}" if auth.prefix else secret
+    return sent
 
 
-def _redirected(request: httpx2.Request, status: int, location: str, capability: Capability) -> httpx2.Request:
+def _redirected(
+    request: httpx2.Request, status: int, location: str, capability: Capability, credentials: _Credentials
+) -> httpx2.Request:
     url = request.url.join(location)
     if url.scheme not in ("http", "https"):
         raise ExecutionError(f"Tool '{capability.tool.key}': the API redirected to a {url.scheme}: URL; refused.")
@@ -283,10 +331,17 @@ def _redirected(request: httpx2.Request, status: int, location: str, capability:
         for name in ("content-length", "content-type", "transfer-encoding"):
             headers.pop(name, None)
     if (url.scheme, url.host, url.port) != (request.url.scheme, request.url.host, request.url.port):
-        # Credentials are for the API's own origin, never for wherever it points.
-        headers.pop("authorization", None)
-        if capability.auth is not None:
-            headers.pop(capability.auth.header, None)
+        # Credentials are for the API's own origin, never for wherever it points: every header the capability
+        # set (auth and `headers`), cookies, and query parameters that carry a credential, by name or by value.
+        for name in credentials.headers | _ALWAYS_STRIPPED:
+            headers.pop(name, None)
+        kept = [
+            (name, value)
+            for name, value in url.params.multi_items()
+            if name not in credentials.params and not any(secret in value for secret in credentials.values)
+        ]
+        if len(kept) != len(url.params.multi_items()):
+            url = url.copy_with(params=kept or None)
     return httpx2.Request(method, url, headers=headers, content=content, extensions=request.extensions)
 
 

@@ -257,6 +257,11 @@ class Template:
         return [p.name for p in self.parts if isinstance(p, _Ref) and not p.env]
 
     @property
+    def env_names(self) -> list[str]:
+        """The environment variables it refers to (`{env.VAR}`)."""
+        return [p.name for p in self.parts if isinstance(p, _Ref) and p.env]
+
+    @property
     def single(self) -> str | None:
         """The argument name when the whole template is one `{arg}`."""
         if len(self.parts) == 1 and isinstance(self.parts[0], _Ref) and not self.parts[0].env:
