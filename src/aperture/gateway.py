@@ -53,10 +53,12 @@ from aperture.model import (
     DetailLevel,
     InvalidCursorError,
     InvalidRequestError,
+    Redactor,
     Tool,
     ToolId,
     UnknownToolError,
     describe,
+    install_log_redaction,
 )
 from aperture.ops.chain import Ops
 
@@ -66,8 +68,14 @@ MAX_LIMIT = 100
 MAX_EXAMPLES = 5
 
 
-def build_backend(spec: BackendConfig, config: Config, guard: IntegrityGuard | None = None) -> Backend:
-    """Create the backend a configuration entry describes (not yet started)."""
+def build_backend(
+    spec: BackendConfig, config: Config, guard: IntegrityGuard | None = None, redactor: Redactor | None = None
+) -> Backend:
+    """Create the backend a configuration entry describes (not yet started).
+
+    Args:
+        redactor: learns the credentials a capabilities backend's files name, as they load.
+    """
     if isinstance(spec, PythonBackendConfig):
         path = config.resolve(spec.path) if spec.path else None
         return PythonBackend.from_module(spec.name, spec.module, path=path)
@@ -86,7 +94,8 @@ def build_backend(spec: BackendConfig, config: Config, guard: IntegrityGuard | N
                 request_timeout=spec.request_timeout,
             ),
         )
-        return CapabilityBackend(spec.name, [config.resolve(d) for d in spec.all_directories()], settings)
+        directories = [config.resolve(d) for d in spec.all_directories()]
+        return CapabilityBackend(spec.name, directories, settings, redactor=redactor)
     target: StdioTarget | HttpTarget
     if spec.url is not None:
         target = HttpTarget(url=spec.url, headers=spec.headers, sse=spec.transport == "sse")
@@ -115,7 +124,14 @@ class Gateway:
         self.registry = registry or BackendRegistry(guard=self.guard)
         self.index = _index(self.config)
         timeouts = {b.name: b.timeout for b in self.config.backends if b.timeout is not None}
-        self.runner = Runner(self.registry, default_timeout=self.config.execution.timeout, backend_timeouts=timeouts)
+        # Every configured credential, taken out of results, errors and log records (capability files add theirs).
+        self.redactor = Redactor(self.config.secret_values)
+        self.runner = Runner(
+            self.registry,
+            default_timeout=self.config.execution.timeout,
+            backend_timeouts=timeouts,
+            redactor=self.redactor,
+        )
         # The operations middleware (auth, resilience, cache, observe) as configured; none of it when disabled.
         self.ops = Ops(self.config.ops, self.registry, self.runner, resolve_path=self.config.resolve)
         self._run = self.ops.wrap(self.runner)
@@ -127,8 +143,9 @@ class Gateway:
 
     async def __aenter__(self) -> Gateway:
         # Built before any task group, so a configuration mistake surfaces as itself, not in an ExceptionGroup.
-        backends = [build_backend(spec, self.config, self.guard) for spec in self.config.backends]
+        backends = [build_backend(spec, self.config, self.guard, self.redactor) for spec in self.config.backends]
         async with AsyncExitStack() as stack:
+            stack.callback(install_log_redaction(self.redactor))
             task_group = await stack.enter_async_context(anyio.create_task_group())
             stack.callback(task_group.cancel_scope.cancel)
             stack.push_async_callback(self.registry.aclose)
@@ -246,7 +263,7 @@ class Gateway:
         for name in self.registry.names():
             backend = self.registry.get(name)
             if isinstance(backend, McpBackend) and backend.state in (UpstreamState.DOWN, UpstreamState.CLOSED):
-                why = backend.last_error or "it is not running"
+                why = self.redactor.text(backend.last_error or "it is not running")  # may quote its stderr
                 out[name] = f"backend '{name}' is down ({why}); retry later or use another tool"
         return out
 
@@ -295,7 +312,7 @@ class Gateway:
                     "tool_count": counts.get(name, 0),
                     "backend_kind": backend.kind if backend else "",
                     "healthy": bool(status and status.healthy) and name not in snapshot.failures,
-                    "message": snapshot.failures.get(name) or (status.message if status else ""),
+                    "message": self.redactor.text(snapshot.failures.get(name) or (status.message if status else "")),
                 }
             )
         chunk = rows[offset : offset + limit]

@@ -32,6 +32,26 @@ def test_environment_variables_are_interpolated(tmp_path: Path) -> None:
         load_config(path, env={})
 
 
+def test_values_from_the_environment_under_credential_keys_are_secret_values() -> None:
+    env = {
+        "JWT": "jwt-shared-secret-1", "UP_TOKEN": "upstream-token-22", "HDR": "header-value-333",
+        "MCP_ENV": "mcp-servers-env-4444", "PW": "redis-password-55555", "SHORT": "abc", "NAME": "gateway-name-666",
+        "PORT": "9000",
+    }  # fmt: skip
+    data = {
+        "server": {"name": "${NAME}", "port": "${PORT}"},
+        "backends": [
+            {"name": "up", "kind": "mcp", "command": "x", "env": {"TOKEN": "${UP_TOKEN}", "MODE": "${SHORT}"}},
+            {"name": "web", "kind": "mcp", "url": "http://127.0.0.1:1/mcp", "headers": {"X-Key": "pre-${HDR}"}},
+        ],
+        "mcpServers": {"desk": {"command": "y", "env": {"KEY": "${MCP_ENV}"}}},
+        "ops": {"auth": {"jwt": {"secret": "${JWT}"}}, "redis": {"url": "redis://:${PW}@127.0.0.1:6379/0"}},
+    }
+    config = parse_config(data, env=env)
+    assert set(config.secret_values) == {env[k] for k in ("JWT", "UP_TOKEN", "HDR", "MCP_ENV", "PW")}
+    assert "secret_values" not in repr(config) and "secret_values" not in config.model_dump()
+
+
 def test_errors_name_the_file_and_every_bad_key(tmp_path: Path) -> None:
     path = write(
         tmp_path, "server:\n  transport: carrier-pigeon\n  prot: 1\nbackends:\n  - name: a\n    kind: python\n"

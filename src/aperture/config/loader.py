@@ -13,6 +13,7 @@ import yaml
 
 from aperture.config.schema import BACKEND_KINDS, Config
 from aperture.model import ConfigError
+from aperture.model.redact import MIN_SECRET_LENGTH
 
 # ${VAR}, ${VAR:-default}; $${...} escapes a literal ${...}.
 _VARIABLE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -20,8 +21,11 @@ ENV_CONFIG = "APERTURE_CONFIG"
 DEFAULT_FILE = "aperture.yaml"
 
 
-def interpolate(value: Any, env: Mapping[str, str], where: str = "") -> Any:
+def interpolate(value: Any, env: Mapping[str, str], where: str = "", found: list[tuple[str, str]] | None = None) -> Any:
     """Replace `${VAR}` and `${VAR:-default}` in every string of a parsed document.
+
+    Args:
+        found: gets `(key path, value)` for every value taken from the environment (for `secret_values`).
 
     Raises:
         ConfigError: naming the key whose value refers to an unset variable.
@@ -33,6 +37,11 @@ def interpolate(value: Any, env: Mapping[str, str], where: str = "") -> Any:
                 return "${"
             name, default = match.group(1), match.group(2)
             if name in env:
+                if found is not None:
+                    # The user:password part of a URL (redis://:${PASSWORD}@host) is a credential wherever it is.
+                    _, sep, after = value[: match.start()].partition("://")
+                    userinfo = bool(sep) and not any(c in after for c in "@/") and "@" in value[match.end() :]
+                    found.append((f"{where}.(userinfo password)" if userinfo else where, env[name]))
                 return env[name]
             if default is not None:
                 return default
@@ -42,10 +51,27 @@ def interpolate(value: Any, env: Mapping[str, str], where: str = "") -> Any:
 
         return _VARIABLE.sub(replace, value)
     if isinstance(value, dict):
-        return {k: interpolate(v, env, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+        return {k: interpolate(v, env, f"{where}.{k}" if where else str(k), found) for k, v in value.items()}
     if isinstance(value, list):
-        return [interpolate(v, env, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [interpolate(v, env, f"{where}[{i}]", found) for i, v in enumerate(value)]
     return value
+
+
+# Keys under which a value from the environment is a credential: sections, and names that say so.
+_SECRET_SECTIONS = frozenset({"auth", "headers", "env", "metadata"})
+_SECRET_NAME = re.compile(r"secret|token|passw|credential|api[_-]?key|authorization|cookie", re.IGNORECASE)
+
+
+def secret_values(found: list[tuple[str, str]]) -> tuple[str, ...]:
+    """The values among `found` (from `interpolate`) that are credentials: those under an `auth`, `headers`, `env`
+    or `metadata` key, under a key whose name says secret, token, password, credential, API key, authorization
+    or cookie, or in the user:password part of a URL; at least `MIN_SECRET_LENGTH` characters long."""
+    secrets = []
+    for where, value in found:
+        keys = re.split(r"[.\[\]]+", where)
+        if len(value) >= MIN_SECRET_LENGTH and any(key in _SECRET_SECTIONS or _SECRET_NAME.search(key) for key in keys):
+            secrets.append(value)
+    return tuple(dict.fromkeys(secrets))
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
@@ -104,8 +130,9 @@ def parse_config(
         raise ConfigError(
             f"{source}: the file must hold a mapping (server:, backends:, ...), not a {type(data).__name__}"
         )
+    found: list[tuple[str, str]] = []
     try:
-        data = interpolate(data, os.environ if env is None else env)
+        data = interpolate(data, os.environ if env is None else env, found=found)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc.message}") from None
     if "mcpServers" in data:
@@ -114,6 +141,7 @@ def parse_config(
         data["backends"] = [*data.get("backends", []), *servers]
     data["base_dir"] = base_dir or Path.cwd()
     data["config_file"] = config_file
+    data["secret_values"] = secret_values(found)
     try:
         return Config.model_validate(data)
     except pydantic.ValidationError as exc:

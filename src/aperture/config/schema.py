@@ -219,6 +219,13 @@ class Config(_Section):
     )
     base_dir: Path = Field(Path("."), exclude=True, description="Directory relative paths are resolved against.")
     config_file: Path | None = Field(None, exclude=True, description="The file this came from, if any.")
+    secret_values: tuple[str, ...] = Field(
+        (),
+        exclude=True,
+        repr=False,
+        description="Credentials taken from the environment (`${VAR}` under auth, headers, env, metadata or a key "
+        "named like a secret), set by the loader: redacted from results, errors and logs.",
+    )
 
     @model_validator(mode="after")
     def _unique_backend_names(self) -> Config:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import mcp_types
 import pydantic
 import pydantic_core
 
-from aperture.model import ApertureError, ExecutionError, ToolId
+from aperture.model import ApertureError, ExecutionError, Redactor, ToolId
 
 ContentBlock = mcp_types.ContentBlock
 CONTENT_TYPES = (
@@ -61,6 +61,30 @@ class RunResult:
     def text(self) -> str:
         """All text blocks joined: handy for people and tests."""
         return "\n".join(b.text for b in self.content if isinstance(b, mcp_types.TextContent))
+
+
+def redact_result(result: RunResult, redactor: Redactor) -> RunResult:
+    """`result` with the configured secrets taken out of its text, embedded text resources, structured content and
+    error; the same object when there was nothing to take out."""
+    if not redactor.active:
+        return result
+    content = tuple(_redact_block(block, redactor) for block in result.content)
+    structured = redactor.data(result.structured)
+    error = redactor.error(result.error) if result.error is not None else None
+    if structured is result.structured and all(a is b for a, b in zip(content, result.content, strict=True)):
+        return result
+    return replace(result, content=content, structured=structured, error=error)
+
+
+def _redact_block(block: ContentBlock, redactor: Redactor) -> ContentBlock:
+    if isinstance(block, mcp_types.TextContent):
+        text = redactor.text(block.text)
+        return block if text == block.text else block.model_copy(update={"text": text})
+    if isinstance(block, mcp_types.EmbeddedResource) and isinstance(block.resource, mcp_types.TextResourceContents):
+        text = redactor.text(block.resource.text)
+        if text != block.resource.text:
+            return block.model_copy(update={"resource": block.resource.model_copy(update={"text": text})})
+    return block
 
 
 def to_jsonable(value: Any, *, tool_id: ToolId | str) -> Any:

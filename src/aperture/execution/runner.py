@@ -15,7 +15,7 @@ import pydantic
 
 from aperture.execution.backend import Backend, CallContext
 from aperture.execution.registry import BackendRegistry, CatalogSnapshot
-from aperture.execution.result import RunResult, normalize, validation_error_text
+from aperture.execution.result import RunResult, normalize, redact_result, validation_error_text
 from aperture.model import (
     ApertureError,
     ArgumentValidator,
@@ -23,6 +23,7 @@ from aperture.model import (
     ExecutionError,
     InputValidationError,
     OutputValidator,
+    Redactor,
     Tool,
     ToolHeldError,
     ToolId,
@@ -64,6 +65,7 @@ class Runner:
         registry: where tools and backends come from.
         default_timeout: seconds a call may take when neither the call nor the backend says otherwise.
         backend_timeouts: per-backend overrides of the default timeout.
+        redactor: takes the configured secrets out of every result and error, whatever the backend.
     """
 
     def __init__(
@@ -72,8 +74,10 @@ class Runner:
         *,
         default_timeout: float = DEFAULT_TIMEOUT,
         backend_timeouts: Mapping[str, float] | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self.registry = registry
+        self.redactor = redactor or Redactor()
         self.default_timeout = default_timeout
         self.backend_timeouts = dict(backend_timeouts or {})
         self._compiled: dict[str, _Compiled] = {}
@@ -91,13 +95,17 @@ class Runner:
         except ApertureError as error:
             error.tool_id = error.tool_id or shown_id
             error.op = error.op or "run_tool"
-            return RunResult.failure(shown_id, error, _ms_since(started))
-        return RunResult(
-            tool_id=shown_id,
-            content=result.content,
-            structured=result.structured,
-            is_error=result.is_error,
-            duration_ms=_ms_since(started),
+            # Before the result is built, so the text the model reads is the redacted message.
+            return RunResult.failure(shown_id, self.redactor.error(error), _ms_since(started))
+        return redact_result(
+            RunResult(
+                tool_id=shown_id,
+                content=result.content,
+                structured=result.structured,
+                is_error=result.is_error,
+                duration_ms=_ms_since(started),
+            ),
+            self.redactor,
         )
 
     def resolve(self, tool_id: str) -> tuple[Tool, Backend]:

@@ -23,6 +23,7 @@ from aperture.model.errors import (
     UnknownToolError,
 )
 from aperture.model.ids import ToolId
+from aperture.model.redact import RedactingFilter, Redactor, install_log_redaction
 from aperture.model.tool import ParameterInfo, Tool, ToolAnnotations, ToolExample
 from aperture.model.validation import ArgumentValidator, OutputValidator, Violation
 
@@ -45,6 +46,8 @@ __all__ = [
     "OutputValidator",
     "ParameterInfo",
     "RateLimitedError",
+    "RedactingFilter",
+    "Redactor",
     "Tool",
     "ToolAnnotations",
     "ToolExample",
@@ -57,6 +60,7 @@ __all__ = [
     "Violation",
     "describe",
     "function_name",
+    "install_log_redaction",
     "to_anthropic",
     "to_mcp",
     "to_openai",

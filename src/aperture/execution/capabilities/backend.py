@@ -7,6 +7,7 @@ searches and calls never see half a set, and a call already running finishes on 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from aperture.execution.capabilities.loader import SUFFIXES, CapabilityLoader, C
 from aperture.execution.capabilities.netguard import capability_client
 from aperture.execution.capabilities.spec import KIND
 from aperture.execution.result import ToolOutput
-from aperture.model import Tool, ToolId, UnknownToolError
+from aperture.model import Redactor, Tool, ToolId, UnknownToolError
 
 logger = logging.getLogger(__name__)
 
@@ -58,10 +59,16 @@ class CapabilityBackend:
     kind = KIND
 
     def __init__(
-        self, name: str, directories: Sequence[Path | str], settings: CapabilitySettings | None = None
+        self,
+        name: str,
+        directories: Sequence[Path | str],
+        settings: CapabilitySettings | None = None,
+        *,
+        redactor: Redactor | None = None,
     ) -> None:
         ToolId(name, "x")  # validates the namespace, with a clear message
         self._name = name
+        self._redactor = redactor
         self.settings = settings or CapabilitySettings()
         self.loader = CapabilityLoader(name, [Path(d) for d in directories])
         self._set = CapabilitySet()
@@ -115,6 +122,8 @@ class CapabilityBackend:
 
     def _swap(self, report: LoadReport) -> LoadReport:
         old, self._set, self._report = self._set, report.capabilities, report
+        if self._redactor is not None:
+            self._redactor.add(self.secret_values())
         self.reloads += 1
         changed = old.tools != report.capabilities.tools
         logger.info("capabilities %s: %s", self._name, report.summary())
@@ -142,6 +151,18 @@ class CapabilityBackend:
                     await self.reload()
                 except Exception:  # a reload must never end the watch
                     logger.exception("capabilities %s: reload failed", self._name)
+
+    def secret_values(self) -> list[str]:
+        """The credentials the current capabilities send: the values of the environment variables their `auth` and
+        their `{env.VAR}` headers and query parameters name."""
+        names = set()
+        for capability in self._set.by_name.values():
+            if capability.auth is not None:
+                names.add(capability.auth.env)
+            for provider in capability.providers:
+                for _, template in (*provider.headers, *provider.params):
+                    names.update(template.env_names)
+        return [value for name in sorted(names) if (value := os.environ.get(name))]
 
     def set_change_listener(self, listener: Callable[[str], None] | None) -> None:
         self._listener = listener
