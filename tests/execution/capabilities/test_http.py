@@ -111,6 +111,22 @@ async def test_a_value_beside_template_text_cannot_make_a_dot_segment(tmp_path: 
     assert api.recorder.requests == []
 
 
+async def test_static_params_from_the_file_are_trusted_but_a_callers_value_for_them_is_checked(
+    tmp_path: Path, api: ApiServer
+) -> None:
+    doc = capability(
+        "v",
+        api.url,
+        path="/echo/{version}/items",
+        static_params={"version": "v1/beta"},
+        schema={"x": {"type": "string"}},
+    )
+    write(tmp_path, "v.yaml", doc)
+    assert echoed(await call(make_backend(tmp_path), "v"))["raw_path"] == "/echo/v1%2Fbeta/items"
+    error = await fails(make_backend(tmp_path), "v", {"version": ".."})
+    assert "the value of 'version'" in error.message
+
+
 @pytest.mark.parametrize(
     ("value", "raw"),
     [("a?b=1", "a%3Fb%3D1"), ("a#b", "a%23b"), ("...", "..."), ("v1.2", "v1.2"), ("%41", "%2541")],

@@ -166,7 +166,7 @@ class CapabilityExecutor:
     ) -> tuple[httpx2.Request, _Credentials]:
         values = {**provider.static_params, **args} if provider.static_params else args
         try:
-            url = provider.url.render_url(values)
+            url = provider.url.render_url(values, trusted=provider.static_params.keys() - args.keys())
         except PathParameterError as exc:
             raise InputValidationError(
                 f"Tool '{capability.tool.key}': {exc}.",

@@ -10,7 +10,7 @@ import json
 import os
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -268,12 +268,16 @@ class Template:
             return self.parts[0].name
         return None
 
-    def render_url(self, values: Mapping[str, Any]) -> str | None:
+    def render_url(self, values: Mapping[str, Any], *, trusted: Collection[str] = ()) -> str | None:
         """Fill in a URL template, every value percent-encoded; None when an argument it names is not given.
 
         A value in the path stays inside its own segment: one holding a slash or a backslash (also percent-encoded,
         however often, or as a fullwidth form), or leaving its segment empty, `.` or `..`, is refused, since it
         would change the path that the capability's credentials are sent to.
+
+        Args:
+            trusted: names whose values come from the capability file itself (`static_params` the caller did not
+                override): encoded, but not checked.
 
         Raises:
             PathParameterError: naming the argument and what a path value may hold.
@@ -292,7 +296,7 @@ class Template:
                 filled.append((part.name, as_text(values[part.name])))
         url = "".join(skeleton)
         if filled:
-            _check_path(url, filled)
+            _check_path(url, filled, trusted)
         return _MARK.sub(lambda m: quote(filled[int(m.group(1))][1], safe=""), url)
 
     def render(self, values: Mapping[str, Any]) -> str | None:
@@ -330,7 +334,7 @@ _MARK = re.compile("\0(\\d+)\0")
 _SEPARATORS = ("/", "\\")
 
 
-def _check_path(url: str, filled: list[tuple[str, str]]) -> None:
+def _check_path(url: str, filled: list[tuple[str, str]], trusted: Collection[str]) -> None:
     """Refuse a value that would add, remove or climb a segment of the path of `url` (values marked in it)."""
     scheme = url.find("://")
     start = url.find("/", scheme + 3) if scheme >= 0 else 0
@@ -339,7 +343,7 @@ def _check_path(url: str, filled: list[tuple[str, str]]) -> None:
     ends = [i for i in (url.find("?", start), url.find("#", start)) if i >= 0]
     path = url[start : min(ends)] if ends else url[start:]
     for segment in path.split("/"):
-        marks = [int(m.group(1)) for m in _MARK.finditer(segment)]
+        marks = [int(m.group(1)) for m in _MARK.finditer(segment) if filled[int(m.group(1))][0] not in trusted]
         if not marks:
             continue
         for index in marks:
