@@ -29,7 +29,8 @@ BEARER = "cap-bearer-secret-0123"
 HEADER_KEY = "cap-header-secret-4567"
 QUERY_KEY = "cap-query-secret-8901"
 UPSTREAM = "upstream-secret-2345"
-SECRETS = (BEARER, HEADER_KEY, QUERY_KEY, UPSTREAM)
+URL_KEY = "cap-url-secret-6789"
+SECRETS = (BEARER, HEADER_KEY, QUERY_KEY, URL_KEY, UPSTREAM)
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +39,11 @@ def api() -> Iterator[ApiServer]:
         yield server
 
 
-def capability(name: str, url: str, path: str, *, by_query: bool = False) -> dict[str, Any]:
+def capability(name: str, url: str, path: str, *, by_query: bool | None = False) -> dict[str, Any]:
     config: dict[str, Any] = {"base_url": url, "path": path}
     auth: dict[str, Any] = {"type": "bearer", "key": "env:CAP_BEARER"}
+    if by_query is None:  # the credential is in the URL template itself
+        return {"name": name, "description": name, "providers": {"primary": {"config": config}}}
     if by_query:
         auth = {"type": "api_key", "key": "{env.CAP_QUERY}", "param": "apiKey"}
     else:
@@ -53,12 +56,14 @@ async def gateway(tmp_path: Path, api: ApiServer, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("CAP_BEARER", BEARER)
     monkeypatch.setenv("CAP_HEADER", HEADER_KEY)
     monkeypatch.setenv("CAP_QUERY", QUERY_KEY)
+    monkeypatch.setenv("CAP_URL", URL_KEY)
     for name, path, by_query in [
         ("echo", "/echo/ok", False),
         ("refused", "/refuse/401", False),
         ("broken", "/refuse/500", False),
         ("by_query", "/echo/q", True),
         ("refused_by_query", "/refuse/403", True),
+        ("refused_by_url", "/refuse/400?apiKey={env.CAP_URL}", None),
     ]:
         doc = capability(name, api.url, path, by_query=by_query)
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(doc))
@@ -104,7 +109,7 @@ def assert_clean(text: str) -> None:
 
 async def test_the_configuration_names_its_credentials(gateway: Gateway) -> None:
     assert set(gateway.config.secret_values) == {UPSTREAM}
-    assert {BEARER, HEADER_KEY, QUERY_KEY} <= gateway.redactor.secrets  # from the capability files
+    assert {BEARER, HEADER_KEY, QUERY_KEY, URL_KEY} <= gateway.redactor.secrets  # from the capability files
 
 
 @pytest.mark.parametrize(
@@ -115,6 +120,7 @@ async def test_the_configuration_names_its_credentials(gateway: Gateway) -> None
         ("api:broken", ["500", "Authorization=Bearer [redacted] X-Api-Key=[redacted]"]),
         ("api:by_query", ['"apiKey",\n      "[redacted]"']),
         ("api:refused_by_query", ["403", "apiKey=[redacted]"]),
+        ("api:refused_by_url", ["400", "apiKey=[redacted]"]),
         ("up:whoami", ['"token": "[redacted]"', "started with [redacted]", '"[redacted]": "as a key"']),
         ("up:encoded", ["b64=[redacted]", "url=[redacted]", "basic=Basic c3Zj"]),
         ("up:refuse", ["token [redacted] was refused"]),

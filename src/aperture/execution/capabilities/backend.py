@@ -154,12 +154,13 @@ class CapabilityBackend:
 
     def secret_values(self) -> list[str]:
         """The credentials the current capabilities send: the values of the environment variables their `auth` and
-        their `{env.VAR}` headers and query parameters name."""
+        their `{env.VAR}` headers and query parameters (in `params` or in the URL's query) name."""
         names = set()
         for capability in self._set.by_name.values():
             if capability.auth is not None:
                 names.add(capability.auth.env)
             for provider in capability.providers:
+                names.update(provider.url.query_env_names)
                 for _, template in (*provider.headers, *provider.params):
                     names.update(template.env_names)
         return [value for name in sorted(names) if (value := os.environ.get(name))]

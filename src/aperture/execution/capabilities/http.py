@@ -180,7 +180,7 @@ class CapabilityExecutor:
                 details={"missing": missing},
             )
         headers = {}
-        secrets: list[str] = []
+        secrets = [value for name in provider.url.query_env_names if (value := os.environ.get(name))]
         for name, template in provider.headers:
             text = template.render(values)
             if text is not None:

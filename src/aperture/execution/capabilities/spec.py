@@ -262,6 +262,19 @@ class Template:
         return [p.name for p in self.parts if isinstance(p, _Ref) and p.env]
 
     @property
+    def query_env_names(self) -> list[str]:
+        """The environment variables it refers to in a URL's query (`?key={env.API_KEY}`): credentials, like
+        those of `auth` and `headers`."""
+        names: list[str] = []
+        in_query = False
+        for part in self.parts:
+            if isinstance(part, str):
+                in_query = in_query or "?" in part
+            elif part.env and in_query:
+                names.append(part.name)
+        return names
+
+    @property
     def single(self) -> str | None:
         """The argument name when the whole template is one `{arg}`."""
         if len(self.parts) == 1 and isinstance(self.parts[0], _Ref) and not self.parts[0].env:
