@@ -21,9 +21,9 @@ from aperture.model.errors import ApertureError
 REDACTED = "[redacted]"
 MIN_SECRET_LENGTH = 8
 """Shorter values are not treated as secrets: redacting `eu` or `true` everywhere would garble every answer."""
-LOGGER_TREES = ("aperture", "httpx2", "httpcore2", "mcp")
-"""Loggers whose records are redacted: the gateway's own, and the libraries that log its requests (httpx2 logs
-every URL, query-string credentials included)."""
+LOGGER_TREES = ("aperture", "httpx2", "httpcore2", "mcp", "uvicorn")
+"""Loggers whose records are redacted: the gateway's own, and the libraries that log its requests and their
+failures (httpx2 logs every URL, query-string credentials included; uvicorn the tracebacks of the HTTP surface)."""
 
 
 def secret_forms(value: str) -> set[str]:

@@ -104,6 +104,18 @@ async def test_a_path_value_cannot_change_the_paths_structure(tmp_path: Path, ap
     assert api.recorder.requests == []
 
 
+async def test_the_path_value_error_says_what_to_pass(tmp_path: Path, api: ApiServer) -> None:
+    doc = capability("issues", api.url, path="/echo/repos/{owner}/issues", schema={"owner": {"type": "string"}})
+    write(tmp_path, "i.yaml", doc)
+    error = await fails(make_backend(tmp_path), "issues", {"owner": ".."})
+    assert error.message == (
+        "Tool 'api:issues': the value of 'owner' ('..') makes the path segment '..', which moves the request to "
+        "another path, so it cannot go into the URL path: a path value must be one path segment, any text without "
+        "'/' or '\\' (plain, percent-encoded or fullwidth), and not empty, '.' or '..'; it is percent-encoded for "
+        "you. Pass the identifier itself."
+    )
+
+
 async def test_a_value_beside_template_text_cannot_make_a_dot_segment(tmp_path: Path, api: ApiServer) -> None:
     write(tmp_path, "f.yaml", capability("f", api.url, path="/echo/files/.{ext}", schema={"ext": {"type": "string"}}))
     error = await fails(make_backend(tmp_path), "f", {"ext": "."})
