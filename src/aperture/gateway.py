@@ -89,13 +89,17 @@ def build_backend(spec: BackendConfig, config: Config, guard: IntegrityGuard | N
         return CapabilityBackend(spec.name, [config.resolve(d) for d in spec.all_directories()], settings)
     target: StdioTarget | HttpTarget
     if spec.url is not None:
-        target = HttpTarget(url=spec.url, headers=spec.headers, sse=spec.transport == "sse")
+        target = HttpTarget(
+            url=spec.url, headers=spec.headers, sse=spec.transport == "sse", max_message_bytes=spec.max_message_bytes
+        )
     else:
         program, *args = spec.argv()
         if "/" in program and not program.startswith("/"):
             program = str(config.resolve(program))  # a relative path is relative to the configuration file
         cwd = str(config.resolve(spec.cwd)) if spec.cwd else None
-        target = StdioTarget(command=program, args=tuple(args), env=spec.env, cwd=cwd)
+        target = StdioTarget(
+            command=program, args=tuple(args), env=spec.env, cwd=cwd, max_message_bytes=spec.max_message_bytes
+        )
     known = guard.store.known_tools(spec.name, McpBackend.kind) if guard is not None and spec.lazy else []
     return McpBackend(spec.name, target, init_timeout=spec.init_timeout, lazy=spec.lazy, known_tools=known)
 

@@ -81,6 +81,12 @@ class McpBackendConfig(_Section):
         False,
         description="Start on the first call, listing the tools approved last time (starts at once the first time).",
     )
+    max_message_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        description="Largest message (one stdio line, one HTTP answer or SSE event) taken from the upstream. "
+        "A longer stdio line stops the upstream (it is restarted); a longer HTTP answer fails its call.",
+    )
 
     _valid_name = field_validator("name")(classmethod(lambda cls, v: _backend_name(v)))
 

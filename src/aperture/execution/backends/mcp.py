@@ -219,7 +219,15 @@ class McpBackend:
         poster: HttpPoster | None = None
         if isinstance(self.target, StdioTarget):
             t = self.target
-            transport = stdio_upstream(t.command, t.args, env=t.env, cwd=t.cwd, watch=watch, channel=channel)
+            transport = stdio_upstream(
+                t.command,
+                t.args,
+                env=t.env,
+                cwd=t.cwd,
+                watch=watch,
+                channel=channel,
+                max_line_bytes=t.max_message_bytes,
+            )
         elif self.target.sse:
             transport = sse_client(self.target.url, headers=dict(self.target.headers))
         else:
