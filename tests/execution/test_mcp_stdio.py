@@ -13,8 +13,9 @@ import pytest
 from mcp.client._transport import ReadStream
 from mcp.shared.message import SessionMessage
 
+from aperture.execution.backends._lines import LineSplitter, LineTooLongError
 from aperture.execution.backends.mcp_raw import RawChannel
-from aperture.execution.backends.mcp_stdio import LineSplitter, LineTooLongError, ProcessWatch, stdio_upstream
+from aperture.execution.backends.mcp_stdio import ProcessWatch, stdio_upstream
 from tests.conftest import FIXTURES
 
 pytestmark = pytest.mark.anyio

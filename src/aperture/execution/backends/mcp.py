@@ -243,7 +243,14 @@ class McpBackend:
                 # Messages on a lean call's response stream that are not its own go to the session.
                 merged_send, read_stream = anyio.create_memory_object_stream[SessionMessage | Exception](0)
                 links.start_soon(_forward, streams[0], merged_send)
-                poster = HttpPoster(http, url, session, channel, partial(_inject, merged_send))
+                poster = HttpPoster(
+                    http,
+                    url,
+                    session,
+                    channel,
+                    partial(_inject, merged_send),
+                    max_message_bytes=self.target.max_message_bytes,
+                )
                 channel.open(poster.send, links)
             try:
                 async with Client(

@@ -11,10 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import signal
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,99 +28,14 @@ from mcp.client._transport import TransportStreams
 from mcp.client.stdio import get_default_environment
 from mcp.shared.message import SessionMessage
 
-from aperture.execution.backends.mcp_raw import ID_PREFIX, RawChannel
+from aperture.execution.backends._lines import MAX_MESSAGE_BYTES, LineSplitter, LineTooLongError
+from aperture.execution.backends.mcp_raw import RawChannel
 
 logger = logging.getLogger(__name__)
 
-MAX_LINE_BYTES = 64 * 1024 * 1024
-"""The default cap on one message (one line) from an upstream: `max_message_bytes` in the configuration."""
+MAX_LINE_BYTES = MAX_MESSAGE_BYTES
 STDERR_TAIL_LINES = 40
 STOP_GRACE_SECONDS = 2.0
-_HEAD_BYTES = 4096
-"""How much of a line must have arrived before its id is read off its head (shorter lines never matter)."""
-_RESPONSE_HEAD = re.compile(
-    rb'\s*\{\s*(?:"jsonrpc"\s*:\s*"2\.0"\s*,\s*)?"id"\s*:\s*"('
-    + re.escape(ID_PREFIX.encode())
-    + rb'\d+)"\s*,\s*"(?:result|error)"'
-)
-"""The head of a response to one of the lean channel's requests, written in the usual key order."""
-
-
-class LineTooLongError(Exception):
-    """The upstream sent a line (one message) longer than the cap."""
-
-
-class LineSplitter:
-    """Cuts a byte stream into lines in linear time, holding at most `limit` bytes of an unfinished line.
-
-    Each chunk is searched for newlines once, and an unfinished line is kept as a list of chunks joined
-    once, when its newline comes. A line is refused (`LineTooLongError`) as soon as it passes `limit`,
-    before more of it is held. A long line answering a request nobody waits for any more (`abandoned(id)`
-    is true for the id on its head: the call timed out or was cancelled) is dropped as it arrives.
-    """
-
-    def __init__(self, limit: int, abandoned: Callable[[str], bool] | None = None) -> None:
-        self.limit = limit
-        self._abandoned = abandoned
-        self._parts: list[bytes] = []
-        self._length = 0  # of the unfinished line, dropped parts included
-        self._dropping = False
-        self._head_read = False
-        self._line_id: str | None = None
-        self.dropped_lines = 0
-
-    @property
-    def held(self) -> int:
-        """Bytes of the unfinished line held in memory."""
-        return 0 if self._dropping else self._length
-
-    def feed(self, chunk: bytes) -> list[bytes]:
-        """The lines `chunk` completes, without their newlines.
-
-        Raises:
-            LineTooLongError: the unfinished line has passed `limit`.
-        """
-        lines: list[bytes] = []
-        start = 0
-        while (end := chunk.find(b"\n", start)) != -1:
-            self._grow(end - start)
-            if not self._dropping:
-                piece = chunk[start:end]
-                lines.append(b"".join([*self._parts, piece]) if self._parts else piece)
-            else:
-                self.dropped_lines += 1
-            self._parts.clear()
-            self._length = 0
-            self._dropping = self._head_read = False
-            self._line_id = None
-            start = end + 1
-        if start < len(chunk):
-            rest = chunk[start:] if start else chunk
-            self._grow(len(rest))
-            if not self._dropping:
-                self._parts.append(rest)
-                self._check_abandoned()
-        return lines
-
-    def _grow(self, size: int) -> None:
-        self._length += size
-        if self._length > self.limit:
-            self._parts.clear()
-            self._dropping = True
-            raise LineTooLongError(f"sent a line longer than {self.limit} bytes")
-
-    def _check_abandoned(self) -> None:
-        if self._abandoned is None or self._length < _HEAD_BYTES:
-            return
-        if not self._head_read:
-            self._head_read = True
-            head = b"".join(self._parts[:64])[:256]  # the parts of a line this long hold 256 bytes by then
-            match = _RESPONSE_HEAD.match(head)
-            self._line_id = match.group(1).decode("ascii") if match else None
-        if self._line_id is not None and self._abandoned(self._line_id):
-            logger.debug("dropping the answer to %s as it arrives: nobody waits for it", self._line_id)
-            self._parts.clear()
-            self._dropping = True
 
 
 @dataclass
