@@ -39,6 +39,7 @@ from aperture.execution import (
     IntegrityGuard,
     LoadReport,
     McpBackend,
+    NewTools,
     Policy,
     PythonBackend,
     Runner,
@@ -115,7 +116,7 @@ class Gateway:
         self.config = config or Config()
         integrity = self.config.integrity
         store = FingerprintStore(self.config.state_path(integrity.store))
-        self.guard = IntegrityGuard(store, Policy(integrity.policy), integrity.kinds)
+        self.guard = IntegrityGuard(store, Policy(integrity.policy), integrity.kinds, NewTools(integrity.new_tools))
         self.registry = registry or BackendRegistry(guard=self.guard)
         self.index = _index(self.config)
         timeouts = {b.name: b.timeout for b in self.config.backends if b.timeout is not None}

@@ -210,6 +210,11 @@ class IntegrityConfig(_Section):
     )
     store: str = Field(".aperture/fingerprints.json", description="Approved fingerprints, relative to this file.")
     kinds: list[str] = Field(default_factory=lambda: ["mcp"], description="Backend kinds whose tools are checked.")
+    new_tools: Literal["accept", "hold"] = Field(
+        "accept",
+        description="A tool a backend adds after its first listing: accept (serve it, trusted on first use) or "
+        "hold (keep it out of search, describe and run until `aperture tools approve`).",
+    )
 
 
 class Config(_Section):
