@@ -3,6 +3,7 @@ answer to a call that timed out dropped as it arrives. The upstreams are real pr
 
 from __future__ import annotations
 
+import json
 import sys
 import tracemalloc
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from mcp.shared.message import SessionMessage
 
 from aperture.execution.backends._lines import LineSplitter, LineTooLongError
 from aperture.execution.backends.mcp_raw import RawChannel
-from aperture.execution.backends.mcp_stdio import ProcessWatch, stdio_upstream
+from aperture.execution.backends.mcp_stdio import ProcessWatch, _loads, stdio_upstream
 from tests.conftest import FIXTURES
 
 pytestmark = pytest.mark.anyio
@@ -143,3 +144,29 @@ async def test_the_rest_of_an_answer_to_a_cancelled_call_is_dropped_and_the_next
 async def _cancel_when(event: anyio.Event, scope: anyio.CancelScope) -> None:
     await event.wait()
     scope.cancel()
+
+
+PADDING = " " * 70_000  # past the size from which large lines take the fast parser
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": "\\u00e9\\ud83d\\ude00", "b": [1, -2.5, 1e300, 12345678901234567890123], "c": null}',
+        '{"a": {"b": {"c": [true, false, "x\\ny\\t\\"z\\""]}}, "a2": 1}',
+        '{"dup": 1, "dup": 2}',
+        '{"lone": "\\ud800"}',  # a lone surrogate: jiter refuses it, json.loads takes it
+        '{"nan": NaN, "inf": Infinity}',
+        "not json at all",
+        '{"unclosed": [1, 2',
+    ],
+    ids=["unicode-and-numbers", "nesting-and-escapes", "duplicate-keys", "lone-surrogate", "nan", "garbage", "cut"],
+)
+def test_large_lines_parse_exactly_as_json_loads_does(text: str) -> None:
+    line = (PADDING + text).encode("utf-8", "surrogatepass")
+    try:
+        expected = json.dumps(json.loads(line), sort_keys=True)  # as text: NaN equals NaN there
+    except ValueError:
+        expected = "null"  # not JSON: _loads says None
+    for given in (line, bytearray(line)):
+        assert json.dumps(_loads(given), sort_keys=True) == expected

@@ -113,7 +113,7 @@ async def stdio_upstream(
                     for line in lines:
                         if channel is not None and channel.wants(line) and channel.accept(_loads(line)):
                             continue
-                        if line.strip():
+                        if line and not line.isspace():  # (strip would copy a long line)
                             await reader_send.send(_parse(line, watch))
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 pass
