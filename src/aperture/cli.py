@@ -153,7 +153,7 @@ def serve(
 
 
 tools_app = typer.Typer(
-    help="List the catalog, and review tools held back because their definition changed.",
+    help="List the catalog, and review tools held back: changed since approval, or new (integrity.new_tools: hold).",
     invoke_without_command=True,
     no_args_is_help=False,
 )
@@ -185,11 +185,12 @@ def tools(
 
 @tools_app.command("pending")
 def tools_pending(config: ConfigOption = None, as_json: JsonOption = False) -> None:
-    """Show tools held for review: their definition changed since approval (with the difference)."""
+    """Show tools held for review: changed since approval (with the difference), or new since their backend's
+    first listing (with their whole definition)."""
 
     def held(gateway: Gateway) -> list[dict[str, Any]]:
         return [
-            {"id": key, "changed": change.changed_fields, "diff": change.diff}
+            {"id": key, "new": change.new, "changed": change.changed_fields, "diff": change.diff}
             for key, change in gateway.registry.snapshot.held.items()
         ]
 
@@ -201,7 +202,8 @@ def tools_pending(config: ConfigOption = None, as_json: JsonOption = False) -> N
         out.print("No tools are held for review.")
         return
     for row in rows:
-        out.print(f"[bold yellow]{row['id']}[/bold yellow] changed: {', '.join(row['changed'])}")
+        why = "is new since its backend's first listing" if row["new"] else f"changed: {', '.join(row['changed'])}"
+        out.print(f"[bold yellow]{row['id']}[/bold yellow] {why}")
         out.print(Syntax(row["diff"], "diff", theme="ansi_dark"))
     out.print(f"\nApprove with: aperture tools approve {' '.join(r['id'] for r in rows)}")
 

@@ -39,6 +39,7 @@ from aperture.execution import (
     IntegrityGuard,
     LoadReport,
     McpBackend,
+    NewTools,
     Policy,
     PythonBackend,
     Runner,
@@ -98,13 +99,17 @@ def build_backend(
         return CapabilityBackend(spec.name, directories, settings, redactor=redactor)
     target: StdioTarget | HttpTarget
     if spec.url is not None:
-        target = HttpTarget(url=spec.url, headers=spec.headers, sse=spec.transport == "sse")
+        target = HttpTarget(
+            url=spec.url, headers=spec.headers, sse=spec.transport == "sse", max_message_bytes=spec.max_message_bytes
+        )
     else:
         program, *args = spec.argv()
         if "/" in program and not program.startswith("/"):
             program = str(config.resolve(program))  # a relative path is relative to the configuration file
         cwd = str(config.resolve(spec.cwd)) if spec.cwd else None
-        target = StdioTarget(command=program, args=tuple(args), env=spec.env, cwd=cwd)
+        target = StdioTarget(
+            command=program, args=tuple(args), env=spec.env, cwd=cwd, max_message_bytes=spec.max_message_bytes
+        )
     known = guard.store.known_tools(spec.name, McpBackend.kind) if guard is not None and spec.lazy else []
     return McpBackend(spec.name, target, init_timeout=spec.init_timeout, lazy=spec.lazy, known_tools=known)
 
@@ -120,7 +125,7 @@ class Gateway:
         self.config = config or Config()
         integrity = self.config.integrity
         store = FingerprintStore(self.config.state_path(integrity.store))
-        self.guard = IntegrityGuard(store, Policy(integrity.policy), integrity.kinds)
+        self.guard = IntegrityGuard(store, Policy(integrity.policy), integrity.kinds, NewTools(integrity.new_tools))
         self.registry = registry or BackendRegistry(guard=self.guard)
         self.index = _index(self.config)
         timeouts = {b.name: b.timeout for b in self.config.backends if b.timeout is not None}

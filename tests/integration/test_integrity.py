@@ -22,9 +22,13 @@ from tests.mcp_helpers import error_of, run, text_of
 pytestmark = pytest.mark.anyio
 
 
-def write_config(tmp_path: Path, *, poisoned: bool, policy: str = "hold") -> Path:
+def write_config(
+    tmp_path: Path, *, poisoned: bool, policy: str = "hold", new_tools: str | None = None, extra: int = 0
+) -> Path:
     args = [str(FIXTURES / "upstream_server.py"), *(["--poisoned"] if poisoned else [])]
-    config = {"integrity": {"policy": policy}, "mcpServers": {"fixture": {"command": sys.executable, "args": args}}}
+    args += ["--tools", str(extra)] if extra else []
+    integrity = {"policy": policy} | ({"new_tools": new_tools} if new_tools else {})
+    config = {"integrity": integrity, "mcpServers": {"fixture": {"command": sys.executable, "args": args}}}
     path = tmp_path / "aperture.json"
     path.write_text(json.dumps(config))
     return path
@@ -95,3 +99,51 @@ async def test_a_lazy_upstream_starts_on_its_first_call(tmp_path: Path) -> None:
         assert "fixture:echo" in await search_ids(c, "echo the text back")
         assert text_of(await run(c, "fixture:echo", {"text": "woken"})) == "woken"
         assert backend.state == "ready"  # type: ignore[attr-defined]
+
+
+async def test_with_new_tools_hold_a_tool_added_after_the_first_listing_is_pending_until_approved(
+    tmp_path: Path,
+) -> None:
+    async with Gateway(load_config(write_config(tmp_path, poisoned=False, new_tools="hold"))) as gw:
+        assert gw.registry.snapshot.held == {}  # the first listing is trusted, and recorded
+
+    grown = write_config(tmp_path, poisoned=False, new_tools="hold", extra=1)  # the upstream now has extra_0000
+    async with Gateway(load_config(grown)) as gw, Client(McpSurface(gw).server) as c:
+        assert "fixture:extra_0000" not in await search_ids(c, "extra tool number 0")
+        described = await c.call_tool("describe_tool", {"tool_id": "fixture:extra_0000"})
+        for error in (error_of(described), error_of(await run(c, "fixture:extra_0000", {}))):
+            assert error["code"] == "tool_held" and error["details"]["new"] is True
+            assert "pending approval" in error["message"]
+            assert "aperture tools approve fixture:extra_0000" in error["message"]
+        assert text_of(await run(c, "fixture:echo", {"text": "known"})) == "known"  # approved tools still serve
+
+        # Added while running (tools/list_changed): held as well.
+        late = anyio.Event()
+        gw.registry.add_listener(lambda snapshot: late.set() if "fixture:extra_late" in snapshot.held else None)
+        assert text_of(await run(c, "fixture:add_tool", {"name": "late"})) == "added"
+        with anyio.fail_after(10):
+            await late.wait()
+        assert error_of(await run(c, "fixture:extra_late", {}))["details"]["new"] is True
+
+    runner = CliRunner()
+    pending = await anyio.to_thread.run_sync(runner.invoke, app, ["tools", "pending", "--config", str(grown)])
+    assert pending.exit_code == 0, pending.output
+    assert "fixture:extra_0000 is new since its backend's first listing" in pending.output
+    approve = ["tools", "approve", "fixture:extra_0000", "--config", str(grown)]
+    approved = await anyio.to_thread.run_sync(runner.invoke, app, approve)
+    assert approved.exit_code == 0 and "Approved 1 tool(s): fixture:extra_0000" in approved.output
+
+    async with Gateway(load_config(grown)) as gw, Client(McpSurface(gw).server) as c:
+        assert gw.registry.snapshot.held == {}
+        assert "fixture:extra_0000" in await search_ids(c, "extra tool number 0")
+        assert text_of(await run(c, "fixture:extra_0000", {})) == "extra_0000"
+
+
+async def test_by_default_a_tool_added_after_the_first_listing_is_served(tmp_path: Path) -> None:
+    async with Gateway(load_config(write_config(tmp_path, poisoned=False))):
+        pass
+    async with Gateway(load_config(write_config(tmp_path, poisoned=False, extra=1))) as gw:
+        assert gw.registry.snapshot.held == {}
+        assert gw.index.get("fixture:extra_0000") is not None
+    store = json.loads((tmp_path / ".aperture" / "fingerprints.json").read_text())
+    assert "fixture:extra_0000" in store  # recorded as first seen: a later change to it is held

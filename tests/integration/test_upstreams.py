@@ -365,13 +365,13 @@ async def test_a_stderr_flood_is_kept_bounded(client: Client, gateway: Gateway) 
     assert text_of(await run(client, "up:echo", {"text": "calm"})) == "calm"
 
 
-async def test_an_endless_stdout_line_stops_the_upstream(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("aperture.execution.backends.mcp_stdio.MAX_LINE_BYTES", 2 * 1024 * 1024)
-    config = parse_config({"backends": [upstream("flooder", "--flood-stdout", "4"), upstream("fine")]})
+async def test_an_endless_stdout_line_stops_the_upstream() -> None:
+    flooder = upstream("flooder", "--flood-stdout", "4", max_message_bytes=2 * 1024 * 1024)
+    config = parse_config({"backends": [flooder, upstream("fine")]})
     with anyio.fail_after(20):
         async with Gateway(config) as gw, Client(McpSurface(gw).server) as client:
             error = error_of(await run(client, "flooder:echo", {"text": "x"}))
-            assert "sent a line longer than 2097152 bytes" in error["message"]
+            assert "sent a line longer than 2097152 bytes (the backend's max_message_bytes)" in error["message"]
             assert text_of(await run(client, "fine:echo", {"text": "ok"})) == "ok"
 
 

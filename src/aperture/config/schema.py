@@ -81,6 +81,12 @@ class McpBackendConfig(_Section):
         False,
         description="Start on the first call, listing the tools approved last time (starts at once the first time).",
     )
+    max_message_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        description="Largest message (one stdio line, one HTTP answer or SSE event) taken from the upstream. "
+        "A longer stdio line stops the upstream (it is restarted); a longer HTTP answer fails its call.",
+    )
 
     _valid_name = field_validator("name")(classmethod(lambda cls, v: _backend_name(v)))
 
@@ -204,6 +210,11 @@ class IntegrityConfig(_Section):
     )
     store: str = Field(".aperture/fingerprints.json", description="Approved fingerprints, relative to this file.")
     kinds: list[str] = Field(default_factory=lambda: ["mcp"], description="Backend kinds whose tools are checked.")
+    new_tools: Literal["accept", "hold"] = Field(
+        "accept",
+        description="A tool a backend adds after its first listing: accept (serve it, trusted on first use) or "
+        "hold (keep it out of search, describe and run until `aperture tools approve`).",
+    )
 
 
 class Config(_Section):

@@ -12,7 +12,7 @@ from aperture.execution.backends import (
     tool,
 )
 from aperture.execution.capabilities import CapabilityBackend, CapabilitySettings, HttpSettings, LoadProblem, LoadReport
-from aperture.execution.integrity import FingerprintStore, HeldTool, IntegrityGuard, Policy
+from aperture.execution.integrity import FingerprintStore, HeldTool, IntegrityGuard, NewTools, Policy
 from aperture.execution.registry import BackendRegistry, CatalogSnapshot
 from aperture.execution.result import RunResult, ToolOutput, normalize
 from aperture.execution.runner import Middleware, RunFn, Runner, ToolCall, closest_ids, raise_unavailable_or_unknown
@@ -35,6 +35,7 @@ __all__ = [
     "LoadReport",
     "McpBackend",
     "Middleware",
+    "NewTools",
     "Policy",
     "ProgressFn",
     "PythonBackend",

@@ -4,6 +4,7 @@ A changed description is how tool poisoning and "rug pulls" get in: a server tha
 was added later rewrites a tool's description to steer the model. The first definition seen is
 recorded (trust on first use); a later, different definition is held back from search and run until
 an operator approves it (`aperture tools approve`), or only logged, or accepted, as the policy says.
+A tool a backend adds after its first listing can be held the same way (`new_tools`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,13 @@ class Policy(StrEnum):
     HOLD = "hold"  # kept out of search and run until approved
     WARN = "warn"  # served, with a warning in the log
     ACCEPT = "accept"  # served, and the new definition becomes the approved one
+
+
+class NewTools(StrEnum):
+    """What happens to a tool a backend adds after its first listing (the first listing is always trusted)."""
+
+    ACCEPT = "accept"  # served, and approved as first seen
+    HOLD = "hold"  # kept out of search, describe and run until approved
 
 
 def definition(tool: Tool) -> dict[str, Any]:
@@ -59,10 +67,12 @@ def diff(approved: Mapping[str, Any], current: Mapping[str, Any]) -> str:
 
 @dataclass(frozen=True, slots=True)
 class HeldTool:
-    """A tool kept back because its definition changed since it was approved."""
+    """A tool kept back because its definition changed since it was approved, or (`new`) because its
+    backend added it after its first listing and nothing about it was ever approved."""
 
     tool: Tool
     approved: Mapping[str, Any]
+    new: bool = False
 
     @property
     def diff(self) -> str:
@@ -70,6 +80,9 @@ class HeldTool:
 
     @property
     def changed_fields(self) -> list[str]:
+        """The fields that differ from the approved definition (none for a new tool: there is none)."""
+        if self.new:
+            return []
         current = definition(self.tool)
         return sorted(k for k in current if current[k] != self.approved.get(k))
 
@@ -88,6 +101,10 @@ class FingerprintStore:
 
     def get(self, key: str) -> Mapping[str, Any] | None:
         return self._records.get(key)
+
+    def namespaces(self) -> set[str]:
+        """Namespaces with at least one approved tool: their backends have been listed before."""
+        return {key.partition(":")[0] for key in self._records}
 
     def known_tools(self, namespace: str, backend_kind: str) -> list[Tool]:
         """The approved definitions of a namespace's tools, as tools (what a lazy backend lists before it starts)."""
@@ -131,22 +148,42 @@ class FingerprintStore:
 class IntegrityGuard:
     """Checks tool definitions against the approved fingerprints, for backends of the watched kinds."""
 
-    def __init__(self, store: FingerprintStore, policy: Policy = Policy.HOLD, kinds: Iterable[str] = ("mcp",)) -> None:
+    def __init__(
+        self,
+        store: FingerprintStore,
+        policy: Policy = Policy.HOLD,
+        kinds: Iterable[str] = ("mcp",),
+        new_tools: NewTools = NewTools.ACCEPT,
+    ) -> None:
         self.store = store
         self.policy = policy
         self.kinds = frozenset(kinds)
+        self.new_tools = new_tools
         self._warned: set[str] = set()
 
     def check(self, tools: Iterable[Tool]) -> tuple[list[Tool], dict[str, HeldTool]]:
-        """Split tools into those served and those held; new tools are recorded (trust on first use)."""
+        """Split tools into those served and those held.
+
+        The tools of a backend listed for the first time (no tool of its namespace approved yet) are recorded
+        (trust on first use); a tool it adds later is recorded too, or held as new with `new_tools: hold`.
+        """
         served: list[Tool] = []
         held: dict[str, HeldTool] = {}
         dirty = False
+        listed_before = self.store.namespaces()  # before this listing records anything
         for tool in tools:
             if tool.backend_kind not in self.kinds:
                 served.append(tool)
                 continue
             record = self.store.get(tool.key)
+            if record is None and self.new_tools is NewTools.HOLD and tool.namespace in listed_before:
+                held[tool.key] = HeldTool(tool, {}, new=True)
+                if tool.key not in self._warned:
+                    self._warned.add(tool.key)
+                    logger.warning(
+                        "tool %s is new since its backend's first listing and is held until approved", tool.key
+                    )
+                continue
             if record is None or record.get("fingerprint") == fingerprint(tool):
                 if record is None:
                     self.store.approve(tool)

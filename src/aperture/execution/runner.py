@@ -182,6 +182,15 @@ class Runner:
 def raise_unavailable_or_unknown(tool_id: str, parsed: ToolId, snapshot: CatalogSnapshot) -> NoReturn:
     """Raise `ToolHeldError`, `BackendUnavailableError` or `UnknownToolError`, whichever explains the miss."""
     held = snapshot.held.get(parsed.key)
+    if held is not None and held.new:
+        raise ToolHeldError(
+            f"Tool '{parsed.key}' is pending approval: backend '{parsed.namespace}' added it after its first "
+            "listing, and new tools are held for review (integrity.new_tools: hold), since a tool that appears "
+            "later can carry instructions nobody has read. It cannot be used until an operator reviews it with "
+            f"`aperture tools pending` and runs `aperture tools approve {parsed.key}`. Use another tool meanwhile.",
+            tool_id=tool_id,
+            details={"new": True, "changed": []},
+        )
     if held is not None:
         fields = ", ".join(held.changed_fields)
         raise ToolHeldError(

@@ -14,6 +14,7 @@ redirects, auth, cookies) stays with httpx2.
 
 from __future__ import annotations
 
+import sys
 import zlib
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
@@ -23,6 +24,8 @@ import anyio
 import anyio.abc
 import httptools
 import httpx2
+
+from aperture.execution.backends._lines import text_lines
 
 CONNECT_TIMEOUT = 30.0
 WRITE_TIMEOUT = 30.0
@@ -254,26 +257,15 @@ class Response:
     async def aread(self) -> bytes:
         return b"".join([part async for part in self.aiter_bytes()])
 
-    async def aiter_lines(self) -> AsyncIterator[str]:
+    async def aiter_lines(self, limit: int = sys.maxsize) -> AsyncIterator[str]:
         """Lines without their end (`\\r\\n`, `\\n` or a lone `\\r`, as SSE allows), each yielded as soon
-        as it is complete (a `\\r` ends its line at once: a `\\n` opening the next part is then skipped)."""
-        rest = b""
-        after_cr = False
-        async for part in self.aiter_bytes():
-            if after_cr and part[:1] == b"\n":
-                part = part[1:]
-            if b"\r" in part:
-                after_cr = part[-1:] == b"\r"
-                part = part.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-            else:
-                after_cr = False
-            if rest:
-                part, rest = rest + part, b""
-            *lines, rest = part.split(b"\n")
-            for line in lines:
-                yield line.decode("utf-8", "replace")
-        if rest:
-            yield rest.decode("utf-8", "replace")
+        as it is complete (a `\\r` ends its line at once: a `\\n` opening the next part is then skipped).
+
+        Raises:
+            LineTooLongError: a line passed `limit` bytes.
+        """
+        async for line in text_lines(self.aiter_bytes(), limit):
+            yield line
 
     async def _finish(self, clean: bool) -> None:
         connection = self._connection

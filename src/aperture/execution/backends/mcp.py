@@ -219,7 +219,15 @@ class McpBackend:
         poster: HttpPoster | None = None
         if isinstance(self.target, StdioTarget):
             t = self.target
-            transport = stdio_upstream(t.command, t.args, env=t.env, cwd=t.cwd, watch=watch, channel=channel)
+            transport = stdio_upstream(
+                t.command,
+                t.args,
+                env=t.env,
+                cwd=t.cwd,
+                watch=watch,
+                channel=channel,
+                max_line_bytes=t.max_message_bytes,
+            )
         elif self.target.sse:
             transport = sse_client(self.target.url, headers=dict(self.target.headers))
         else:
@@ -235,7 +243,14 @@ class McpBackend:
                 # Messages on a lean call's response stream that are not its own go to the session.
                 merged_send, read_stream = anyio.create_memory_object_stream[SessionMessage | Exception](0)
                 links.start_soon(_forward, streams[0], merged_send)
-                poster = HttpPoster(http, url, session, channel, partial(_inject, merged_send))
+                poster = HttpPoster(
+                    http,
+                    url,
+                    session,
+                    channel,
+                    partial(_inject, merged_send),
+                    max_message_bytes=self.target.max_message_bytes,
+                )
                 channel.open(poster.send, links)
             try:
                 async with Client(

@@ -11,8 +11,10 @@ through a lean keep-alive client of their own (`_http11`); anything else goes th
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
@@ -24,6 +26,7 @@ from mcp.shared.exceptions import MCPError
 
 from aperture.execution.backends._http import SessionHeaders
 from aperture.execution.backends._http11 import pool_for
+from aperture.execution.backends._lines import MAX_MESSAGE_BYTES, LineTooLongError, text_lines
 from aperture.execution.backends.mcp_raw import RawChannel
 
 logger = logging.getLogger(__name__)
@@ -39,8 +42,7 @@ class _Response(Protocol):
     def status_code(self) -> int: ...
     @property
     def headers(self) -> Mapping[str, str]: ...
-    async def aread(self) -> bytes: ...
-    def aiter_lines(self) -> AsyncIterator[str]: ...
+    def aiter_bytes(self) -> AsyncIterator[bytes]: ...
 
 
 class HttpPoster:
@@ -53,8 +55,10 @@ class HttpPoster:
         session: SessionHeaders,
         channel: RawChannel,
         elsewhere: Callable[[Any], Awaitable[None]],
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         self._http = http
+        self.max_message_bytes = max_message_bytes
         self._url = url
         self._session = session
         self._channel = channel
@@ -83,11 +87,10 @@ class HttpPoster:
             if response.status_code == 202:
                 return  # a notification, accepted
             if response.status_code >= 400:
-                body = (await response.aread())[:MAX_ERROR_BODY].decode("utf-8", "replace")
-                raise _http_error(response.status_code, body)
+                raise _http_error(response.status_code, await _read_head(response, MAX_ERROR_BODY))
             content_type = response.headers.get("content-type", "")
             if content_type.startswith("application/json"):
-                await self._deliver(json.loads(await response.aread()), stream_of)
+                await self._deliver(json.loads(await self._read_all(response)), stream_of)
                 return
             last_event = await self._read_events(response, stream_of)
         await self._resume(stream_of, last_event)
@@ -101,22 +104,36 @@ class HttpPoster:
             headers = self._session.apply({"accept": "text/event-stream", "last-event-id": last_event.id})
             async with self._stream("GET", headers) as response:
                 if response.status_code >= 400:
-                    body = (await response.aread())[:MAX_ERROR_BODY].decode("utf-8", "replace")
-                    raise _http_error(response.status_code, body)
+                    raise _http_error(response.status_code, await _read_head(response, MAX_ERROR_BODY))
                 last_event = await self._read_events(response, request_id, last_event)
 
     async def _read_events(
         self, response: _Response, stream_of: str | None, last: _LastEvent | None = None
     ) -> _LastEvent:
         last = last or _LastEvent()
-        async for event in _sse_events(response.aiter_lines()):
-            last.id = event.get("id", last.id)
-            if "retry" in event and event["retry"].isdigit():
-                last.retry_ms = int(event["retry"])
-            data = event.get("data")
-            if data:
-                await self._deliver(json.loads(data), stream_of)
+        limit = self.max_message_bytes
+        try:
+            async for event in _sse_events(text_lines(response.aiter_bytes(), limit), limit):
+                last.id = event.get("id", last.id)
+                if "retry" in event and event["retry"].isdigit():
+                    last.retry_ms = int(event["retry"])
+                data = event.get("data")
+                if data:
+                    await self._deliver(json.loads(data), stream_of)
+        except LineTooLongError:
+            raise _too_large(limit) from None
         return last
+
+    async def _read_all(self, response: _Response) -> bytes:
+        """The whole body, refused as soon as it passes `max_message_bytes` (never held beyond that)."""
+        parts: list[bytes] = []
+        size = 0
+        async for part in response.aiter_bytes():
+            size += len(part)
+            if size > self.max_message_bytes:
+                raise _too_large(self.max_message_bytes)
+            parts.append(part)
+        return b"".join(parts)
 
     async def _deliver(self, message: Any, stream_of: str | None) -> None:
         if not self._channel.accept(message, stream_of):
@@ -129,22 +146,61 @@ class _LastEvent:
         self.retry_ms = 100
 
 
-async def _sse_events(lines: AsyncIterator[str]) -> AsyncIterator[dict[str, str]]:
-    """Server-sent events as field dicts; several `data` lines join with newlines."""
+async def _sse_events(lines: AsyncIterator[str], limit: int = sys.maxsize) -> AsyncIterator[dict[str, str]]:
+    """Server-sent events as field dicts; several `data` lines join with newlines (once, at the event's end).
+
+    Raises:
+        LineTooLongError: an event's data passed `limit` characters.
+    """
     event: dict[str, str] = {}
+    data: io.StringIO | None = None  # grows in place: no list of many small strings, no copy per line
     async for line in lines:
         if not line:
+            if data is not None:
+                event["data"] = data.getvalue()
             if event:
                 yield event
-            event = {}
+            event, data = {}, None
             continue
         if line.startswith(":"):
             continue  # a comment (keep-alive)
         field, _, value = line.partition(":")
         value = value.removeprefix(" ")
-        event[field] = f"{event[field]}\n{value}" if field == "data" and field in event else value
+        if field != "data":
+            event[field] = value
+            continue
+        if data is None:
+            data = io.StringIO()
+        else:
+            data.write("\n")
+        data.write(value)
+        if data.tell() > limit:
+            raise LineTooLongError(f"an event longer than {limit} bytes")
+    if data is not None:
+        event["data"] = data.getvalue()
     if event:
         yield event
+
+
+async def _read_head(response: _Response, limit: int) -> str:
+    """At most `limit` bytes of the body, as text (for an error message: the rest is not read)."""
+    parts: list[bytes] = []
+    size = 0
+    async for part in response.aiter_bytes():
+        parts.append(part)
+        size += len(part)
+        if size >= limit:
+            break
+    return b"".join(parts)[:limit].decode("utf-8", "replace")
+
+
+def _too_large(limit: int) -> MCPError:
+    return MCPError(
+        code=mcp_types.INTERNAL_ERROR,
+        message=f"The upstream's answer is larger than {limit} bytes, the most this backend takes "
+        "(max_message_bytes in its configuration). Ask for less at a time (a narrower query, a page, a "
+        "smaller range), or have the operator raise the limit.",
+    )
 
 
 def _http_error(status: int, body: str) -> MCPError:

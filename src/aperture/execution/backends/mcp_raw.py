@@ -79,7 +79,7 @@ class RawChannel:
         """Whether a request with this id is still waiting for its answer."""
         return isinstance(request_id, str) and request_id in self._pending
 
-    def wants(self, line: bytes) -> bool:
+    def wants(self, line: bytes | bytearray) -> bool:
         """Whether `line` may be for this channel (cheap: no parsing)."""
         return bool(self._pending) and any(marker in line for marker in MARKERS)
 

@@ -12,7 +12,7 @@ from typing import Any
 import mcp_types
 from mcp.shared.exceptions import MCPError
 
-from aperture.execution.backends.mcp_stdio import ProcessWatch
+from aperture.execution.backends.mcp_stdio import MAX_LINE_BYTES, ProcessWatch
 from aperture.model import Tool, ToolAnnotations, ToolId
 
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.\-]")
@@ -36,6 +36,7 @@ class StdioTarget:
     args: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: str | None = None
+    max_message_bytes: int = MAX_LINE_BYTES
 
     def __str__(self) -> str:
         return " ".join([self.command, *self.args])
@@ -48,6 +49,7 @@ class HttpTarget:
     url: str
     headers: Mapping[str, str] = field(default_factory=dict)
     sse: bool = False
+    max_message_bytes: int = MAX_LINE_BYTES
 
     def __str__(self) -> str:
         return self.url

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Iterable
+from contextlib import suppress
 from typing import Any
 
 import anyio
@@ -24,8 +25,14 @@ class PrivateNetworkError(Exception):
     """A request to a private, loopback, link-local or otherwise non-public address was refused."""
 
     def __init__(self, host: str, address: str) -> None:
+        shown = address
+        with suppress(ValueError):
+            parsed = ipaddress.ip_address(address.split("%", 1)[0])
+            embedded = embedded_ipv4(parsed) if isinstance(parsed, ipaddress.IPv6Address) else None
+            if embedded:
+                shown = f"{address}, which leads to {' and '.join(map(str, embedded))}"
         super().__init__(
-            f"refused to connect to {host} ({address}): it is a private, loopback or link-local address. "
+            f"refused to connect to {host} ({shown}): it is a private, loopback or link-local address. "
             "Capabilities reach public APIs only, unless the operator sets allow_private_networks: true on the "
             "backend"
         )
@@ -33,11 +40,65 @@ class PrivateNetworkError(Exception):
         self.address = address
 
 
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
+_SIIT = ipaddress.IPv6Network("::ffff:0:0:0/96")
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+_TEREDO = ipaddress.IPv6Network("2001::/32")
+_LOCAL_NAT64_LENGTHS = (48, 56, 64, 96)
+"""Prefix lengths RFC 6052 allows that fit inside 64:ff9b:1::/48; each puts the IPv4 address elsewhere."""
+
+
 def is_public(address: IpAddress) -> bool:
-    """True for a globally routable unicast address."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    """True for a globally routable unicast address.
+
+    An IPv6 address that carries an IPv4 address (IPv4-mapped `::ffff:a.b.c.d`, IPv4-compatible
+    `::a.b.c.d`, SIIT `::ffff:0:a.b.c.d`, NAT64 `64:ff9b::/96` and `64:ff9b:1::/48`, 6to4 `2002::/16`,
+    Teredo `2001::/32`) reaches that IPv4 host in the end, so the IPv4 address is what is judged.
+    """
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = embedded_ipv4(address)
+        if embedded is not None:
+            return bool(embedded) and all(_is_public_v4(v4) for v4 in embedded)
     return address.is_global and not address.is_multicast
+
+
+def _is_public_v4(address: ipaddress.IPv4Address) -> bool:
+    return address.is_global and not address.is_multicast
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address] | None:
+    """The IPv4 addresses an IPv6 address of a translation or tunnelling form leads to; None for other forms.
+
+    An empty list means the address is of such a form but malformed (nothing to judge: not public).
+    Teredo gives two: its server and its (de-obfuscated) client.
+    """
+    if address.ipv4_mapped is not None:
+        return [address.ipv4_mapped]
+    if address in _NAT64 or address in _SIIT or address in _IPV4_COMPATIBLE:
+        return [ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)]
+    if address.sixtofour is not None:
+        return [address.sixtofour]
+    if address in _TEREDO:
+        assert address.teredo is not None
+        return list(address.teredo)
+    if address in _NAT64_LOCAL:
+        return [v4 for length in _LOCAL_NAT64_LENGTHS if (v4 := _rfc6052(int(address), length)) is not None]
+    return None
+
+
+def _rfc6052(value: int, prefix_length: int) -> ipaddress.IPv4Address | None:
+    """The IPv4 address embedded after a NAT64 prefix of this length (RFC 6052, section 2.2), or None when
+    the address is not well formed for it (bits 64-71 and the suffix must be zero)."""
+    bits = f"{value:0128b}"
+    if prefix_length == 96:
+        return ipaddress.IPv4Address(int(bits[96:], 2))
+    if bits[64:72] != "0" * 8:
+        return None
+    after_prefix = bits[prefix_length:64] + bits[72:]  # the IPv4 address skips bits 64-71
+    if after_prefix[32:].strip("0"):
+        return None
+    return ipaddress.IPv4Address(int(after_prefix[:32], 2))
 
 
 async def public_addresses(host: str, port: int) -> list[str]:
