@@ -12,8 +12,11 @@ admits it (private hooks: if they disappear, the gateway logs it and goes on wit
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import logging
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
@@ -71,3 +74,16 @@ def _version_by_initialise(transport: Any) -> None:
 
     transport._mint_priming_event = mint_priming_event
     transport._create_session_message = create_session_message
+
+
+def on_close(connection: object, forget: Callable[[object], object]) -> None:
+    """Call `forget(connection)` when the SDK closes `connection` (its per-connection exit stack); a
+    coroutine function is awaited. What a surface keeps per connection is dropped this way, not by weak
+    keys: what it keeps (the connection's session) refers to the connection, so the key would never die."""
+    stack = getattr(connection, "exit_stack", None)
+    if not isinstance(stack, contextlib.AsyncExitStack):  # not the SDK's Connection: nothing says when it closes
+        logger.debug("cannot tell when connection %r closes; what is kept for it stays", connection)
+    elif inspect.iscoroutinefunction(forget):
+        stack.push_async_callback(forget, connection)
+    else:
+        stack.callback(forget, connection)

@@ -1,0 +1,96 @@
+"""Sessions end without a trace: once a client closes its session, nothing of it stays in the gateway.
+
+The gateway keeps a few things per handshake-era connection (its session, to send it notices; its log
+level). These are dropped when the connection closes: a weak key would not do, as the session held
+as the value refers to its connection. Checked in memory and over streamable HTTP (the app under
+uvicorn in this process, so its objects can be looked at).
+"""
+
+from __future__ import annotations
+
+import gc
+import socket
+import warnings
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+import uvicorn
+from mcp import Client
+from mcp.shared.exceptions import MCPDeprecationWarning
+from starlette.types import ASGIApp
+
+from aperture.gateway import Gateway
+from aperture.surface.mcp import McpSurface
+from aperture.surface.mcp.transport import http_app
+
+pytestmark = pytest.mark.anyio
+
+
+@asynccontextmanager
+async def serving(app: ASGIApp) -> AsyncIterator[str]:
+    """`app` under uvicorn on a free port of 127.0.0.1, in this event loop; yields its MCP URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=1))
+    with sock:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(server.serve, [sock])  # already listening: clients may connect at once
+            try:
+                yield f"http://127.0.0.1:{port}/mcp"
+            finally:
+                server.should_exit = True
+
+
+async def set_level(client: Client) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MCPDeprecationWarning)  # a handshake-era client, as desktop clients are
+        await client.set_logging_level("debug")
+
+
+def watch_closing(surface: McpSurface) -> tuple[list[weakref.ref[Any]], anyio.Event]:
+    """Weak references to the (one) remembered connection and its session, and an event set as it closes."""
+    [(connection, session)] = list(surface._sessions.items())
+    closed = anyio.Event()
+    connection.exit_stack.callback(closed.set)  # type: ignore[attr-defined]
+    return [weakref.ref(connection), weakref.ref(session)], closed
+
+
+async def test_a_closed_in_memory_session_is_collected(gateway: Gateway) -> None:
+    surface = McpSurface(gateway)
+    async with Client(surface.server, mode="legacy") as client:
+        await set_level(client)
+        await client.list_tools()
+        refs, closed = watch_closing(surface)
+    with anyio.fail_after(5):
+        await closed.wait()
+    gc.collect()
+    assert [ref() for ref in refs] == [None, None]
+    assert not surface._sessions and not surface._log_levels
+
+
+async def test_a_closed_http_session_is_collected(gateway: Gateway) -> None:
+    surface = McpSurface(gateway)
+    async with serving(http_app(surface)) as url:
+        async with Client(url, mode="legacy") as client:
+            await set_level(client)
+            await client.list_tools()
+            result = await client.call_tool("search_tools", {"query": "hash"})  # the lean path, once known
+            assert not result.is_error
+            result = await client.call_tool("search_tools", {"query": "units"})
+            assert not result.is_error
+            refs, closed = watch_closing(surface)
+            manager = surface.server.session_manager
+            [transport] = manager._server_instances.values()
+            refs.append(weakref.ref(transport))
+            del transport
+        with anyio.fail_after(5):
+            await closed.wait()
+        gc.collect()
+        assert [ref() for ref in refs] == [None, None, None]
+        assert not surface._sessions and not surface._log_levels
