@@ -9,42 +9,21 @@ uvicorn in this process, so its objects can be looked at).
 from __future__ import annotations
 
 import gc
-import socket
 import warnings
 import weakref
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 import pytest
-import uvicorn
 from mcp import Client
 from mcp.shared.exceptions import MCPDeprecationWarning
-from starlette.types import ASGIApp
 
 from aperture.gateway import Gateway
 from aperture.surface.mcp import McpSurface
 from aperture.surface.mcp.transport import http_app
+from tests.mcp_helpers import serving
 
 pytestmark = pytest.mark.anyio
-
-
-@asynccontextmanager
-async def serving(app: ASGIApp) -> AsyncIterator[str]:
-    """`app` under uvicorn on a free port of 127.0.0.1, in this event loop; yields its MCP URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen()
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=1))
-    with sock:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(server.serve, [sock])  # already listening: clients may connect at once
-            try:
-                yield f"http://127.0.0.1:{port}/mcp"
-            finally:
-                server.should_exit = True
 
 
 async def set_level(client: Client) -> None:
