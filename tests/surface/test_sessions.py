@@ -9,6 +9,7 @@ uvicorn in this process, so its objects can be looked at).
 from __future__ import annotations
 
 import gc
+import sys
 import warnings
 import weakref
 from typing import Any
@@ -18,9 +19,12 @@ import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPDeprecationWarning
 
+from aperture.config import Config
+from aperture.execution import McpBackend
 from aperture.gateway import Gateway
 from aperture.surface.mcp import McpSurface
 from aperture.surface.mcp.transport import http_app
+from tests.conftest import FIXTURES
 from tests.mcp_helpers import serving
 
 pytestmark = pytest.mark.anyio
@@ -73,3 +77,34 @@ async def test_a_closed_http_session_is_collected(gateway: Gateway) -> None:
         gc.collect()
         assert [ref() for ref in refs] == [None, None, None]
         assert not surface._sessions and not surface._log_levels
+
+
+async def test_a_closed_sessions_resource_subscriptions_end_with_it() -> None:
+    upstream = {"name": "conf", "kind": "mcp", "command": [sys.executable, str(FIXTURES / "conformance_server.py")]}
+    config = Config.model_validate({"backends": [upstream], "search": {"strategy": "bm25"}})
+    async with Gateway(config) as gateway:
+        surface = McpSurface(gateway)
+        backend = gateway.registry.get("conf")
+        assert isinstance(backend, McpBackend)
+        unsubscribed = anyio.Event()
+        original = backend.subscribe_resource
+
+        async def watched(uri: str, subscribe: bool = True) -> None:
+            await original(uri, subscribe)
+            if not subscribe:
+                unsubscribed.set()
+
+        backend.subscribe_resource = watched  # type: ignore[method-assign]
+        async with Client(surface.server, mode="legacy") as client:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", MCPDeprecationWarning)
+                await client.subscribe_resource("test://watched-resource")
+            [connection] = [c for subscribers in surface.federation._subscribers.values() for c in subscribers]
+            ref = weakref.ref(connection)
+            del connection
+        with anyio.fail_after(5):
+            await unsubscribed.wait()  # the upstream is no longer asked for updates no one will get
+        await anyio.wait_all_tasks_blocked()
+        gc.collect()
+        assert ref() is None
+        assert not surface.federation._subscribers
