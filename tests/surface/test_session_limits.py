@@ -177,6 +177,30 @@ async def test_a_session_never_initialised_expires_fast_and_an_initialised_one_s
         assert kept["mcp-session-id"] in manager._server_instances
 
 
+async def test_an_open_stream_does_not_keep_a_session_never_initialised_alive() -> None:
+    settings = {"initialize_timeout": 0.3, "idle_timeout": 600}
+    async with gateway_url(settings) as (url, surface), httpx2.AsyncClient(timeout=10) as http:
+        manager = surface.server.session_manager
+        discarded = anyio.Event()
+        discard = manager._discard_session
+
+        async def watched(session_id: str, transport: Any) -> None:
+            await discard(session_id, transport)
+            discarded.set()
+
+        manager._discard_session = watched  # type: ignore[method-assign]
+        response = await initialize(http, url, **as_caller("alice"))  # and never notifications/initialized
+        stale = {**as_caller("alice"), "mcp-session-id": response.headers["mcp-session-id"]}
+        headers = {"accept": "text/event-stream", "mcp-protocol-version": VERSION, **stale}
+        with anyio.fail_after(5):
+            async with http.stream("GET", url, headers=headers) as stream:
+                assert stream.status_code == 200
+                async for _ in stream.aiter_bytes():  # ends when the gateway ends the stream
+                    pass
+            await discarded.wait()
+        assert not manager._server_instances
+
+
 @pytest.mark.parametrize("method", ["POST first call", "POST lean call", "GET", "DELETE"])
 async def test_a_session_answers_only_the_identity_that_opened_it(method: str) -> None:
     async with gateway_url({}) as (url, _), httpx2.AsyncClient(timeout=10) as http:

@@ -47,8 +47,8 @@ class SessionsConfig(_Section):
     initialize_timeout: float = Field(
         10.0,
         gt=0,
-        description="Seconds a new session has, after its last request, to send notifications/initialized; a "
-        "session that does not is closed.",
+        description="Seconds a new session has to send notifications/initialized; a session that does not has "
+        "its open requests (a GET stream, say) ended, and is closed that long after its last request.",
     )
     event_store_bytes: int = Field(
         1024 * 1024,

@@ -6,9 +6,10 @@
   `server.sessions.max_per_identity` is refused another with 429, so one caller flooding the gateway never
   keeps another from opening its session; all callers together are held to `server.sessions.max_total`
   (503).
-- A new session has `server.sessions.initialize_timeout` seconds (after its last request) to send
-  `notifications/initialized`, else it is closed; from then on it lives until `idle_timeout` seconds pass
-  without a request in flight.
+- A new session has `server.sessions.initialize_timeout` seconds to send `notifications/initialized`,
+  else it is closed: requests it has open by then (a GET stream, say) are ended, and it expires that long
+  after its last request. From then on it lives until `idle_timeout` seconds pass without a request in
+  flight.
 - With authentication on, a session belongs to the identity that opened it: a request naming it from any
   other identity (a POST, a GET stream, a DELETE) is answered 404, as if the session did not exist.
 """
@@ -17,10 +18,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections import Counter
 from contextvars import ContextVar
 from dataclasses import dataclass
 
+import anyio
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE
 from mcp_types import INTERNAL_ERROR, INVALID_REQUEST
@@ -68,7 +71,8 @@ class SessionGuard:
         self._owners: dict[str, str] = {}  # session id -> the caller that opened it
         self._held: Counter[str] = Counter()  # caller -> its sessions, listen streams and openings in flight
         self._total = 0
-        self._uninitialised: set[str] = set()
+        self._uninitialised: dict[str, float] = {}  # session id -> when its time to initialise runs out
+        self._waiting: dict[str, set[anyio.CancelScope]] = {}  # its requests in flight meanwhile
         self._following = follow_sessions(manager, admitted=self._admitted, discarded=self._discarded)
 
     def held(self, caller: str) -> int:
@@ -88,8 +92,9 @@ class SessionGuard:
                 logger.warning("refused a request for session %s from a caller other than its owner", session_id[:64])
                 await _error(send, 404, INVALID_REQUEST, "Session not found")
                 return
-            if session_id in self._uninitialised and scope["method"] == "POST":
-                receive = await self._watch_initialized(session_id, receive)
+            if session_id in self._uninitialised:
+                await self._before_initialized(session_id, scope, receive, send)
+                return
             await self._app(scope, receive, send)
             return
         version = headers.get("mcp-protocol-version")
@@ -176,14 +181,41 @@ class SessionGuard:
             return
         opening.admitted = True
         self._owners[session_id] = opening.caller
-        self._uninitialised.add(session_id)
+        self._uninitialised[session_id] = anyio.current_time() + self._settings.initialize_timeout
         expire_after(self._manager, session_id, self._settings.initialize_timeout)
 
     def _discarded(self, session_id: str) -> None:
-        self._uninitialised.discard(session_id)
+        self._uninitialised.pop(session_id, None)
+        self._waiting.pop(session_id, None)
         caller = self._owners.pop(session_id, None)
         if caller is not None:
             self._release(caller)
+
+    async def _before_initialized(self, session_id: str, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve a request on a session not yet initialised: ended when the session's time to initialise runs
+        out (unless it initialises first), so no open request keeps an uninitialised session alive."""
+        if scope["method"] == "POST":
+            receive = await self._watch_initialized(session_id, receive)
+        deadline = self._uninitialised.get(session_id)
+        if deadline is None:  # this very request initialised it
+            await self._app(scope, receive, send)
+            return
+        waiting = self._waiting.setdefault(session_id, set())
+        response = _Response(send)
+        with anyio.CancelScope(deadline=deadline) as cancel:
+            waiting.add(cancel)
+            try:
+                await self._app(scope, receive, response.send)
+            finally:
+                waiting.discard(cancel)
+                if not waiting and self._waiting.get(session_id) is waiting:
+                    del self._waiting[session_id]
+        if cancel.cancelled_caught:
+            logger.info("ended a request on session %s: it was not initialised in time", session_id[:64])
+            await response.end(
+                f"Session not initialised within {self._settings.initialize_timeout:g} s "
+                "(server.sessions.initialize_timeout); send notifications/initialized after initialize."
+            )
 
     async def _watch_initialized(self, session_id: str, receive: Receive) -> Receive:
         """Read the body of a POST on a session not yet initialised; once it carries `notifications/initialized`
@@ -199,13 +231,38 @@ class SessionGuard:
             if size > DEFAULT_MAX_REQUEST_BODY_SIZE or not message.get("more_body", False):
                 break
         if _initialized(b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")):
-            self._uninitialised.discard(session_id)
+            self._uninitialised.pop(session_id, None)
+            for waiting in self._waiting.pop(session_id, ()):
+                waiting.deadline = math.inf  # initialised: its requests may take their time
             expire_after(self._manager, session_id, self._settings.idle_timeout)
 
         async def replayed() -> Message:
             return messages.pop(0) if messages else await receive()
 
         return replayed
+
+
+class _Response:
+    """Passes a response on, noting how far it got, so that one cut short can still be ended properly."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = False
+        self.finished = False
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        elif message["type"] == "http.response.body" and not message.get("more_body", False):
+            self.finished = True
+        await self._send(message)
+
+    async def end(self, message: str) -> None:
+        """End the response: the body (an SSE stream, say) where it stands, or an error when nothing was sent."""
+        if not self.started:
+            await _error(self._send, 404, INVALID_REQUEST, message)
+        elif not self.finished:
+            await self._send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def _initialized(body: bytes) -> bool:
