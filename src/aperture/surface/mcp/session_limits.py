@@ -75,10 +75,6 @@ class SessionGuard:
         self._waiting: dict[str, set[anyio.CancelScope]] = {}  # its requests in flight meanwhile
         self._following = follow_sessions(manager, admitted=self._admitted, discarded=self._discarded)
 
-    def held(self, caller: str) -> int:
-        """Sessions and listen streams `caller` holds (with the openings it has in flight)."""
-        return self._held[caller]
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != self._path or not self._following:
             await self._app(scope, receive, send)
@@ -115,6 +111,8 @@ class SessionGuard:
         return f"address:{client[0] if client else 'unknown'}"
 
     async def _open(self, caller: str, scope: Scope, receive: Receive, send: Send) -> None:
+        # `_refused` awaits only to answer a refusal: the check and the place taken are one step, so
+        # concurrent openings cannot all slip under the limit.
         if await self._refused(caller, send):
             return
         opening = _Opening(caller)
