@@ -112,6 +112,19 @@ async def test_a_caller_at_its_session_limit_is_refused_while_another_still_open
         assert (await initialize(http, url, **as_caller("alice"))).status_code == 429
 
 
+async def test_concurrent_openings_cannot_slip_under_the_limit() -> None:
+    async with gateway_url({"max_per_identity": 3}) as (url, _), httpx2.AsyncClient(timeout=10) as http:
+        codes: list[int] = []
+
+        async def attempt() -> None:
+            codes.append((await initialize(http, url, **as_caller("alice"))).status_code)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(12):
+                tg.start_soon(attempt)
+        assert sorted(codes) == [200] * 3 + [429] * 9
+
+
 async def test_listen_streams_of_sessionless_clients_count_against_the_callers_limit() -> None:
     async with gateway_url({"max_per_identity": 2}) as (url, _), httpx2.AsyncClient(timeout=10) as http:
         await open_session(http, url, **as_caller("alice"))
