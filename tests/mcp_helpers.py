@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import mcp_types
+import uvicorn
 from mcp import Client
+from starlette.types import ASGIApp
 
 
 def initialize_request(version: str = "2025-11-25", request_id: int = 1) -> dict[str, Any]:
@@ -35,3 +41,20 @@ async def run(client: Client, tool_id: Any, args: Any = None) -> mcp_types.CallT
     if args is not None:
         payload["args"] = args
     return await client.call_tool("run_tool", payload)
+
+
+@asynccontextmanager
+async def serving(app: ASGIApp) -> AsyncIterator[str]:
+    """`app` under uvicorn on a free port of 127.0.0.1, in this event loop; yields its MCP URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=1))
+    with sock:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(server.serve, [sock])  # already listening: clients may connect at once
+            try:
+                yield f"http://127.0.0.1:{port}/mcp"
+            finally:
+                server.should_exit = True

@@ -48,3 +48,17 @@ async def test_memory_is_bounded_per_stream_and_in_streams() -> None:
     await store.store_event("c", note(20))  # a third stream pushes out the least recently written
     assert await replay(store, ids[3]) == (None, [])
     assert store.size == 2
+
+
+async def test_memory_is_bounded_in_bytes_dropping_the_oldest_events_first() -> None:
+    size = len(mcp_types.jsonrpc_message_adapter.dump_json(note(1000), by_alias=True, exclude_none=True))
+    store = MemoryEventStore(max_bytes=3 * size)
+    first = await store.store_event("a", None)
+    for n in range(1000, 1010):
+        await store.store_event("a" if n % 2 else "b", note(n))
+    assert store.bytes_held <= 3 * size
+    assert store.size == 3  # the three newest; the priming event (no message) went with its stream's oldest
+    assert await replay(store, first) == (None, [])
+    big = mcp_types.JSONRPCNotification(jsonrpc="2.0", method="notifications/message", params={"x": "y" * 10_000})
+    await store.store_event("c", big)  # larger than the whole budget: kept by no one
+    assert store.bytes_held <= 3 * size

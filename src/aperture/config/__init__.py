@@ -12,6 +12,7 @@ from aperture.config.schema import (
     PythonBackendConfig,
     SearchConfig,
     ServerConfig,
+    SessionsConfig,
 )
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "PythonBackendConfig",
     "SearchConfig",
     "ServerConfig",
+    "SessionsConfig",
     "from_mcp_servers",
     "interpolate",
     "load_config",

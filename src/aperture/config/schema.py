@@ -25,6 +25,39 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class SessionsConfig(_Section):
+    """Limits on streamable-HTTP sessions, so that no one client can fill the gateway's session table."""
+
+    max_per_identity: int = Field(
+        64,
+        ge=1,
+        description="Open sessions one caller may hold, its 2026-07-28 subscriptions/listen streams included: per "
+        "authenticated identity when ops.auth is on, per client address when it is off. Past it, opening another "
+        "answers 429.",
+    )
+    max_total: int = Field(
+        10_000, ge=1, description="Open sessions and listen streams of all callers together. Past it, 503."
+    )
+    idle_timeout: float = Field(
+        600.0,
+        gt=0,
+        description="Seconds a session may go without a request in flight (an open GET stream counts as one) "
+        "before it is closed; its id then answers 404 and the client opens a new session.",
+    )
+    initialize_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a new session has to send notifications/initialized; a session that does not has "
+        "its open requests (a GET stream, say) ended, and is closed that long after its last request.",
+    )
+    event_store_bytes: int = Field(
+        1024 * 1024,
+        ge=1024,
+        description="Bytes of messages (as JSON) a session keeps for clients that resume a broken SSE stream; "
+        "the oldest go first.",
+    )
+
+
 class ServerConfig(_Section):
     """How the gateway is reached."""
 
@@ -48,6 +81,9 @@ class ServerConfig(_Section):
         gt=0,
         description="HTTP: close a call's SSE stream after this many seconds (the client resumes it with "
         "Last-Event-ID and gets the result), so long calls survive proxies that cut idle connections.",
+    )
+    sessions: SessionsConfig = Field(
+        default_factory=SessionsConfig, description="HTTP: limits on sessions per caller and in total, and expiry."
     )
 
 

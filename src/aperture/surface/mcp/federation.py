@@ -9,8 +9,8 @@ sessions that subscribed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import weakref
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -24,6 +24,7 @@ from aperture.execution import McpBackend
 from aperture.execution.registry import BackendRegistry
 from aperture.model import ApertureError
 from aperture.surface.mcp.exposure import flat_name, plain_names
+from aperture.surface.mcp.sessions import on_close
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -48,7 +49,8 @@ class Federation:
         self._templates: list[tuple[UriTemplate, str]] = []
         self._template_owners: dict[str, str] = {}  # uri template as listed -> backend name
         self._prompts: dict[str, tuple[str, str]] = {}  # listed name -> (backend, upstream prompt name)
-        self._subscribers: dict[str, weakref.WeakKeyDictionary[object, ServerSession]] = {}
+        # uri -> subscribed connections and their sessions; a connection's entries go when it closes.
+        self._subscribers: dict[str, dict[object, ServerSession]] = {}
         self._watchers: dict[str, int] = {}  # uri -> handshake-era subscribers plus 2026 listen streams
 
     def upstreams(self) -> list[McpBackend]:
@@ -117,13 +119,24 @@ class Federation:
     async def subscribe(self, uri: str, session: ServerSession, *, subscribe: bool = True) -> None:
         """A handshake-era client's `resources/subscribe` (or unsubscribe)."""
         connection = getattr(session, "_connection", session)
-        subscribers = self._subscribers.setdefault(uri, weakref.WeakKeyDictionary())
+        subscribers = self._subscribers.setdefault(uri, {})
         if subscribe and connection not in subscribers:
             await self.watch(uri)
+            if not any(connection in s for s in self._subscribers.values()):
+                on_close(connection, self._unsubscribe_all)
             subscribers[connection] = session
         elif not subscribe and connection in subscribers:
             subscribers.pop(connection, None)
             await self.watch(uri, watch=False)
+
+    async def _unsubscribe_all(self, connection: object) -> None:
+        """A closed connection's subscriptions end (the upstream is unsubscribed once no one watches)."""
+        for uri, subscribers in list(self._subscribers.items()):
+            if subscribers.pop(connection, None) is not None:
+                with contextlib.suppress(MCPError, ApertureError):
+                    await self.watch(uri, watch=False)
+            if not subscribers:
+                self._subscribers.pop(uri, None)
 
     async def watch(self, uri: str, *, watch: bool = True) -> None:
         """Count one more (or one fewer) watcher of `uri`; the owning upstream is subscribed while any watch.
@@ -147,7 +160,7 @@ class Federation:
                 await session.send_resource_updated(uri)
             except Exception as exc:  # a subscriber that went away must not stop the others' notices
                 logger.debug("could not tell a subscriber that %s changed: %s", uri, exc)
-                self._subscribers[uri].pop(connection, None)
+                self._subscribers.get(uri, {}).pop(connection, None)
 
     # --- prompts --------------------------------------------------------------------------------
 

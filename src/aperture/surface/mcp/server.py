@@ -41,6 +41,7 @@ from aperture.surface.mcp.metatools import (
     SearchToolsArgs,
 )
 from aperture.surface.mcp.results import error_result, json_result, passthrough_result, run_result
+from aperture.surface.mcp.sessions import on_close
 
 logger = logging.getLogger(__name__)
 
@@ -87,8 +88,10 @@ class McpSurface:
         self._meta_listing = [tool.listing() for tool in META_TOOLS] if self._meta else []
         self._exposure = Exposure(version=-1)
         # One session per live connection. The SDK makes a ServerSession per request and offers no public
-        # handle on the connection, so the connection (held weakly) keys the last session seen on it.
-        self._sessions: weakref.WeakKeyDictionary[object, ServerSession] = weakref.WeakKeyDictionary()
+        # handle on the connection, so the connection keys the last session seen on it. Not weakly: the
+        # session refers to its connection, so a weak key would never die. Entries go when the connection
+        # closes (`_remember` hooks its exit stack).
+        self._sessions: dict[object, ServerSession] = {}
         self._changed = anyio.Event()
         # 2026-07-28 clients hear of changes through `subscriptions/listen`; older ones by notifications.
         self._bus = InMemorySubscriptionBus()
@@ -96,9 +99,9 @@ class McpSurface:
         self.federation = Federation(
             gateway.registry, separator=settings.separator, namespaced=settings.namespaced, bus=self._bus
         )
-        self._log_levels: weakref.WeakKeyDictionary[object, str] = weakref.WeakKeyDictionary()
+        self._log_levels: dict[object, str] = {}  # by connection, as `_sessions`
         # The lean path's callers: the connection seen last (stdio has one), and HTTP sessions' by session id.
-        self._last_connection: object | None = None
+        self._last_connection: weakref.ref[object] | None = None
         self._http_connections: weakref.WeakValueDictionary[str, object] = weakref.WeakValueDictionary()
         gateway.on_tools_changed(self._on_tools_changed)
         self._listen_to_upstreams()
@@ -248,14 +251,21 @@ class McpSurface:
         """
         connection: object | None = getattr(ctx.session, "_connection", None)
         if connection is not None:
-            self._last_connection = connection
+            self._last_connection = weakref.ref(connection)
             session_id = ctx.request.headers.get("mcp-session-id") if ctx.request is not None else None
             if session_id:
                 self._http_connections[session_id] = connection
         if connection is not None and ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+            if connection not in self._sessions:
+                on_close(connection, self._forget)
             self._sessions[connection] = ctx.session
             return connection
         return None
+
+    def _forget(self, connection: object) -> None:
+        """Drop what is kept for a connection that closed."""
+        self._sessions.pop(connection, None)
+        self._log_levels.pop(connection, None)
 
     def _listen_to_upstreams(self) -> None:
         for backend in self.federation.upstreams():
@@ -345,7 +355,7 @@ class McpSurface:
         first request of a connection goes the SDK's way).
         """
         request = lean.parse(params)
-        connection = self._last_connection
+        connection = self._last_connection() if self._last_connection is not None else None
         if request is None or connection is None:
             return None
         if not request.modern and lean.known_handshake_version(connection) is None:

@@ -15,6 +15,7 @@ from aperture.ops.http import OpsHttpApp
 from aperture.surface.mcp.events import MemoryEventStore
 from aperture.surface.mcp.http_lean import LeanHttpApp
 from aperture.surface.mcp.server import McpSurface
+from aperture.surface.mcp.session_limits import SessionGuard
 from aperture.surface.mcp.sessions import adapt_sessions
 from aperture.surface.mcp.stdio import stdio_transport
 
@@ -64,17 +65,26 @@ def http_app(surface: McpSurface, *, path: str = "/mcp", host: str = "127.0.0.1"
     with `Last-Event-ID` and get what it missed. Tool calls on known sessions take the lean path
     (`http_lean`), unless `server.sse_poll_after` asks for streams that let go during long calls.
     """
+    sessions = surface.gateway.config.server.sessions
     app = surface.server.streamable_http_app(
-        streamable_http_path=path, host=host, event_store=MemoryEventStore(), retry_interval=RETRY_INTERVAL_MS
+        streamable_http_path=path,
+        host=host,
+        event_store=MemoryEventStore(),
+        retry_interval=RETRY_INTERVAL_MS,
+        session_idle_timeout=sessions.idle_timeout,
+        max_sessions=sessions.max_total,
     )
     manager = surface.server.session_manager
-    adapt_sessions(manager)  # an event store per session; streams primed by the version initialised with
-    # Health, metrics and authentication sit outside both call paths (the SDK's and the lean one).
-    if surface.gateway.config.server.sse_poll_after is not None:
-        return OpsHttpApp(app, surface.gateway.ops, path=path)  # long calls let go of their streams: the SDK's path
-    return OpsHttpApp(
-        LeanHttpApp(app, surface, manager, path=path, retry_ms=RETRY_INTERVAL_MS), surface.gateway.ops, path=path
-    )
+    # An event store per session; streams primed by the version initialised with.
+    adapt_sessions(manager, event_store_bytes=sessions.event_store_bytes)
+    mcp: ASGIApp = app
+    if surface.gateway.config.server.sse_poll_after is None:  # else long calls let go of their streams: the SDK's path
+        mcp = LeanHttpApp(app, surface, manager, path=path, retry_ms=RETRY_INTERVAL_MS)
+    # Health, metrics and authentication sit outside both call paths (the SDK's and the lean one); the session
+    # limits just inside authentication, which tells who the caller is.
+    authenticated = surface.gateway.ops.auth is not None
+    guarded = SessionGuard(mcp, manager, sessions, path=path, authenticated=authenticated)
+    return OpsHttpApp(guarded, surface.gateway.ops, path=path)
 
 
 async def serve_http(gateway: Gateway, *, host: str = "127.0.0.1", port: int = 8080, path: str = "/mcp") -> None:
