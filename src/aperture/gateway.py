@@ -58,6 +58,7 @@ from aperture.model import (
     UnknownToolError,
     describe,
 )
+from aperture.ops.access import Access
 from aperture.ops.chain import Ops
 
 logger = logging.getLogger(__name__)
@@ -182,6 +183,14 @@ class Gateway:
                 reports[name] = await backend.reload()
                 await self.registry.refresh(name)
         return reports
+
+    # --- who sees what -------------------------------------------------------------------------
+
+    def access(self, ctx: CallContext | None = None) -> Access:
+        """What the caller (of `ctx`, else of the request being served) may see and reach: tools, namespaces,
+        prompts, resources and resource templates, by the auth rules. Surfaces ask this for every listing,
+        lookup and notice, and treat what it hides exactly as something that does not exist."""
+        return self.ops.access(ctx)
 
     # --- discovery ------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ import anyio.to_thread
 
 from aperture.execution import BackendRegistry, Middleware, RunFn, Runner, closest_ids
 from aperture.model import ApertureError, InvalidToolIdError, Tool, ToolId, UnknownToolError
+from aperture.ops.access import OPEN, Access
 from aperture.ops.cache import CacheStore, FileStore, MemoryStore, RedisStore, ResultCache
 from aperture.ops.health import HealthChecker
 from aperture.ops.identity import LOCAL, Identity, identity_of, local_identity
@@ -132,13 +133,20 @@ class Ops:
         """`run` wrapped in the enabled middleware, outermost first (`run` itself when none is enabled)."""
         return reduce(lambda inner, wrap: wrap(inner), reversed(self.middleware), run)
 
+    def access(self, ctx: Any = None) -> Access:
+        """What the caller of `ctx` (else of the request being served) may see and reach, by the auth rules.
+
+        The one place the rules are asked from: every listing, lookup and notice of every surface goes
+        through the `Access` this returns (`OPEN` without auth).
+        """
+        if self.auth is None:
+            return OPEN
+        who = identity_of(ctx, self.local) if ctx is not None else self._current()
+        return Access(identity=who, allows=self.auth.authorizer.allows)
+
     def may_see(self, tool_id: str, ctx: Any = None) -> bool:
         """Whether the current caller may see (and so run) `tool_id`; always True without auth."""
-        if self.auth is None:
-            return True
-        who = identity_of(ctx, self.local) if ctx is not None else self._current()
-        allowed: bool = self.auth.authorizer.allows(who, tool_id)
-        return allowed
+        return self.auth is None or self.access(ctx).may_see_tool(tool_id)
 
     def visibility(self) -> tuple[Hashable, Callable[[str], bool]] | None:
         """What the current caller may see, for the index to filter before paging (None: everything).

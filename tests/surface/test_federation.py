@@ -1,0 +1,179 @@
+"""Auth rules cover every federated MCP method as they cover tools: resources, templates, prompts, completion,
+subscriptions and listen streams. What a caller may not see is left out, and asking for it gets the answer
+an unknown one gets. Through the official MCP client, against two real upstream processes."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import mcp_types
+import pytest
+from mcp import Client
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
+from mcp.shared.subscriptions import ResourceUpdated
+
+from aperture.config import parse_config
+from aperture.execution import CallContext
+from aperture.gateway import Gateway
+from aperture.ops.identity import IDENTITY_KEY, Identity
+from aperture.surface.mcp import McpSurface
+from tests.conftest import FIXTURES
+
+pytestmark = pytest.mark.anyio
+
+# Namespace `secret` is for admins only; of `docs`, one resource and one prompt are.
+RULES = [
+    {"tools": "secret:*", "roles": ["admin"]},
+    {"tools": "docs:docs://notes/private", "roles": ["admin"]},
+    {"tools": "docs:brief", "roles": ["admin"]},
+]
+ADMIN = CallContext(meta={IDENTITY_KEY: Identity(name="root", method="jwt", roles=frozenset({"admin"}))})
+FORBIDDEN_URIS = ("secret://notes/public", "secret://items/7", "docs://notes/private")
+UNKNOWN_URI = "nowhere://x"
+
+
+@asynccontextmanager
+async def federated(role: str, mode: Any = "auto") -> AsyncIterator[tuple[Gateway, Client]]:
+    """A gateway over upstreams `docs` and `secret` with the rules above, and a client calling with `role`."""
+    server = str(FIXTURES / "resource_server.py")
+    backends = [{"name": name, "kind": "mcp", "command": [sys.executable, server, name]} for name in ("docs", "secret")]
+    config = parse_config(
+        {
+            "search": {"strategy": "bm25"},
+            "backends": backends,
+            "ops": {"auth": {"enabled": True, "rules": RULES, "local_roles": [role]}},
+        }
+    )
+    async with Gateway(config) as gateway, Client(McpSurface(gateway).server, mode=mode, cache=None) as client:
+        yield gateway, client
+
+
+def unknown_resource(uri: str) -> str:
+    return f"No upstream offers the resource {uri!r}; resources/list shows what is available."
+
+
+async def refusal(call: Any) -> tuple[int, str]:
+    with pytest.raises(MCPError) as refused:
+        await call
+    return refused.value.error.code, refused.value.error.message
+
+
+async def test_resources_list_shows_only_resources_the_caller_may_read() -> None:
+    async with federated("dev") as (_, client):
+        listed = [str(r.uri) for r in (await client.list_resources()).resources]
+    assert listed == ["docs://notes/public"]
+
+
+async def test_resource_templates_list_shows_only_templates_the_caller_may_see() -> None:
+    async with federated("dev") as (_, client):
+        listed = [t.uri_template for t in (await client.list_resource_templates()).resource_templates]
+    assert listed == ["docs://items/{id}"]
+
+
+async def test_reading_a_forbidden_resource_answers_as_for_an_unknown_one() -> None:
+    async with federated("dev") as (_, client):
+        unknown = await refusal(client.read_resource(UNKNOWN_URI))
+        assert unknown == (mcp_types.INVALID_PARAMS, unknown_resource(UNKNOWN_URI))
+        for uri in FORBIDDEN_URIS:  # listed, matched by a template, forbidden by a rule on one URI
+            assert await refusal(client.read_resource(uri)) == (mcp_types.INVALID_PARAMS, unknown_resource(uri)), uri
+        for uri in ("docs://notes/public", "docs://items/7"):
+            assert (await client.read_resource(uri)).contents[0].text == uri  # type: ignore[union-attr]
+
+
+async def test_subscribing_to_a_forbidden_resource_answers_as_for_an_unknown_one() -> None:
+    async with federated("dev", mode="legacy") as (gateway, client):
+        updated: list[str] = []
+        heard = anyio.Event()
+
+        async def on_message(message: Any) -> None:
+            if isinstance(message, mcp_types.ResourceUpdatedNotification):
+                updated.append(str(message.params.uri))
+                heard.set()
+
+        client._session._message_handler = on_message  # type: ignore[union-attr]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MCPDeprecationWarning)  # a handshake-era client
+            for uri in (UNKNOWN_URI, *FORBIDDEN_URIS):
+                assert await refusal(client.subscribe_resource(uri)) == (
+                    mcp_types.INVALID_PARAMS,
+                    unknown_resource(uri),
+                ), uri
+                await client.unsubscribe_resource(uri)  # not subscribed: answered alike, unknown or forbidden
+            await client.subscribe_resource("docs://notes/public")
+            for uri in FORBIDDEN_URIS:  # changes the caller may not hear of, then one it may
+                await gateway.run(f"{uri.split(':')[0]}:touch", {"uri": uri}, ADMIN)
+            await gateway.run("docs:touch", {"uri": "docs://notes/public"}, ADMIN)
+            with anyio.fail_after(5):
+                await heard.wait()
+            await client.unsubscribe_resource("docs://notes/public")
+    assert updated == ["docs://notes/public"]
+
+
+async def test_prompts_list_shows_only_prompts_the_caller_may_use() -> None:
+    async with federated("dev") as (_, client):
+        assert [p.name for p in (await client.list_prompts()).prompts] == ["docs__summarize"]
+
+
+async def test_getting_a_forbidden_prompt_answers_as_for_an_unknown_one() -> None:
+    async with federated("dev") as (_, client):
+        for name in ("nope", "secret__summarize", "secret__brief", "docs__brief"):
+            # The list of prompts in the error names only those the caller may use.
+            expected = (mcp_types.INVALID_PARAMS, f"No prompt {name!r}. Prompts: docs__summarize.")
+            assert await refusal(client.get_prompt(name, {"topic": "x"})) == expected, name
+        got = await client.get_prompt("docs__summarize", {"topic": "x"})
+        assert got.messages[0].content.text == "docs summarize x"  # type: ignore[union-attr]
+
+
+async def test_completion_for_a_forbidden_prompt_or_template_answers_as_for_an_unknown_one() -> None:
+    prompt, template = mcp_types.PromptReference, mcp_types.ResourceTemplateReference
+    async with federated("dev") as (_, client):
+
+        async def values(ref: Any, argument: str) -> list[str]:
+            return (await client.complete(ref, {"name": argument, "value": ""})).completion.values
+
+        for ref in (prompt(name="nope"), prompt(name="secret__summarize"), prompt(name="docs__brief")):
+            assert await values(ref, "topic") == [], ref
+        for ref in (template(uri="nowhere://{id}"), template(uri="secret://items/{id}")):
+            assert await values(ref, "id") == [], ref
+        assert await values(prompt(name="docs__summarize"), "topic") == ["alpha", "beta"]
+        assert await values(template(uri="docs://items/{id}"), "id") == ["1", "2", "3"]
+
+
+async def test_a_listen_stream_hears_only_of_resources_the_caller_may_read() -> None:
+    watched = [UNKNOWN_URI, *FORBIDDEN_URIS, "docs://notes/public"]
+    async with federated("dev") as (gateway, client):
+        assert client.protocol_version == "2026-07-28"  # sessionless: no resources/subscribe, only listen
+        async with client.listen(resource_subscriptions=watched) as subscription:
+            # Acknowledged alike: a forbidden URI looks like an unknown one.
+            assert subscription.honored.resource_subscriptions == watched
+            for uri in FORBIDDEN_URIS:  # changes the caller may not hear of, then one it may
+                await gateway.run(f"{uri.split(':')[0]}:touch", {"uri": uri}, ADMIN)
+            await gateway.run("docs:touch", {"uri": "docs://notes/public"}, ADMIN)
+            with anyio.fail_after(5):
+                first = await subscription.__anext__()
+    assert first == ResourceUpdated(uri="docs://notes/public")
+
+
+async def test_a_caller_the_rules_allow_sees_and_reaches_everything() -> None:
+    async with federated("admin") as (gateway, client):
+        resources = {str(r.uri) for r in (await client.list_resources()).resources}
+        assert resources == {f"{ns}://notes/{n}" for ns in ("docs", "secret") for n in ("public", "private")}
+        templates = {t.uri_template for t in (await client.list_resource_templates()).resource_templates}
+        assert templates == {"docs://items/{id}", "secret://items/{id}"}
+        for uri in FORBIDDEN_URIS:
+            assert (await client.read_resource(uri)).contents[0].text == uri  # type: ignore[union-attr]
+        prompts = {p.name for p in (await client.list_prompts()).prompts}
+        assert prompts == {f"{ns}__{p}" for ns in ("docs", "secret") for p in ("summarize", "brief")}
+        got = await client.get_prompt("secret__summarize", {"topic": "x"})
+        assert got.messages[0].content.text == "secret summarize x"  # type: ignore[union-attr]
+        ref = mcp_types.ResourceTemplateReference(uri="secret://items/{id}")
+        assert (await client.complete(ref, {"name": "id", "value": "2"})).completion.values == ["2"]
+        async with client.listen(resource_subscriptions=["secret://notes/private"]) as subscription:
+            await gateway.run("secret:touch", {"uri": "secret://notes/private"}, ADMIN)
+            with anyio.fail_after(5):
+                assert await subscription.__anext__() == ResourceUpdated(uri="secret://notes/private")
