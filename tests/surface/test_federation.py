@@ -4,16 +4,21 @@ an unknown one gets. Through the official MCP client, against two real upstream 
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import mcp_types
 import pytest
+import yaml
 from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp.shared.subscriptions import ResourceUpdated
 
@@ -23,6 +28,8 @@ from aperture.gateway import Gateway
 from aperture.ops.identity import IDENTITY_KEY, Identity
 from aperture.surface.mcp import McpSurface
 from tests.conftest import FIXTURES
+from tests.integration.conftest import serving_http
+from tests.mcp_helpers import run
 
 pytestmark = pytest.mark.anyio
 
@@ -37,18 +44,21 @@ FORBIDDEN_URIS = ("secret://notes/public", "secret://items/7", "docs://notes/pri
 UNKNOWN_URI = "nowhere://x"
 
 
+def federation_config(**auth: Any) -> dict[str, Any]:
+    """Upstreams `docs` and `secret`, with the rules above."""
+    server = str(FIXTURES / "resource_server.py")
+    backends = [{"name": name, "kind": "mcp", "command": [sys.executable, server, name]} for name in ("docs", "secret")]
+    return {
+        "search": {"strategy": "bm25"},
+        "backends": backends,
+        "ops": {"auth": {"enabled": True, "rules": RULES, **auth}},
+    }
+
+
 @asynccontextmanager
 async def federated(role: str, mode: Any = "auto") -> AsyncIterator[tuple[Gateway, Client]]:
     """A gateway over upstreams `docs` and `secret` with the rules above, and a client calling with `role`."""
-    server = str(FIXTURES / "resource_server.py")
-    backends = [{"name": name, "kind": "mcp", "command": [sys.executable, server, name]} for name in ("docs", "secret")]
-    config = parse_config(
-        {
-            "search": {"strategy": "bm25"},
-            "backends": backends,
-            "ops": {"auth": {"enabled": True, "rules": RULES, "local_roles": [role]}},
-        }
-    )
+    config = parse_config(federation_config(local_roles=[role]))
     async with Gateway(config) as gateway, Client(McpSurface(gateway).server, mode=mode, cache=None) as client:
         yield gateway, client
 
@@ -138,8 +148,8 @@ async def test_completion_for_a_forbidden_prompt_or_template_answers_as_for_an_u
 
         for ref in (prompt(name="nope"), prompt(name="secret__summarize"), prompt(name="docs__brief")):
             assert await values(ref, "topic") == [], ref
-        for ref in (template(uri="nowhere://{id}"), template(uri="secret://items/{id}")):
-            assert await values(ref, "id") == [], ref
+        for uri in ("nowhere://{id}", "secret://items/{id}"):
+            assert await values(template(uri=uri), "id") == [], uri
         assert await values(prompt(name="docs__summarize"), "topic") == ["alpha", "beta"]
         assert await values(template(uri="docs://items/{id}"), "id") == ["1", "2", "3"]
 
@@ -177,3 +187,30 @@ async def test_a_caller_the_rules_allow_sees_and_reaches_everything() -> None:
             await gateway.run("secret:touch", {"uri": "secret://notes/private"}, ADMIN)
             with anyio.fail_after(5):
                 assert await subscription.__anext__() == ResourceUpdated(uri="secret://notes/private")
+
+
+async def test_over_http_each_api_key_holder_sees_and_hears_only_its_resources(tmp_path: Path) -> None:
+    # A real `aperture serve` process; a sessionless (2026-07-28) caller is whoever each request's key says.
+    keys = {"dev": "k-" + "d" * 30, "admin": "k-" + "a" * 30}
+    api_keys = [{"name": r, "sha256": hashlib.sha256(k.encode()).hexdigest(), "roles": [r]} for r, k in keys.items()]
+    path = tmp_path / "aperture.yaml"
+    path.write_text(yaml.safe_dump(federation_config(api_keys=api_keys)))
+    with serving_http(path) as url:
+        async with (
+            httpx2.AsyncClient(headers={"x-api-key": keys["dev"]}, timeout=30) as dev_http,
+            httpx2.AsyncClient(headers={"x-api-key": keys["admin"]}, timeout=30) as admin_http,
+            Client(streamable_http_client(url, http_client=dev_http), cache=None) as dev,
+            Client(streamable_http_client(url, http_client=admin_http), cache=None) as admin,
+        ):
+            assert dev.protocol_version == "2026-07-28"
+            assert [str(r.uri) for r in (await dev.list_resources()).resources] == ["docs://notes/public"]
+            assert [p.name for p in (await dev.list_prompts()).prompts] == ["docs__summarize"]
+            for uri in FORBIDDEN_URIS:
+                assert await refusal(dev.read_resource(uri)) == (mcp_types.INVALID_PARAMS, unknown_resource(uri))
+            assert len((await admin.list_resources()).resources) == 4
+            async with dev.listen(resource_subscriptions=[*FORBIDDEN_URIS, "docs://notes/public"]) as subscription:
+                for uri in FORBIDDEN_URIS:  # the admin changes what the dev may not hear of, then what it may
+                    assert not (await run(admin, f"{uri.split(':')[0]}:touch", {"uri": uri})).is_error
+                assert not (await run(admin, "docs:touch", {"uri": "docs://notes/public"})).is_error
+                with anyio.fail_after(10):
+                    assert await subscription.__anext__() == ResourceUpdated(uri="docs://notes/public")
