@@ -288,9 +288,10 @@ class Gateway:
         offset = self._offset(cursor, scope, "list_namespaces")
         counts = self.index.namespaces()
         names = self.registry.names()
-        if self.ops.visibility() is not None:
+        access = self.access()
+        if not access.unrestricted:
             visible = self.ops.visible_namespaces()
-            names = [n for n in names if visible.get(n) or (not counts.get(n) and self.ops.may_see(f"{n}:*"))]
+            names = [n for n in names if visible.get(n) or (not counts.get(n) and access.may_see_namespace(n))]
             counts = dict(visible)
         health = await self.registry.health_check(timeout=2.0)
         snapshot = self.registry.snapshot

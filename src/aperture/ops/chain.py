@@ -155,9 +155,8 @@ class Ops:
         """
         if self.auth is None:
             return None
-        who = self._current()
-        authorizer = self.auth.authorizer
-        return (who.roles, who.scopes), lambda tool_id: authorizer.allows(who, tool_id)
+        access = self.access()
+        return (access.identity.roles, access.identity.scopes), access.may_see_tool
 
     def visible_tools(self, who: Identity | None = None) -> Mapping[str, Tool]:
         """The catalog as the caller (`who`, else the current one) sees it: only the tools it may run."""
@@ -177,8 +176,8 @@ class Ops:
         key = (snapshot.version, (who.roles, who.scopes))
         view = self._views.get(key)
         if view is None:
-            allows = self.auth.authorizer.allows
-            tools = {k: tool for k, tool in snapshot.tools.items() if allows(who, k)}
+            may_see = Access(identity=who, allows=self.auth.authorizer.allows).may_see_tool
+            tools = {k: tool for k, tool in snapshot.tools.items() if may_see(k)}
             view = tools, Counter(tool.namespace for tool in tools.values())
             if len(self._views) >= _MAX_VIEWS or any(version != snapshot.version for version, _ in self._views):
                 self._views = {}
