@@ -142,7 +142,8 @@ class Ops:
         if self.auth is None:
             return OPEN
         who = identity_of(ctx, self.local) if ctx is not None else self._current()
-        return Access(identity=who, allows=self.auth.authorizer.allows)
+        access: Access = self.auth.access(who)
+        return access
 
     def may_see(self, tool_id: str, ctx: Any = None) -> bool:
         """Whether the current caller may see (and so run) `tool_id`; always True without auth."""
@@ -176,7 +177,7 @@ class Ops:
         key = (snapshot.version, (who.roles, who.scopes))
         view = self._views.get(key)
         if view is None:
-            may_see = Access(identity=who, allows=self.auth.authorizer.allows).may_see_tool
+            may_see = self.auth.access(who).may_see_tool
             tools = {k: tool for k, tool in snapshot.tools.items() if may_see(k)}
             view = tools, Counter(tool.namespace for tool in tools.values())
             if len(self._views) >= _MAX_VIEWS or any(version != snapshot.version for version, _ in self._views):
