@@ -25,6 +25,7 @@ from mcp.shared.subscriptions import ResourceUpdated
 from aperture.config import parse_config
 from aperture.execution import CallContext
 from aperture.gateway import Gateway
+from aperture.ops import OPEN
 from aperture.ops.identity import IDENTITY_KEY, Identity
 from aperture.surface.mcp import McpSurface
 from tests.conftest import FIXTURES
@@ -187,6 +188,28 @@ async def test_a_caller_the_rules_allow_sees_and_reaches_everything() -> None:
             await gateway.run("secret:touch", {"uri": "secret://notes/private"}, ADMIN)
             with anyio.fail_after(5):
                 assert await subscription.__anext__() == ResourceUpdated(uri="secret://notes/private")
+
+
+async def test_upstream_log_messages_reach_only_callers_who_may_see_their_namespace() -> None:
+    # Sent outside any call, an upstream's log message goes to every handshake-era client that may see it.
+    config = parse_config(federation_config(local_roles=["dev"]))
+    heard: list[str] = []
+    got_docs = anyio.Event()
+
+    async def on_log(params: mcp_types.LoggingMessageNotificationParams) -> None:
+        heard.append(str(params.logger))
+        if params.logger == "docs.resources":
+            got_docs.set()
+
+    async with Gateway(config) as gateway:
+        surface = McpSurface(gateway)
+        async with Client(surface.server, mode="legacy", cache=None, logging_callback=on_log) as client:
+            await client.list_tools()  # a known connection from now on
+            await surface.federation.watch("secret://notes/public", OPEN)  # secret logs, then docs
+            await surface.federation.watch("docs://notes/public", OPEN)
+            with anyio.fail_after(5):
+                await got_docs.wait()
+    assert heard == ["docs.resources"]
 
 
 async def test_over_http_each_api_key_holder_sees_and_hears_only_its_resources(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ import aperture
 from aperture.execution import CallContext, RunResult
 from aperture.gateway import Gateway
 from aperture.model import ApertureError, InternalError, UnknownToolError
+from aperture.ops.access import Access
 from aperture.surface.mcp import lean
 from aperture.surface.mcp.exposure import Exposure
 from aperture.surface.mcp.federation import Federation, VisibleBus
@@ -97,6 +98,8 @@ class McpSurface:
         # Each listen stream hears only of resources its caller may read.
         self._listen = ListenHandler(VisibleBus(self._bus, self.federation.readable))
         self._log_levels: weakref.WeakKeyDictionary[object, str] = weakref.WeakKeyDictionary()
+        # What each handshake-era connection's caller may see, for notices sent outside its requests.
+        self._access: weakref.WeakKeyDictionary[object, Access] = weakref.WeakKeyDictionary()
         # The lean path's callers: the connection seen last (stdio has one), and HTTP sessions' by session id.
         self._last_connection: object | None = None
         self._http_connections: weakref.WeakValueDictionary[str, object] = weakref.WeakValueDictionary()
@@ -243,6 +246,7 @@ class McpSurface:
                 self._http_connections[session_id] = connection
         if connection is not None and ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
             self._sessions[connection] = ctx.session
+            self._access[connection] = self.gateway.access()
             return connection
         return None
 
@@ -258,7 +262,7 @@ class McpSurface:
         One possible call: on that call's request stream. Several (a stdio upstream, whose messages name no
         request, with calls of several clients in flight): to each of those clients, unrelated to a request;
         never to clients with nothing in flight there. None (sent between calls): to every handshake-era
-        client. Always only where the client's log level admits it.
+        client whose caller may see the backend's namespace. Always only where the client's log level admits it.
         """
         rank = _LOG_LEVELS.index(params.level)
         source = f"{backend}.{params.logger}" if params.logger else backend
@@ -282,6 +286,9 @@ class McpSurface:
                     logger.debug("could not forward a log message to its caller: %s", exc)
             return
         for connection, session in list(self._sessions.items()):
+            access = self._access.get(connection)
+            if access is None or not access.may_see_namespace(backend):  # the backend's namespace is hidden from it
+                continue
             if rank < _LOG_LEVELS.index(self._log_levels.get(connection, "info")):
                 continue
             try:
