@@ -4,6 +4,7 @@ an unknown one gets. Through the official MCP client, against two real upstream 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import sys
 import warnings
@@ -188,6 +189,42 @@ async def test_a_caller_the_rules_allow_sees_and_reaches_everything() -> None:
             await gateway.run("secret:touch", {"uri": "secret://notes/private"}, ADMIN)
             with anyio.fail_after(5):
                 assert await subscription.__anext__() == ResourceUpdated(uri="secret://notes/private")
+
+
+async def test_a_hidden_thing_costs_the_lookups_an_unknown_one_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Not answered faster than an unknown one: both make the gateway list the upstreams again.
+    async with federated("dev") as (gateway, client):
+        backend: Any = gateway.registry.get("docs")
+        lookups: list[str] = []
+        for method in ("list_resources", "list_resource_templates", "list_prompts"):
+            original = getattr(backend, method)
+
+            async def counted(original: Any = original, method: str = method) -> Any:
+                lookups.append(method)
+                return await original()
+
+            monkeypatch.setattr(backend, method, counted)
+        await client.list_resources()
+        await client.list_prompts()
+        await client.list_resource_templates()
+
+        async def lookups_of(ask: Any) -> list[str]:
+            del lookups[:]
+            with contextlib.suppress(MCPError):
+                await ask()
+            return sorted(lookups)
+
+        template = mcp_types.ResourceTemplateReference
+        for unknown, hidden in (
+            (lambda: client.read_resource(UNKNOWN_URI), lambda: client.read_resource("docs://notes/private")),
+            (lambda: client.get_prompt("nope"), lambda: client.get_prompt("docs__brief")),
+            (
+                lambda: client.complete(template(uri="nowhere://{id}"), {"name": "id", "value": ""}),
+                lambda: client.complete(template(uri="secret://items/{id}"), {"name": "id", "value": ""}),
+            ),
+        ):
+            counted_unknown = await lookups_of(unknown)
+            assert counted_unknown and await lookups_of(hidden) == counted_unknown
 
 
 async def test_upstream_log_messages_reach_only_callers_who_may_see_their_namespace() -> None:

@@ -134,7 +134,7 @@ class Federation:
                 read: it must not learn that the resource exists).
         """
         name = self._owner_name(uri)
-        if name is None:
+        if name is None or not access.may_read_resource(name, uri):  # a hidden URI costs what an unknown one does
             await self._list_resources()
             await self._list_templates()
             name = self._owner_name(uri)
@@ -248,9 +248,10 @@ class Federation:
 
     async def _prompt_route(self, name: str, access: Access) -> tuple[str, str] | None:
         """(backend, upstream name) of the listed prompt `name`, if the caller may use it."""
-        if name not in self._prompts:
-            await self._list_prompts()
         route = self._prompts.get(name)
+        if route is None or not access.may_use_prompt(*route):  # a hidden prompt costs what an unknown one does
+            await self._list_prompts()
+            route = self._prompts.get(name)
         return route if route is not None and access.may_use_prompt(*route) else None
 
     async def complete(
@@ -269,9 +270,10 @@ class Federation:
                 ref = ref.model_copy(update={"name": upstream_name})
         else:
             template = str(ref.uri)
-            if template not in self._template_owners:
-                await self._list_templates()
             owner = self._template_owners.get(template)
+            if owner is None or not access.may_see_template(owner, template):  # hidden: as costly as unknown
+                await self._list_templates()
+                owner = self._template_owners.get(template)
             backend_name = owner if owner is not None and access.may_see_template(owner, template) else None
         backend = self.registry.get(backend_name) if backend_name else None
         if not isinstance(backend, McpBackend):
