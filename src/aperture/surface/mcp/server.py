@@ -164,9 +164,9 @@ class McpSurface:
         self._remember(ctx)
         exposure = self.exposure()
         listed = exposure.listed
-        access = self.gateway.access()
-        if not access.unrestricted:  # a caller lists only the tools it may run
-            listed = tuple(t for t in listed if access.may_see_tool(exposure.routes.get(t.name, "")))
+        if self.gateway.ops.auth is not None:  # a caller lists only the tools it may run
+            visible = self.gateway.ops.visible_tools()
+            listed = tuple(t for t in listed if exposure.routes.get(t.name) in visible)
         return mcp_types.ListToolsResult(tools=[*self._meta_listing, *listed])
 
     # --- resources and prompts of the upstreams (each as the caller may see them) ---------------
@@ -447,11 +447,11 @@ class McpSurface:
     def _known_names(self, name: str) -> list[str]:
         names = [t.name for t in META_TOOLS] if self._meta else []
         routes = self.exposure().routes
-        access = self.gateway.access()
-        if access.unrestricted:
+        if self.gateway.ops.auth is None:
             names += list(routes)
         else:  # suggest only tools the caller may run
-            names += [route for route, key in routes.items() if access.may_see_tool(key)]
+            visible = self.gateway.ops.visible_tools()
+            names += [route for route, key in routes.items() if key in visible]
         return difflib.get_close_matches(name, names, n=3, cutoff=0.5) or names[:3]
 
 
