@@ -29,7 +29,7 @@ from mcp.shared.uri_template import InvalidUriTemplate, UriTemplate
 from aperture.execution import McpBackend
 from aperture.execution.registry import BackendRegistry
 from aperture.model import ApertureError
-from aperture.ops.access import Access
+from aperture.ops.access import OPEN, Access
 from aperture.surface.mcp.exposure import flat_name, plain_names
 
 logger = logging.getLogger(__name__)
@@ -185,7 +185,7 @@ class Federation:
         count = max(0, self._watchers.get(uri, 0) - 1)
         self._watchers[uri] = count
         if count == 0:
-            backend = await self.owner_of(uri, Access())
+            backend = await self.owner_of(uri, OPEN)
             await backend.subscribe_resource(uri, subscribe=False)
 
     async def listen(self, uris: Sequence[str], access: Access, serve: Callable[[], Awaitable[T]]) -> T:
