@@ -141,6 +141,21 @@ async def test_getting_a_forbidden_prompt_answers_as_for_an_unknown_one() -> Non
         assert got.messages[0].content.text == "docs summarize x"  # type: ignore[union-attr]
 
 
+async def test_a_hidden_prompt_never_changes_the_name_a_visible_one_is_listed_under() -> None:
+    # With bare names, `summarize` is unique among the prompts the dev may use: secret's must not make it
+    # `docs__summarize` (which would tell the dev that another backend has one).
+    config = parse_config({**federation_config(local_roles=["dev"]), "server": {"namespaced": False}})
+    async with Gateway(config) as gateway, Client(McpSurface(gateway).server, cache=None) as client:
+        assert [p.name for p in (await client.list_prompts()).prompts] == ["summarize"]
+        got = await client.get_prompt("summarize", {"topic": "x"})
+        assert got.messages[0].content.text == "docs summarize x"  # type: ignore[union-attr]
+        for name in ("docs__summarize", "secret__summarize", "brief"):
+            expected = (mcp_types.INVALID_PARAMS, f"No prompt {name!r}. Prompts: summarize.")
+            assert await refusal(client.get_prompt(name, {"topic": "x"})) == expected, name
+        ref = mcp_types.PromptReference(name="summarize")
+        assert (await client.complete(ref, {"name": "topic", "value": "b"})).completion.values == ["beta"]
+
+
 async def test_completion_for_a_forbidden_prompt_or_template_answers_as_for_an_unknown_one() -> None:
     prompt, template = mcp_types.PromptReference, mcp_types.ResourceTemplateReference
     async with federated("dev") as (_, client):

@@ -57,7 +57,7 @@ class Federation:
         self._owners: dict[str, str] = {}  # resource uri -> backend name
         self._templates: list[tuple[UriTemplate, str]] = []
         self._template_owners: dict[str, str] = {}  # uri template as listed -> backend name
-        self._prompts: dict[str, tuple[str, str]] = {}  # listed name -> (backend, upstream prompt name)
+        self._found: list[tuple[str, mcp_types.Prompt]] = []  # (backend, prompt as it lists it), as last listed
         # uri -> connection -> (its session, what its caller may see)
         self._subscribers: dict[str, weakref.WeakKeyDictionary[object, tuple[ServerSession, Access]]] = {}
         self._watchers: dict[str, int] = {}  # uri -> handshake-era subscribers plus 2026 listen streams
@@ -228,31 +228,37 @@ class Federation:
 
     async def list_prompts(self, access: Access) -> list[mcp_types.Prompt]:
         """Every upstream's prompts that the caller may use, under their listed names."""
-        listed = await self._list_prompts()
-        return [prompt for owner, name, prompt in listed if access.may_use_prompt(owner, name)]
+        await self._list_prompts()
+        usable = [(owner, prompt) for owner, prompt in self._found if access.may_use_prompt(owner, prompt.name)]
+        names = self._names(usable)
+        return [prompt.model_copy(update={"name": name}) for name, (_, prompt) in zip(names, usable, strict=True)]
 
-    async def _list_prompts(self) -> list[tuple[str, str, mcp_types.Prompt]]:
+    async def _list_prompts(self) -> None:
         found: list[tuple[str, mcp_types.Prompt]] = []
         for backend in self.upstreams():
             found += [(backend.name, p) for p in await _quietly(backend.list_prompts(), backend.name, "prompts")]
-        keys = [f"{owner}:{prompt.name}" for owner, prompt in found]
+        self._found = found
+
+    def _names(self, prompts: list[tuple[str, mcp_types.Prompt]]) -> list[str]:
+        """The listed names of `prompts` (of one caller): `backend__name`, or with `namespaced: false` the bare
+        name where it is unique among them, so a prompt the caller may not use never changes another's name."""
+        keys = [f"{owner}:{prompt.name}" for owner, prompt in prompts]
         plain = {} if self.namespaced else plain_names(keys, self.separator)
-        listed: list[tuple[str, str, mcp_types.Prompt]] = []
-        routes: dict[str, tuple[str, str]] = {}
-        for key, (owner, prompt) in zip(keys, found, strict=True):
-            name = plain.get(key) or flat_name(key, self.separator)
-            routes[name] = (owner, prompt.name)
-            listed.append((owner, prompt.name, prompt.model_copy(update={"name": name})))
-        self._prompts = routes
-        return listed
+        return [plain.get(key) or flat_name(key, self.separator) for key in keys]
+
+    def _routes(self, access: Access) -> dict[str, tuple[str, str]]:
+        """The caller's listed prompt name -> (backend, upstream prompt name), as last listed."""
+        usable = [(owner, prompt) for owner, prompt in self._found if access.may_use_prompt(owner, prompt.name)]
+        return {name: (owner, prompt.name) for name, (owner, prompt) in zip(self._names(usable), usable, strict=True)}
 
     async def _prompt_route(self, name: str, access: Access) -> tuple[str, str] | None:
-        """(backend, upstream name) of the listed prompt `name`, if the caller may use it."""
-        route = self._prompts.get(name)
-        if route is None or not access.may_use_prompt(*route):  # a hidden prompt costs what an unknown one does
+        """(backend, upstream name) of the prompt the caller knows as `name`; None for one it may not use or
+        that is not listed (both relist the upstreams, so neither answers faster)."""
+        route = self._routes(access).get(name)
+        if route is None:
             await self._list_prompts()
-            route = self._prompts.get(name)
-        return route if route is not None and access.may_use_prompt(*route) else None
+            route = self._routes(access).get(name)
+        return route
 
     async def complete(
         self,
@@ -295,8 +301,7 @@ class Federation:
         route = await self._prompt_route(name, access)
         backend = self.registry.get(route[0]) if route else None
         if route is None or not isinstance(backend, McpBackend):
-            usable = [listed for listed, owned in self._prompts.items() if access.may_use_prompt(*owned)]
-            known = ", ".join(usable[:10]) or "none"
+            known = ", ".join(list(self._routes(access))[:10]) or "none"
             raise MCPError(code=mcp_types.INVALID_PARAMS, message=f"No prompt {name!r}. Prompts: {known}.")
         try:
             return await backend.get_prompt(route[1], arguments)
