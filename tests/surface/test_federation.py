@@ -20,6 +20,7 @@ import pytest
 import yaml
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.server.subscriptions import InMemorySubscriptionBus, ServerEvent, ToolsListChanged
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp.shared.subscriptions import ResourceUpdated
 
@@ -29,6 +30,7 @@ from aperture.gateway import Gateway
 from aperture.ops import OPEN
 from aperture.ops.identity import IDENTITY_KEY, Identity
 from aperture.surface.mcp import McpSurface
+from aperture.surface.mcp.federation import VisibleBus
 from tests.conftest import FIXTURES
 from tests.integration.conftest import serving_http
 from tests.mcp_helpers import run
@@ -289,3 +291,14 @@ async def test_over_http_each_api_key_holder_sees_and_hears_only_its_resources(t
                 assert not (await run(admin, "docs:touch", {"uri": "docs://notes/public"})).is_error
                 with anyio.fail_after(10):
                     assert await subscription.__anext__() == ResourceUpdated(uri="docs://notes/public")
+
+
+async def test_a_listener_registered_outside_a_listen_request_hears_of_no_resource() -> None:
+    # Closed, not open: should the SDK register listen streams some other way, nothing leaks.
+    bus = VisibleBus(InMemorySubscriptionBus(), lambda uri, access: True)
+    heard: list[ServerEvent] = []
+    unsubscribe = bus.subscribe(heard.append)
+    await bus.publish(ResourceUpdated(uri="docs://notes/public"))
+    await bus.publish(ToolsListChanged())
+    unsubscribe()
+    assert heard == [ToolsListChanged()]
