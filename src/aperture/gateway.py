@@ -61,6 +61,7 @@ from aperture.model import (
     describe,
     install_log_redaction,
 )
+from aperture.ops.access import Access
 from aperture.ops.chain import Ops
 
 logger = logging.getLogger(__name__)
@@ -205,6 +206,14 @@ class Gateway:
                 await self.registry.refresh(name)
         return reports
 
+    # --- who sees what -------------------------------------------------------------------------
+
+    def access(self, ctx: CallContext | None = None) -> Access:
+        """What the caller (of `ctx`, else of the request being served) may see and reach: tools, namespaces,
+        prompts, resources and resource templates, by the auth rules. Surfaces ask this for every listing,
+        lookup and notice, and treat what it hides exactly as something that does not exist."""
+        return self.ops.access(ctx)
+
     # --- discovery ------------------------------------------------------------------------------
 
     def search(
@@ -301,9 +310,10 @@ class Gateway:
         offset = self._offset(cursor, scope, "list_namespaces")
         counts = self.index.namespaces()
         names = self.registry.names()
-        if self.ops.visibility() is not None:
+        access = self.access()
+        if not access.unrestricted:
             visible = self.ops.visible_namespaces()
-            names = [n for n in names if visible.get(n) or (not counts.get(n) and self.ops.may_see(f"{n}:*"))]
+            names = [n for n in names if visible.get(n) or (not counts.get(n) and access.may_see_namespace(n))]
             counts = dict(visible)
         health = await self.registry.health_check(timeout=2.0)
         snapshot = self.registry.snapshot

@@ -10,6 +10,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from aperture.ops.access import (
+        OPEN,
+        Access,
+    )
     from aperture.ops.auth import (
         AuditLog,
         Auth,
@@ -83,6 +87,8 @@ if TYPE_CHECKING:
 _HOMES = {
     "IDENTITY_KEY": "identity",
     "LOCAL": "identity",
+    "OPEN": "access",
+    "Access": "access",
     "ApiKeySettings": "settings",
     "AuditLog": "auth",
     "Auth": "auth",
@@ -137,6 +143,8 @@ _HOMES = {
 __all__ = [
     "IDENTITY_KEY",
     "LOCAL",
+    "OPEN",
+    "Access",
     "ApiKeySettings",
     "AuditLog",
     "Auth",

@@ -18,6 +18,7 @@ import jwt
 
 from aperture.execution import RunFn, RunResult, ToolCall
 from aperture.model import ForbiddenError, InvalidToolIdError, Tool, ToolId, UnauthorizedError, UnknownToolError
+from aperture.ops.access import Access
 from aperture.ops.identity import Identity, identity_of
 from aperture.ops.resilience import first_match
 from aperture.ops.settings import AuthSettings, JwtSettings, RuleSettings
@@ -259,6 +260,10 @@ class Auth:
         """The identity a call runs as."""
         return identity_of(ctx, self.local)
 
+    def access(self, who: Identity) -> Access:
+        """What `who` may see and reach by these rules (the seam every path asks; see `aperture.ops.access`)."""
+        return Access(identity=who, allows=self.authorizer.allows)
+
     def wrap(self, inner: RunFn) -> RunFn:
         """The middleware."""
 
@@ -268,7 +273,7 @@ class Auth:
             found = self.resolve(tool_id) if isinstance(tool_id, str) else None
             key = found[0].key if found is not None else str(tool_id)
             started = time.perf_counter()
-            if found is not None and not self.authorizer.allows(who, key):
+            if found is not None and not self.access(who).may_see_tool(key):
                 rule = self.authorizer.rule_for(key)
                 needs = (
                     " or ".join([*(f"role '{r}'" for r in rule.roles), *(f"scope '{s}'" for s in rule.scopes)])
@@ -314,7 +319,7 @@ class Auth:
         """
         tool_id = str(call.tool_id)
         try:
-            hidden = not self.authorizer.allows(who, ToolId.parse(tool_id).key)
+            hidden = not self.access(who).may_see_tool(ToolId.parse(tool_id).key)
         except InvalidToolIdError:
             return await inner(call)  # the runner explains the malformed id (it names no other tool)
         result = None if hidden else await inner(call)

@@ -14,6 +14,7 @@ import anyio.to_thread
 
 from aperture.execution import BackendRegistry, Middleware, RunFn, Runner, closest_ids
 from aperture.model import ApertureError, InvalidToolIdError, Tool, ToolId, UnknownToolError
+from aperture.ops.access import OPEN, Access
 from aperture.ops.cache import CacheStore, FileStore, MemoryStore, RedisStore, ResultCache
 from aperture.ops.health import HealthChecker
 from aperture.ops.identity import LOCAL, Identity, identity_of, local_identity
@@ -132,13 +133,21 @@ class Ops:
         """`run` wrapped in the enabled middleware, outermost first (`run` itself when none is enabled)."""
         return reduce(lambda inner, wrap: wrap(inner), reversed(self.middleware), run)
 
+    def access(self, ctx: Any = None) -> Access:
+        """What the caller of `ctx` (else of the request being served) may see and reach, by the auth rules.
+
+        The one place the rules are asked from: every listing, lookup and notice of every surface goes
+        through the `Access` this returns (`OPEN` without auth).
+        """
+        if self.auth is None:
+            return OPEN
+        who = identity_of(ctx, self.local) if ctx is not None else self._current()
+        access: Access = self.auth.access(who)
+        return access
+
     def may_see(self, tool_id: str, ctx: Any = None) -> bool:
         """Whether the current caller may see (and so run) `tool_id`; always True without auth."""
-        if self.auth is None:
-            return True
-        who = identity_of(ctx, self.local) if ctx is not None else self._current()
-        allowed: bool = self.auth.authorizer.allows(who, tool_id)
-        return allowed
+        return self.auth is None or self.access(ctx).may_see_tool(tool_id)
 
     def visibility(self) -> tuple[Hashable, Callable[[str], bool]] | None:
         """What the current caller may see, for the index to filter before paging (None: everything).
@@ -147,9 +156,8 @@ class Ops:
         """
         if self.auth is None:
             return None
-        who = self._current()
-        authorizer = self.auth.authorizer
-        return (who.roles, who.scopes), lambda tool_id: authorizer.allows(who, tool_id)
+        access = self.access()
+        return (access.identity.roles, access.identity.scopes), access.may_see_tool
 
     def visible_tools(self, who: Identity | None = None) -> Mapping[str, Tool]:
         """The catalog as the caller (`who`, else the current one) sees it: only the tools it may run."""
@@ -169,8 +177,8 @@ class Ops:
         key = (snapshot.version, (who.roles, who.scopes))
         view = self._views.get(key)
         if view is None:
-            allows = self.auth.authorizer.allows
-            tools = {k: tool for k, tool in snapshot.tools.items() if allows(who, k)}
+            may_see = self.auth.access(who).may_see_tool
+            tools = {k: tool for k, tool in snapshot.tools.items() if may_see(k)}
             view = tools, Counter(tool.namespace for tool in tools.values())
             if len(self._views) >= _MAX_VIEWS or any(version != snapshot.version for version, _ in self._views):
                 self._views = {}

@@ -82,7 +82,10 @@ class JwtSettings(_Section):
 class RuleSettings(_Section):
     """Who may use the tools matching a glob: any of `roles`, or any of `scopes`."""
 
-    tools: str = Field(description="Glob on tool ids, e.g. 'admin:*' or 'github:delete_*'.")
+    tools: str = Field(
+        description="Glob on tool ids, e.g. 'admin:*' or 'github:delete_*'. Upstream prompts, resources and resource "
+        "templates are matched as 'backend:prompt', 'backend:uri' and 'backend:template' (docs/operations.md)."
+    )
     roles: list[str] = Field(default_factory=list, description="Any of these roles allows the tools.")
     scopes: list[str] = Field(default_factory=list, description="Any of these scopes allows the tools.")
 

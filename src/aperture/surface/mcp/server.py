@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import logging
 import warnings
@@ -19,16 +18,17 @@ from mcp.server.lowlevel.server import NotificationOptions
 from mcp.server.models import InitializationOptions
 from mcp.server.session import ServerSession
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
-from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
+from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 import aperture
 from aperture.execution import CallContext, RunResult
 from aperture.gateway import Gateway
 from aperture.model import ApertureError, InternalError, UnknownToolError
+from aperture.ops.access import Access
 from aperture.surface.mcp import lean
 from aperture.surface.mcp.exposure import Exposure
-from aperture.surface.mcp.federation import Federation
+from aperture.surface.mcp.federation import Federation, VisibleBus
 from aperture.surface.mcp.lean import LeanPeer, Notify
 from aperture.surface.mcp.metatools import (
     META_TOOLS,
@@ -95,11 +95,14 @@ class McpSurface:
         self._changed = anyio.Event()
         # 2026-07-28 clients hear of changes through `subscriptions/listen`; older ones by notifications.
         self._bus = InMemorySubscriptionBus()
-        self._listen = ListenHandler(self._bus)
         self.federation = Federation(
             gateway.registry, separator=settings.separator, namespaced=settings.namespaced, bus=self._bus
         )
+        # Each listen stream hears only of resources its caller may read.
+        self._listen = ListenHandler(VisibleBus(self._bus, self.federation.readable))
         self._log_levels: dict[object, str] = {}  # by connection, as `_sessions`
+        # What each handshake-era connection's caller may see, for notices sent outside its requests.
+        self._access: dict[object, Access] = {}  # by connection, as `_sessions`
         # The lean path's callers: the connection seen last (stdio has one), and HTTP sessions' by session id.
         self._last_connection: weakref.ref[object] | None = None
         self._http_connections: weakref.WeakValueDictionary[str, object] = weakref.WeakValueDictionary()
@@ -169,70 +172,59 @@ class McpSurface:
             listed = tuple(t for t in listed if exposure.routes.get(t.name) in visible)
         return mcp_types.ListToolsResult(tools=[*self._meta_listing, *listed])
 
-    # --- resources and prompts of the upstreams -------------------------------------------------
+    # --- resources and prompts of the upstreams (each as the caller may see them) ---------------
 
     async def _on_list_resources(
         self, ctx: ServerRequestContext[Any], params: mcp_types.PaginatedRequestParams | None
     ) -> mcp_types.ListResourcesResult:
-        return mcp_types.ListResourcesResult(resources=await self.federation.list_resources())
+        return mcp_types.ListResourcesResult(resources=await self.federation.list_resources(self.gateway.access()))
 
     async def _on_list_resource_templates(
         self, ctx: ServerRequestContext[Any], params: mcp_types.PaginatedRequestParams | None
     ) -> mcp_types.ListResourceTemplatesResult:
-        return mcp_types.ListResourceTemplatesResult(resource_templates=await self.federation.list_templates())
+        templates = await self.federation.list_templates(self.gateway.access())
+        return mcp_types.ListResourceTemplatesResult(resource_templates=templates)
 
     async def _on_read_resource(
         self, ctx: ServerRequestContext[Any], params: mcp_types.ReadResourceRequestParams
     ) -> mcp_types.ReadResourceResult:
-        return await self.federation.read(str(params.uri))
+        return await self.federation.read(str(params.uri), self.gateway.access())
 
     async def _on_subscribe(
         self, ctx: ServerRequestContext[Any], params: mcp_types.SubscribeRequestParams
     ) -> mcp_types.EmptyResult:
-        await self.federation.subscribe(str(params.uri), ctx.session)
+        await self.federation.subscribe(str(params.uri), ctx.session, self.gateway.access())
         return mcp_types.EmptyResult()
 
     async def _on_unsubscribe(
         self, ctx: ServerRequestContext[Any], params: mcp_types.UnsubscribeRequestParams
     ) -> mcp_types.EmptyResult:
-        await self.federation.subscribe(str(params.uri), ctx.session, subscribe=False)
+        await self.federation.subscribe(str(params.uri), ctx.session, self.gateway.access(), subscribe=False)
         return mcp_types.EmptyResult()
 
     async def _on_listen(
         self, ctx: ServerRequestContext[Any], params: mcp_types.SubscriptionsListenRequestParams
     ) -> mcp_types.SubscriptionsListenResult:
-        """A 2026-07-28 client's event stream; the upstreams owning the resources it watches are subscribed
-        for as long as it listens."""
-        watched = []
-        for uri in params.notifications.resource_subscriptions or ():
-            try:
-                await self.federation.watch(uri)
-                watched.append(uri)
-            except MCPError as exc:
-                logger.info("listen: not watching %s: %s", uri, exc.message)
-        try:
-            return await self._listen(ctx, params)
-        finally:
-            with anyio.CancelScope(shield=True):
-                for uri in watched:
-                    with contextlib.suppress(MCPError, ApertureError):
-                        await self.federation.watch(uri, watch=False)
+        """A 2026-07-28 client's event stream; the upstreams owning the resources it watches (and may read)
+        are subscribed for as long as it listens."""
+        uris = params.notifications.resource_subscriptions or ()
+        return await self.federation.listen(uris, self.gateway.access(), lambda: self._listen(ctx, params))
 
     async def _on_list_prompts(
         self, ctx: ServerRequestContext[Any], params: mcp_types.PaginatedRequestParams | None
     ) -> mcp_types.ListPromptsResult:
-        return mcp_types.ListPromptsResult(prompts=await self.federation.list_prompts())
+        return mcp_types.ListPromptsResult(prompts=await self.federation.list_prompts(self.gateway.access()))
 
     async def _on_completion(
         self, ctx: ServerRequestContext[Any], params: mcp_types.CompleteRequestParams
     ) -> mcp_types.CompleteResult:
         argument = {"name": params.argument.name, "value": params.argument.value}
-        return await self.federation.complete(params.ref, argument)
+        return await self.federation.complete(params.ref, argument, self.gateway.access())
 
     async def _on_get_prompt(
         self, ctx: ServerRequestContext[Any], params: mcp_types.GetPromptRequestParams
     ) -> mcp_types.GetPromptResult:
-        return await self.federation.get_prompt(params.name, params.arguments)
+        return await self.federation.get_prompt(params.name, params.arguments, self.gateway.access())
 
     # --- upstream log messages, forwarded to clients --------------------------------------------
 
@@ -259,6 +251,7 @@ class McpSurface:
             if connection not in self._sessions:
                 on_close(connection, self._forget)
             self._sessions[connection] = ctx.session
+            self._access[connection] = self.gateway.access()
             return connection
         return None
 
@@ -266,6 +259,7 @@ class McpSurface:
         """Drop what is kept for a connection that closed."""
         self._sessions.pop(connection, None)
         self._log_levels.pop(connection, None)
+        self._access.pop(connection, None)
 
     def _listen_to_upstreams(self) -> None:
         for backend in self.federation.upstreams():
@@ -279,7 +273,7 @@ class McpSurface:
         One possible call: on that call's request stream. Several (a stdio upstream, whose messages name no
         request, with calls of several clients in flight): to each of those clients, unrelated to a request;
         never to clients with nothing in flight there. None (sent between calls): to every handshake-era
-        client. Always only where the client's log level admits it.
+        client whose caller may see the backend's namespace. Always only where the client's log level admits it.
         """
         rank = _LOG_LEVELS.index(params.level)
         source = f"{backend}.{params.logger}" if params.logger else backend
@@ -303,6 +297,9 @@ class McpSurface:
                     logger.debug("could not forward a log message to its caller: %s", exc)
             return
         for connection, session in list(self._sessions.items()):
+            access = self._access.get(connection)
+            if access is None or not access.may_see_namespace(backend):  # the backend's namespace is hidden from it
+                continue
             if rank < _LOG_LEVELS.index(self._log_levels.get(connection, "info")):
                 continue
             try:
