@@ -97,7 +97,16 @@ def build_backend(spec: BackendConfig, config: Config, guard: IntegrityGuard | N
         cwd = str(config.resolve(spec.cwd)) if spec.cwd else None
         target = StdioTarget(command=program, args=tuple(args), env=spec.env, cwd=cwd)
     known = guard.store.known_tools(spec.name, McpBackend.kind) if guard is not None and spec.lazy else []
-    return McpBackend(spec.name, target, init_timeout=spec.init_timeout, lazy=spec.lazy, known_tools=known)
+    return McpBackend(
+        spec.name,
+        target,
+        init_timeout=spec.init_timeout,
+        lazy=spec.lazy,
+        known_tools=known,
+        isolation=spec.isolation,
+        client_sessions=spec.client_sessions,
+        client_idle_timeout=spec.client_idle_timeout,
+    )
 
 
 class Gateway:

@@ -48,9 +48,18 @@ def http_url() -> Iterator[str]:
 
 
 def spec(transport: str, http_url: str, **extra: Any) -> dict[str, Any]:
+    transport, _, isolation = transport.partition("-")
+    if isolation:
+        extra["isolation"] = isolation
     if transport == "http":
         return {"name": "up", "kind": "mcp", "url": http_url, **extra}
     return {"name": "up", "kind": "mcp", "command": [sys.executable, SERVER], **extra}
+
+
+def in_flight(backend: McpBackend) -> int:
+    """Calls in flight on the backend's sessions: the shared one, and each client's own."""
+    own = [lease.session for lease in backend._clients._leases.values()] if backend._clients else []
+    return backend._routes.in_flight + sum(session._routes.in_flight for session in own)  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -147,14 +156,18 @@ ASKS = {
 }
 
 
+ISOLATED = [*TRANSPORTS, "stdio-per_client", "http-per_client"]
+
+
 @pytest.mark.parametrize("kind", list(ASKS), ids=list(ASKS))
-@pytest.mark.parametrize("transport", TRANSPORTS, ids=TRANSPORTS)
+@pytest.mark.parametrize("transport", ISOLATED, ids=ISOLATED)
 async def test_a_request_sent_back_during_a_call_reaches_only_its_caller(
     transport: str, kind: str, http_url: str, tmp_path: Path
 ) -> None:
     # A's call starts first and asks late (at the gate); B's call starts later and is still in flight when
     # A's question comes: "the latest caller" would be B. Over HTTP the question rides A's own stream, so
     # A is asked; over stdio nothing says whose it is, so with calls overlapping both questions are refused.
+    # With `isolation: per_client` each client has a session of its own: each is asked its own question.
     tool, argument, answer = ASKS[kind]
     gate = tmp_path / "gate"
     results: dict[str, mcp_types.CallToolResult] = {}
@@ -172,7 +185,7 @@ async def test_a_request_sent_back_during_a_call_reaches_only_its_caller(
         with anyio.fail_after(30):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(call, a, {argument: "for a", "gate": str(gate)})
-                await until(lambda: upstream._routes.in_flight == 1)
+                await until(lambda: in_flight(upstream) == 1)
                 tg.start_soon(call, b, {argument: "for b"}, b_settled)
                 async with anyio.create_task_group() as either:  # B was asked (and waits), or was refused
 
@@ -186,7 +199,7 @@ async def test_a_request_sent_back_during_a_call_reaches_only_its_caller(
                 await until(lambda: "a" in results)
                 b.release.set()
     assert "for a" not in b.asked and "for b" not in a.asked
-    if transport == "http":
+    if transport != "stdio":
         assert a.asked == ["for a"] and b.asked == ["for b"]
         assert text_of(results["a"]) == answer.format("a") and text_of(results["b"]) == answer.format("b")
     else:
@@ -266,3 +279,28 @@ async def test_progress_of_overlapping_calls_reaches_only_its_caller(transport: 
             tg.start_soon(slow, a, 3)
             tg.start_soon(slow, b, 5)
     assert a.progress == [1, 2, 3] and b.progress == [1, 2, 3, 4, 5]
+
+
+async def test_per_client_isolation_gives_each_client_a_session_of_its_own(http_url: str, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    config = {"backends": [spec("stdio-per_client", http_url, client_sessions=2, client_idle_timeout=4)]}
+    async with agents(config, "a", "b", "c") as (gw, (a, b, c)):
+        upstream = upstream_of(gw)
+        clients = upstream._clients
+        assert clients is not None
+        for agent in (a, b, a):
+            assert text_of(await run(client_of(agent), "up:echo", {"text": agent.name})) == agent.name
+        pids = {lease.session._watch.pid for lease in clients._leases.values()}  # type: ignore[attr-defined]
+        assert len(clients) == 2 and len(pids) == 2 and upstream._watch.pid not in pids  # type: ignore[union-attr]
+        assert "2 per-client sessions" in (await upstream.health()).message
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                for agent in (a, b):
+                    tg.start_soon(run, client_of(agent), "up:hold", {"gate": str(gate)})
+                await until(lambda: in_flight(upstream) == 2)
+                refused = await run(client_of(c), "up:echo", {"text": "c"})  # both sessions busy: no room
+                gate.touch()
+        assert refused.is_error and "already runs 2 per-client sessions" in text_of(refused)
+        assert text_of(await run(client_of(c), "up:echo", {"text": "c"})) == "c"  # an idle one made room
+        await until(lambda: len(clients) == 0, 20)  # idle for longer than client_idle_timeout: closed
+        assert text_of(await run(client_of(a), "up:echo", {"text": "again"})) == "again"

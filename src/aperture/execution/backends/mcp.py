@@ -32,6 +32,7 @@ from pydantic import BaseModel, ValidationError
 
 from aperture.execution.backend import CallContext, HealthStatus
 from aperture.execution.backends._http import SessionHeaders, upstream_http_client
+from aperture.execution.backends.mcp_clients import ClientSessions
 from aperture.execution.backends.mcp_http_raw import HttpPoster
 from aperture.execution.backends.mcp_raw import ID_PREFIX, ChannelClosedError, RawChannel
 from aperture.execution.backends.mcp_routing import ASKING_METHODS, CallRoutes, InFlight
@@ -84,6 +85,9 @@ class McpBackend:
         restart: RestartPolicy | None = None,
         lazy: bool = False,
         known_tools: Sequence[Tool] = (),
+        isolation: str = "shared",
+        client_sessions: int = 16,
+        client_idle_timeout: float = 300.0,
     ) -> None:
         ToolId(name, "x")  # validates the namespace
         self._name = name
@@ -106,6 +110,14 @@ class McpBackend:
         self._log_listener: LogListener | None = None
         # Which call each message the upstream sends back belongs to; over HTTP its stream says so.
         self._routes = CallRoutes(name, related=isinstance(target, HttpTarget) and not target.sse)
+        # isolation: per_client: each client's calls on a session of its own; this one lists, reads, prompts.
+        self._clients = (
+            ClientSessions(
+                name, self._client_session, limit=client_sessions, idle_timeout=client_idle_timeout, kind=self.kind
+            )
+            if isolation == "per_client"
+            else None
+        )
         self._task_group: anyio.abc.TaskGroup | None = None
         # Made in start(): anyio primitives need a running event loop.
         self._ready: anyio.Event
@@ -128,6 +140,8 @@ class McpBackend:
         self._ready, self._settled, self._broken, self._finished = (anyio.Event() for _ in range(4))
         self._sleeping = anyio.CancelScope()
         self._task_group = task_group
+        if self._clients is not None:
+            self._clients.start(task_group)
         if self.state is UpstreamState.IDLE:
             self._settled.set()
             return
@@ -143,6 +157,8 @@ class McpBackend:
             return
         self.state = UpstreamState.CLOSED
         self._listener = None
+        if self._clients is not None:
+            await self._clients.aclose()
         if self._task_group is not None:
             self._broken.set()
             self._sleeping.cancel()
@@ -338,6 +354,10 @@ class McpBackend:
         entry = self._tools.get(name)
         if entry is None:
             raise UnknownToolError(f"{self._name}:{name}", [f"{self._name}:{n}" for n in list(self._tools)[:3]])
+        if self._clients is not None:
+            async with self._clients.lease(ctx) as own:
+                if own is not None:
+                    return await own.call(name, args, ctx)
         try:
             return await self._call_once(entry[1], args, ctx)
         except MCPError as exc:
@@ -379,6 +399,20 @@ class McpBackend:
             raise await self._died_during_call() from exc
         finally:
             self._routes.end(in_flight)
+
+    def _client_session(self) -> McpBackend:
+        """A session to the same upstream for one client (`isolation: per_client`), knowing the same tools."""
+        own = McpBackend(self._name, self.target, init_timeout=self.init_timeout, restart=self.restart)
+        own._tools = dict(self._tools)
+        own._routes.unrouted = self._routes.unrouted  # one count for the backend
+        own._log_listener = self._relay_log
+        return own
+
+    async def _relay_log(
+        self, backend: str, params: mcp_types.LoggingMessageNotificationParams, caller: CallContext
+    ) -> None:
+        if self._log_listener is not None:
+            await self._log_listener(backend, params, caller)
 
     # --- requests the upstream sends back during a call (sampling, elicitation) ------------------
 
@@ -570,7 +604,7 @@ class McpBackend:
             await client.send_ping()
         return HealthStatus(
             healthy=True,
-            message=f"{len(self._tools)} tools from {self.target}{self._unrouted_note()}",
+            message=f"{len(self._tools)} tools from {self.target}{self._clients_note()}{self._unrouted_note()}",
             latency_ms=(time.perf_counter() - started) * 1000,
         )
 
@@ -578,6 +612,9 @@ class McpBackend:
     def unrouted(self) -> dict[str, int]:
         """Messages from the upstream that matched no call in flight and were dropped or refused, by kind."""
         return dict(self._routes.unrouted)
+
+    def _clients_note(self) -> str:
+        return "" if self._clients is None else f"; {len(self._clients)} per-client sessions"
 
     def _unrouted_note(self) -> str:
         counts = self._routes.unrouted
