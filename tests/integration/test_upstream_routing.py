@@ -251,7 +251,7 @@ async def test_log_messages_after_a_call_ended_reach_no_other_client(
 async def test_stdio_log_messages_of_overlapping_calls_reach_no_other_client(http_url: str) -> None:
     # On stdio a log message names no request: with two clients' calls in flight, neither gets it (before,
     # both got both); a later call that runs alone gets its own messages again.
-    config = {"backends": [spec("stdio", http_url)]}
+    config = {"backends": [spec("stdio", http_url)], "ops": {"observe": {"enabled": True}}}
     async with agents(config, "a", "b", "alone") as (gw, (a, b, alone)):
         async with anyio.create_task_group() as tg:
             tg.start_soon(run, client_of(a), "up:log", {"message": "for a", "delay": 0.2, "linger": 0.6})
@@ -261,6 +261,8 @@ async def test_stdio_log_messages_of_overlapping_calls_reach_no_other_client(htt
         await until(lambda: bool(alone.logs))
         assert upstream_of(gw).unrouted == {"log": 2}
         assert "matched no call (dropped): log 2" in (await upstream_of(gw).health()).message
+        metrics = gw.ops.telemetry.prometheus_text().decode()
+        assert 'upstream_messages_unrouted_total{backend="up",kind="log"} 2.0' in metrics, metrics
     assert a.logs == b.logs == []
     assert alone.logs == ["alone"]
 
