@@ -135,7 +135,9 @@ async def test_log_messages_are_seen_while_their_call_still_waits() -> None:
     channel.on_log = lambda params, context: logs.append((params, context))
     channel.on_answer = answered.append
     log = {"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": "x"}}
-    assert not channel.wants(json.dumps(log).encode())  # nothing in flight: the SDK session takes it
+    assert channel.wants(json.dumps(log).encode())  # even with nothing in flight: judged in order with answers
+    assert channel.accept(log) and logs == [(log["params"], None)]
+    logs.clear()
     async with anyio.create_task_group() as tg:
         channel.open(wire.send, tg)
         tg.start_soon(partial(channel.request, "tools/call", {"name": "log"}, context="first call"))

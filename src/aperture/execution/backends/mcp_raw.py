@@ -89,8 +89,14 @@ class RawChannel:
         return pending.context if pending is not None else None
 
     def wants(self, line: bytes) -> bool:
-        """Whether `line` may be for this channel (cheap: no parsing)."""
-        return bool(self._pending) and any(marker in line for marker in MARKERS)
+        """Whether `line` may be for this channel (cheap: no parsing).
+
+        Log messages are wanted even with nothing in flight: whose they are is judged as they are read, in
+        order with the answers, not later, when a call sent since might look like their owner.
+        """
+        if self.on_log is not None and MARKERS[1] in line:
+            return True
+        return bool(self._pending) and MARKERS[0] in line
 
     def accept(self, message: Any, stream_of: str | None = None) -> bool:
         """Take `message` when it answers or reports on one of this channel's requests; True when taken.
