@@ -54,3 +54,23 @@ def test_unmatched_messages_are_counted_by_kind(related: bool) -> None:
     calls.drop("log", "y")
     calls.drop("sampling", "z")
     assert calls.unrouted == {"log": 2, "sampling": 1}
+
+
+def test_a_refusal_says_why_and_what_to_do() -> None:
+    http, stdio = routes(related=True), routes(related=False)
+    assert http.refusal("sampling") == (
+        "Aperture refused this sampling request: it did not arrive on the response stream of a call to 'up' that "
+        "is still running, so no client can be told to answer it. Send it related to the tools/call request that "
+        "needs it."
+    )
+    assert stdio.refusal("elicitation") == (
+        "Aperture refused this elicitation request: no call to 'up' is running to answer it."
+    )
+    stdio.begin(CallContext())
+    stdio.begin(CallContext())
+    assert stdio.refusal("sampling") == (
+        "Aperture refused this sampling request: calls to 'up' overlapped, and this transport (stdio or SSE) does "
+        "not say which call a request belongs to, so no client can be told to answer it. Set `isolation: "
+        "per_client` on backend 'up' to give each client its own upstream session, or make the call when no other "
+        "call to it runs."
+    )

@@ -433,7 +433,7 @@ class McpBackend:
         owner = self._routes.owner_of_ask(getattr(context, "request_id", None))
         if owner is None:
             self._routes.drop(kind, f"request {getattr(context, 'request_id', None)!r}")
-            return mcp_types.ErrorData(code=mcp_types.INVALID_REQUEST, message=self._unmatched_ask(kind))
+            return mcp_types.ErrorData(code=mcp_types.INVALID_REQUEST, message=self._routes.refusal(kind))
         peer = owner.ctx.peer
         if peer is None:
             return mcp_types.ErrorData(
@@ -448,21 +448,6 @@ class McpBackend:
                 return result
         except MCPError as exc:
             return exc.error
-
-    def _unmatched_ask(self, kind: str) -> str:
-        if self._routes.related:
-            return (
-                f"Aperture refused this {kind} request: it did not arrive on the response stream of a call to "
-                f"'{self._name}' that is still running, so no client can be told to answer it. Send it related to "
-                "the tools/call request that needs it."
-            )
-        if not self._routes.in_flight:
-            return f"Aperture refused this {kind} request: no call to '{self._name}' is running to answer it."
-        return (
-            f"Aperture refused this {kind} request: calls of more than one client to '{self._name}' overlapped, "
-            f"and this transport does not say which call a request belongs to. Set `isolation: per_client` on "
-            f"backend '{self._name}' to give each client its own upstream session, or call when no other call runs."
-        )
 
     async def _inject(self, sink: MemoryObjectSendStream[SessionMessage | Exception], message: Any, call: Any) -> None:
         """Hand the SDK session a message read off a lean call's stream, as if its transport had read it.

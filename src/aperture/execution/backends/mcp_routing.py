@@ -105,6 +105,23 @@ class CallRoutes:
         """Calls in flight on the SDK session rather than the lean channel."""
         return sum(1 for call in self._calls if not call.lean)
 
+    def refusal(self, kind: str) -> str:
+        """Why a `kind` request (sampling, elicitation) that matched no call is refused: for the upstream."""
+        if self.related:
+            return (
+                f"Aperture refused this {kind} request: it did not arrive on the response stream of a call to "
+                f"'{self._backend}' that is still running, so no client can be told to answer it. Send it related "
+                "to the tools/call request that needs it."
+            )
+        if not self._calls:
+            return f"Aperture refused this {kind} request: no call to '{self._backend}' is running to answer it."
+        return (
+            f"Aperture refused this {kind} request: calls to '{self._backend}' overlapped, and this transport "
+            "(stdio or SSE) does not say which call a request belongs to, so no client can be told to answer it. "
+            f"Set `isolation: per_client` on backend '{self._backend}' to give each client its own upstream "
+            "session, or make the call when no other call to it runs."
+        )
+
     def drop(self, kind: str, detail: str) -> None:
         """Count a message that matched no call; it goes nowhere."""
         self.unrouted[kind] += 1
