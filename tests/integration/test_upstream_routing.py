@@ -56,10 +56,14 @@ def spec(transport: str, http_url: str, **extra: Any) -> dict[str, Any]:
     return {"name": "up", "kind": "mcp", "command": [sys.executable, SERVER], **extra}
 
 
-def in_flight(backend: McpBackend) -> int:
-    """Calls in flight on the backend's sessions: the shared one, and each client's own."""
-    own = [lease.session for lease in backend._clients._leases.values()] if backend._clients else []
-    return backend._routes.in_flight + sum(session._routes.in_flight for session in own)  # type: ignore[attr-defined]
+def reached(*gates: Path) -> Any:
+    """A condition: every call waiting at one of these gates has reached it (the upstream is handling it)."""
+    return lambda: all(Path(f"{gate}.reached").exists() for gate in gates)
+
+
+def dropped(backend: McpBackend, kind: str) -> int:
+    # 0 from a backend without the counter (before issue 17): a test then fails on what reached the clients.
+    return int(getattr(backend, "unrouted", {}).get(kind, 0))
 
 
 @dataclass
@@ -185,7 +189,7 @@ async def test_a_request_sent_back_during_a_call_reaches_only_its_caller(
         with anyio.fail_after(30):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(call, a, {argument: "for a", "gate": str(gate)})
-                await until(lambda: in_flight(upstream) == 1)
+                await until(reached(gate))
                 tg.start_soon(call, b, {argument: "for b"}, b_settled)
                 async with anyio.create_task_group() as either:  # B was asked (and waits), or was refused
 
@@ -230,7 +234,7 @@ async def test_log_messages_after_a_call_ended_reach_no_other_client(
 ) -> None:
     # A's call answers at once; its 20 log messages come later, while B's and C's calls are in flight.
     # They belong to no call in flight: they go nowhere and are counted, never to B or C.
-    logs_gate, hold_gate = tmp_path / "logs", tmp_path / "hold"
+    logs_gate, hold_gate, held_too = tmp_path / "logs", tmp_path / "hold", tmp_path / "hold too"
     config = {"backends": [spec(transport, http_url)], "execution": {"timeout": 20}}
     async with agents(config, "a", "b", "c") as (gw, (a, b, c)):
         upstream = upstream_of(gw)
@@ -238,25 +242,31 @@ async def test_log_messages_after_a_call_ended_reach_no_other_client(
         assert text_of(await run(client_of(a), "up:log_later", args)) == "will log"
         with anyio.fail_after(30):
             async with anyio.create_task_group() as tg:
-                for agent in (b, c):
-                    tg.start_soon(run, client_of(agent), "up:hold", {"gate": str(hold_gate)})
-                await until(lambda: upstream._routes.in_flight == 2)
+                for agent, gate in ((b, hold_gate), (c, held_too)):
+                    tg.start_soon(run, client_of(agent), "up:hold", {"gate": str(gate)})
+                await until(reached(hold_gate, held_too))
                 logs_gate.touch()
-                await until(lambda: upstream.unrouted.get("log", 0) + len(b.logs) + len(c.logs) >= 20)
+                await until(lambda: dropped(upstream, "log") + len(b.logs) + len(c.logs) >= 20)
                 hold_gate.touch()
+                held_too.touch()
     assert a.logs == b.logs == c.logs == []
     assert upstream.unrouted == {"log": 20}
 
 
-async def test_stdio_log_messages_of_overlapping_calls_reach_no_other_client(http_url: str) -> None:
+async def test_stdio_log_messages_of_overlapping_calls_reach_no_other_client(http_url: str, tmp_path: Path) -> None:
     # On stdio a log message names no request: with two clients' calls in flight, neither gets it (before,
     # both got both); a later call that runs alone gets its own messages again.
     config = {"backends": [spec("stdio", http_url)], "ops": {"observe": {"enabled": True}}}
+    gates = [tmp_path / "a", tmp_path / "b"]
     async with agents(config, "a", "b", "alone") as (gw, (a, b, alone)):
         async with anyio.create_task_group() as tg:
-            tg.start_soon(run, client_of(a), "up:log", {"message": "for a", "delay": 0.2, "linger": 0.6})
-            tg.start_soon(run, client_of(b), "up:log", {"message": "for b", "delay": 0.5, "linger": 0.3})
-        await until(lambda: upstream_of(gw).unrouted.get("log", 0) == 2)
+            for agent, gate in zip((a, b), gates, strict=True):
+                tg.start_soon(run, client_of(agent), "up:log", {"message": f"for {agent.name}", "gate": str(gate)})
+            await until(reached(*gates))  # both calls in flight: then both log
+            for gate in gates:
+                gate.touch()
+        await until(lambda: dropped(upstream_of(gw), "log") + len(a.logs) + len(b.logs) >= 2)
+        assert a.logs == b.logs == []
         assert text_of(await run(client_of(alone), "up:log", {"message": "alone"})) == "logged"
         await until(lambda: bool(alone.logs))
         assert upstream_of(gw).unrouted == {"log": 2}
@@ -284,7 +294,7 @@ async def test_progress_of_overlapping_calls_reaches_only_its_caller(transport: 
 
 
 async def test_per_client_isolation_gives_each_client_a_session_of_its_own(http_url: str, tmp_path: Path) -> None:
-    gate = tmp_path / "gate"
+    gates = [tmp_path / "gate a", tmp_path / "gate b"]
     config = {"backends": [spec("stdio-per_client", http_url, client_sessions=2, client_idle_timeout=4)]}
     async with agents(config, "a", "b", "c") as (gw, (a, b, c)):
         upstream = upstream_of(gw)
@@ -297,11 +307,12 @@ async def test_per_client_isolation_gives_each_client_a_session_of_its_own(http_
         assert "2 per-client sessions" in (await upstream.health()).message
         with anyio.fail_after(30):
             async with anyio.create_task_group() as tg:
-                for agent in (a, b):
+                for agent, gate in zip((a, b), gates, strict=True):
                     tg.start_soon(run, client_of(agent), "up:hold", {"gate": str(gate)})
-                await until(lambda: in_flight(upstream) == 2)
+                await until(reached(*gates))
                 refused = await run(client_of(c), "up:echo", {"text": "c"})  # both sessions busy: no room
-                gate.touch()
+                for gate in gates:
+                    gate.touch()
         assert refused.is_error and "already runs 2 per-client sessions" in text_of(refused)
         assert text_of(await run(client_of(c), "up:echo", {"text": "c"})) == "c"  # an idle one made room
         await until(lambda: len(clients) == 0, 20)  # idle for longer than client_idle_timeout: closed
