@@ -31,8 +31,9 @@ class InFlight:
     """One call in flight on an upstream session (compared by identity: two calls may carry equal contexts)."""
 
     ctx: CallContext
-    shared: bool = False
-    """Another call was in flight on the same session at some moment since this one started."""
+    serial: int = 0
+    """The number of calls begun on the session, this one included, when it began."""
+    alone_at_start: bool = True
     ended: bool = False
     lean: bool = False
     """Sent on the lean channel (its progress is matched by the channel's own token)."""
@@ -49,19 +50,17 @@ class CallRoutes:
     def __init__(self, backend: str, *, related: bool) -> None:
         self._backend = backend
         self.related = related
-        self._calls: list[InFlight] = []
+        self._calls: dict[int, InFlight] = {}  # by id(): removal in O(1) with thousands in flight
+        self._begun = 0
         self._asks: dict[tuple[type, Any], InFlight] = {}
         self.unrouted: Counter[str] = Counter()
         """Messages that matched no call and went nowhere, by kind (`UNROUTED_KINDS`)."""
 
     def begin(self, ctx: CallContext, *, lean: bool = False) -> InFlight:
         """Record a call about to be sent; from now on it overlaps every call still in flight."""
-        call = InFlight(ctx, lean=lean)
-        if self._calls:
-            call.shared = True
-            for other in self._calls:
-                other.shared = True
-        self._calls.append(call)
+        self._begun += 1
+        call = InFlight(ctx, serial=self._begun, alone_at_start=not self._calls, lean=lean)
+        self._calls[id(call)] = call
         return call
 
     def end(self, call: InFlight) -> None:
@@ -69,7 +68,7 @@ class CallRoutes:
         if call.ended:
             return
         call.ended = True
-        self._calls.remove(call)
+        del self._calls[id(call)]
         for key in [key for key, owner in self._asks.items() if owner is call]:
             del self._asks[key]
 
@@ -79,9 +78,11 @@ class CallRoutes:
 
     def sole(self) -> InFlight | None:
         """The call in flight, when it is the only one and has been for the whole time since it started."""
-        if len(self._calls) == 1 and not self._calls[0].shared:
-            return self._calls[0]
-        return None
+        if len(self._calls) != 1:
+            return None
+        (call,) = self._calls.values()
+        # Nothing was in flight when it began, and nothing began since: it has been alone all along.
+        return call if call.alone_at_start and call.serial == self._begun else None
 
     def note_ask(self, request_id: Any, call: Any) -> None:
         """A server-to-client request with this id arrived on `call`'s own stream (HTTP)."""
@@ -103,7 +104,7 @@ class CallRoutes:
 
     def sdk_calls(self) -> int:
         """Calls in flight on the SDK session rather than the lean channel."""
-        return sum(1 for call in self._calls if not call.lean)
+        return sum(1 for call in self._calls.values() if not call.lean)
 
     def refusal(self, kind: str) -> str:
         """Why a `kind` request (sampling, elicitation) that matched no call is refused: for the upstream."""
