@@ -74,3 +74,10 @@ def test_a_refusal_says_why_and_what_to_do() -> None:
         "per_client` on backend 'up' to give each client its own upstream session, or make the call when no other "
         "call to it runs."
     )
+
+
+def test_on_a_one_client_session_overlapping_calls_still_name_their_client() -> None:
+    calls = CallRoutes("up", related=False, one_client=True)
+    first = calls.begin(CallContext(request_id="1"))
+    calls.begin(CallContext(request_id="2"))
+    assert calls.owner_of_ask(7) is first and calls.owner_of_notice(None) is first

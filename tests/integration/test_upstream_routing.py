@@ -317,3 +317,25 @@ async def test_per_client_isolation_gives_each_client_a_session_of_its_own(http_
         assert text_of(await run(client_of(c), "up:echo", {"text": "c"})) == "c"  # an idle one made room
         await until(lambda: len(clients) == 0, 20)  # idle for longer than client_idle_timeout: closed
         assert text_of(await run(client_of(a), "up:echo", {"text": "again"})) == "again"
+
+
+async def test_per_client_isolation_puts_questions_of_one_clients_overlapping_calls_to_that_client(
+    http_url: str, tmp_path: Path
+) -> None:
+    gates = [tmp_path / "first", tmp_path / "second"]
+    results: list[str] = []
+    config = {"backends": [spec("stdio-per_client", http_url)], "execution": {"timeout": 20}}
+    async with agents(config, "a", "b") as (_, (a, b)):
+
+        async def sample(gate: Path) -> None:
+            results.append(text_of(await run(client_of(a), "up:sample", {"prompt": gate.name, "gate": str(gate)})))
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                for gate in gates:
+                    tg.start_soon(sample, gate)
+                await until(reached(*gates))  # both of A's calls in flight on A's own session
+                for gate in gates:
+                    gate.touch()
+    assert results == ["model said: a-model"] * 2
+    assert sorted(a.asked) == ["first", "second"] and b.asked == []

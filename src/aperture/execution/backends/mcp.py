@@ -310,7 +310,7 @@ class McpBackend:
             self._task_group_or_fail().start_soon(self._resource_listener, self._name, str(message.params.uri))
 
     async def _on_log(self, params: mcp_types.LoggingMessageNotificationParams) -> None:
-        # Read by the SDK session: over HTTP off no call's stream (so no call's), on stdio with no lean call waiting.
+        # Read by the SDK session: over HTTP off every call's stream (so no call's); over SSE, all of them.
         self._log(params, None)
 
     def _on_raw_log(self, raw: dict[str, Any], stream_of: Any) -> None:
@@ -403,6 +403,7 @@ class McpBackend:
     def _client_session(self) -> McpBackend:
         """A session to the same upstream for one client (`isolation: per_client`), knowing the same tools."""
         own = McpBackend(self._name, self.target, init_timeout=self.init_timeout, restart=self.restart)
+        own._routes.one_client = True
         own._tools = dict(self._tools)
         own._routes.unrouted = self._routes.unrouted  # one count for the backend
         own._log_listener = self._relay_log

@@ -45,11 +45,14 @@ class CallRoutes:
     Args:
         backend: the backend's name, for log records.
         related: whether the transport links messages to calls (streamable HTTP), or not (stdio, SSE).
+        one_client: every call on the session comes from one client (`isolation: per_client`): where the
+            transport names no call, a message goes to that client on its oldest call in flight.
     """
 
-    def __init__(self, backend: str, *, related: bool) -> None:
+    def __init__(self, backend: str, *, related: bool, one_client: bool = False) -> None:
         self._backend = backend
         self.related = related
+        self.one_client = one_client
         self._calls: dict[int, InFlight] = {}  # by id(): removal in O(1) with thousands in flight
         self._begun = 0
         self._asks: dict[tuple[type, Any], InFlight] = {}
@@ -77,7 +80,10 @@ class CallRoutes:
         return len(self._calls)
 
     def sole(self) -> InFlight | None:
-        """The call in flight, when it is the only one and has been for the whole time since it started."""
+        """The call in flight, when it is the only one and has been for the whole time since it started (on a
+        one-client session: the oldest call in flight)."""
+        if self.one_client and self._calls:
+            return next(iter(self._calls.values()))  # whichever of its calls: the client is the same
         if len(self._calls) != 1:
             return None
         (call,) = self._calls.values()
