@@ -3,8 +3,9 @@
 A shared upstream session cannot tell, on stdio, which client's call a sampling or elicitation request
 belongs to once calls overlap (see `mcp_routing`). Giving each client its own session (its own process, for
 a stdio upstream) removes the question: whatever arrives on a client's session is that client's. Sessions
-start on a client's first call, close when the client has been idle for `idle_timeout` seconds or is gone,
-and at most `limit` run at once (the least recently used idle one makes room).
+start on a client's first call, close when the client has been idle for `idle_timeout` seconds (or once
+its connection object is freed), and at most `limit` run at once (the least recently used idle one makes
+room).
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ class ClientSessions:
     async def _reap_forever(self) -> None:
         with self._reaper:
             while True:
-                await anyio.sleep(max(0.05, min(self.idle_timeout / 2, 30.0)))
+                await anyio.sleep(max(0.05, min(self.idle_timeout / 2, 5.0)))  # also notices clients gone
                 await self._reap()
 
     async def _reap(self) -> None:
