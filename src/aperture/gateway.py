@@ -112,7 +112,16 @@ def build_backend(
             command=program, args=tuple(args), env=spec.env, cwd=cwd, max_message_bytes=spec.max_message_bytes
         )
     known = guard.store.known_tools(spec.name, McpBackend.kind) if guard is not None and spec.lazy else []
-    return McpBackend(spec.name, target, init_timeout=spec.init_timeout, lazy=spec.lazy, known_tools=known)
+    return McpBackend(
+        spec.name,
+        target,
+        init_timeout=spec.init_timeout,
+        lazy=spec.lazy,
+        known_tools=known,
+        isolation=spec.isolation,
+        client_sessions=spec.client_sessions,
+        client_idle_timeout=spec.client_idle_timeout,
+    )
 
 
 class Gateway:

@@ -131,19 +131,28 @@ async def test_a_cancelled_request_is_cancelled_upstream() -> None:
 async def test_log_messages_are_seen_while_their_call_still_waits() -> None:
     wire, channel = Wire(), RawChannel()
     logs: list[tuple[dict[str, Any], Any]] = []
+    answered: list[Any] = []
     channel.on_log = lambda params, context: logs.append((params, context))
+    channel.on_answer = answered.append
     log = {"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": "x"}}
-    assert not channel.wants(json.dumps(log).encode())  # nothing in flight: the SDK session takes it
+    assert channel.wants(json.dumps(log).encode())  # even with nothing in flight: judged in order with answers
+    assert channel.accept(log) and logs == [(log["params"], None)]
+    logs.clear()
     async with anyio.create_task_group() as tg:
         channel.open(wire.send, tg)
         tg.start_soon(partial(channel.request, "tools/call", {"name": "log"}, context="first call"))
         first = await wire.next()
+        # On a pipe the channel never guesses whose a message is, even with one call waiting: its caller judges.
         assert channel.wants(json.dumps(log).encode()) and channel.accept(log)
-        assert logs == [(log["params"], "first call")]  # the only call in flight: its own
+        assert logs == [(log["params"], None)]
         tg.start_soon(partial(channel.request, "tools/call", {"name": "log"}, context="second call"))
         second = await wire.next()
-        channel.accept(log)
         channel.accept(log, stream_of=second["id"])  # it came on the second call's own (HTTP) stream
-        assert logs[1:] == [(log["params"], None), (log["params"], "second call")]
+        assert logs[1:] == [(log["params"], "second call")]
+        assert channel.context_of(first["id"]) == "first call" and channel.context_of("ap-999") is None
         for request in (first, second):
             channel.accept({"jsonrpc": "2.0", "id": request["id"], "result": {}})
+        # Each answer is reported the moment it is read, before its waiter resumes.
+        assert answered == ["first call", "second call"]
+        channel.accept(log, stream_of=second["id"])  # the stream of a call already answered names nobody
+        assert logs[-1] == (log["params"], None)

@@ -123,6 +123,18 @@ class McpBackendConfig(_Section):
         description="Largest message (one stdio line, one HTTP answer or SSE event) taken from the upstream. "
         "A longer stdio line stops the upstream (it is restarted); a longer HTTP answer fails its call.",
     )
+    isolation: Literal["shared", "per_client"] = Field(
+        "shared",
+        description="shared: one upstream session carries every client's calls. per_client: each client gets a "
+        "session of its own (a process of its own, for a command), so sampling and elicitation requests reach "
+        "the right client even when calls overlap on stdio.",
+    )
+    client_sessions: int = Field(
+        16, ge=1, le=1000, description="With isolation per_client: most per-client sessions open at once."
+    )
+    client_idle_timeout: float = Field(
+        300.0, gt=0, description="With isolation per_client: seconds a client's session stays open after its last call."
+    )
 
     _valid_name = field_validator("name")(classmethod(lambda cls, v: _backend_name(v)))
 

@@ -1,6 +1,6 @@
 """Execution: the `Backend` protocol, the registry, backends and the run pipeline."""
 
-from aperture.execution.backend import Backend, CallContext, ChangeNotifier, HealthStatus, ProgressFn
+from aperture.execution.backend import Backend, CallContext, ChangeNotifier, CountsUnrouted, HealthStatus, ProgressFn
 from aperture.execution.backends import (
     HttpTarget,
     McpBackend,
@@ -25,6 +25,7 @@ __all__ = [
     "CapabilitySettings",
     "CatalogSnapshot",
     "ChangeNotifier",
+    "CountsUnrouted",
     "FingerprintStore",
     "HealthStatus",
     "HeldTool",

@@ -75,6 +75,17 @@ class Backend(Protocol):
 
 
 @runtime_checkable
+class CountsUnrouted(Protocol):
+    """A backend that drops what it cannot match to a call (an upstream's log messages, its requests back to
+    a client) rather than guess, and counts them for the operator."""
+
+    @property
+    def unrouted(self) -> Mapping[str, int]:
+        """How many messages matched no call, by kind (`sampling`, `elicitation`, `progress`, `log`)."""
+        ...
+
+
+@runtime_checkable
 class ChangeNotifier(Protocol):
     """A backend whose tool list can change while it runs; the registry listens for that."""
 

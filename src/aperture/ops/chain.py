@@ -12,7 +12,7 @@ from typing import Any
 
 import anyio.to_thread
 
-from aperture.execution import BackendRegistry, Middleware, RunFn, Runner, closest_ids
+from aperture.execution import BackendRegistry, CountsUnrouted, Middleware, RunFn, Runner, closest_ids
 from aperture.model import ApertureError, InvalidToolIdError, Tool, ToolId, UnknownToolError
 from aperture.ops.access import OPEN, Access
 from aperture.ops.cache import CacheStore, FileStore, MemoryStore, RedisStore, ResultCache
@@ -92,6 +92,7 @@ class Ops:
             from aperture.ops.observe import Observer, Telemetry
 
             self.telemetry = Telemetry(settings.observe)
+            self.telemetry.watch_unrouted(self._unrouted)
             self.observer = Observer(settings.observe, self.telemetry, self.resolve)
             layers["observe"] = self.observer.wrap
         if settings.cache.enabled:
@@ -128,6 +129,15 @@ class Ops:
             breakers=self.resilience.breaker_states if self.resilience is not None else None,
             redis=self.link.health if self.link is not None else None,
         )
+
+    def _unrouted(self) -> list[tuple[str, str, int]]:
+        """`(backend, kind, count)` of upstream messages that matched no call, for the metrics."""
+        counts: list[tuple[str, str, int]] = []
+        for name in self.registry.names():
+            backend = self.registry.get(name)
+            if isinstance(backend, CountsUnrouted):
+                counts += [(name, kind, count) for kind, count in backend.unrouted.items()]
+        return counts
 
     def wrap(self, run: RunFn) -> RunFn:
         """`run` wrapped in the enabled middleware, outermost first (`run` itself when none is enabled)."""

@@ -7,7 +7,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from aperture.execution import RunFn, RunResult, ToolCall
@@ -92,6 +92,19 @@ class Telemetry:
     def breaker_changed(self, backend: str, state: str) -> None:
         """Count a breaker transition."""
         self.breaker_changes.add(1, {"backend": backend, "state": state})
+
+    def watch_unrouted(self, read: Callable[[], Iterable[tuple[str, str, int]]]) -> None:
+        """Report, at each collection, `(backend, kind, count)` of upstream messages that matched no call."""
+        from opentelemetry.metrics import CallbackOptions, Observation
+
+        def observe(options: CallbackOptions) -> Iterable[Observation]:
+            return [Observation(count, {"backend": backend, "kind": kind}) for backend, kind, count in read()]
+
+        self.meter_provider.get_meter("aperture.ops").create_observable_counter(
+            "upstream.messages.unrouted",
+            callbacks=[observe],
+            description="Messages from upstreams that matched no call in flight and were dropped or refused",
+        )
 
     def prometheus_text(self) -> bytes:
         """The metrics in Prometheus' text format."""

@@ -32,8 +32,10 @@ from pydantic import BaseModel, ValidationError
 
 from aperture.execution.backend import CallContext, HealthStatus
 from aperture.execution.backends._http import SessionHeaders, upstream_http_client
+from aperture.execution.backends.mcp_clients import ClientSessions
 from aperture.execution.backends.mcp_http_raw import HttpPoster
-from aperture.execution.backends.mcp_raw import ChannelClosedError, RawChannel
+from aperture.execution.backends.mcp_raw import ID_PREFIX, ChannelClosedError, RawChannel
+from aperture.execution.backends.mcp_routing import ASKING_METHODS, CallRoutes, InFlight
 from aperture.execution.backends.mcp_stdio import ProcessWatch, stdio_upstream
 from aperture.execution.backends.mcp_upstream import (
     BACKEND_KIND,
@@ -59,12 +61,9 @@ from aperture.model.errors import shorten
 logger = logging.getLogger(__name__)
 
 ResultT = TypeVar("ResultT", bound=BaseModel)
-LogListener = Callable[
-    [str, mcp_types.LoggingMessageNotificationParams, "Sequence[CallContext]"], Coroutine[Any, Any, None]
-]
-"""`(backend, params, callers)`: the calls the message may belong to. Over HTTP, the one whose stream carried
-it; on stdio, where a log message names no request, every call in flight; none for a message sent between
-calls."""
+LogListener = Callable[[str, mcp_types.LoggingMessageNotificationParams, CallContext], Coroutine[Any, Any, None]]
+"""`(backend, params, caller)`: the one call the message belongs to (see `mcp_routing`). A message that matches
+no call is counted and goes to no listener."""
 
 
 class McpBackend:
@@ -86,6 +85,9 @@ class McpBackend:
         restart: RestartPolicy | None = None,
         lazy: bool = False,
         known_tools: Sequence[Tool] = (),
+        isolation: str = "shared",
+        client_sessions: int = 16,
+        client_idle_timeout: float = 300.0,
     ) -> None:
         ToolId(name, "x")  # validates the namespace
         self._name = name
@@ -106,7 +108,16 @@ class McpBackend:
         self._reconnect = False  # the next start is planned (a lost session), not a crash: no backoff
         self._resource_listener: Callable[[str, str], Coroutine[Any, Any, None]] | None = None
         self._log_listener: LogListener | None = None
-        self._callers: list[CallContext] = []
+        # Which call each message the upstream sends back belongs to; over HTTP its stream says so.
+        self._routes = CallRoutes(name, related=isinstance(target, HttpTarget) and not target.sse)
+        # isolation: per_client: each client's calls on a session of its own; this one lists, reads, prompts.
+        self._clients = (
+            ClientSessions(
+                name, self._client_session, limit=client_sessions, idle_timeout=client_idle_timeout, kind=self.kind
+            )
+            if isolation == "per_client"
+            else None
+        )
         self._task_group: anyio.abc.TaskGroup | None = None
         # Made in start(): anyio primitives need a running event loop.
         self._ready: anyio.Event
@@ -129,6 +140,8 @@ class McpBackend:
         self._ready, self._settled, self._broken, self._finished = (anyio.Event() for _ in range(4))
         self._sleeping = anyio.CancelScope()
         self._task_group = task_group
+        if self._clients is not None:
+            self._clients.start(task_group)
         if self.state is UpstreamState.IDLE:
             self._settled.set()
             return
@@ -144,6 +157,8 @@ class McpBackend:
             return
         self.state = UpstreamState.CLOSED
         self._listener = None
+        if self._clients is not None:
+            await self._clients.aclose()
         if self._task_group is not None:
             self._broken.set()
             self._sleeping.cancel()
@@ -213,6 +228,7 @@ class McpBackend:
         transport: AbstractAsyncContextManager[Any]
         channel = RawChannel()  # the lean path for tools/call, on stdio and streamable-HTTP upstreams
         channel.on_log = self._on_raw_log
+        channel.on_answer = self._on_answer
         http: httpx2.AsyncClient | None = None
         url = ""
         session = SessionHeaders()
@@ -248,7 +264,7 @@ class McpBackend:
                     url,
                     session,
                     channel,
-                    partial(_inject, merged_send),
+                    partial(self._inject, merged_send),
                     max_message_bytes=self.target.max_message_bytes,
                 )
                 channel.open(poster.send, links)
@@ -297,28 +313,40 @@ class McpBackend:
             self._listener(self._name)
 
     async def _on_message(self, message: Any) -> None:
-        if isinstance(message, mcp_types.ToolListChangedNotification) and self._client is not None:
+        if isinstance(message, mcp_types.ProgressNotification):
+            token = message.params.progress_token
+            # The lean channel takes progress for its own calls; the SDK session matches its own calls' tokens.
+            if (isinstance(token, str) and token.startswith(ID_PREFIX)) or not self._routes.sdk_calls():
+                self._routes.drop("progress", f"token {token!r}")
+        elif isinstance(message, mcp_types.ToolListChangedNotification) and self._client is not None:
             client = self._client
             self._task_group_or_fail().start_soon(self._relist_quietly, client)
         elif isinstance(message, mcp_types.ResourceUpdatedNotification) and self._resource_listener is not None:
             self._task_group_or_fail().start_soon(self._resource_listener, self._name, str(message.params.uri))
 
     async def _on_log(self, params: mcp_types.LoggingMessageNotificationParams) -> None:
-        self._log(params)
+        # Read by the SDK session: over HTTP off every call's stream (so no call's); over SSE, all of them.
+        self._log(params, None)
 
-    def _on_raw_log(self, raw: dict[str, Any], caller: CallContext | None) -> None:
+    def _on_raw_log(self, raw: dict[str, Any], stream_of: Any) -> None:
         try:
             params = mcp_types.LoggingMessageNotificationParams.model_validate(raw, by_name=False)
         except ValidationError:
             logger.info("upstream %s sent a malformed log message: %s", self._name, shorten(str(raw), 300))
             return
-        self._log(params, caller)
+        self._log(params, stream_of)
 
-    def _log(self, params: mcp_types.LoggingMessageNotificationParams, caller: CallContext | None = None) -> None:
+    def _on_answer(self, context: Any) -> None:
+        if isinstance(context, InFlight):
+            self._routes.end(context)
+
+    def _log(self, params: mcp_types.LoggingMessageNotificationParams, stream_of: Any) -> None:
         logger.info("upstream %s log [%s]: %s", self._name, params.level, shorten(str(params.data), 500))
-        if self._log_listener is not None:
-            callers = [caller] if caller is not None else list(self._callers)
-            self._task_group_or_fail().start_soon(self._log_listener, self._name, params, callers)
+        owner = self._routes.owner_of_notice(stream_of)
+        if owner is None:
+            self._routes.drop("log", shorten(str(params.data), 200))
+        elif self._log_listener is not None:
+            self._task_group_or_fail().start_soon(self._log_listener, self._name, params, owner.ctx)
 
     async def _relist_quietly(self, client: Client) -> None:
         try:
@@ -341,6 +369,10 @@ class McpBackend:
         entry = self._tools.get(name)
         if entry is None:
             raise UnknownToolError(f"{self._name}:{name}", [f"{self._name}:{n}" for n in list(self._tools)[:3]])
+        if self._clients is not None:
+            async with self._clients.lease(ctx) as own:
+                if own is not None:
+                    return await own.call(name, args, ctx)
         try:
             return await self._call_once(entry[1], args, ctx)
         except MCPError as exc:
@@ -365,12 +397,13 @@ class McpBackend:
             await ctx.report_progress(progress, total, message)
 
         channel = self._channel
-        self._callers.append(ctx)
+        lean = channel is not None and channel.usable
+        in_flight = self._routes.begin(ctx, lean=lean)
         try:
             on_progress = None if ctx.progress is None else progress
-            if channel is not None and channel.usable:
+            if channel is not None and lean:
                 call = {"name": upstream_name, "arguments": args}
-                raw = await channel.request("tools/call", call, on_progress, context=ctx)
+                raw = await channel.request("tools/call", call, on_progress, context=in_flight)
                 return _call_result(raw, self._name)
             return await client.call_tool(upstream_name, args, progress_callback=on_progress)
         except MCPError as exc:
@@ -380,31 +413,49 @@ class McpBackend:
         except (anyio.ClosedResourceError, anyio.BrokenResourceError, ChannelClosedError, OSError) as exc:
             raise await self._died_during_call() from exc
         finally:
-            self._callers.remove(ctx)
+            self._routes.end(in_flight)
+
+    def _client_session(self) -> McpBackend:
+        """A session to the same upstream for one client (`isolation: per_client`), knowing the same tools."""
+        own = McpBackend(self._name, self.target, init_timeout=self.init_timeout, restart=self.restart)
+        own._routes.one_client = True
+        own._tools = dict(self._tools)
+        own._routes.unrouted = self._routes.unrouted  # one count for the backend
+        own._log_listener = self._relay_log
+        return own
+
+    async def _relay_log(
+        self, backend: str, params: mcp_types.LoggingMessageNotificationParams, caller: CallContext
+    ) -> None:
+        if self._log_listener is not None:
+            await self._log_listener(backend, params, caller)
 
     # --- requests the upstream sends back during a call (sampling, elicitation) ------------------
-
-    def _caller(self) -> Any:
-        """The session of the agent whose call is running (the latest, when several are)."""
-        for ctx in reversed(self._callers):
-            if ctx.peer is not None:
-                return ctx.peer
-        return None
 
     async def _on_sampling(
         self, context: Any, params: mcp_types.CreateMessageRequestParams
     ) -> mcp_types.CreateMessageResult | mcp_types.ErrorData:
-        return await self._ask_caller(mcp_types.CreateMessageRequest(params=params), mcp_types.CreateMessageResult)
+        request = mcp_types.CreateMessageRequest(params=params)
+        return await self._ask_caller(context, "sampling", request, mcp_types.CreateMessageResult)
 
     async def _on_elicitation(self, context: Any, params: Any) -> mcp_types.ElicitResult | mcp_types.ErrorData:
-        return await self._ask_caller(mcp_types.ElicitRequest(params=params), mcp_types.ElicitResult)
+        request = mcp_types.ElicitRequest(params=params)
+        return await self._ask_caller(context, "elicitation", request, mcp_types.ElicitResult)
 
-    async def _ask_caller(self, request: Any, result_type: type[ResultT]) -> ResultT | mcp_types.ErrorData:
-        """Forward a request from the upstream to the agent whose call caused it."""
-        peer = self._caller()
+    async def _ask_caller(
+        self, context: Any, kind: str, request: Any, result_type: type[ResultT]
+    ) -> ResultT | mcp_types.ErrorData:
+        """Forward a request from the upstream to the client whose call raised it; refuse it when none can be told."""
+        owner = self._routes.owner_of_ask(getattr(context, "request_id", None))
+        if owner is None:
+            self._routes.drop(kind, f"request {getattr(context, 'request_id', None)!r}")
+            return mcp_types.ErrorData(code=mcp_types.INVALID_REQUEST, message=self._routes.refusal(kind))
+        peer = owner.ctx.peer
         if peer is None:
             return mcp_types.ErrorData(
-                code=mcp_types.INVALID_REQUEST, message=f"no client is waiting on a call to '{self._name}' to answer"
+                code=mcp_types.INVALID_REQUEST,
+                message=f"The client whose call to '{self._name}' sent this {kind} request cannot be asked: it "
+                "reached the gateway without a session to send requests back on.",
             )
         try:
             with warnings.catch_warnings():
@@ -413,6 +464,23 @@ class McpBackend:
                 return result
         except MCPError as exc:
             return exc.error
+
+    async def _inject(self, sink: MemoryObjectSendStream[SessionMessage | Exception], message: Any, call: Any) -> None:
+        """Hand the SDK session a message read off a lean call's stream, as if its transport had read it.
+
+        A request the server sends back on a call's stream (sampling, elicitation) is noted as that call's.
+        """
+        try:
+            parsed = mcp_types.jsonrpc_message_adapter.validate_python(message, by_name=False)
+        except ValidationError:
+            logger.warning("upstream sent a message that is not JSON-RPC: %s", shorten(str(message), 200))
+            return
+        if isinstance(parsed, mcp_types.JSONRPCRequest) and parsed.method in ASKING_METHODS:
+            self._routes.note_ask(parsed.id, call)
+        try:
+            await sink.send(SessionMessage(parsed))
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            logger.debug("upstream connection closed; dropped a message")
 
     def _upstream_error(self, exc: MCPError) -> ExecutionError:
         return ExecutionError(
@@ -537,28 +605,30 @@ class McpBackend:
             await client.send_ping()
         return HealthStatus(
             healthy=True,
-            message=f"{len(self._tools)} tools from {self.target}",
+            message=f"{len(self._tools)} tools from {self.target}{self._clients_note()}{self._unrouted_note()}",
             latency_ms=(time.perf_counter() - started) * 1000,
         )
+
+    @property
+    def unrouted(self) -> dict[str, int]:
+        """Messages from the upstream that matched no call in flight and were dropped or refused, by kind."""
+        return dict(self._routes.unrouted)
+
+    def _clients_note(self) -> str:
+        return "" if self._clients is None else f"; {len(self._clients)} per-client sessions"
+
+    def _unrouted_note(self) -> str:
+        counts = self._routes.unrouted
+        if not counts:
+            return ""
+        listed = ", ".join(f"{kind} {counts[kind]}" for kind in sorted(counts))
+        return f"; messages that matched no call (dropped): {listed}"
 
 
 async def _forward(source: Any, sink: MemoryObjectSendStream[SessionMessage | Exception]) -> None:
     async with sink:
         async for item in source:
             await sink.send(item)
-
-
-async def _inject(sink: MemoryObjectSendStream[SessionMessage | Exception], message: Any) -> None:
-    """Hand the SDK session a message read off a lean call's stream, as if its transport had read it."""
-    try:
-        parsed = mcp_types.jsonrpc_message_adapter.validate_python(message, by_name=False)
-    except ValidationError:
-        logger.warning("upstream sent a message that is not JSON-RPC: %s", shorten(str(message), 200))
-        return
-    try:
-        await sink.send(SessionMessage(parsed))
-    except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-        logger.debug("upstream connection closed; dropped a message")
 
 
 def _call_result(raw: Any, backend: str) -> mcp_types.CallToolResult:

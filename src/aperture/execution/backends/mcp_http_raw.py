@@ -46,7 +46,11 @@ class _Response(Protocol):
 
 
 class HttpPoster:
-    """`send` for a `RawChannel` over streamable HTTP; `elsewhere` takes the messages that are not its own."""
+    """`send` for a `RawChannel` over streamable HTTP; `elsewhere` takes the messages that are not its own.
+
+    `elsewhere(message, context)` gets the channel `context` of the request whose stream carried the message
+    (None when that request no longer waits), so a request the server sends back can be put to its caller.
+    """
 
     def __init__(
         self,
@@ -54,7 +58,7 @@ class HttpPoster:
         url: str,
         session: SessionHeaders,
         channel: RawChannel,
-        elsewhere: Callable[[Any], Awaitable[None]],
+        elsewhere: Callable[[Any, Any], Awaitable[None]],
         max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         self._http = http
@@ -137,7 +141,7 @@ class HttpPoster:
 
     async def _deliver(self, message: Any, stream_of: str | None) -> None:
         if not self._channel.accept(message, stream_of):
-            await self._elsewhere(message)
+            await self._elsewhere(message, self._channel.context_of(stream_of))
 
 
 class _LastEvent:

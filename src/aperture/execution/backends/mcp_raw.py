@@ -63,10 +63,14 @@ class RawChannel:
         self._closed: str | None = None
 
         self.on_log: Callable[[dict[str, Any], Any], None] | None = None
-        """Called with a log message's params, and the `context` of the request it belongs to when that is
-        known (it came on that request's own HTTP stream, or only one request waits), else None. Log
-        messages come here rather than to the SDK session so they are seen in order with the responses:
-        the call a message belongs to is still in flight when it arrives."""
+        """Called with a log message's params, and the `context` of the request whose own HTTP stream carried
+        it, else None (on a pipe, never: which call it belongs to is the caller's judgement, see
+        `mcp_routing`). Log messages come here rather than to the SDK session so they are seen in order with
+        the responses: the call a message belongs to is still in flight when it arrives."""
+
+        self.on_answer: Callable[[Any], None] | None = None
+        """Called with a request's `context` the moment its answer is read, before its waiter resumes: from
+        then on nothing that arrives belongs to it."""
 
     def open(self, send: Send, task_group: anyio.abc.TaskGroup) -> None:
         self._send, self._task_group = send, task_group
@@ -79,9 +83,20 @@ class RawChannel:
         """Whether a request with this id is still waiting for its answer."""
         return isinstance(request_id, str) and request_id in self._pending
 
+    def context_of(self, request_id: str | None) -> Any:
+        """The `context` of the waiting request with this id (None when there is none)."""
+        pending = self._pending.get(request_id) if request_id is not None else None
+        return pending.context if pending is not None else None
+
     def wants(self, line: bytes | bytearray) -> bool:
-        """Whether `line` may be for this channel (cheap: no parsing)."""
-        return bool(self._pending) and any(marker in line for marker in MARKERS)
+        """Whether `line` may be for this channel (cheap: no parsing).
+
+        Log messages are wanted even with nothing in flight: whose they are is judged as they are read, in
+        order with the answers, not later, when a call sent since might look like their owner.
+        """
+        if self.on_log is not None and MARKERS[1] in line:
+            return True
+        return bool(self._pending) and MARKERS[0] in line
 
     def accept(self, message: Any, stream_of: str | None = None) -> bool:
         """Take `message` when it answers or reports on one of this channel's requests; True when taken.
@@ -97,13 +112,12 @@ class RawChannel:
                 return False
             pending.response = message
             pending.done.set()
+            if self.on_answer is not None:
+                self.on_answer(pending.context)
             return True
         params = message.get("params")
         if message.get("method") == "notifications/message" and isinstance(params, dict) and self.on_log is not None:
-            owner = self._pending.get(stream_of) if stream_of is not None else None
-            if owner is None and len(self._pending) == 1:
-                owner = next(iter(self._pending.values()))
-            self.on_log(params, owner.context if owner is not None else None)
+            self.on_log(params, self.context_of(stream_of))
             return True
         if message.get("method") == "notifications/progress" and isinstance(params, dict):
             token = params.get("progressToken")
@@ -136,11 +150,13 @@ class RawChannel:
         pending, self._pending = self._pending, {}
         for entry in pending.values():
             entry.done.set()
+            if self.on_answer is not None:
+                self.on_answer(entry.context)
 
     async def request(
         self, method: str, params: dict[str, Any], on_progress: ProgressFn | None = None, context: Any = None
     ) -> Any:
-        """Send one request and wait for its result; `context` comes back with its log messages (`on_log`).
+        """Send one request and wait for its result; `context` comes back with its log messages and its answer.
 
         Raises:
             MCPError: the upstream answered with a JSON-RPC error.

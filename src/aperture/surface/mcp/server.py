@@ -6,7 +6,7 @@ import difflib
 import logging
 import warnings
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine
 from functools import cached_property
 from typing import Any
 
@@ -25,7 +25,6 @@ import aperture
 from aperture.execution import CallContext, RunResult
 from aperture.gateway import Gateway
 from aperture.model import ApertureError, InternalError, UnknownToolError
-from aperture.ops.access import Access
 from aperture.surface.mcp import lean
 from aperture.surface.mcp.exposure import Exposure
 from aperture.surface.mcp.federation import Federation, VisibleBus
@@ -101,8 +100,6 @@ class McpSurface:
         # Each listen stream hears only of resources its caller may read.
         self._listen = ListenHandler(VisibleBus(self._bus, self.federation.readable))
         self._log_levels: dict[object, str] = {}  # by connection, as `_sessions`
-        # What each handshake-era connection's caller may see, for notices sent outside its requests.
-        self._access: dict[object, Access] = {}  # by connection, as `_sessions`
         # The lean path's callers: the connection seen last (stdio has one), and HTTP sessions' by session id.
         self._last_connection: weakref.ref[object] | None = None
         self._http_connections: weakref.WeakValueDictionary[str, object] = weakref.WeakValueDictionary()
@@ -251,7 +248,6 @@ class McpSurface:
             if connection not in self._sessions:
                 on_close(connection, self._forget)
             self._sessions[connection] = ctx.session
-            self._access[connection] = self.gateway.access()
             return connection
         return None
 
@@ -259,55 +255,34 @@ class McpSurface:
         """Drop what is kept for a connection that closed."""
         self._sessions.pop(connection, None)
         self._log_levels.pop(connection, None)
-        self._access.pop(connection, None)
 
     def _listen_to_upstreams(self) -> None:
         for backend in self.federation.upstreams():
             backend.set_log_listener(self._on_upstream_log)
 
     async def _on_upstream_log(
-        self, backend: str, params: mcp_types.LoggingMessageNotificationParams, callers: Sequence[CallContext]
+        self, backend: str, params: mcp_types.LoggingMessageNotificationParams, caller: CallContext
     ) -> None:
-        """Forward an upstream's log message to the clients it may concern, each at most once.
+        """Forward an upstream's log message to the client whose call it belongs to, on that call's request.
 
-        One possible call: on that call's request stream. Several (a stdio upstream, whose messages name no
-        request, with calls of several clients in flight): to each of those clients, unrelated to a request;
-        never to clients with nothing in flight there. None (sent between calls): to every handshake-era
-        client whose caller may see the backend's namespace. Always only where the client's log level admits it.
+        The backend names the one call a message belongs to, and keeps (counts) the ones it cannot match:
+        a message never goes to a client other than the caller. Only where the client's log level admits it.
         """
+        if caller.peer is None:
+            return
         rank = _LOG_LEVELS.index(params.level)
         source = f"{backend}.{params.logger}" if params.logger else backend
-        if callers:
-            related = len(callers) == 1
-            peers = {id(c.peer): c for c in callers if c.peer is not None}  # one message per client
-            for caller in peers.values():
-                connection = getattr(caller.peer, "_connection", None)
-                if connection is not None and rank < _LOG_LEVELS.index(self._log_levels.get(connection, "info")):
-                    continue
-                try:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore", MCPDeprecationWarning)
-                        await caller.peer.send_log_message(
-                            params.level,
-                            params.data,
-                            logger=source,
-                            related_request_id=caller.request_id if related else None,
-                        )
-                except Exception as exc:  # the caller may be gone; a log line is not worth failing over
-                    logger.debug("could not forward a log message to its caller: %s", exc)
+        connection = getattr(caller.peer, "_connection", None)
+        if connection is not None and rank < _LOG_LEVELS.index(self._log_levels.get(connection, "info")):
             return
-        for connection, session in list(self._sessions.items()):
-            access = self._access.get(connection)
-            if access is None or not access.may_see_namespace(backend):  # the backend's namespace is hidden from it
-                continue
-            if rank < _LOG_LEVELS.index(self._log_levels.get(connection, "info")):
-                continue
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", MCPDeprecationWarning)  # only handshake-era sessions get here
-                    await session.send_log_message(params.level, params.data, logger=source)
-            except Exception as exc:  # a client that went away must not stop the others' messages
-                logger.debug("could not forward a log message: %s", exc)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", MCPDeprecationWarning)
+                await caller.peer.send_log_message(
+                    params.level, params.data, logger=source, related_request_id=caller.request_id
+                )
+        except Exception as exc:  # the caller may be gone; a log line is not worth failing over
+            logger.debug("could not forward a log message to its caller: %s", exc)
 
     def _on_tools_changed(self) -> None:
         self._listen_to_upstreams()
