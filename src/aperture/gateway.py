@@ -142,6 +142,7 @@ class Gateway:
             if self.index.version != self.registry.snapshot.version:
                 self.index.update(self.registry.snapshot, version=self.registry.snapshot.version)
             task_group.start_soon(self.registry.watch_changes)
+            task_group.start_soon(self.ops.run)  # the audit writer
             self._stack = stack.pop_all()
         return self
 

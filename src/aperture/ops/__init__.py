@@ -10,15 +10,19 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from aperture.ops.auth import (
+    from aperture.ops.audit import (
         AuditLog,
+        AuditSink,
+        FileAudit,
+        RedisAudit,
+        Spool,
+    )
+    from aperture.ops.auth import (
         Auth,
         Authenticator,
         Authorizer,
-        FileAudit,
         JwksCache,
         JwtVerifier,
-        RedisAudit,
     )
     from aperture.ops.cache import (
         CachedResult,
@@ -55,6 +59,7 @@ if TYPE_CHECKING:
     )
     from aperture.ops.settings import (
         ApiKeySettings,
+        AuditSpoolSettings,
         AuthSettings,
         BreakerSettings,
         BulkheadSettings,
@@ -84,7 +89,9 @@ _HOMES = {
     "IDENTITY_KEY": "identity",
     "LOCAL": "identity",
     "ApiKeySettings": "settings",
-    "AuditLog": "auth",
+    "AuditLog": "audit",
+    "AuditSink": "audit",
+    "AuditSpoolSettings": "settings",
     "Auth": "auth",
     "AuthSettings": "settings",
     "Authenticator": "auth",
@@ -96,7 +103,7 @@ _HOMES = {
     "CacheSettings": "settings",
     "CacheStore": "cache",
     "CachedResult": "cache",
-    "FileAudit": "auth",
+    "FileAudit": "audit",
     "FileStore": "cache",
     "HealthChecker": "health",
     "HealthSettings": "settings",
@@ -113,7 +120,7 @@ _HOMES = {
     "OpsSettings": "settings",
     "RateLimitSettings": "settings",
     "Redactor": "observe",
-    "RedisAudit": "auth",
+    "RedisAudit": "audit",
     "RedisBreakers": "shared",
     "RedisBuckets": "shared",
     "RedisLink": "shared",
@@ -125,6 +132,7 @@ _HOMES = {
     "ResultCache": "cache",
     "RetrySettings": "settings",
     "RuleSettings": "settings",
+    "Spool": "audit",
     "Telemetry": "observe",
     "clear_store": "cache",
     "current_identity": "identity",
@@ -139,6 +147,8 @@ __all__ = [
     "LOCAL",
     "ApiKeySettings",
     "AuditLog",
+    "AuditSink",
+    "AuditSpoolSettings",
     "Auth",
     "AuthSettings",
     "Authenticator",
@@ -179,6 +189,7 @@ __all__ = [
     "ResultCache",
     "RetrySettings",
     "RuleSettings",
+    "Spool",
     "Telemetry",
     "clear_store",
     "current_identity",

@@ -25,11 +25,13 @@ class HealthChecker:
         *,
         breakers: Callable[[list[str]], dict[str, str]] | None = None,
         redis: Callable[[], dict[str, Any]] | None = None,
+        audit: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.registry = registry
         self.settings = settings
         self._breakers = breakers
         self._redis = redis
+        self._audit = audit
 
     def liveness(self) -> dict[str, Any]:
         """The process is up and serving (no backend checks: liveness must not depend on them)."""
@@ -72,4 +74,6 @@ class HealthChecker:
             body["missing"] = missing
         if self._redis is not None:
             body["redis"] = self._redis()
+        if self._audit is not None:
+            body["audit"] = self._audit()
         return body

@@ -84,10 +84,19 @@ class Telemetry:
         self.cache_lookups = meter.create_counter("tool.cache.lookups", description="Cache lookups by result")
         self.breaker_changes = meter.create_counter("tool.breaker.transitions", description="Breaker state changes")
         self.rate_limited = meter.create_counter("tool.exec.rate_limited", description="Calls refused by a limit")
+        self.audit_records = meter.create_counter(
+            "audit.records",
+            description="Audit records by what became of them (written, spooled, replayed, "
+            "dropped) and calls refused because they could not be audited (refused)",
+        )
 
     def cache_lookup(self, tool_id: str, hit: bool) -> None:
         """Count a cache lookup."""
         self.cache_lookups.add(1, {"tool.id": tool_id, "result": "hit" if hit else "miss"})
+
+    def audit_counted(self, result: str, count: int) -> None:
+        """Count audit records written, spooled, replayed or dropped, or calls refused."""
+        self.audit_records.add(count, {"result": result})
 
     def breaker_changed(self, backend: str, state: str) -> None:
         """Count a breaker transition."""
