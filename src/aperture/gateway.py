@@ -200,8 +200,22 @@ class Gateway:
 
         `confidence` (`strong`, `weak` or `none`) says how well the best match fits; `intent`, a sentence on
         what the caller is trying to do, helps the ranking. Tools of a backend that is down are marked
-        `available: false` or left out, as `search.unavailable` says.
+        `available: false` or left out, as `search.unavailable` says. The audit log records the search (not
+        the query).
         """
+        with self.ops.audited("search"):
+            return self._search(query, limit=limit, cursor=cursor, namespace=namespace, tags=tags, intent=intent)
+
+    def _search(
+        self,
+        query: str,
+        *,
+        limit: int | None,
+        cursor: str | None,
+        namespace: str | None,
+        tags: Sequence[str],
+        intent: str | None,
+    ) -> dict[str, Any]:
         if not query.strip():
             raise InvalidRequestError(
                 "The query is empty. Describe what you want to do in a few words (for example 'convert units'), "
@@ -331,10 +345,11 @@ class Gateway:
         return tool
 
     def describe(self, tool_id: str, detail_level: str = "schema", examples_max: int | None = None) -> dict[str, Any]:
-        """The tool's documentation at a detail level (`summary`, `schema`, `full`)."""
-        level = DetailLevel(detail_level)
-        count = MAX_EXAMPLES if examples_max is None else max(0, min(examples_max, MAX_EXAMPLES))
-        return describe(self.get_tool(tool_id, "describe_tool"), level, examples_max=count)
+        """The tool's documentation at a detail level (`summary`, `schema`, `full`); recorded in the audit log."""
+        with self.ops.audited("describe", tool_id):
+            level = DetailLevel(detail_level)
+            count = MAX_EXAMPLES if examples_max is None else max(0, min(examples_max, MAX_EXAMPLES))
+            return describe(self.get_tool(tool_id, "describe_tool"), level, examples_max=count)
 
     def examples(self, tool_id: str, max_examples: int = 3) -> dict[str, Any]:
         """Up to `max_examples` worked calls of a tool."""

@@ -181,7 +181,8 @@ class McpSurface:
     async def _on_read_resource(
         self, ctx: ServerRequestContext[Any], params: mcp_types.ReadResourceRequestParams
     ) -> mcp_types.ReadResourceResult:
-        return await self.federation.read(str(params.uri))
+        with self.gateway.ops.audited("resource_read", str(params.uri)):
+            return await self.federation.read(str(params.uri))
 
     async def _on_subscribe(
         self, ctx: ServerRequestContext[Any], params: mcp_types.SubscribeRequestParams
@@ -229,7 +230,8 @@ class McpSurface:
     async def _on_get_prompt(
         self, ctx: ServerRequestContext[Any], params: mcp_types.GetPromptRequestParams
     ) -> mcp_types.GetPromptResult:
-        return await self.federation.get_prompt(params.name, params.arguments)
+        with self.gateway.ops.audited("prompt_get", params.name):
+            return await self.federation.get_prompt(params.name, params.arguments)
 
     # --- upstream log messages, forwarded to clients --------------------------------------------
 
