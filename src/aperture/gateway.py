@@ -261,7 +261,7 @@ class Gateway:
         for name in self.registry.names():
             backend = self.registry.get(name)
             if isinstance(backend, McpBackend) and backend.state in (UpstreamState.DOWN, UpstreamState.CLOSED):
-                why = backend.last_error or "it is not running"
+                why = self.ops.health.scrub(backend.last_error or "it is not running")  # no command lines
                 out[name] = f"backend '{name}' is down ({why}); retry later or use another tool"
         return out
 
@@ -310,7 +310,7 @@ class Gateway:
                     "tool_count": counts.get(name, 0),
                     "backend_kind": backend.kind if backend else "",
                     "healthy": bool(status and status.healthy) and name not in snapshot.failures,
-                    "message": snapshot.failures.get(name) or (status.message if status else ""),
+                    "message": self.ops.health.scrub(snapshot.failures.get(name) or (status.message if status else "")),
                 }
             )
         chunk = rows[offset : offset + limit]

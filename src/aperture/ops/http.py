@@ -1,7 +1,8 @@
-"""The HTTP side of the operations layer, as an ASGI layer in front of the MCP app: `/healthz`, `/readyz`,
-`/metrics`, the OAuth protected-resource document, and authentication of every other request (401 with
-`WWW-Authenticate` when it fails) before any MCP handling, so both the SDK's and the lean call path see it.
-Refused requests and session deletions are recorded in the audit log."""
+"""The HTTP side of the operations layer, as an ASGI layer in front of the MCP app: `/healthz`, `/readyz` and
+`/metrics` (in full only for an admin credential when `ops.health.detail` is public), the OAuth
+protected-resource document, and authentication of every other request (401 with `WWW-Authenticate` when it
+fails) before any MCP handling, so both the SDK's and the lean call path see it. Refused requests and session
+deletions are recorded in the audit log."""
 
 from __future__ import annotations
 
@@ -37,10 +38,11 @@ class OpsHttpApp:
                 return
             if route == "/readyz":
                 body = await self._ops.health.readiness()
-                await _json(send, 200 if body["status"] == "ready" else 503, body)
+                status = 200 if body["status"] == "ready" else 503
+                await _json(send, status, body if await self._full_view(scope) else {"status": body["status"]})
                 return
             if route == "/metrics" and self._ops.telemetry is not None:
-                text = self._ops.telemetry.prometheus_text()
+                text = self._ops.telemetry.prometheus_text(public=not await self._full_view(scope))
                 await _respond(send, 200, text, "text/plain; version=0.0.4; charset=utf-8")
                 return
             if route.startswith(WELL_KNOWN) and self._ops.auth is not None:
@@ -70,6 +72,29 @@ class OpsHttpApp:
                 await self._app(scope, receive, send)
         finally:
             current_identity.reset(token)
+
+    async def _full_view(self, scope: Scope) -> bool:
+        """Whether this /readyz or /metrics request gets the full view: `ops.health.detail` is full (by default
+        it is when auth is off), or the request carries the credential of a caller with one of `full_roles`.
+        Without (valid) credentials the answer is the public view, never a 401: probes send none."""
+        settings = self._ops.settings
+        detail = settings.health.detail or ("public" if settings.auth.enabled else "full")
+        auth = self._ops.auth
+        if detail == "full":
+            return True
+        if auth is None:
+            return False
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
+        if "authorization" not in headers and "x-api-key" not in headers:
+            return False
+        try:
+            who: Identity = await auth.authenticator.authenticate(
+                headers.get("authorization"), headers.get("x-api-key")
+            )
+        except UnauthorizedError as error:
+            self._record("unauthorized", None, scope["path"], "unauthorized", scope, reason=error.message[:200])
+            return False
+        return who.allows(settings.health.full_roles, [])
 
     async def _delete_session(self, scope: Scope, receive: Receive, send: Send, identity: Identity) -> None:
         """A DELETE (a client ending its MCP session), recorded in the audit log with the answer's status."""

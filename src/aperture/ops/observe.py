@@ -102,16 +102,43 @@ class Telemetry:
         """Count a breaker transition."""
         self.breaker_changes.add(1, {"backend": backend, "state": state})
 
-    def prometheus_text(self) -> bytes:
-        """The metrics in Prometheus' text format."""
+    def prometheus_text(self, *, public: bool = False) -> bytes:
+        """The metrics in Prometheus' text format; `public`: summed over the labels that name tools,
+        namespaces and backends (what an unauthenticated scraper may see)."""
         from prometheus_client import generate_latest
 
-        return generate_latest(self.registry)
+        return generate_latest(_PublicMetrics(self.registry) if public else self.registry)
 
     def shutdown(self) -> None:
         """Flush and stop the exporters."""
         self.tracer_provider.shutdown()
         self.meter_provider.shutdown(timeout_millis=(self.settings.otlp_timeout + 1) * 1000)
+
+
+PRIVATE_LABELS = frozenset({"tool_id", "tool_namespace", "tool_name", "backend"})
+"""Metric labels that name what is behind the gateway; the public /metrics sums them away."""
+
+
+class _PublicMetrics:
+    """A registry's metrics with `PRIVATE_LABELS` summed away (counters and histogram buckets add up)."""
+
+    def __init__(self, registry: Any) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterable[Any]:
+        from prometheus_client.metrics_core import Metric
+
+        for family in self._registry.collect():
+            sums: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+            for sample in family.samples:
+                if sample.name.endswith("_created"):
+                    continue  # a creation time per label set: summing them means nothing
+                labels = tuple(sorted((k, v) for k, v in sample.labels.items() if k not in PRIVATE_LABELS))
+                sums[(sample.name, labels)] = sums.get((sample.name, labels), 0.0) + sample.value
+            public = Metric(family.name, family.documentation, family.type, family.unit)
+            for (name, labels), value in sums.items():
+                public.add_sample(name, dict(labels), value)
+            yield public
 
 
 class Observer:
