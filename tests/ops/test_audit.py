@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 from anyio.abc import Process
 from anyio.streams.text import TextReceiveStream
 
+from aperture.model import AuditUnavailableError
 from aperture.ops.audit import RedisAudit
 from aperture.ops.shared import RedisLink
 from tests.ops.conftest import CLOSED_PORT_URL, REDIS_URL, ops_gateway
@@ -189,6 +190,8 @@ async def test_a_full_spool_refuses_calls_when_configured_so(tmp_path: Path) -> 
         assert refused.error.message.startswith(
             "run_tool was refused: this gateway must record every call in its audit log, and cannot right now"
         )
-        assert audit.counts["refused"] == 1 and audit.counts["dropped"] == 0
+        with pytest.raises(AuditUnavailableError, match=r"^search was refused"):
+            gw.search("look a word up")
+        assert audit.counts["refused"] == 2 and audit.counts["dropped"] == 0
     lines = (tmp_path / "spool" / "spool-0.jsonl").read_text().splitlines()
     assert [json.loads(line)["seq"] for line in lines] == list(range(1, len(lines) + 1))

@@ -69,6 +69,7 @@ async def test_refused_requests_and_session_deletions_are_recorded(tmp_path: Pat
         async with httpx2.AsyncClient(transport=transport, base_url="http://gw.test") as client:
             assert (await client.post("/mcp")).status_code == 401
             assert (await client.post("/mcp", headers={"x-api-key": "wrong" + SECRET})).status_code == 401
+            assert (await client.get("/readyz", headers={"x-api-key": "wrong"})).json() == {"status": "ready"}
             ended = await client.delete("/mcp", headers={"x-api-key": KEY, "mcp-session-id": "s-" + SECRET})
             assert ended.status_code == 200 and [i.name for i in seen] == ["ci"]
     digest = hashlib.sha256(("s-" + SECRET).encode()).hexdigest()[:16]
@@ -76,6 +77,7 @@ async def test_refused_requests_and_session_deletions_are_recorded(tmp_path: Pat
     assert [(r["event"], r["identity"], r["method"], r["target"], r["outcome"], r["http_method"]) for r in records] == [
         ("unauthorized", "anonymous", "none", "/mcp", "unauthorized", "POST"),
         ("unauthorized", "anonymous", "none", "/mcp", "unauthorized", "POST"),
+        ("unauthorized", "anonymous", "none", "/readyz", "unauthorized", "GET"),
         ("session_delete", "ci", "api_key", f"session {digest}", "ok", "DELETE"),
     ]
     assert records[0]["reason"].startswith("Authentication required") and records[1]["reason"] == (
