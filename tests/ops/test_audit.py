@@ -20,7 +20,8 @@ from anyio.abc import Process
 from anyio.streams.text import TextReceiveStream
 
 from aperture.model import AuditUnavailableError
-from aperture.ops.audit import RedisAudit
+from aperture.ops.audit import AuditLog, FileAudit, RedisAudit, Spool
+from aperture.ops.settings import AuditSpoolSettings
 from aperture.ops.shared import RedisLink
 from tests.ops.conftest import CLOSED_PORT_URL, REDIS_URL, ops_gateway
 
@@ -134,6 +135,7 @@ async def test_records_spooled_before_a_restart_are_replayed_by_the_next_gateway
             await gw.run("t:lookup", {"word": word})
         assert gw.ops.audit is not None
     assert gw.ops.audit.counts["spooled"] == 3
+    assert (tmp_path / "spool" / "spool-0.jsonl").stat().st_mode & 0o777 == 0o600  # records name callers
     up = {"auth": {**AUTH, "audit_spool": spool_settings(tmp_path)}, "redis": {"url": REDIS_URL, "prefix": prefix}}
     async with ops_gateway(up) as gw:
         assert gw.ops.audit is not None
@@ -195,3 +197,18 @@ async def test_a_full_spool_refuses_calls_when_configured_so(tmp_path: Path) -> 
         assert audit.counts["refused"] == 2 and audit.counts["dropped"] == 0
     lines = (tmp_path / "spool" / "spool-0.jsonl").read_text().splitlines()
     assert [json.loads(line)["seq"] for line in lines] == list(range(1, len(lines) + 1))
+
+
+async def test_a_record_cut_short_by_a_crash_is_counted_and_the_rest_replayed(tmp_path: Path) -> None:
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    good = [json.dumps({"event": "run", "writer": "w", "seq": n}) for n in (1, 2)]
+    (spool_dir / "spool-0.jsonl").write_text("\n".join(good) + '\n{"event": "run", "wri')  # the crash
+    settings = AuditSpoolSettings(directory=str(spool_dir))
+    audit = AuditLog(FileAudit(tmp_path / "audit.jsonl"), Spool(spool_dir, settings.max_bytes), settings)
+    assert audit.spool.backlog == 3
+    await audit.flush()
+    await audit.aclose()
+    shipped = [json.loads(line)["seq"] for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert shipped == [1, 2] and audit.counts["replayed"] == 2 and audit.counts["dropped"] == 1
+    assert (spool_dir / "spool-0.jsonl").stat().st_size == 0

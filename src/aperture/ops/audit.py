@@ -146,7 +146,7 @@ class Spool:
         return self.backlog_bytes + 1024 > self.max_bytes
 
     def _open(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         for slot in range(SLOTS):
             lock = (self.directory / f"spool-{slot}.lock").open("a")
             try:
@@ -162,7 +162,8 @@ class Spool:
             )
         self._lock = lock
         self.path = self.directory / f"spool-{slot}.jsonl"
-        self._file = self.path.open("ab")
+        # Records name callers: readable by the gateway's user only.
+        self._file = os.fdopen(os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab")
         self.size = os.fstat(self._file.fileno()).st_size
         mark = self.path.with_suffix(".offset")
         with contextlib.suppress(OSError, ValueError):
