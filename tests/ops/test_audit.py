@@ -116,7 +116,8 @@ async def test_a_batch_sent_twice_is_written_once(prefix: str) -> None:
         batch = [{"event": "run", "writer": "w1", "seq": n, "outcome": "ok"} for n in (1, 2, 3)]
         await sink.write(batch[:2])
         await sink.write(batch)  # the reply to the first write was lost, say: sent again with one more
-        await sink.write([{"event": "run", "writer": "w2", "seq": 1, "outcome": "ok"}])  # another writer
+        untrimmed = RedisAudit(link, maxlen=None)  # ops.auth.audit_stream_maxlen: null
+        await untrimmed.write([{"event": "run", "writer": "w2", "seq": 1, "outcome": "ok"}])  # another writer
         assert [(r["writer"], r["seq"]) for r in await stream(REDIS_URL, f"{prefix}audit")] == [
             ("w1", "1"),
             ("w1", "2"),
@@ -212,3 +213,39 @@ async def test_a_record_cut_short_by_a_crash_is_counted_and_the_rest_replayed(tm
     shipped = [json.loads(line)["seq"] for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
     assert shipped == [1, 2] and audit.counts["replayed"] == 2 and audit.counts["dropped"] == 1
     assert (spool_dir / "spool-0.jsonl").stat().st_size == 0
+
+
+class FlakySink:
+    """A sink with a bug the first time it is called."""
+
+    name = "flaky"
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+        self.calls = 0
+
+    async def write(self, records: Any) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("a bug in the sink")
+        self.records += records
+
+    def close(self) -> None:
+        pass
+
+
+async def test_a_failing_writer_neither_stops_the_gateway_nor_loses_records(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = AuditSpoolSettings(directory=str(tmp_path / "spool"), replay_every=0.05)
+    sink = FlakySink()
+    audit = AuditLog(sink, Spool(tmp_path / "spool", settings.max_bytes), settings)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(audit.run)
+        for n in range(3):
+            audit.record("run", None, f"t:{n}")
+        with anyio.fail_after(5):
+            await audit.drained()
+        tg.cancel_scope.cancel()
+    assert [r["target"] for r in sink.records] == ["t:0", "t:1", "t:2"] and sink.calls == 2
+    assert any("the audit writer failed" in r.getMessage() for r in caplog.records)

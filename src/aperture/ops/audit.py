@@ -44,7 +44,11 @@ for i = 2, #ARGV do
   local r = cjson.decode(ARGV[i])
   local last = tonumber(redis.call('HGET', KEYS[2], r[1]) or '0')
   if r[2] > last then
-    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(r[3]))
+    if ARGV[1] == '' then
+      redis.call('XADD', KEYS[1], '*', unpack(r[3]))
+    else
+      redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(r[3]))
+    end
     redis.call('HSET', KEYS[2], r[1], r[2])
     written = written + 1
   end
@@ -91,11 +95,12 @@ class FileAudit:
 
 
 class RedisAudit:
-    """Audit records in a Redis stream (`{prefix}audit`, trimmed to about `maxlen` entries), each written once."""
+    """Audit records in a Redis stream (`{prefix}audit`, trimmed to about `maxlen` entries unless it is None),
+    each written once."""
 
     name = "redis"
 
-    def __init__(self, link: RedisLink, maxlen: int = 100_000) -> None:
+    def __init__(self, link: RedisLink, maxlen: int | None = 100_000) -> None:
         self._link = link
         self.key = f"{link.prefix}audit"
         self._written = f"{link.prefix}audit:written"  # writer -> last sequence number in the stream
@@ -107,7 +112,8 @@ class RedisAudit:
             json.dumps([r["writer"], r["seq"], [x for k, v in r.items() for x in (k, _text(v))]]) for r in records
         ]
         keys = [self.key, self._written]
-        answer = await self._link.run(lambda _: self._script(keys=keys, args=[self._maxlen, *payload]))
+        maxlen = "" if self._maxlen is None else self._maxlen
+        answer = await self._link.run(lambda _: self._script(keys=keys, args=[maxlen, *payload]))
         if answer is None:
             raise AuditSinkDown(self._link.last_error or "Redis is unreachable")
 
@@ -348,10 +354,14 @@ class AuditLog:
     async def run(self) -> None:
         """The writer task: ship records as they come; while some are spooled, retry every `replay_every`."""
         while not self._closed:
-            with anyio.move_on_after(self.settings.replay_every if self.spool.backlog else math.inf):
+            waiting = self.spool.backlog or self._pending  # left over by a failed attempt: try again soon
+            with anyio.move_on_after(self.settings.replay_every if waiting else math.inf):
                 await self._wake.wait()
             self._wake = anyio.Event()
-            await self.flush()
+            try:
+                await self.flush()
+            except Exception:  # a bug here must not take the gateway down; the records stay where they are
+                logger.exception("the audit writer failed; retrying in %g s", self.settings.replay_every)
 
     async def flush(self) -> None:
         """Ship what waits (spool first, then memory) until done or the sink fails."""

@@ -138,7 +138,7 @@ class Ops:
             sink = FileAudit(resolve_path(auth.audit_file))
         else:
             assert self.link is not None
-            sink = RedisAudit(self.link)
+            sink = RedisAudit(self.link, auth.audit_stream_maxlen)
         spool = Spool(resolve_path(auth.audit_spool.directory), auth.audit_spool.max_bytes)
         counted = self.telemetry.audit_counted if self.telemetry is not None else None
         return AuditLog(sink, spool, auth.audit_spool, on_count=counted)

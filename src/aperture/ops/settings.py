@@ -129,6 +129,12 @@ class AuthSettings(_Section):
     authorization_servers: list[str] = Field(default_factory=list, description="Issuers clients get tokens from.")
     audit: Literal["off", "file", "redis"] = Field("off", description="Where the audit log goes.")
     audit_file: str = Field(".aperture/audit.jsonl", description="JSONL audit log, relative to the config file.")
+    audit_stream_maxlen: int | None = Field(
+        100_000,
+        ge=1000,
+        description="audit: redis keeps about this many records in the stream (older ones are trimmed: read the "
+        "stream to keep them); null: never trimmed.",
+    )
     audit_spool: AuditSpoolSettings = Field(
         AuditSpoolSettings(), description="Local, bounded spool for audit records while the audit sink is down."
     )
