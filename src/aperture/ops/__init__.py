@@ -1,4 +1,4 @@
-"""Operations: middleware around every call (auth, resilience, cache, observe) and health.
+"""Operations: middleware around every call (auth, resilience, cache, observe), the audit log and health.
 
 Names load lazily, so the configuration can read `ops.settings` without the optional dependencies of the
 `ops` extra (OpenTelemetry, Redis, PyJWT, cachetools, diskcache) being imported until a piece is enabled.

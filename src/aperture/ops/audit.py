@@ -174,10 +174,14 @@ class Spool:
         mark = self.path.with_suffix(".offset")
         with contextlib.suppress(OSError, ValueError):
             self.offset = min(int(mark.read_text() or 0), self.size)
-        if self.size and self.path.read_bytes()[-1:] != b"\n":  # a line cut short by a crash: made its own line
-            self._file.write(b"\n")
-            self._file.flush()
-            self.size += 1
+        if self.size:
+            with self.path.open("rb") as file:
+                file.seek(-1, os.SEEK_END)
+                cut = file.read(1) != b"\n"
+            if cut:  # a line cut short by a crash: made a line of its own (unreadable, so counted as dropped)
+                self._file.write(b"\n")
+                self._file.flush()
+                self.size += 1
         if self.backlog_bytes:
             with self.path.open("rb") as file:
                 file.seek(self.offset)

@@ -66,7 +66,7 @@ class OpsHttpApp:
         scope[IDENTITY_KEY] = identity
         token = current_identity.set(identity)
         try:
-            if scope["method"] == "DELETE" and self._ops.audit is not None:
+            if scope["method"] == "DELETE" and route == self._path and self._ops.audit is not None:
                 await self._delete_session(scope, receive, send, identity)
             else:
                 await self._app(scope, receive, send)
