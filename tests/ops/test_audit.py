@@ -48,9 +48,11 @@ async def redis_server(port: int) -> AsyncIterator[Process]:
     process = await anyio.open_process(command)
     try:
         assert process.stdout is not None
+        seen = ""
         with anyio.fail_after(10):
             async for chunk in TextReceiveStream(process.stdout):
-                if "Ready to accept connections" in chunk:
+                seen += chunk
+                if "Ready to accept connections" in seen:
                     break
         yield process
     finally:
