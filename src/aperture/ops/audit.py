@@ -31,6 +31,8 @@ BATCH = 256
 """Records shipped to the sink in one write."""
 MAX_PENDING = 100_000
 """Records waiting in memory for the writer task; more are dropped (and counted) rather than held."""
+COALESCE = 0.005
+"""Seconds the writer waits after a record arrives, so a batch carries several (one sink write per batch)."""
 SLOTS = 16
 """Spool files per directory: each running gateway locks one, so replicas on one host never share a file."""
 _TARGET_MAX = 200
@@ -362,6 +364,7 @@ class AuditLog:
             with anyio.move_on_after(self.settings.replay_every if waiting else math.inf):
                 await self._wake.wait()
             self._wake = anyio.Event()
+            await anyio.sleep(COALESCE)  # records of the next few calls join this batch: one write for them all
             try:
                 await self.flush()
             except Exception:  # a bug here must not take the gateway down; the records stay where they are
