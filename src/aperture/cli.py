@@ -507,6 +507,7 @@ def health(config: ConfigOption = None, as_json: JsonOption = False) -> None:
         return await gateway.ops.health.readiness()
 
     result = _with_gateway(_load(config), work)
+    result.pop("audit", None)  # this command's own audit log, not the serving gateway's: see its /readyz
     if as_json:
         out.print_json(data=result)
     else:

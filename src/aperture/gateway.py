@@ -174,6 +174,7 @@ class Gateway:
             if self.index.version != self.registry.snapshot.version:
                 self.index.update(self.registry.snapshot, version=self.registry.snapshot.version)
             task_group.start_soon(self.registry.watch_changes)
+            task_group.start_soon(self.ops.run)  # the audit writer
             self._stack = stack.pop_all()
         return self
 
@@ -239,8 +240,22 @@ class Gateway:
 
         `confidence` (`strong`, `weak` or `none`) says how well the best match fits; `intent`, a sentence on
         what the caller is trying to do, helps the ranking. Tools of a backend that is down are marked
-        `available: false` or left out, as `search.unavailable` says.
+        `available: false` or left out, as `search.unavailable` says. The audit log records the search (not
+        the query).
         """
+        with self.ops.audited("search"):
+            return self._search(query, limit=limit, cursor=cursor, namespace=namespace, tags=tags, intent=intent)
+
+    def _search(
+        self,
+        query: str,
+        *,
+        limit: int | None,
+        cursor: str | None,
+        namespace: str | None,
+        tags: Sequence[str],
+        intent: str | None,
+    ) -> dict[str, Any]:
         if not query.strip():
             raise InvalidRequestError(
                 "The query is empty. Describe what you want to do in a few words (for example 'convert units'), "
@@ -286,7 +301,8 @@ class Gateway:
         for name in self.registry.names():
             backend = self.registry.get(name)
             if isinstance(backend, McpBackend) and backend.state in (UpstreamState.DOWN, UpstreamState.CLOSED):
-                why = self.redactor.text(backend.last_error or "it is not running")  # may quote its stderr
+                # Neither secrets nor command lines (the error may quote its stderr or its arguments).
+                why = self.redactor.text(self.ops.health.scrub(backend.last_error or "it is not running"))
                 out[name] = f"backend '{name}' is down ({why}); retry later or use another tool"
         return out
 
@@ -336,7 +352,9 @@ class Gateway:
                     "tool_count": counts.get(name, 0),
                     "backend_kind": backend.kind if backend else "",
                     "healthy": bool(status and status.healthy) and name not in snapshot.failures,
-                    "message": self.redactor.text(snapshot.failures.get(name) or (status.message if status else "")),
+                    "message": self.redactor.text(
+                        self.ops.health.scrub(snapshot.failures.get(name) or (status.message if status else ""))
+                    ),
                 }
             )
         chunk = rows[offset : offset + limit]
@@ -371,10 +389,11 @@ class Gateway:
         return tool
 
     def describe(self, tool_id: str, detail_level: str = "schema", examples_max: int | None = None) -> dict[str, Any]:
-        """The tool's documentation at a detail level (`summary`, `schema`, `full`)."""
-        level = DetailLevel(detail_level)
-        count = MAX_EXAMPLES if examples_max is None else max(0, min(examples_max, MAX_EXAMPLES))
-        return describe(self.get_tool(tool_id, "describe_tool"), level, examples_max=count)
+        """The tool's documentation at a detail level (`summary`, `schema`, `full`); recorded in the audit log."""
+        with self.ops.audited("describe", tool_id):
+            level = DetailLevel(detail_level)
+            count = MAX_EXAMPLES if examples_max is None else max(0, min(examples_max, MAX_EXAMPLES))
+            return describe(self.get_tool(tool_id, "describe_tool"), level, examples_max=count)
 
     def examples(self, tool_id: str, max_examples: int = 3) -> dict[str, Any]:
         """Up to `max_examples` worked calls of a tool."""

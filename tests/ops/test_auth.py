@@ -168,7 +168,8 @@ async def test_rules_hide_tools_from_search_and_describe_and_refuse_runs(tmp_pat
         assert gw.describe("admin:reset")["id"] == "admin:reset"
         current_identity.reset(reset)
     lines = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
-    assert [(r["identity"], r["tool_id"], r["outcome"]) for r in lines] == [
+    runs = [r for r in lines if r["event"] == "run"]  # searches and descriptions are recorded too
+    assert [(r["identity"], r["tool_id"], r["outcome"]) for r in runs] == [
         ("ci", "admin:reset", "forbidden"),
         ("root", "admin:reset", "ok"),
         ("ci", "t:append", "forbidden"),
@@ -237,6 +238,6 @@ async def test_http_requests_need_credentials_and_get_a_challenge(jwks: Jwks) ->
                 "bearer_methods_supported": ["header"],
             }
             assert (await client.get("/healthz")).json() == {"status": "ok"}
-            ready = await client.get("/readyz")
-            assert ready.status_code == 200 and [b["name"] for b in ready.json()["backends"]] == ["t", "admin"]
+            ready = await client.get("/readyz")  # with auth on, the status only (see tests/ops/test_health.py)
+            assert ready.status_code == 200 and ready.json() == {"status": "ready"}
     assert [i.name for i in seen] == ["ci", "alice"]

@@ -1,14 +1,21 @@
-"""Health: readiness per backend, and `aperture health` printing it."""
+"""Health: readiness per backend, `aperture health` printing it, and what /readyz and /metrics show to whom."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import sys
+from typing import Any
 
+import httpx2
 import pytest
 from typer.testing import CliRunner
 
 from aperture.cli import app
-from tests.conftest import TEST_CONFIG
+from aperture.config import Config, parse_config
+from aperture.gateway import Gateway
+from aperture.ops.http import OpsHttpApp
+from tests.conftest import FIXTURES, TEST_CONFIG
 from tests.ops.conftest import ops_gateway
 
 pytestmark = pytest.mark.anyio
@@ -32,3 +39,71 @@ def test_aperture_health_prints_json_and_a_table() -> None:
     assert body["status"] == "ready" and {b["name"] for b in body["backends"]} == {"toolbox", "faulty"}
     table = CliRunner().invoke(app, ["health", "--config", str(TEST_CONFIG)])
     assert "health: ready" in table.output and "toolbox" in table.output
+
+
+UPSTREAM = str(FIXTURES / "upstream_server.py")
+UP = [sys.executable, UPSTREAM, "--tools", "1"]
+TOKEN = "tok-" + "s" * 20  # in an upstream's environment: never shown
+DEV_KEY, ADMIN_KEY = "k-dev-" + "d" * 24, "k-admin-" + "a" * 24
+
+
+def detail_config(**health: Any) -> Config:
+    keys = [("ci", DEV_KEY, ["dev"]), ("root", ADMIN_KEY, ["admin"])]
+    return parse_config(
+        {
+            "search": {"strategy": "bm25"},
+            "backends": [
+                {"name": "up", "kind": "mcp", "command": UP, "env": {"K": TOKEN}},
+                {"name": "broken", "kind": "mcp", "command": [sys.executable, UPSTREAM, "--fail-init"]},
+            ],
+            "ops": {
+                "auth": {
+                    "enabled": True,
+                    "api_keys": [
+                        {"name": n, "sha256": hashlib.sha256(k.encode()).hexdigest(), "roles": r} for n, k, r in keys
+                    ],
+                },
+                "observe": {"enabled": True, "tracing": False},
+                "health": health,
+            },
+        }
+    )
+
+
+async def not_found(scope: Any, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 404, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def test_with_auth_on_readyz_and_metrics_show_details_only_to_an_admin_credential() -> None:
+    async with Gateway(detail_config()) as gw:
+        assert not (await gw.run("up:echo", {"text": "hi"})).is_error
+        transport = httpx2.ASGITransport(app=OpsHttpApp(not_found, gw.ops))
+        async with httpx2.AsyncClient(transport=transport, base_url="http://gw.test") as client:
+            for headers in ({}, {"x-api-key": DEV_KEY}, {"x-api-key": "not-a-key"}, {"authorization": "Bearer x"}):
+                ready = await client.get("/readyz", headers=headers)
+                assert (ready.status_code, ready.json()) == (503, {"status": "not_ready"}), headers
+                metrics = (await client.get("/metrics", headers=headers)).text
+                assert "tool_exec_total 1.0" in metrics and "up:echo" not in metrics, headers
+                assert "tool_namespace" not in metrics and "tool_name" not in metrics, headers
+            full = await client.get("/readyz", headers={"x-api-key": ADMIN_KEY})
+            assert full.status_code == 503 and [b["name"] for b in full.json()["backends"]] == ["up", "broken"]
+            metrics = (await client.get("/metrics", headers={"authorization": f"Bearer {ADMIN_KEY}"})).text
+            assert 'tool_exec_total{tool_id="up:echo",tool_name="echo",tool_namespace="up"} 1.0' in metrics
+    # Even the full view names no command line, argument or environment value of an upstream.
+    text = json.dumps(full.json())
+    assert sys.executable not in text and UPSTREAM not in text and "--tools" not in text and TOKEN not in text
+    assert full.json()["backends"][0]["message"] == "15 tools from [redacted]"  # was: "... from <command line>"
+
+
+async def test_detail_full_shows_everyone_everything() -> None:
+    async with Gateway(detail_config(detail="full")) as gw:
+        transport = httpx2.ASGITransport(app=OpsHttpApp(not_found, gw.ops))
+        async with httpx2.AsyncClient(transport=transport, base_url="http://gw.test") as client:
+            assert [b["name"] for b in (await client.get("/readyz")).json()["backends"]] == ["up", "broken"]
+
+
+async def test_list_namespaces_names_no_upstream_command_line() -> None:
+    async with Gateway(detail_config()) as gw:
+        rows = (await gw.list_namespaces())["namespaces"]
+    assert rows[0]["message"] == "15 tools from [redacted]" and UPSTREAM not in json.dumps(rows)

@@ -4,6 +4,7 @@ from aperture.model.adapters import function_name, to_anthropic, to_mcp, to_open
 from aperture.model.docs import DetailLevel, ToolSummary, describe
 from aperture.model.errors import (
     ApertureError,
+    AuditUnavailableError,
     BackendUnavailableError,
     CancelledError,
     ConfigError,
@@ -30,6 +31,7 @@ from aperture.model.validation import ArgumentValidator, OutputValidator, Violat
 __all__ = [
     "ApertureError",
     "ArgumentValidator",
+    "AuditUnavailableError",
     "BackendUnavailableError",
     "CancelledError",
     "ConfigError",

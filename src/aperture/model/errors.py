@@ -33,6 +33,7 @@ class ErrorCode(StrEnum):
     UNAUTHORIZED = "unauthorized"
     FORBIDDEN = "forbidden"
     RATE_LIMITED = "rate_limited"
+    AUDIT_UNAVAILABLE = "audit_unavailable"
     CONFIG = "config"
     INTERNAL = "internal"
 
@@ -185,6 +186,14 @@ class RateLimitedError(ApertureError):
     """A rate limit or a bulkhead refused the call; `details["retry_after"]` says when to try again."""
 
     code = ErrorCode.RATE_LIMITED
+    retryable = True
+
+
+class AuditUnavailableError(ApertureError):
+    """The audit log cannot take a record (its sink is down and the local spool is full) and the operator
+    asked for calls to be refused then (`ops.auth.audit_spool.on_full: refuse`)."""
+
+    code = ErrorCode.AUDIT_UNAVAILABLE
     retryable = True
 
 

@@ -1,4 +1,4 @@
-"""Operations: middleware around every call (auth, resilience, cache, observe) and health.
+"""Operations: middleware around every call (auth, resilience, cache, observe), the audit log and health.
 
 Names load lazily, so the configuration can read `ops.settings` without the optional dependencies of the
 `ops` extra (OpenTelemetry, Redis, PyJWT, cachetools, diskcache) being imported until a piece is enabled.
@@ -14,15 +14,19 @@ if TYPE_CHECKING:
         OPEN,
         Access,
     )
-    from aperture.ops.auth import (
+    from aperture.ops.audit import (
         AuditLog,
+        AuditSink,
+        FileAudit,
+        RedisAudit,
+        Spool,
+    )
+    from aperture.ops.auth import (
         Auth,
         Authenticator,
         Authorizer,
-        FileAudit,
         JwksCache,
         JwtVerifier,
-        RedisAudit,
     )
     from aperture.ops.cache import (
         CachedResult,
@@ -59,6 +63,7 @@ if TYPE_CHECKING:
     )
     from aperture.ops.settings import (
         ApiKeySettings,
+        AuditSpoolSettings,
         AuthSettings,
         BreakerSettings,
         BulkheadSettings,
@@ -90,7 +95,9 @@ _HOMES = {
     "OPEN": "access",
     "Access": "access",
     "ApiKeySettings": "settings",
-    "AuditLog": "auth",
+    "AuditLog": "audit",
+    "AuditSink": "audit",
+    "AuditSpoolSettings": "settings",
     "Auth": "auth",
     "AuthSettings": "settings",
     "Authenticator": "auth",
@@ -102,7 +109,7 @@ _HOMES = {
     "CacheSettings": "settings",
     "CacheStore": "cache",
     "CachedResult": "cache",
-    "FileAudit": "auth",
+    "FileAudit": "audit",
     "FileStore": "cache",
     "HealthChecker": "health",
     "HealthSettings": "settings",
@@ -119,7 +126,7 @@ _HOMES = {
     "OpsSettings": "settings",
     "RateLimitSettings": "settings",
     "Redactor": "observe",
-    "RedisAudit": "auth",
+    "RedisAudit": "audit",
     "RedisBreakers": "shared",
     "RedisBuckets": "shared",
     "RedisLink": "shared",
@@ -131,6 +138,7 @@ _HOMES = {
     "ResultCache": "cache",
     "RetrySettings": "settings",
     "RuleSettings": "settings",
+    "Spool": "audit",
     "Telemetry": "observe",
     "clear_store": "cache",
     "current_identity": "identity",
@@ -147,6 +155,8 @@ __all__ = [
     "Access",
     "ApiKeySettings",
     "AuditLog",
+    "AuditSink",
+    "AuditSpoolSettings",
     "Auth",
     "AuthSettings",
     "Authenticator",
@@ -187,6 +197,7 @@ __all__ = [
     "ResultCache",
     "RetrySettings",
     "RuleSettings",
+    "Spool",
     "Telemetry",
     "clear_store",
     "current_identity",

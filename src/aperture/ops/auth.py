@@ -1,28 +1,35 @@
 """Authentication (hashed API keys, JWT HS256 / RS256 / ES256 with a cached JWKS) and authorization (rules
-per tool-id glob, applied to search, describe and run), plus the audit log of who ran what."""
+per tool-id glob, applied to search, describe and run), and the audit record of every run (`ops.audit`)."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx2
 import jwt
 
 from aperture.execution import RunFn, RunResult, ToolCall
-from aperture.model import ForbiddenError, InvalidToolIdError, Tool, ToolId, UnauthorizedError, UnknownToolError
+from aperture.model import (
+    AuditUnavailableError,
+    ForbiddenError,
+    InvalidToolIdError,
+    Tool,
+    ToolId,
+    UnauthorizedError,
+    UnknownToolError,
+)
 from aperture.ops.access import Access
 from aperture.ops.identity import Identity, identity_of
 from aperture.ops.resilience import first_match
 from aperture.ops.settings import AuthSettings, JwtSettings, RuleSettings
-from aperture.ops.shared import RedisLink
+
+if TYPE_CHECKING:
+    from aperture.ops.audit import AuditLog
 
 logger = logging.getLogger(__name__)
 _REFETCH_AFTER = 5.0  # seconds between JWKS fetches for unknown key ids, so bad tokens cannot hammer the issuer
@@ -201,41 +208,6 @@ class Authorizer:
         return next((r for r in self.rules if _fnmatch(tool_id, r.tools)), None)
 
 
-class AuditLog(Protocol):
-    """Where audit records go."""
-
-    async def write(self, record: dict[str, Any]) -> None: ...
-
-
-class FileAudit:
-    """Audit records as JSON lines in a file."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._file = path.open("a", encoding="utf-8", buffering=1)
-
-    async def write(self, record: dict[str, Any]) -> None:
-        self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
-
-    def close(self) -> None:
-        """Close the file."""
-        self._file.close()
-
-
-class RedisAudit:
-    """Audit records in a Redis stream (`{prefix}audit`, trimmed to about `maxlen` entries)."""
-
-    def __init__(self, link: RedisLink, maxlen: int = 100_000) -> None:
-        self._link = link
-        self.key = f"{link.prefix}audit"
-        self._maxlen = maxlen
-
-    async def write(self, record: dict[str, Any]) -> None:
-        fields = {k: json.dumps(v) if not isinstance(v, str) else v for k, v in record.items()}
-        await self._link.run(lambda c: c.xadd(self.key, fields, maxlen=self._maxlen, approximate=True))
-
-
 class Auth:
     """The auth middleware's state; `wrap` is the middleware (checks the rules and writes the audit log)."""
 
@@ -273,6 +245,12 @@ class Auth:
             found = self.resolve(tool_id) if isinstance(tool_id, str) else None
             key = found[0].key if found is not None else str(tool_id)
             started = time.perf_counter()
+            if self.audit is not None:
+                try:
+                    self.audit.admit("run_tool")
+                except AuditUnavailableError as refused:
+                    refused.tool_id = str(tool_id)
+                    return RunResult.failure(str(tool_id), refused)
             if found is not None and not self.access(who).may_see_tool(key):
                 rule = self.authorizer.rule_for(key)
                 needs = (
@@ -293,18 +271,9 @@ class Auth:
             else:
                 result = await inner(call)
             if self.audit is not None:
-                await self.audit.write(
-                    {
-                        "ts": datetime.now(UTC).isoformat(),
-                        "identity": who.name,
-                        "method": who.method,
-                        "tool_id": key[:200],
-                        "outcome": "ok"
-                        if not result.is_error
-                        else (str(result.error.code) if result.error else "tool_error"),
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                    }
-                )
+                outcome = "ok" if not result.is_error else (str(result.error.code) if result.error else "tool_error")
+                elapsed = round((time.perf_counter() - started) * 1000, 3)
+                self.audit.record("run", who, key, outcome, tool_id=key[:200], duration_ms=elapsed)
             return result
 
         return run

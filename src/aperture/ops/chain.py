@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import Counter
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from functools import reduce
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 
@@ -20,6 +21,9 @@ from aperture.ops.health import HealthChecker
 from aperture.ops.identity import LOCAL, Identity, identity_of, local_identity
 from aperture.ops.settings import OpsSettings
 from aperture.ops.shared import RedisLink
+
+if TYPE_CHECKING:
+    from aperture.ops.audit import AuditLog
 
 logger = logging.getLogger(__name__)
 _MAX_VIEWS = 64  # visible catalogs kept per snapshot, one per distinct set of rights
@@ -107,18 +111,12 @@ class Ops:
         if settings.resilience.enabled:
             self.resilience = self._resilience()
             layers["resilience"] = self.resilience.wrap
+        self.audit: AuditLog | None = self._audit(resolve_path) if settings.auth.enabled else None
         if settings.auth.enabled:
-            from aperture.ops.auth import AuditLog, Auth, FileAudit, RedisAudit
+            from aperture.ops.auth import Auth
 
-            audit: AuditLog | None = None
-            if settings.auth.audit == "file":
-                file_audit = FileAudit(resolve_path(settings.auth.audit_file))
-                self._closers.append(file_audit.close)
-                audit = file_audit
-            elif settings.auth.audit == "redis" and self.link is not None:
-                audit = RedisAudit(self.link)
             self.auth = Auth(
-                settings.auth, resolve=self.resolve, audit=audit, unknown=self._unknown_to, local=self.local
+                settings.auth, resolve=self.resolve, audit=self.audit, unknown=self._unknown_to, local=self.local
             )
             layers["auth"] = self.auth.wrap
         self.middleware: list[Middleware] = [layers[name] for name in settings.chain if name in layers]
@@ -128,6 +126,7 @@ class Ops:
             settings.health,
             breakers=self.resilience.breaker_states if self.resilience is not None else None,
             redis=self.link.health if self.link is not None else None,
+            audit=self.audit.stats if self.audit is not None else None,
         )
 
     def _unrouted(self) -> list[tuple[str, str, int]]:
@@ -138,6 +137,41 @@ class Ops:
             if isinstance(backend, CountsUnrouted):
                 counts += [(name, kind, count) for kind, count in backend.unrouted.items()]
         return counts
+
+    def _audit(self, resolve_path: Callable[[str], Path]) -> AuditLog | None:
+        auth = self.settings.auth
+        if auth.audit == "off" or (auth.audit == "redis" and self.link is None):
+            return None
+        from aperture.ops.audit import AuditLog, AuditSink, FileAudit, RedisAudit, Spool
+
+        sink: AuditSink
+        if auth.audit == "file":
+            sink = FileAudit(resolve_path(auth.audit_file))
+        else:
+            assert self.link is not None
+            sink = RedisAudit(self.link, auth.audit_stream_maxlen)
+        spool = Spool(resolve_path(auth.audit_spool.directory), auth.audit_spool.max_bytes)
+        counted = self.telemetry.audit_counted if self.telemetry is not None else None
+        return AuditLog(sink, spool, auth.audit_spool, on_count=counted)
+
+    async def run(self) -> None:
+        """The operations layer's background work (the audit writer), until cancelled."""
+        if self.audit is not None:
+            await self.audit.run()
+
+    def audited(
+        self, event: str, target: str | None = None, *, who: Identity | None = None
+    ) -> contextlib.AbstractContextManager[None]:
+        """Record `event` on `target` in the audit log when the block ends, with the outcome it ended with.
+
+        The caller is `who`, else the request being served. A no-op without an audit log.
+
+        Raises:
+            AuditUnavailableError: on entering, when the audit log cannot keep records and must refuse.
+        """
+        if self.audit is None:
+            return contextlib.nullcontext()
+        return _audited(self.audit, event, target, who or self._current())
 
     def wrap(self, run: RunFn) -> RunFn:
         """`run` wrapped in the enabled middleware, outermost first (`run` itself when none is enabled)."""
@@ -240,7 +274,9 @@ class Ops:
         )
 
     async def aclose(self) -> None:
-        """Flush telemetry, close files and the Redis pool."""
+        """Ship (or spool) the audit records left, flush telemetry, close files and the Redis pool."""
+        if self.audit is not None:
+            await self.audit.aclose()
         for close in self._closers:
             close()
         if self.telemetry is not None:
@@ -248,3 +284,19 @@ class Ops:
             await anyio.to_thread.run_sync(self.telemetry.shutdown)
         if self.link is not None:
             await self.link.aclose()
+
+
+@contextlib.contextmanager
+def _audited(audit: AuditLog, event: str, target: str | None, who: Identity) -> Iterator[None]:
+    from aperture.ops.audit import outcome_of
+
+    audit.admit(event)
+    outcome = "cancelled"
+    try:
+        yield
+        outcome = "ok"
+    except Exception as error:
+        outcome = outcome_of(error)
+        raise
+    finally:
+        audit.record(event, who, target, outcome)

@@ -1,9 +1,11 @@
-"""Health: liveness and readiness in Kubernetes conventions, with each backend's state and latency."""
+"""Health: liveness and readiness in Kubernetes conventions, with each backend's state and latency; messages
+never carry an upstream's command line, environment, headers or URL credentials."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from aperture.execution import BackendRegistry
 from aperture.ops.settings import HealthSettings
@@ -25,11 +27,21 @@ class HealthChecker:
         *,
         breakers: Callable[[list[str]], dict[str, str]] | None = None,
         redis: Callable[[], dict[str, Any]] | None = None,
+        audit: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.registry = registry
         self.settings = settings
         self._breakers = breakers
         self._redis = redis
+        self._audit = audit
+
+    def scrub(self, text: str) -> str:
+        """`text` without the backends' private strings (see `private_strings`)."""
+        if not text:
+            return text
+        for secret in private_strings(self.registry.get(name) for name in self.registry.names()):
+            text = text.replace(secret, REDACTED)
+        return text
 
     def liveness(self) -> dict[str, Any]:
         """The process is up and serving (no backend checks: liveness must not depend on them)."""
@@ -57,7 +69,7 @@ class HealthChecker:
                 "healthy": healthy,
                 "required": name in required,
                 "latency_ms": round(status.latency_ms, 3) if status else None,
-                "message": failures.get(name) or (status.message if status else ""),
+                "message": self.scrub(failures.get(name) or (status.message if status else "")),
             }
             if name in breakers:
                 row["breaker"] = breakers[name]
@@ -72,4 +84,40 @@ class HealthChecker:
             body["missing"] = missing
         if self._redis is not None:
             body["redis"] = self._redis()
+        if self._audit is not None:
+            body["audit"] = self._audit()
         return body
+
+
+REDACTED = "[redacted]"
+_SHORTEST = 3  # shorter arguments ("-y") are too common to hide, and tell nothing
+
+
+def private_strings(backends: Iterable[Any]) -> list[str]:
+    """What may not be printed about `backends`, longest first: an upstream's command line and each of its
+    parts, its environment and header values, and the credentials and query string of its URL.
+
+    Backends are asked duck-typed (`target.command`, `.args`, `.env`, `.url`, `.headers`), so any kind that
+    keeps such a target is covered without this module knowing it.
+    """
+    found: set[str] = set()
+    for backend in backends:
+        target = getattr(backend, "target", None)
+        if target is None:
+            continue
+        command = getattr(target, "command", None)
+        if isinstance(command, str) and command:
+            parts = [command, *(str(a) for a in getattr(target, "args", ()) or ())]
+            found.add(" ".join(parts))
+            found.update(p for p in parts if len(p) >= _SHORTEST)
+        for values in (getattr(target, "env", None), getattr(target, "headers", None)):
+            if isinstance(values, Mapping):
+                found.update(str(v) for v in values.values() if len(str(v)) >= _SHORTEST)
+        url = getattr(target, "url", None)
+        if isinstance(url, str) and url:
+            parts_of = urlsplit(url)
+            if parts_of.username or parts_of.password:
+                found.update(p for p in (parts_of.username, parts_of.password) if p and len(p) >= _SHORTEST)
+            if parts_of.query:
+                found.add(parts_of.query)
+    return sorted(found, key=len, reverse=True)

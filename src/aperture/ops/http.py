@@ -1,17 +1,20 @@
-"""The HTTP side of the operations layer, as an ASGI layer in front of the MCP app: `/healthz`, `/readyz`,
-`/metrics`, the OAuth protected-resource document, and authentication of every other request (401 with
-`WWW-Authenticate` when it fails) before any MCP handling, so both the SDK's and the lean call path see it."""
+"""The HTTP side of the operations layer, as an ASGI layer in front of the MCP app: `/healthz`, `/readyz` and
+`/metrics` (in full only for an admin credential when `ops.health.detail` is public), the OAuth
+protected-resource document, and authentication of every other request (401 with `WWW-Authenticate` when it
+fails) before any MCP handling, so both the SDK's and the lean call path see it. Refused requests and session
+deletions are recorded in the audit log."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aperture.model import UnauthorizedError
 from aperture.ops.chain import Ops
-from aperture.ops.identity import IDENTITY_KEY, current_identity
+from aperture.ops.identity import IDENTITY_KEY, Identity, current_identity
 
 WELL_KNOWN = "/.well-known/oauth-protected-resource"
 
@@ -35,10 +38,11 @@ class OpsHttpApp:
                 return
             if route == "/readyz":
                 body = await self._ops.health.readiness()
-                await _json(send, 200 if body["status"] == "ready" else 503, body)
+                status = 200 if body["status"] == "ready" else 503
+                await _json(send, status, body if await self._full_view(scope) else {"status": body["status"]})
                 return
             if route == "/metrics" and self._ops.telemetry is not None:
-                text = self._ops.telemetry.prometheus_text()
+                text = self._ops.telemetry.prometheus_text(public=not await self._full_view(scope))
                 await _respond(send, 200, text, "text/plain; version=0.0.4; charset=utf-8")
                 return
             if route.startswith(WELL_KNOWN) and self._ops.auth is not None:
@@ -57,13 +61,66 @@ class OpsHttpApp:
                 challenge += ', error="invalid_token"'
             body = {"error": "unauthorized", "message": error.message}
             await _json(send, 401, body, [(b"www-authenticate", challenge.encode())])
+            self._record("unauthorized", None, route, "unauthorized", scope, reason=error.message[:200])
             return
         scope[IDENTITY_KEY] = identity
         token = current_identity.set(identity)
         try:
-            await self._app(scope, receive, send)
+            if scope["method"] == "DELETE" and route == self._path and self._ops.audit is not None:
+                await self._delete_session(scope, receive, send, identity)
+            else:
+                await self._app(scope, receive, send)
         finally:
             current_identity.reset(token)
+
+    async def _full_view(self, scope: Scope) -> bool:
+        """Whether this /readyz or /metrics request gets the full view: `ops.health.detail` is full (by default
+        it is when auth is off), or the request carries the credential of a caller with one of `full_roles`.
+        Without (valid) credentials the answer is the public view, never a 401: probes send none."""
+        settings = self._ops.settings
+        detail = settings.health.detail or ("public" if settings.auth.enabled else "full")
+        auth = self._ops.auth
+        if detail == "full":
+            return True
+        if auth is None:
+            return False
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
+        if "authorization" not in headers and "x-api-key" not in headers:
+            return False
+        try:
+            who: Identity = await auth.authenticator.authenticate(
+                headers.get("authorization"), headers.get("x-api-key")
+            )
+        except UnauthorizedError as error:
+            self._record("unauthorized", None, scope["path"], "unauthorized", scope, reason=error.message[:200])
+            return False
+        return who.allows(settings.health.full_roles, [])
+
+    async def _delete_session(self, scope: Scope, receive: Receive, send: Send, identity: Identity) -> None:
+        """A DELETE (a client ending its MCP session), recorded in the audit log with the answer's status."""
+        status = 0
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self._app(scope, receive, sending)
+        finally:
+            session = dict(scope.get("headers", ())).get(b"mcp-session-id", b"")
+            # The session id lets its holder act in the session: the log keeps a digest, enough to correlate.
+            target = f"session {hashlib.sha256(session).hexdigest()[:16]}" if session else "no session id"
+            outcome = "ok" if 200 <= status < 300 else f"http {status}" if status else "cancelled"
+            self._record("session_delete", identity, target, outcome, scope)
+
+    def _record(self, event: str, who: Identity | None, target: str, outcome: str, scope: Scope, **fields: Any) -> None:
+        audit = self._ops.audit
+        if audit is not None:
+            client = scope.get("client")
+            peer = f"{client[0]}:{client[1]}" if client else ""
+            audit.record(event, who, target, outcome, http_method=scope["method"], client=peer, **fields)
 
     def _resource_url(self, scope: Scope) -> str:
         configured = self._ops.settings.auth.resource

@@ -84,10 +84,19 @@ class Telemetry:
         self.cache_lookups = meter.create_counter("tool.cache.lookups", description="Cache lookups by result")
         self.breaker_changes = meter.create_counter("tool.breaker.transitions", description="Breaker state changes")
         self.rate_limited = meter.create_counter("tool.exec.rate_limited", description="Calls refused by a limit")
+        self.audit_records = meter.create_counter(
+            "audit.records",
+            description="Audit records by what became of them (written, spooled, replayed, "
+            "dropped) and calls refused because they could not be audited (refused)",
+        )
 
     def cache_lookup(self, tool_id: str, hit: bool) -> None:
         """Count a cache lookup."""
         self.cache_lookups.add(1, {"tool.id": tool_id, "result": "hit" if hit else "miss"})
+
+    def audit_counted(self, result: str, count: int) -> None:
+        """Count audit records written, spooled, replayed or dropped, or calls refused."""
+        self.audit_records.add(count, {"result": result})
 
     def breaker_changed(self, backend: str, state: str) -> None:
         """Count a breaker transition."""
@@ -106,16 +115,43 @@ class Telemetry:
             description="Messages from upstreams that matched no call in flight and were dropped or refused",
         )
 
-    def prometheus_text(self) -> bytes:
-        """The metrics in Prometheus' text format."""
+    def prometheus_text(self, *, public: bool = False) -> bytes:
+        """The metrics in Prometheus' text format; `public`: summed over the labels that name tools,
+        namespaces and backends (what an unauthenticated scraper may see)."""
         from prometheus_client import generate_latest
 
-        return generate_latest(self.registry)
+        return generate_latest(_PublicMetrics(self.registry) if public else self.registry)
 
     def shutdown(self) -> None:
         """Flush and stop the exporters."""
         self.tracer_provider.shutdown()
         self.meter_provider.shutdown(timeout_millis=(self.settings.otlp_timeout + 1) * 1000)
+
+
+PRIVATE_LABELS = frozenset({"tool_id", "tool_namespace", "tool_name", "backend"})
+"""Metric labels that name what is behind the gateway; the public /metrics sums them away."""
+
+
+class _PublicMetrics:
+    """A registry's metrics with `PRIVATE_LABELS` summed away (counters and histogram buckets add up)."""
+
+    def __init__(self, registry: Any) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterable[Any]:
+        from prometheus_client.metrics_core import Metric
+
+        for family in self._registry.collect():
+            sums: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+            for sample in family.samples:
+                if sample.name.endswith("_created"):
+                    continue  # a creation time per label set: summing them means nothing
+                labels = tuple(sorted((k, v) for k, v in sample.labels.items() if k not in PRIVATE_LABELS))
+                sums[(sample.name, labels)] = sums.get((sample.name, labels), 0.0) + sample.value
+            public = Metric(family.name, family.documentation, family.type, family.unit)
+            for (name, labels), value in sums.items():
+                public.add_sample(name, dict(labels), value)
+            yield public
 
 
 class Observer:

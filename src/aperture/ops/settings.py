@@ -90,6 +90,26 @@ class RuleSettings(_Section):
     scopes: list[str] = Field(default_factory=list, description="Any of these scopes allows the tools.")
 
 
+class AuditSpoolSettings(_Section):
+    """Where audit records wait, on local disk, while the audit sink (Redis, or the file) cannot take them."""
+
+    directory: str = Field(
+        ".aperture/audit-spool",
+        description="Directory of the spool, relative to the config file; each running gateway takes one slot in it.",
+    )
+    max_bytes: int = Field(
+        64 * 1024 * 1024, ge=4096, description="Most bytes of records the spool holds before it counts as full."
+    )
+    on_full: Literal["keep", "refuse"] = Field(
+        "keep",
+        description="When the spool is full: keep serving (the records that do not fit are dropped, counted and "
+        "logged as errors), or refuse calls with an audit_unavailable tool error until records can be kept again.",
+    )
+    replay_every: float = Field(
+        1.0, gt=0, description="Seconds between attempts to replay the spool while the sink is down."
+    )
+
+
 class AuthSettings(_Section):
     """Who is calling, and what they may see and run."""
 
@@ -112,6 +132,15 @@ class AuthSettings(_Section):
     authorization_servers: list[str] = Field(default_factory=list, description="Issuers clients get tokens from.")
     audit: Literal["off", "file", "redis"] = Field("off", description="Where the audit log goes.")
     audit_file: str = Field(".aperture/audit.jsonl", description="JSONL audit log, relative to the config file.")
+    audit_stream_maxlen: int | None = Field(
+        100_000,
+        ge=1000,
+        description="audit: redis keeps about this many records in the stream (older ones are trimmed: read the "
+        "stream to keep them); null: never trimmed.",
+    )
+    audit_spool: AuditSpoolSettings = Field(
+        AuditSpoolSettings(), description="Local, bounded spool for audit records while the audit sink is down."
+    )
 
 
 class BreakerSettings(_Section):
@@ -204,6 +233,16 @@ class HealthSettings(_Section):
         None, description="Backends that must be healthy for readiness (default: every backend)."
     )
     timeout: float = Field(2.0, gt=0, description="Seconds each backend's health check may take.")
+    detail: Literal["public", "full"] | None = Field(
+        None,
+        description="What /readyz and /metrics show a caller without a full_roles credential: public (/readyz: "
+        "the status only; /metrics: totals without tool, namespace or backend labels) or full. Default: public "
+        "when ops.auth is enabled, else full.",
+    )
+    full_roles: list[str] = Field(
+        default_factory=lambda: ["admin"],
+        description="Roles whose API key or bearer token (sent to /readyz or /metrics) gets the full view.",
+    )
 
 
 class OpsSettings(_Section):

@@ -185,7 +185,8 @@ class McpSurface:
     async def _on_read_resource(
         self, ctx: ServerRequestContext[Any], params: mcp_types.ReadResourceRequestParams
     ) -> mcp_types.ReadResourceResult:
-        return await self.federation.read(str(params.uri), self.gateway.access())
+        with self.gateway.ops.audited("resource_read", str(params.uri)):
+            return await self.federation.read(str(params.uri), self.gateway.access())
 
     async def _on_subscribe(
         self, ctx: ServerRequestContext[Any], params: mcp_types.SubscribeRequestParams
@@ -221,7 +222,8 @@ class McpSurface:
     async def _on_get_prompt(
         self, ctx: ServerRequestContext[Any], params: mcp_types.GetPromptRequestParams
     ) -> mcp_types.GetPromptResult:
-        return await self.federation.get_prompt(params.name, params.arguments, self.gateway.access())
+        with self.gateway.ops.audited("prompt_get", params.name):
+            return await self.federation.get_prompt(params.name, params.arguments, self.gateway.access())
 
     # --- upstream log messages, forwarded to clients --------------------------------------------
 
