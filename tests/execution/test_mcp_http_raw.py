@@ -61,7 +61,7 @@ async def channel_to(handler: Handler, client: str) -> AsyncIterator[RawChannel]
     server = Server(handler)
     elsewhere: list[Any] = []
 
-    async def collect(message: Any) -> None:
+    async def collect(message: Any, context: Any) -> None:
         elsewhere.append(message)
 
     async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener, anyio.create_task_group() as tg:
