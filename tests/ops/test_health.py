@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sys
 from typing import Any
 
@@ -93,7 +94,7 @@ async def test_with_auth_on_readyz_and_metrics_show_details_only_to_an_admin_cre
     # Even the full view names no command line, argument or environment value of an upstream.
     text = json.dumps(full.json())
     assert sys.executable not in text and UPSTREAM not in text and "--tools" not in text and TOKEN not in text
-    assert full.json()["backends"][0]["message"] == "15 tools from [redacted]"  # was: "... from <command line>"
+    assert re.fullmatch(r"\d+ tools from \[redacted\]", full.json()["backends"][0]["message"])  # was: <command line>
 
 
 async def test_detail_full_shows_everyone_everything() -> None:
@@ -106,4 +107,4 @@ async def test_detail_full_shows_everyone_everything() -> None:
 async def test_list_namespaces_names_no_upstream_command_line() -> None:
     async with Gateway(detail_config()) as gw:
         rows = (await gw.list_namespaces())["namespaces"]
-    assert rows[0]["message"] == "15 tools from [redacted]" and UPSTREAM not in json.dumps(rows)
+    assert re.fullmatch(r"\d+ tools from \[redacted\]", rows[0]["message"]) and UPSTREAM not in json.dumps(rows)
