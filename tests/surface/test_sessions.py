@@ -108,3 +108,22 @@ async def test_a_closed_sessions_resource_subscriptions_end_with_it() -> None:
         gc.collect()
         assert ref() is None
         assert not surface.federation._subscribers
+
+
+def test_the_private_sdk_parts_the_session_adapter_needs_are_there() -> None:
+    # sessions.py reaches these private parts of the SDK; without them the gateway would run without
+    # per-caller session limits, session binding and resumable streams (it only logs a warning), so an SDK
+    # upgrade that drops one must fail here, loudly, before it ships.
+    import inspect
+
+    from mcp.server.streamable_http import StreamableHTTPServerTransport
+    from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+
+    for method in ("_admit_session", "_discard_session"):
+        assert callable(getattr(StreamableHTTPSessionManager, method, None)), method
+    assert "self._server_instances" in inspect.getsource(StreamableHTTPSessionManager.__init__)
+    for method in ("_mint_priming_event", "_create_session_message"):
+        assert callable(getattr(StreamableHTTPServerTransport, method, None)), method
+    transport_init = inspect.getsource(StreamableHTTPServerTransport.__init__)
+    for attribute in ("self._idle_timeout", "self._event_store", "self.mcp_session_id"):
+        assert attribute in transport_init, attribute
