@@ -28,6 +28,9 @@ import pydantic
 from mcp.shared._stream_protocols import ReadStream, WriteStream
 from mcp.shared.message import SessionMessage
 
+from aperture.model.nesting import MAX_JSON_DEPTH, json_too_deep, leading_id
+from aperture.surface.mcp.wire import TOO_DEEP, id_problem
+
 logger = logging.getLogger(__name__)
 READ_SIZE = 1 << 16
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -254,6 +257,10 @@ async def stdio_transport(
                     logger.warning("dropped a message over %d bytes", MAX_MESSAGE_BYTES)
                     await reply(error_line(None, mcp_types.INVALID_REQUEST, TOO_LARGE))
                 for raw in complete:
+                    if json_too_deep(raw):  # before any parser recurses into it
+                        logger.info("rejected a JSON-RPC line nested over %d levels", MAX_JSON_DEPTH)
+                        await reply(error_line(leading_id(raw), mcp_types.INVALID_REQUEST, TOO_DEEP))
+                        continue
                     if leaned is not None and any(marker in raw for marker in _LEAN_MARKERS):
                         with contextlib.suppress(ValueError):
                             if leaned.take(json.loads(raw)):
@@ -269,6 +276,11 @@ async def stdio_transport(
                         if answer is not None:
                             await reply(answer)
                         continue
+                    if isinstance(message, mcp_types.JSONRPCNotification) and b'"id"' in raw:
+                        problem = id_problem(json.loads(line))  # an "id" that is none: not a notification
+                        if problem is not None:
+                            await reply(error_line(None, mcp_types.INVALID_REQUEST, problem))
+                            continue
                     await incoming_send.send(SessionMessage(message))
 
     async def write() -> None:
