@@ -6,17 +6,24 @@ gets an answer that says what to fix, and the process answers the next request a
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import AsyncIterator
+import socket
+import subprocess
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.abc
+import httpx2
 import pytest
 
 from aperture.model.nesting import MAX_JSON_DEPTH
-from tests.integration.conftest import stdio_params
+from tests.conftest import TEST_CONFIG
+from tests.integration.conftest import APERTURE, free_port, stdio_params, wait_for_port
+from tests.integration.test_sse_resume import HEADERS, events, open_session
 from tests.mcp_helpers import initialize_request
 
 pytestmark = pytest.mark.anyio
@@ -112,3 +119,106 @@ async def test_stdio_answers_requests_whose_id_is_no_id(bad_id: Any) -> None:
             assert answer["id"] is None and answer["error"]["code"] == -32600
             assert "id must be a string or an integer" in answer["error"]["message"]
         await wire.still_serving(2)
+
+
+class HttpGateway:
+    """`aperture serve --transport http` with its stderr kept in a file, to check nothing was logged per request."""
+
+    def __init__(self, port: int, log: Path) -> None:
+        self.port, self.log = port, log
+        self.url = f"http://127.0.0.1:{port}/mcp"
+
+
+@pytest.fixture(scope="module")
+def http_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpGateway]:
+    port = free_port()
+    gateway = HttpGateway(port, tmp_path_factory.mktemp("hostile") / "stderr.log")
+    argv = [APERTURE, "serve", "--config", str(TEST_CONFIG), "--transport", "http", "--port", str(port)]
+    with gateway.log.open("wb") as log:
+        process = subprocess.Popen(argv, stderr=log)
+        try:
+            wait_for_port(port)
+            yield gateway
+        finally:
+            process.terminate()
+            process.wait(10)
+
+
+async def post(http: httpx2.AsyncClient, url: str, body: str, headers: dict[str, str]) -> tuple[int, Any]:
+    """POST `body`; the status and the JSON-RPC message answering it (read off an SSE stream if need be)."""
+    async with http.stream("POST", url, content=body.encode(), headers={**HEADERS, **headers}) as response:
+        if response.headers.get("content-type", "").startswith("text/event-stream"):
+            found = [e["data"] async for e in events(response) if isinstance(e.get("data"), dict) and "id" in e["data"]]
+            return response.status_code, found[0] if found else None
+        raw = await response.aread()
+        return response.status_code, json.loads(raw) if raw else None
+
+
+async def http_still_serving(http: httpx2.AsyncClient, url: str, session: dict[str, str], request_id: int) -> None:
+    status, answer = await post(http, url, call_line(request_id, CALCULATE), session)
+    assert status == 200 and answer["result"]["content"][0]["text"] == "4.0", answer
+
+
+CALCULATE = '{"tool_id":"toolbox:calculate","args":{"expression":"2 + 2"}}'
+
+
+async def test_http_answers_bodies_nested_too_deep_with_400_and_keeps_serving(http_gateway: HttpGateway) -> None:
+    url = http_gateway.url
+    async with httpx2.AsyncClient(timeout=20) as http:
+        session = await open_session(http, url, "2025-11-25")
+        await http_still_serving(http, url, session, 2)  # the session's first call, so the next take the lean path
+        modern = {"mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call", "mcp-name": "run_tool"}
+        cases = [
+            (3, '{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{"x":' + nested(DEEP) + "}}", session),
+            (4, call_line(4, '{"tool_id":"toolbox:calculate","args":{"x":' + nested(DEEP) + "}}"), session),
+            (5, call_line(5, '{"tool_id":"toolbox:calculate","args":{"x":' + nested(DEEP) + "}}"), modern),
+            (6, call_line(6, '{"tool_id":"toolbox:calculate","args":{"x":' + nested(MAX_JSON_DEPTH) + "}}"), session),
+            (None, "[" * 100_000, {}),
+        ]
+        for request_id, body, headers in cases:
+            status, answer = await post(http, url, body, headers)
+            assert status == 400, (request_id, status, answer)
+            assert answer["id"] == request_id and answer["error"]["code"] == -32600
+            assert f"more than {MAX_JSON_DEPTH} levels deep" in answer["error"]["message"]
+        await http_still_serving(http, url, session, 7)
+    assert "Traceback" not in http_gateway.log.read_text(errors="replace")
+
+
+@pytest.mark.parametrize(
+    "bad_id",
+    [{"a": 1}, [1], True, None, 1.5],
+    ids=["object", "array", "bool", "null", "fraction"],
+)
+async def test_http_answers_requests_whose_id_is_no_id(http_gateway: HttpGateway, bad_id: Any) -> None:
+    url = http_gateway.url
+    async with httpx2.AsyncClient(timeout=20) as http:
+        session = await open_session(http, url, "2025-11-25")
+        for method in ("ping", "tools/list", "tools/call"):
+            body = json.dumps({"jsonrpc": "2.0", "id": bad_id, "method": method, "params": {"name": "run_tool"}})
+            status, answer = await post(http, url, body, session)
+            assert status == 400 and answer["id"] is None and answer["error"]["code"] == -32600, (status, answer)
+            assert "id must be a string or an integer" in answer["error"]["message"]
+        await http_still_serving(http, url, session, 2)
+
+
+def send_head(port: int, header_bytes: int) -> bytes:
+    """A GET /healthz with one header of `header_bytes`, over a raw socket; what came back before the close."""
+    head = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * header_bytes + b"\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        with contextlib.suppress(OSError):  # refused part way: the answer may still be there to read
+            sock.sendall(head)
+        received = b""
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(65536):
+                received += chunk
+    return received
+
+
+@pytest.mark.parametrize("size", [100_000, 16 * 1024 * 1024], ids=["100kB", "16MB"])
+async def test_http_refuses_oversized_headers_with_431(http_gateway: HttpGateway, size: int) -> None:
+    answer = await anyio.to_thread.run_sync(send_head, http_gateway.port, size)
+    assert not answer.startswith(b"HTTP/1.1 200")
+    if size == 100_000 or answer:  # a 16 MB head may be cut off (a reset) before the answer is read
+        assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
+        assert b"at most 65536 bytes" in answer
+    assert (await anyio.to_thread.run_sync(send_head, http_gateway.port, 1000)).startswith(b"HTTP/1.1 200")

@@ -49,6 +49,12 @@ class ServerConfig(_Section):
         description="HTTP: close a call's SSE stream after this many seconds (the client resumes it with "
         "Last-Event-ID and gets the result), so long calls survive proxies that cut idle connections.",
     )
+    max_header_bytes: int = Field(
+        65536,
+        ge=4096,
+        le=16 * 1024 * 1024,
+        description="HTTP: most bytes a request's line and headers may take together; past it the answer is 431.",
+    )
 
 
 class PythonBackendConfig(_Section):

@@ -13,6 +13,7 @@ from starlette.types import ASGIApp
 from aperture.gateway import Gateway
 from aperture.ops.http import OpsHttpApp
 from aperture.surface.mcp.events import MemoryEventStore
+from aperture.surface.mcp.http_guard import BoundedHttpToolsProtocol, JsonRpcGuard
 from aperture.surface.mcp.http_lean import LeanHttpApp
 from aperture.surface.mcp.server import McpSurface
 from aperture.surface.mcp.sessions import adapt_sessions
@@ -69,12 +70,12 @@ def http_app(surface: McpSurface, *, path: str = "/mcp", host: str = "127.0.0.1"
     )
     manager = surface.server.session_manager
     adapt_sessions(manager)  # an event store per session; streams primed by the version initialised with
-    # Health, metrics and authentication sit outside both call paths (the SDK's and the lean one).
-    if surface.gateway.config.server.sse_poll_after is not None:
-        return OpsHttpApp(app, surface.gateway.ops, path=path)  # long calls let go of their streams: the SDK's path
-    return OpsHttpApp(
-        LeanHttpApp(app, surface, manager, path=path, retry_ms=RETRY_INTERVAL_MS), surface.gateway.ops, path=path
-    )
+    # Health, metrics and authentication sit outside both call paths (the SDK's and the lean one), and so
+    # does the guard that refuses bodies no parser should read (checked once authenticated).
+    calls: ASGIApp = app  # long calls let go of their streams (sse_poll_after): the SDK's path only
+    if surface.gateway.config.server.sse_poll_after is None:
+        calls = LeanHttpApp(app, surface, manager, path=path, retry_ms=RETRY_INTERVAL_MS)
+    return OpsHttpApp(JsonRpcGuard(calls, path=path), surface.gateway.ops, path=path)
 
 
 async def serve_http(gateway: Gateway, *, host: str = "127.0.0.1", port: int = 8080, path: str = "/mcp") -> None:
@@ -82,7 +83,13 @@ async def serve_http(gateway: Gateway, *, host: str = "127.0.0.1", port: int = 8
     surface = McpSurface(gateway)
     app = http_app(surface, path=path, host=host)
     config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=GRACE_SECONDS
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=GRACE_SECONDS,
+        http=BoundedHttpToolsProtocol.bounded(gateway.config.server.max_header_bytes),
     )
     server = uvicorn.Server(config)
     logger.info("serving MCP on http://%s:%d%s", host, port, path)
