@@ -102,7 +102,13 @@ async def test_stdio_answers_messages_nested_too_deep_and_keeps_serving() -> Non
             assert answer["id"] == request_id
             assert answer["error"]["code"] == -32600
             assert f"more than {MAX_JSON_DEPTH} levels deep" in answer["error"]["message"]
-        await wire.still_serving(5)
+        # run_tool's args given as a JSON string: a tool error the model can act on
+        as_string = json.dumps('{"expression":' + nested(DEEP) + "}")
+        await wire.send(call_line(5, '{"tool_id":"toolbox:calculate","args":' + as_string + "}"))
+        result = (await wire.receive())["result"]
+        assert result["isError"] and result["structuredContent"]["error"]["code"] == "validation_input"
+        assert "argument 'args' is a JSON string that nests" in result["content"][0]["text"]
+        await wire.still_serving(6)
 
 
 @pytest.mark.parametrize(
