@@ -11,7 +11,6 @@ through a lean keep-alive client of their own (`_http11`); anything else goes th
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
@@ -24,6 +23,7 @@ from mcp.shared.exceptions import MCPError
 
 from aperture.execution.backends._http import SessionHeaders
 from aperture.execution.backends._http11 import pool_for
+from aperture.execution.backends.mcp_depth import loads_upstream
 from aperture.execution.backends.mcp_raw import RawChannel
 
 logger = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class HttpPoster:
                 raise _http_error(response.status_code, body)
             content_type = response.headers.get("content-type", "")
             if content_type.startswith("application/json"):
-                await self._deliver(json.loads(await response.aread()), stream_of)
+                await self._deliver(loads_upstream(await response.aread(), stream_of), stream_of)
                 return
             last_event = await self._read_events(response, stream_of)
         await self._resume(stream_of, last_event)
@@ -115,7 +115,7 @@ class HttpPoster:
                 last.retry_ms = int(event["retry"])
             data = event.get("data")
             if data:
-                await self._deliver(json.loads(data), stream_of)
+                await self._deliver(loads_upstream(data, stream_of), stream_of)
         return last
 
     async def _deliver(self, message: Any, stream_of: str | None) -> None:

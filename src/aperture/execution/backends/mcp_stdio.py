@@ -8,7 +8,6 @@ the gateway (`npx` servers run node under a shell).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -28,6 +27,7 @@ from mcp.client._transport import TransportStreams
 from mcp.client.stdio import get_default_environment
 from mcp.shared.message import SessionMessage
 
+from aperture.execution.backends.mcp_depth import TOO_DEEP, loads_upstream, too_deep_answer
 from aperture.execution.backends.mcp_raw import RawChannel
 
 logger = logging.getLogger(__name__)
@@ -171,12 +171,17 @@ async def stdio_upstream(
 
 def _loads(line: bytes) -> Any:
     try:
-        return json.loads(line)
+        return loads_upstream(line)  # too deep to parse: an error answering the request it answers
     except ValueError:
         return None  # not JSON: `_parse` reports it
 
 
 def _parse(line: bytes, watch: ProcessWatch) -> SessionMessage | Exception:
+    answer = too_deep_answer(line)
+    if answer is not None:  # never parsed: the request it answers gets an error, the connection goes on
+        if answer["id"] is None:
+            return ValueError(TOO_DEEP)
+        return SessionMessage(mcp_types.jsonrpc_message_adapter.validate_python(answer, by_name=False))
     try:
         return SessionMessage(mcp_types.jsonrpc_message_adapter.validate_json(line, by_name=False))
     except pydantic.ValidationError as exc:
