@@ -228,3 +228,53 @@ async def test_http_refuses_oversized_headers_with_431(http_gateway: HttpGateway
         assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
         assert b"at most 65536 bytes" in answer
     assert (await anyio.to_thread.run_sync(send_head, http_gateway.port, 1000)).startswith(b"HTTP/1.1 200")
+
+
+async def test_stdio_refuses_requests_before_the_handshake_is_complete() -> None:
+    async with stdio_gateway() as wire:
+        await wire.send({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+        early = await wire.receive()
+        assert early["id"] == 1 and early["error"]["code"] == -32600
+        assert "Send initialize, then the notifications/initialized notification" in early["error"]["message"]
+        await wire.send(initialize_request(request_id=2))
+        assert (await wire.receive())["id"] == 2
+        for request_id, method in ((3, "tools/list"), (4, "tools/call")):
+            params = {"name": "run_tool", "arguments": {"tool_id": "toolbox:calculate", "args": {"expression": "1"}}}
+            await wire.send({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+            refused = await wire.receive()
+            assert refused["id"] == request_id and refused["error"]["code"] == -32600, refused
+            assert f"not initialized yet, so '{method}' was refused" in refused["error"]["message"]
+        await wire.send({"jsonrpc": "2.0", "id": 5, "method": "ping"})
+        assert (await wire.receive()) == {"jsonrpc": "2.0", "id": 5, "result": {}}
+        await wire.send({"jsonrpc": "2.0", "id": 6, "method": "no/such/method"})
+        assert (await wire.receive())["error"]["code"] == -32601
+        await wire.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        await wire.still_serving(7)
+
+
+async def test_http_refuses_requests_before_the_handshake_and_serves_2026_requests_without_one(
+    http_gateway: HttpGateway,
+) -> None:
+    url = http_gateway.url
+    async with httpx2.AsyncClient(timeout=20) as http:
+        started = await http.post(url, json=initialize_request("2025-11-25"), headers=HEADERS)
+        session = {"mcp-session-id": started.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+        for request_id in (2, 3):  # the second would take the lean path, were the session ready
+            status, answer = await post(http, url, call_line(request_id, CALCULATE), session)
+            assert answer["id"] == request_id and answer["error"]["code"] == -32600, (status, answer)
+            assert "not initialized yet" in answer["error"]["message"]
+        await http.post(
+            url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers={**HEADERS, **session}
+        )
+        await http_still_serving(http, url, session, 4)
+        await http_still_serving(http, url, session, 5)
+        envelope = {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "0"},
+            "io.modelcontextprotocol/clientCapabilities": {},
+        }
+        params = {"name": "run_tool", "arguments": json.loads(CALCULATE), "_meta": envelope}
+        modern = {"mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call", "mcp-name": "run_tool"}
+        body = json.dumps({"jsonrpc": "2.0", "id": 6, "method": "tools/call", "params": params})
+        status, answer = await post(http, url, body, modern)
+        assert status == 200 and answer["result"]["content"][0]["text"] == "4.0", answer

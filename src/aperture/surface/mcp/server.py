@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 import mcp_types
 from mcp.server import Server
-from mcp.server.context import ServerRequestContext
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.lowlevel.server import NotificationOptions
 from mcp.server.models import InitializationOptions
 from mcp.server.session import ServerSession
@@ -49,6 +49,7 @@ INSTRUCTIONS = (
     "its input schema with describe_tool, then call it with run_tool(tool_id, args). Errors say what to fix."
 )
 
+_BEFORE_INITIALIZED = frozenset({"initialize", "ping"})
 _LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
 Handler = Callable[[CallContext, dict[str, Any]], Awaitable[mcp_types.CallToolResult]]
 
@@ -134,8 +135,31 @@ class McpSurface:
         server.add_request_handler("logging/setLevel", mcp_types.SetLevelRequestParams, self._on_set_level)
         # The SDK wraps every message in an OpenTelemetry span by default; tool calls get their own spans
         # from the operations layer, and the per-message one costs on the hot path even with no exporter.
-        server.middleware = []
+        server.middleware = [self._require_initialized]
         return server
+
+    async def _require_initialized(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        """Refuse requests other than ping until the handshake is complete (the lifecycle's initialization phase).
+
+        A handshake-era connection is ready once `notifications/initialized` arrived (the SDK serves requests
+        as soon as `initialize` did); a 2026-07-28 request carries its own envelope and needs no handshake.
+        Methods the server does not serve stay the SDK's to answer (-32601).
+        """
+        if ctx.request_id is None or ctx.method in _BEFORE_INITIALIZED or _handshake_done(ctx.session):
+            return await call_next(ctx)
+        if self.server.get_request_handler(ctx.method) is None:
+            return await call_next(ctx)
+        started = ctx.session.client_params is not None
+        raise MCPError(
+            code=mcp_types.INVALID_REQUEST,
+            message=f"The connection is not initialized yet, so '{ctx.method}' was refused. "
+            + (
+                "Send the notifications/initialized notification"
+                if started
+                else "Send initialize, then the notifications/initialized notification once its result arrives,"
+            )
+            + " before any other request (only ping is answered before that).",
+        )
 
     def initialization_options(self) -> InitializationOptions:
         return self.server.create_initialization_options()
@@ -346,8 +370,8 @@ class McpSurface:
         """
         request = lean.parse(params)
         connection = self._last_connection
-        if request is None or connection is None:
-            return None
+        if request is None or connection is None or not lean.ready(connection):
+            return None  # (the SDK's path refuses a call before the handshake is complete)
         if not request.modern and lean.known_handshake_version(connection) is None:
             return None
         return self._lean_result(request, LeanPeer(connection, notify, logs=not request.modern), notify)
@@ -358,7 +382,7 @@ class McpSurface:
         """The lean path for a `tools/call` POSTed on a handshake-era HTTP session (see `lean_call`)."""
         request = lean.parse(params)
         connection = self._http_connections.get(session_id)
-        if request is None or request.modern or connection is None:
+        if request is None or request.modern or connection is None or not lean.ready(connection):
             return None
         if lean.known_handshake_version(connection) != version:
             return None
@@ -462,6 +486,11 @@ class McpSurface:
 async def _call_later(delay: float, action: Callable[[], Awaitable[None]]) -> None:
     await anyio.sleep(delay)
     await action()
+
+
+def _handshake_done(session: ServerSession) -> bool:
+    connection = getattr(session, "_connection", None)  # the SDK offers no public handle on it
+    return connection is None or lean.ready(connection)
 
 
 def _call_context(ctx: ServerRequestContext[Any]) -> CallContext:
