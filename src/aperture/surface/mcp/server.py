@@ -25,7 +25,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 import aperture
 from aperture.execution import CallContext, RunResult
 from aperture.gateway import Gateway
-from aperture.model import ApertureError, InternalError, UnknownToolError
+from aperture.model import ApertureError, InternalError, ShuttingDownError, UnknownToolError
 from aperture.surface.mcp import lean
 from aperture.surface.mcp.exposure import Exposure
 from aperture.surface.mcp.federation import Federation
@@ -50,6 +50,11 @@ INSTRUCTIONS = (
 )
 
 _BEFORE_INITIALIZED = frozenset({"initialize", "ping"})
+_NOT_TAKEN = "The gateway is shutting down and takes no new calls. Retry in a few seconds, once it is back."
+_STOPPED = (
+    "The gateway is shutting down and stopped this call before it finished, so it may or may not have taken "
+    "effect. Check before retrying anything that changes state; retry in a few seconds, once it is back."
+)
 _LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
 Handler = Callable[[CallContext, dict[str, Any]], Awaitable[mcp_types.CallToolResult]]
 
@@ -101,6 +106,10 @@ class McpSurface:
         # The lean path's callers: the connection seen last (stdio has one), and HTTP sessions' by session id.
         self._last_connection: object | None = None
         self._http_connections: weakref.WeakValueDictionary[str, object] = weakref.WeakValueDictionary()
+        # Tool calls in flight, each in a scope `drain` may cancel once the gateway is stopping.
+        self._calls: set[anyio.CancelScope] = set()
+        self._no_calls = anyio.Event()
+        self._stopping = False
         gateway.on_tools_changed(self._on_tools_changed)
         self._listen_to_upstreams()
         self._handlers: dict[str, Handler] = {
@@ -406,7 +415,45 @@ class McpSurface:
             result.pop("resultType", None)  # 2026-07-28 vocabulary, which the SDK sieves out for older versions
         return result
 
+    async def drain(self, grace: float) -> None:
+        """Stop taking tool calls, let those in flight finish for up to `grace` seconds, then stop the rest.
+
+        Every call gets an answer: its own result when it finishes in time, else a `shutting_down` error
+        (as does every call that arrives meanwhile). Returns once each has its answer.
+        """
+        self._stopping = True
+        with anyio.move_on_after(grace):
+            await self._until_no_calls()
+        if self._calls:
+            logger.info("stopping %d call(s) still running after %g s", len(self._calls), grace)
+            for scope in list(self._calls):
+                scope.cancel()
+            with anyio.move_on_after(5):
+                await self._until_no_calls()
+
+    async def _until_no_calls(self) -> None:
+        while self._calls:
+            self._no_calls = anyio.Event()
+            await self._no_calls.wait()
+
     async def _dispatch(
+        self, name: str, arguments: dict[str, Any] | None, call: CallContext
+    ) -> mcp_types.CallToolResult:
+        """Run one tool call, answering it even when the gateway stops (see `drain`)."""
+        if self._stopping:
+            return error_result(ShuttingDownError(_NOT_TAKEN, op=name))
+        scope = anyio.CancelScope()
+        self._calls.add(scope)
+        try:
+            with scope:
+                return await self._run_call(name, arguments, call)
+            return error_result(ShuttingDownError(_STOPPED, op=name))  # cancelled by `drain` only
+        finally:
+            self._calls.discard(scope)
+            if not self._calls:
+                self._no_calls.set()
+
+    async def _run_call(
         self, name: str, arguments: dict[str, Any] | None, call: CallContext
     ) -> mcp_types.CallToolResult:
         """Run one tool call; every failure becomes an `isError` result the model can read."""
