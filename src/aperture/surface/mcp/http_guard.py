@@ -141,8 +141,8 @@ def _refusal(body: bytes) -> tuple[Any, str] | None:
     if json_too_deep(body):
         logger.info("refused a JSON-RPC body nested over %d levels", MAX_JSON_DEPTH)
         return leading_id(body), TOO_DEEP
-    if b'"id"' not in body:
-        return None
+    if b'"id"' not in body or (body.count(b'"id"') == 1 and leading_id(body) is not None):
+        return None  # no id, or one that is certainly valid: no need to parse the body here
     try:
         message = json.loads(body)
     except ValueError:

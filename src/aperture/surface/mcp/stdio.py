@@ -3,8 +3,9 @@
 The SDK's `stdio_server` passes an unparseable line to the server as an exception, which is logged and
 never answered: a client that sent a broken request would wait for ever. Here every line that is not
 a valid JSON-RPC message gets a parse error (-32700) or an invalid-request error (-32600) carrying the
-request's id when it has one. Like the SDK, fd 0 and fd 1 are diverted while serving, so stray prints
-from tools cannot corrupt the wire.
+request's id when it has one; so does a line nested too deep to parse, and a message whose id is no id
+(see `wire`). Like the SDK, fd 0 and fd 1 are diverted while serving, so stray prints from tools cannot
+corrupt the wire. Asked to stop, it answers every request it read before the input ends.
 """
 
 from __future__ import annotations
