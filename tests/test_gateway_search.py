@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from aperture.config import Config, SearchConfig, parse_config
 from aperture.discovery import HybridStrategy
 from aperture.execution import McpBackend, StdioTarget, UpstreamState
 from aperture.gateway import Gateway
-from aperture.model import ConfigError, InvalidRequestError, Tool, ToolId
+from aperture.model import ConfigError, InvalidCursorError, InvalidRequestError, Tool, ToolId
 from aperture.surface.mcp.metatools import META_TOOLS_BY_NAME
 from tests.conftest import TEST_CONFIG
 from tests.mcp_helpers import error_of
@@ -129,3 +130,37 @@ def test_the_search_tools_description_explains_confidence() -> None:
     assert "none (no tool fits: stop searching and tell the user" in tool.description
     assert tool.input_schema["properties"]["intent"]["type"] == "string"
     assert "at most 1000 characters" in tool.input_schema["properties"]["intent"]["description"]
+
+
+LONG = "convert units " * 100_000
+
+
+@pytest.mark.parametrize(
+    ("arguments", "says"),
+    [
+        ({"query": LONG}, "The query is 1400000 characters long"),
+        ({"query": "convert", "intent": LONG}, "intent is 1400000 characters long"),
+        ({"query": "convert", "namespace": LONG}, "namespace is 1400000 characters long"),
+        ({"query": "convert", "tags": ["x"] * 1000}, "tags lists 1000 tags"),
+        ({"query": "convert", "tags": [LONG]}, "A tag is over 128 characters long"),
+    ],
+    ids=["query", "intent", "namespace", "tag-count", "tag-length"],
+)
+async def test_oversized_search_text_is_refused_before_it_is_scored(
+    gateway: Gateway, client: Client, arguments: dict[str, object], says: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scored: list[str] = []
+    monkeypatch.setattr(gateway.index, "search", lambda query, **_: scored.append(query))
+    with pytest.raises(InvalidRequestError) as caught:
+        gateway.search(**arguments)  # type: ignore[arg-type]
+    assert says in caught.value.message
+    error = error_of(await client.call_tool("search_tools", arguments))
+    assert error["code"] == "invalid_request" and says in error["message"]
+    assert len(error["message"]) < 400
+    assert scored == []
+
+
+async def test_a_cursor_no_server_issued_is_refused_without_decoding_it(gateway: Gateway) -> None:
+    for cursor in ("x" * 100_000, base64.urlsafe_b64encode(b"[" * 3000 + b"]" * 3000).decode()):
+        with pytest.raises(InvalidCursorError):
+            gateway.search("convert", cursor=cursor)

@@ -121,27 +121,27 @@ def serve(
     The configuration is Aperture's YAML, or an mcpServers JSON file (as Claude Desktop and Cursor write).
     SIGTERM or Ctrl-C stops the gateway and every upstream it started.
     """
-    from aperture.surface.mcp import serve_http, serve_stdio, until_terminated
+    from aperture.surface.mcp import Termination, serve_http, serve_stdio, until_terminated
 
     cfg = _load(config)
     server = cfg.server.model_copy(
         update={k: v for k, v in {"transport": transport, "host": host, "port": port}.items() if v is not None}
     )
 
-    async def run(gateway: Gateway) -> None:
+    async def run(gateway: Gateway, termination: Termination) -> None:
         tools = len(gateway.index)
         if server.transport == "http":
             err.print(f"aperture: {tools} tools, MCP at http://{server.host}:{server.port}{server.path}")
-            await serve_http(gateway, host=server.host, port=server.port, path=server.path)
+            await serve_http(gateway, host=server.host, port=server.port, path=server.path, termination=termination)
         else:
             logging.getLogger("aperture").info("serving %d tools on stdio", tools)
-            await serve_stdio(gateway)
+            await serve_stdio(gateway, termination)
 
-    async def main() -> None:
+    async def main(termination: Termination) -> None:
         with _pid_file(cfg):
             async with Gateway(cfg) as gateway, anyio.create_task_group() as tg:
                 tg.start_soon(_reload_on_sighup, gateway)
-                await run(gateway)
+                await run(gateway, termination)
                 tg.cancel_scope.cancel()
 
     with contextlib.suppress(KeyboardInterrupt):

@@ -18,6 +18,7 @@ import anyio
 from aperture.config import BackendConfig, CapabilitiesBackendConfig, Config, EngineBackendConfig, PythonBackendConfig
 from aperture.discovery import (
     MAX_INTENT,
+    MAX_QUERY,
     BM25Strategy,
     SearchPage,
     SearchStrategy,
@@ -68,6 +69,9 @@ logger = logging.getLogger(__name__)
 
 MAX_LIMIT = 100
 MAX_EXAMPLES = 5
+MAX_TAGS = 20
+MAX_NAME = 128  # a namespace (a backend name) or a tag, in characters
+MAX_CURSOR = 512
 
 
 def build_backend(
@@ -256,15 +260,11 @@ class Gateway:
         tags: Sequence[str],
         intent: str | None,
     ) -> dict[str, Any]:
+        _check_search_text(query, intent, namespace, tags)  # before anything reads them whole
         if not query.strip():
             raise InvalidRequestError(
                 "The query is empty. Describe what you want to do in a few words (for example 'convert units'), "
                 "or call list_tools to browse.",
-                op="search_tools",
-            )
-        if intent is not None and len(intent) > MAX_INTENT:
-            raise InvalidRequestError(
-                f"intent is {len(intent)} characters long; keep it to one sentence (at most {MAX_INTENT}).",
                 op="search_tools",
             )
         limit = _check_limit(limit or self.config.search.default_limit, "search_tools")
@@ -452,10 +452,12 @@ class Gateway:
         if not cursor:
             return 0
         try:
+            if len(cursor) > MAX_CURSOR:  # ours are under 100 characters; a long one is never decoded
+                raise ValueError("too long")
             padded = cursor + "=" * (-len(cursor) % 4)
             data = json.loads(base64.urlsafe_b64decode(padded.encode()))
             version, offset, cursor_scope = int(data["v"]), int(data["o"]), str(data["s"])
-        except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError):
+        except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError, RecursionError):
             raise InvalidCursorError(
                 "The cursor is not one this server issued. Pass the nextCursor value exactly as received, or omit it.",
                 op=op,
@@ -490,6 +492,30 @@ def _index(config: Config) -> ToolIndex:
         return ToolIndex(strategy_named(name))
     strategy: SearchStrategy = strategy_named(name, cache_dir=config.embedding_cache())
     return ToolIndex(strategy, fallback=BM25Strategy())
+
+
+def _check_search_text(query: str, intent: str | None, namespace: str | None, tags: Sequence[str]) -> None:
+    """Refuse free text no search should read whole (a 2 MB query held the event loop for 0.4 s)."""
+    problem = None
+    if len(query) > MAX_QUERY:
+        problem = (
+            f"The query is {len(query)} characters long; search takes a few words about the task (at most "
+            f"{MAX_QUERY} characters), for example 'convert units'. Put the gist in query, and one sentence "
+            "of context in intent if it helps."
+        )
+    elif intent is not None and len(intent) > MAX_INTENT:
+        problem = f"intent is {len(intent)} characters long; keep it to one sentence (at most {MAX_INTENT})."
+    elif namespace is not None and len(namespace) > MAX_NAME:
+        problem = (
+            f"namespace is {len(namespace)} characters long; namespaces have at most {MAX_NAME} "
+            "(list_namespaces shows them)."
+        )
+    elif len(tags) > MAX_TAGS:
+        problem = f"tags lists {len(tags)} tags; give at most {MAX_TAGS} (a tool must have every one of them)."
+    elif any(len(tag) > MAX_NAME for tag in tags):
+        problem = f"A tag is over {MAX_NAME} characters long; tags are short labels such as 'git' or 'files'."
+    if problem is not None:
+        raise InvalidRequestError(problem, op="search_tools")
 
 
 def _check_limit(limit: int, op: str) -> int:

@@ -132,3 +132,17 @@ def test_output_validation() -> None:
         validator.check({"n": "one"})
     with pytest.raises(OutputValidationError, match="no structured content"):
         validator.check_missing()
+
+
+@pytest.mark.parametrize("depth", [65, 100_000], ids=["65", "100k"])
+def test_a_json_string_nested_too_deep_is_refused_before_it_is_parsed(depth: int) -> None:
+    deep = '{"depth":' + "[" * depth + "]" * depth + "}"
+    with pytest.raises(InputValidationError) as caught:
+        validate({"count": 1, "items": "[" * depth + "]" * depth})
+    assert "argument 'items' is a JSON string that nests objects and arrays more than 64 levels deep" in str(
+        caught.value
+    )
+    with pytest.raises(InputValidationError) as caught:
+        validate({"count": 1, "options": deep})
+    assert caught.value.details["violations"][0]["path"] == "options"
+    assert validate({"count": 1, "options": '{"depth": 3}'})["options"] == {"depth": 3}

@@ -24,6 +24,12 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("timeout", "run_tool", {"tool_id": "faulty:hang", "args": {}}),
     ("empty_query", "search_tools", {"query": ""}),
     ("meta_tool_argument", "search_tools", {"query": "x", "limit": 0, "top_k": 3}),
+    ("query_too_long", "search_tools", {"query": "convert units " * 1000}),
+    (
+        "args_string_too_deep",
+        "run_tool",
+        {"tool_id": "toolbox:calculate", "args": '{"a":' + "[" * 100 + "]" * 100 + "}"},
+    ),
     ("bad_cursor", "list_tools", {"cursor": "abc"}),
 ]
 

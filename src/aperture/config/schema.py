@@ -85,6 +85,19 @@ class ServerConfig(_Section):
     sessions: SessionsConfig = Field(
         default_factory=SessionsConfig, description="HTTP: limits on sessions per caller and in total, and expiry."
     )
+    max_header_bytes: int = Field(
+        65536,
+        ge=4096,
+        le=16 * 1024 * 1024,
+        description="HTTP: most bytes a request's line and headers may take together; past it the answer is 431.",
+    )
+    shutdown_grace: float = Field(
+        10.0,
+        ge=0,
+        le=600,
+        description="Seconds calls in flight may take to finish after SIGTERM; those still running then are "
+        "answered with a shutting_down error before the gateway stops.",
+    )
 
 
 class PythonBackendConfig(_Section):

@@ -27,7 +27,7 @@ from aperture.discovery.embedding import (
     semantic_available,
 )
 from aperture.discovery.evaluation import EvalDataError, EvalQuery, Ranking, RetrievalReport
-from aperture.discovery.index import INTENT_WEIGHT, MAX_INTENT, SearchPage, ToolIndex
+from aperture.discovery.index import INTENT_WEIGHT, MAX_INTENT, MAX_QUERY, SearchPage, ToolIndex
 from aperture.discovery.lexical import LexicalScorer, LexicalStrategy
 from aperture.discovery.semantic import DenseScorer, DenseStrategy, HybridScorer, HybridStrategy, tool_text
 from aperture.discovery.strategy import DEFAULT_BOOSTS, Scorer, SearchStrategy
@@ -40,6 +40,7 @@ __all__ = [
     "INTENT_WEIGHT",
     "LEXICAL_THRESHOLDS",
     "MAX_INTENT",
+    "MAX_QUERY",
     "STRATEGIES",
     "BM25Scorer",
     "BM25Strategy",

@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 _Positions = npt.NDArray[np.int64]
 
 MAX_INTENT = 1000
+MAX_QUERY = 1000
+"""Longest search query, in characters: a query is a few words, and scoring costs grow with its length."""
 # The intent is context, the query is the request: the intent's scores count half as much.
 INTENT_WEIGHT = 0.5
 # Runs of identifier characters in a query, candidates for an exact tool name or id.

@@ -36,6 +36,7 @@ class ErrorCode(StrEnum):
     AUDIT_UNAVAILABLE = "audit_unavailable"
     CONFIG = "config"
     INTERNAL = "internal"
+    SHUTTING_DOWN = "shutting_down"
 
 
 class ApertureError(Exception):
@@ -201,3 +202,10 @@ class InternalError(ApertureError):
     """A bug in Aperture: the message says so and the details help report it."""
 
     code = ErrorCode.INTERNAL
+
+
+class ShuttingDownError(ApertureError):
+    """The gateway is stopping (SIGTERM): it takes no new calls, and stopped this one after its grace period."""
+
+    code = ErrorCode.SHUTTING_DOWN
+    retryable = True

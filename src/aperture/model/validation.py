@@ -23,6 +23,7 @@ import jsonschema.validators
 import jsonschema_rs
 
 from aperture.model.errors import InputValidationError, OutputValidationError, shorten
+from aperture.model.nesting import json_too_deep, too_deep_message
 from aperture.model.tool import parameters_of, schema_type_name
 
 logger = logging.getLogger(__name__)
@@ -150,20 +151,30 @@ class ArgumentValidator:
                 types |= self._types(self._resolve(option))
         return types
 
-    def _coerce(self, value: Any, schema: Any) -> Any:
+    def _coerce(self, value: Any, schema: Any, path: tuple[str | int, ...] = ()) -> Any:
         schema = self._resolve(schema)
         if not schema:
             return value
         types = self._types(schema)
         if types and not self._matches(value, types):
+            if isinstance(value, str) and ({"object", "array"} & types) and json_too_deep(value):
+                self._too_deep(path)
             value = _coerce_scalar(value, types)
         if isinstance(value, dict):
             props = schema.get("properties")
             if isinstance(props, Mapping):
-                return {k: (self._coerce(v, props[k]) if k in props else v) for k, v in value.items()}
+                return {k: (self._coerce(v, props[k], (*path, k)) if k in props else v) for k, v in value.items()}
         elif isinstance(value, list) and isinstance(schema.get("items"), Mapping):
-            return [self._coerce(v, schema["items"]) for v in value]
+            return [self._coerce(v, schema["items"], (*path, i)) for i, v in enumerate(value)]
         return value
+
+    def _too_deep(self, path: tuple[str | int, ...]) -> None:
+        """Refuse a JSON string nested too deep to parse safely (Python's parser recurses once per level)."""
+        where = _path(path)
+        violation = Violation(where, too_deep_message(f"argument '{where}' is a JSON string that"))
+        raise InputValidationError(
+            self.explain([violation]), details={"violations": [violation.to_dict()]}, tool_id=self.tool_id or None
+        )
 
     @staticmethod
     def _matches(value: Any, types: set[str]) -> bool:

@@ -12,7 +12,6 @@ through a lean keep-alive client of their own (`_http11`); anything else goes th
 from __future__ import annotations
 
 import io
-import json
 import logging
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -27,6 +26,7 @@ from mcp.shared.exceptions import MCPError
 from aperture.execution.backends._http import SessionHeaders
 from aperture.execution.backends._http11 import pool_for
 from aperture.execution.backends._lines import MAX_MESSAGE_BYTES, LineTooLongError, text_lines
+from aperture.execution.backends.mcp_depth import loads_upstream
 from aperture.execution.backends.mcp_raw import RawChannel
 
 logger = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ class HttpPoster:
                 raise _http_error(response.status_code, await _read_head(response, MAX_ERROR_BODY))
             content_type = response.headers.get("content-type", "")
             if content_type.startswith("application/json"):
-                await self._deliver(json.loads(await self._read_all(response)), stream_of)
+                await self._deliver(loads_upstream(await self._read_all(response), stream_of), stream_of)
                 return
             last_event = await self._read_events(response, stream_of)
         await self._resume(stream_of, last_event)
@@ -123,7 +123,7 @@ class HttpPoster:
                     last.retry_ms = int(event["retry"])
                 data = event.get("data")
                 if data:
-                    await self._deliver(json.loads(data), stream_of)
+                    await self._deliver(loads_upstream(data, stream_of), stream_of)
         except LineTooLongError:
             raise _too_large(limit) from None
         return last

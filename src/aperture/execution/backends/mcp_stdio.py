@@ -30,6 +30,7 @@ from mcp.client.stdio import get_default_environment
 from mcp.shared.message import SessionMessage
 
 from aperture.execution.backends._lines import MAX_MESSAGE_BYTES, LineSplitter, LineTooLongError
+from aperture.execution.backends.mcp_depth import TOO_DEEP, too_deep_answer
 from aperture.execution.backends.mcp_raw import RawChannel
 
 logger = logging.getLogger(__name__)
@@ -177,6 +178,11 @@ async def stdio_upstream(
 
 
 def _loads(line: bytes | bytearray) -> Any:
+    # Depth first: a line nested too deep is never parsed, whichever parser would read it (jiter stops at
+    # about 200 levels, past what the rest of the gateway may walk); it becomes an error for its request.
+    answer = too_deep_answer(line)
+    if answer is not None:
+        return answer
     # The parse holds the event loop (and, in C, the GIL: a worker thread would not free it), so the
     # faster parser counts: jiter, the one the SDK's own messages go through, reads bytes at once (a
     # 60 MiB line in 0.12 s; json.loads decodes, then parses: 0.29 s). json.loads takes what jiter refuses.
@@ -190,6 +196,11 @@ def _loads(line: bytes | bytearray) -> Any:
 
 
 def _parse(line: bytes | bytearray, watch: ProcessWatch) -> SessionMessage | Exception:
+    answer = too_deep_answer(line)
+    if answer is not None:  # never parsed: the request it answers gets an error, the connection goes on
+        if answer["id"] is None:
+            return ValueError(TOO_DEEP)
+        return SessionMessage(mcp_types.jsonrpc_message_adapter.validate_python(answer, by_name=False))
     try:
         return SessionMessage(mcp_types.jsonrpc_message_adapter.validate_json(line, by_name=False))
     except pydantic.ValidationError as exc:

@@ -2,6 +2,15 @@
 
 from aperture.surface.mcp.metatools import META_TOOLS, MetaTool
 from aperture.surface.mcp.server import McpSurface
-from aperture.surface.mcp.transport import http_app, serve_http, serve_stdio, until_terminated
+from aperture.surface.mcp.transport import Termination, http_app, serve_http, serve_stdio, until_terminated
 
-__all__ = ["META_TOOLS", "McpSurface", "MetaTool", "http_app", "serve_http", "serve_stdio", "until_terminated"]
+__all__ = [
+    "META_TOOLS",
+    "McpSurface",
+    "MetaTool",
+    "Termination",
+    "http_app",
+    "serve_http",
+    "serve_stdio",
+    "until_terminated",
+]

@@ -118,3 +118,9 @@ def known_handshake_version(connection: Any) -> str | None:
     """The connection's handshake-era protocol version when the lean path writes its results, else None."""
     version = getattr(connection, "protocol_version", None)
     return version if version in HANDSHAKE_VERSIONS else None
+
+
+def ready(connection: Any) -> bool:
+    """Whether the connection finished its handshake (`notifications/initialized`), or needs none (2026-07-28)."""
+    initialized = getattr(connection, "initialized", None)
+    return initialized is not None and initialized.is_set()

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import mcp_types
 from pydantic import BaseModel, ConfigDict, Field
 
-from aperture.discovery import MAX_INTENT
+from aperture.discovery import MAX_INTENT, MAX_QUERY
 from aperture.model import ArgumentValidator
 from aperture.model._schema import tidy_schema
 
@@ -22,13 +22,16 @@ class _Arguments(BaseModel):
 
 
 class SearchToolsArgs(_Arguments):
-    query: str = Field(description="What you want to do, in a few words, e.g. 'convert kilometres to miles'.")
+    query: str = Field(
+        description=f"What you want to do, in a few words (at most {MAX_QUERY} characters), e.g. 'convert "
+        "kilometres to miles'."
+    )
     limit: int = Field(10, ge=1, le=100, description="Maximum results to return (1-100).")
     cursor: str | None = Field(None, description="nextCursor from a previous identical search, for the next page.")
     namespace: str | None = Field(None, description="Only tools of this namespace (see list_namespaces).")
     tags: list[str] | None = Field(None, description="Only tools that have every one of these tags.")
-    # The length limit is checked by the gateway, whose error says what to do (a schema error would
-    # quote the whole over-long text and cut off the reason).
+    # Length limits (query, intent, namespace, tags) are checked by the gateway, whose error says what to do
+    # (a schema error would quote the whole over-long text and cut off the reason).
     intent: str = Field(
         "",
         description=f"Optional: one sentence (at most {MAX_INTENT} characters) on what you are trying to "

@@ -13,18 +13,18 @@ from typing import Any
 import anyio
 import mcp_types
 from mcp.server import Server
-from mcp.server.context import ServerRequestContext
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.lowlevel.server import NotificationOptions
 from mcp.server.models import InitializationOptions
 from mcp.server.session import ServerSession
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
-from mcp.shared.exceptions import MCPDeprecationWarning
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 import aperture
 from aperture.execution import CallContext, RunResult
 from aperture.gateway import Gateway
-from aperture.model import ApertureError, InternalError, UnknownToolError
+from aperture.model import ApertureError, InternalError, ShuttingDownError, UnknownToolError
 from aperture.surface.mcp import lean
 from aperture.surface.mcp.exposure import Exposure
 from aperture.surface.mcp.federation import Federation, VisibleBus
@@ -49,6 +49,12 @@ INSTRUCTIONS = (
     "its input schema with describe_tool, then call it with run_tool(tool_id, args). Errors say what to fix."
 )
 
+_BEFORE_INITIALIZED = frozenset({"initialize", "ping"})
+_NOT_TAKEN = "The gateway is shutting down and takes no new calls. Retry in a few seconds, once it is back."
+_STOPPED = (
+    "The gateway is shutting down and stopped this call before it finished, so it may or may not have taken "
+    "effect. Check before retrying anything that changes state; retry in a few seconds, once it is back."
+)
 _LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
 Handler = Callable[[CallContext, dict[str, Any]], Awaitable[mcp_types.CallToolResult]]
 
@@ -103,6 +109,10 @@ class McpSurface:
         # The lean path's callers: the connection seen last (stdio has one), and HTTP sessions' by session id.
         self._last_connection: weakref.ref[object] | None = None
         self._http_connections: weakref.WeakValueDictionary[str, object] = weakref.WeakValueDictionary()
+        # Tool calls in flight, each in a scope `drain` may cancel once the gateway is stopping.
+        self._calls: set[anyio.CancelScope] = set()
+        self._no_calls = anyio.Event()
+        self._stopping = False
         gateway.on_tools_changed(self._on_tools_changed)
         self._listen_to_upstreams()
         self._handlers: dict[str, Handler] = {
@@ -137,8 +147,31 @@ class McpSurface:
         server.add_request_handler("logging/setLevel", mcp_types.SetLevelRequestParams, self._on_set_level)
         # The SDK wraps every message in an OpenTelemetry span by default; tool calls get their own spans
         # from the operations layer, and the per-message one costs on the hot path even with no exporter.
-        server.middleware = []
+        server.middleware = [self._require_initialized]
         return server
+
+    async def _require_initialized(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        """Refuse requests other than ping until the handshake is complete (the lifecycle's initialization phase).
+
+        A handshake-era connection is ready once `notifications/initialized` arrived (the SDK serves requests
+        as soon as `initialize` did); a 2026-07-28 request carries its own envelope and needs no handshake.
+        Methods the server does not serve stay the SDK's to answer (-32601).
+        """
+        if ctx.request_id is None or ctx.method in _BEFORE_INITIALIZED or _handshake_done(ctx.session):
+            return await call_next(ctx)
+        if self.server.get_request_handler(ctx.method) is None:
+            return await call_next(ctx)
+        started = ctx.session.client_params is not None
+        raise MCPError(
+            code=mcp_types.INVALID_REQUEST,
+            message=f"The connection is not initialized yet, so '{ctx.method}' was refused. "
+            + (
+                "Send the notifications/initialized notification"
+                if started
+                else "Send initialize, then the notifications/initialized notification once its result arrives,"
+            )
+            + " before any other request (only ping is answered before that).",
+        )
 
     def initialization_options(self) -> InitializationOptions:
         return self.server.create_initialization_options()
@@ -330,8 +363,8 @@ class McpSurface:
         """
         request = lean.parse(params)
         connection = self._last_connection() if self._last_connection is not None else None
-        if request is None or connection is None:
-            return None
+        if request is None or connection is None or not lean.ready(connection):
+            return None  # (the SDK's path refuses a call before the handshake is complete)
         if not request.modern and lean.known_handshake_version(connection) is None:
             return None
         return self._lean_result(request, LeanPeer(connection, notify, logs=not request.modern), notify)
@@ -342,7 +375,7 @@ class McpSurface:
         """The lean path for a `tools/call` POSTed on a handshake-era HTTP session (see `lean_call`)."""
         request = lean.parse(params)
         connection = self._http_connections.get(session_id)
-        if request is None or request.modern or connection is None:
+        if request is None or request.modern or connection is None or not lean.ready(connection):
             return None
         if lean.known_handshake_version(connection) != version:
             return None
@@ -366,7 +399,45 @@ class McpSurface:
             result.pop("resultType", None)  # 2026-07-28 vocabulary, which the SDK sieves out for older versions
         return result
 
+    async def drain(self, grace: float) -> None:
+        """Stop taking tool calls, let those in flight finish for up to `grace` seconds, then stop the rest.
+
+        Every call gets an answer: its own result when it finishes in time, else a `shutting_down` error
+        (as does every call that arrives meanwhile). Returns once each has its answer.
+        """
+        self._stopping = True
+        with anyio.move_on_after(grace):
+            await self._until_no_calls()
+        if self._calls:
+            logger.info("stopping %d call(s) still running after %g s", len(self._calls), grace)
+            for scope in list(self._calls):
+                scope.cancel()
+            with anyio.move_on_after(5):
+                await self._until_no_calls()
+
+    async def _until_no_calls(self) -> None:
+        while self._calls:
+            self._no_calls = anyio.Event()
+            await self._no_calls.wait()
+
     async def _dispatch(
+        self, name: str, arguments: dict[str, Any] | None, call: CallContext
+    ) -> mcp_types.CallToolResult:
+        """Run one tool call, answering it even when the gateway stops (see `drain`)."""
+        if self._stopping:
+            return error_result(ShuttingDownError(_NOT_TAKEN, op=name))
+        scope = anyio.CancelScope()
+        self._calls.add(scope)
+        try:
+            with scope:
+                return await self._run_call(name, arguments, call)
+            return error_result(ShuttingDownError(_STOPPED, op=name))  # cancelled by `drain` only
+        finally:
+            self._calls.discard(scope)
+            if not self._calls:
+                self._no_calls.set()
+
+    async def _run_call(
         self, name: str, arguments: dict[str, Any] | None, call: CallContext
     ) -> mcp_types.CallToolResult:
         """Run one tool call; every failure becomes an `isError` result the model can read."""
@@ -446,6 +517,11 @@ class McpSurface:
 async def _call_later(delay: float, action: Callable[[], Awaitable[None]]) -> None:
     await anyio.sleep(delay)
     await action()
+
+
+def _handshake_done(session: ServerSession) -> bool:
+    connection = getattr(session, "_connection", None)  # the SDK offers no public handle on it
+    return connection is None or lean.ready(connection)
 
 
 def _call_context(ctx: ServerRequestContext[Any]) -> CallContext:

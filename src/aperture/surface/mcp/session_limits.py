@@ -32,6 +32,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aperture.config import SessionsConfig
+from aperture.model.nesting import json_too_deep
 from aperture.ops.identity import IDENTITY_KEY, Identity
 from aperture.surface.mcp.sessions import expire_after, follow_sessions
 
@@ -265,7 +266,7 @@ class _Response:
 
 def _initialized(body: bytes) -> bool:
     """Whether a POST body is (or, as a batch, holds) the `notifications/initialized` notification."""
-    if b"notifications/initialized" not in body:
+    if b"notifications/initialized" not in body or json_too_deep(body):  # (JsonRpcGuard refuses those first)
         return False
     try:
         parsed = json.loads(body)

@@ -3,8 +3,9 @@
 The SDK's `stdio_server` passes an unparseable line to the server as an exception, which is logged and
 never answered: a client that sent a broken request would wait for ever. Here every line that is not
 a valid JSON-RPC message gets a parse error (-32700) or an invalid-request error (-32600) carrying the
-request's id when it has one. Like the SDK, fd 0 and fd 1 are diverted while serving, so stray prints
-from tools cannot corrupt the wire.
+request's id when it has one; so does a line nested too deep to parse, and a message whose id is no id
+(see `wire`). Like the SDK, fd 0 and fd 1 are diverted while serving, so stray prints from tools cannot
+corrupt the wire. Asked to stop, it answers every request it read before the input ends.
 """
 
 from __future__ import annotations
@@ -28,9 +29,13 @@ import pydantic
 from mcp.shared._stream_protocols import ReadStream, WriteStream
 from mcp.shared.message import SessionMessage
 
+from aperture.model.nesting import MAX_JSON_DEPTH, json_too_deep, leading_id
+from aperture.surface.mcp.wire import TOO_DEEP, id_problem
+
 logger = logging.getLogger(__name__)
 READ_SIZE = 1 << 16
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+SHUTTING_DOWN = "The gateway is shutting down and did not finish this request. Retry in a few seconds, once it is back."
 TOO_LARGE = (
     f"Message too large: over {MAX_MESSAGE_BYTES} bytes without a newline; it was dropped. "
     "Send one JSON-RPC message per line, each smaller than that."
@@ -213,10 +218,16 @@ _LEAN_MARKERS = (b'"tools/call"', b'"notifications/cancelled"')
 @asynccontextmanager
 async def stdio_transport(
     lean: LeanHandler | None = None,
+    *,
+    stopping: anyio.Event | None = None,
+    drain: Callable[[], Awaitable[None]] | None = None,
 ) -> AsyncIterator[tuple[ReadStream[SessionMessage | Exception], WriteStream[SessionMessage]]]:
     """Streams for `Server.run` over this process's stdin and stdout.
 
-    With `lean`, `tools/call` requests it accepts are answered beside the SDK (see `_LeanCalls`).
+    With `lean`, `tools/call` requests it accepts are answered beside the SDK (see `_LeanCalls`). Once
+    `stopping` is set, `drain` runs (it answers the calls in flight), requests the SDK still has not
+    answered shortly after get a "shutting down" error, and reading stops: the read stream ends, so
+    `Server.run` returns, and every request read has had an answer.
     """
     sys.stdout.flush()
     saved = os.dup(0), os.dup(1)
@@ -227,6 +238,9 @@ async def stdio_transport(
     outgoing, outgoing_receive = anyio.create_memory_object_stream[SessionMessage | str](16)
 
     queued = 0  # lines handed to the writer task and not yet written
+    unanswered: dict[tuple[type, Any], Any] = {}  # requests handed to the SDK, by key: their ids
+    given_up: set[tuple[type, Any]] = set()  # answered here while stopping; the SDK's late answer is dropped
+    settled = anyio.Event()  # set when nothing is unanswered
     atomic = stat.S_ISFIFO(os.fstat(stdout).st_mode)  # a pipe takes a write of <= PIPE_BUF bytes whole or not at all
 
     async def read() -> None:
@@ -248,28 +262,67 @@ async def stdio_transport(
 
             leaned = _LeanCalls(lean, calls, reply) if lean is not None else None
             lines = _Lines()
-            async for chunk in _read_chunks(stdin):
-                complete = lines.feed(chunk)
-                if lines.overflowed:
-                    logger.warning("dropped a message over %d bytes", MAX_MESSAGE_BYTES)
-                    await reply(error_line(None, mcp_types.INVALID_REQUEST, TOO_LARGE))
-                for raw in complete:
-                    if leaned is not None and any(marker in raw for marker in _LEAN_MARKERS):
-                        with contextlib.suppress(ValueError):
-                            if leaned.take(json.loads(raw)):
-                                continue
-                    line = raw.decode("utf-8", errors="replace").strip()
-                    if not line:
+            reading, watching = anyio.CancelScope(), anyio.CancelScope()
+            stop_started = False
+
+            async def stop_when_asked(stopping: anyio.Event) -> None:
+                nonlocal settled, stop_started
+                with watching:
+                    await stopping.wait()
+                    stop_started = True  # from here on, the stop finishes even if the input ends
+                    if drain is not None:
+                        await drain()
+                    with anyio.move_on_after(2):  # the SDK writes the answers the drain produced
+                        while unanswered:
+                            settled = anyio.Event()
+                            await settled.wait()
+                    for key, request_id in list(unanswered.items()):
+                        given_up.add(key)
+                        del unanswered[key]
+                        await reply(error_line(request_id, mcp_types.INTERNAL_ERROR, SHUTTING_DOWN))
+                    reading.cancel()
+
+            if stopping is not None:
+                calls.start_soon(stop_when_asked, stopping)
+            with reading:
+                await read_lines(lines, leaned, reply)
+            if not stop_started:
+                watching.cancel()  # the input ended: nothing left to stop
+
+    async def read_lines(lines: _Lines, leaned: _LeanCalls | None, reply: Callable[[str], Awaitable[None]]) -> None:
+        async for chunk in _read_chunks(stdin):
+            complete = lines.feed(chunk)
+            if lines.overflowed:
+                logger.warning("dropped a message over %d bytes", MAX_MESSAGE_BYTES)
+                await reply(error_line(None, mcp_types.INVALID_REQUEST, TOO_LARGE))
+            for raw in complete:
+                if json_too_deep(raw):  # before any parser recurses into it
+                    logger.info("rejected a JSON-RPC line nested over %d levels", MAX_JSON_DEPTH)
+                    await reply(error_line(leading_id(raw), mcp_types.INVALID_REQUEST, TOO_DEEP))
+                    continue
+                if leaned is not None and any(marker in raw for marker in _LEAN_MARKERS):
+                    with contextlib.suppress(ValueError):
+                        if leaned.take(json.loads(raw)):
+                            continue
+                line = raw.decode("utf-8", errors="replace").strip()
+                if not line:
+                    continue
+                try:
+                    message = mcp_types.jsonrpc_message_adapter.validate_json(line, by_name=False)
+                except pydantic.ValidationError as exc:
+                    logger.info("rejected a malformed JSON-RPC line (%d bytes)", len(line))
+                    answer = reject(line, exc)
+                    if answer is not None:
+                        await reply(answer)
+                    continue
+                if isinstance(message, mcp_types.JSONRPCNotification) and b'"id"' in raw:
+                    problem = id_problem(json.loads(line))  # an "id" that is none: not a notification
+                    if problem is not None:
+                        await reply(error_line(None, mcp_types.INVALID_REQUEST, problem))
                         continue
-                    try:
-                        message = mcp_types.jsonrpc_message_adapter.validate_json(line, by_name=False)
-                    except pydantic.ValidationError as exc:
-                        logger.info("rejected a malformed JSON-RPC line (%d bytes)", len(line))
-                        answer = reject(line, exc)
-                        if answer is not None:
-                            await reply(answer)
-                        continue
-                    await incoming_send.send(SessionMessage(message))
+                if isinstance(message, mcp_types.JSONRPCRequest):
+                    unanswered[_key(message.id)] = message.id
+                await incoming_send.send(SessionMessage(message))
 
     async def write() -> None:
         nonlocal queued
@@ -279,7 +332,14 @@ async def stdio_transport(
                     await _write_all(stdout, (item + "\n").encode("utf-8"))
                     queued -= 1
                     continue
-                text = item.message.model_dump_json(by_alias=True, exclude_unset=True)
+                message = item.message
+                if isinstance(message, mcp_types.JSONRPCResponse | mcp_types.JSONRPCError):
+                    key = _key(message.id)
+                    if key in given_up:
+                        continue  # answered already, while stopping
+                    if unanswered.pop(key, None) is not None and not unanswered:
+                        settled.set()
+                text = message.model_dump_json(by_alias=True, exclude_unset=True)
                 await _write_all(stdout, (text + "\n").encode("utf-8"))
         written.set()
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 import anyio
 import uvicorn
@@ -13,6 +15,7 @@ from starlette.types import ASGIApp
 from aperture.gateway import Gateway
 from aperture.ops.http import OpsHttpApp
 from aperture.surface.mcp.events import MemoryEventStore
+from aperture.surface.mcp.http_guard import BoundedHttpToolsProtocol, JsonRpcGuard
 from aperture.surface.mcp.http_lean import LeanHttpApp
 from aperture.surface.mcp.server import McpSurface
 from aperture.surface.mcp.session_limits import SessionGuard
@@ -22,37 +25,84 @@ from aperture.surface.mcp.stdio import stdio_transport
 logger = logging.getLogger(__name__)
 
 
-async def serve_stdio(gateway: Gateway) -> None:
-    """Answer MCP on stdin/stdout until the client closes the stream. The gateway must be entered."""
+class Termination:
+    """A request to stop, from SIGTERM: a serving transport drains its calls; anything else is cancelled.
+
+    `until_terminated` makes one and hands it to the work it runs; `serve_stdio` and `serve_http` call
+    `serving()` once they answer, from when a SIGTERM lets calls in flight finish (up to
+    `server.shutdown_grace` seconds) and answers the rest, instead of cancelling everything at once.
+    """
+
+    def __init__(self) -> None:
+        self.requested = anyio.Event()
+        self.draining = False
+
+    def serving(self) -> None:
+        self.draining = True
+
+
+async def serve_stdio(gateway: Gateway, termination: Termination | None = None) -> None:
+    """Answer MCP on stdin/stdout until the client closes the stream (or SIGTERM). The gateway must be entered."""
     surface = McpSurface(gateway)
-    async with stdio_transport(surface.lean_call) as (read_stream, write_stream), anyio.create_task_group() as tg:
+    grace = gateway.config.server.shutdown_grace
+    stopping = termination.requested if termination is not None else None
+    transport = stdio_transport(surface.lean_call, stopping=stopping, drain=lambda: surface.drain(grace))
+    async with transport as (read_stream, write_stream), anyio.create_task_group() as tg:
+        if termination is not None:
+            termination.serving()
         tg.start_soon(surface.notify_changes)
         await surface.server.run(read_stream, write_stream, surface.initialization_options())
         tg.cancel_scope.cancel()
 
 
-async def until_terminated(work: Callable[[], Awaitable[None]]) -> None:
-    """Run `work`, cancelling it cleanly on SIGTERM, from the very start (upstreams may be starting).
+async def until_terminated(work: Callable[[Termination], Awaitable[None]]) -> None:
+    """Run `work`, stopping it cleanly on SIGTERM, from the very start (upstreams may be starting).
 
-    Without this Python dies at once on SIGTERM, and an upstream that does not exit by itself when its
-    stdin closes would outlive the gateway. (SIGINT already cancels cleanly through asyncio.)
+    Once `work` serves (see `Termination`), SIGTERM lets its calls finish and be answered first; before
+    that, or on a second SIGTERM, or when the drain overruns, it is cancelled. Without this Python dies at
+    once on SIGTERM, and an upstream that does not exit by itself when its stdin closes would outlive the
+    gateway. (SIGINT already cancels cleanly through asyncio.)
     """
+    termination = Termination()
     async with anyio.create_task_group() as tg:
 
         async def watch() -> None:
             with anyio.open_signal_receiver(signal.SIGTERM) as signals:
                 async for _ in signals:
-                    logger.info("received SIGTERM, shutting down")
-                    tg.cancel_scope.cancel()
-                    return
+                    if not termination.draining or termination.requested.is_set():
+                        logger.info("received SIGTERM, shutting down")
+                        tg.cancel_scope.cancel()
+                        return
+                    logger.info("received SIGTERM, shutting down once the calls in flight are answered")
+                    termination.requested.set()
+                    tg.start_soon(cancel_later)
+
+        async def cancel_later() -> None:
+            await anyio.sleep(DRAIN_LIMIT_SECONDS)
+            logger.warning("still stopping after %d s; cancelling what is left", DRAIN_LIMIT_SECONDS)
+            tg.cancel_scope.cancel()
 
         tg.start_soon(watch)
-        await work()
+        await work(termination)
         tg.cancel_scope.cancel()
 
 
+DRAIN_LIMIT_SECONDS = 120
+"""After SIGTERM, the longest a serving gateway takes to stop before what is left is cancelled."""
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, leaving signals to `until_terminated` (uvicorn's own handler would stop serving at
+    once on SIGTERM, and the calls in flight with it)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 GRACE_SECONDS = 3
-"""How long a stopping HTTP server waits for open requests and streams before closing them."""
+"""How long a stopping HTTP server waits for open requests and streams, beyond `server.shutdown_grace`,
+before closing them (calls are answered within the grace; streams left open are closed after this)."""
 
 RETRY_INTERVAL_MS = 1000
 """How long a client whose SSE stream closed waits before resuming it (sent with each stream's first event)."""
@@ -77,24 +127,43 @@ def http_app(surface: McpSurface, *, path: str = "/mcp", host: str = "127.0.0.1"
     manager = surface.server.session_manager
     # An event store per session; streams primed by the version initialised with.
     adapt_sessions(manager, event_store_bytes=sessions.event_store_bytes)
-    mcp: ASGIApp = app
-    if surface.gateway.config.server.sse_poll_after is None:  # else long calls let go of their streams: the SDK's path
-        mcp = LeanHttpApp(app, surface, manager, path=path, retry_ms=RETRY_INTERVAL_MS)
-    # Health, metrics and authentication sit outside both call paths (the SDK's and the lean one); the session
-    # limits just inside authentication, which tells who the caller is.
+    calls: ASGIApp = app  # long calls let go of their streams (sse_poll_after): the SDK's path only
+    if surface.gateway.config.server.sse_poll_after is None:
+        calls = LeanHttpApp(app, surface, manager, path=path, retry_ms=RETRY_INTERVAL_MS)
+    # Health, metrics and authentication sit outside both call paths (the SDK's and the lean one); inside
+    # them, first the guard that refuses bodies no parser should read, then the session limits (authentication
+    # tells who the caller is, and the limits read the bodies of sessions not yet initialised).
     authenticated = surface.gateway.ops.auth is not None
-    guarded = SessionGuard(mcp, manager, sessions, path=path, authenticated=authenticated)
-    return OpsHttpApp(guarded, surface.gateway.ops, path=path)
+    guarded = SessionGuard(calls, manager, sessions, path=path, authenticated=authenticated)
+    return OpsHttpApp(JsonRpcGuard(guarded, path=path), surface.gateway.ops, path=path)
 
 
-async def serve_http(gateway: Gateway, *, host: str = "127.0.0.1", port: int = 8080, path: str = "/mcp") -> None:
-    """Answer MCP over streamable HTTP until cancelled. The gateway must be entered."""
+async def serve_http(
+    gateway: Gateway,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    path: str = "/mcp",
+    termination: Termination | None = None,
+) -> None:
+    """Answer MCP over streamable HTTP until cancelled (or SIGTERM). The gateway must be entered.
+
+    On SIGTERM the server stops accepting connections, calls in flight finish for up to
+    `server.shutdown_grace` seconds and the rest are answered `shutting_down`; then it stops.
+    """
     surface = McpSurface(gateway)
+    grace = gateway.config.server.shutdown_grace
     app = http_app(surface, path=path, host=host)
     config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=GRACE_SECONDS
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=math.ceil(grace) + GRACE_SECONDS,
+        http=BoundedHttpToolsProtocol.bounded(gateway.config.server.max_header_bytes),
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
     logger.info("serving MCP on http://%s:%d%s", host, port, path)
     stopped = anyio.Event()
 
@@ -105,9 +174,17 @@ async def serve_http(gateway: Gateway, *, host: str = "127.0.0.1", port: int = 8
             await server.serve()
         stopped.set()
 
+    async def drain(requested: anyio.Event) -> None:
+        await requested.wait()
+        server.should_exit = True  # no new connections; open ones close once answered
+        await surface.drain(grace)
+
     async with anyio.create_task_group() as tg:
         tg.start_soon(surface.notify_changes)
         tg.start_soon(serve)
+        if termination is not None:
+            termination.serving()
+            tg.start_soon(drain, termination.requested)
         try:
             await stopped.wait()
         finally:
