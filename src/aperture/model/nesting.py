@@ -34,7 +34,7 @@ _LEADING_ID = re.compile(rf'\s*\{{\s*(?:"(?:jsonrpc|method)"\s*:\s*{_STRING}\s*,
 _TRAILING_ID = re.compile(rf',\s*"id"\s*:\s*{_ID_VALUE}\s*\}}\s*\Z'.encode())
 
 
-def json_too_deep(text: bytes | str, limit: int = MAX_JSON_DEPTH) -> bool:
+def json_too_deep(text: bytes | bytearray | str, limit: int = MAX_JSON_DEPTH) -> bool:
     """Whether `text` nests objects and arrays more than `limit` levels deep (brackets in strings do not count).
 
     Linear in the length of `text` and never recursive; a text with at most `limit` opening brackets is
@@ -83,7 +83,7 @@ def _escaped(chunk: npt.NDArray[np.uint8]) -> npt.NDArray[np.intp]:
     return escaped
 
 
-def leading_id(text: bytes) -> str | int | None:
+def leading_id(text: bytes | bytearray) -> str | int | None:
     """The id of the JSON-RPC message in `text`, found without parsing it, or None when it cannot be told.
 
     For answering (or matching an answer to) a message too deep to parse: the id is found when it is among

@@ -25,7 +25,7 @@ TOO_DEEP = (
 )
 
 
-def too_deep_answer(text: bytes, fallback_id: Any = None) -> dict[str, Any] | None:
+def too_deep_answer(text: bytes | bytearray, fallback_id: Any = None) -> dict[str, Any] | None:
     """The error response standing in for `text` when it is nested too deep, else None.
 
     It answers the id found in `text`, else `fallback_id` (the request whose HTTP response carried it);
