@@ -121,3 +121,36 @@ async def test_many_data_lines_of_one_event_are_joined_once() -> None:
             yield line
 
     assert [event async for event in _sse_events(source())] == [{"data": "a\nb\nc", "id": "7"}, {"data": "d"}]
+
+
+def answer_deep(content_type: str) -> Handler:
+    """The first call is answered nested 1,000 levels deep; later ones as `answer_ok` does."""
+
+    async def handler(n: int, request: bytes, stream: anyio.abc.SocketStream) -> bool:
+        if n > 1:  # (requests are counted from 1)
+            return await answer_ok(n, request, stream)
+        request_id = json.loads(request.partition(b"\r\n\r\n")[2])["id"]
+        deep = b"[" * 1000 + b"]" * 1000
+        message = b'{"jsonrpc":"2.0","id":%s,"result":{"content":[],"structuredContent":{"v":%s}}}' % (
+            json.dumps(request_id).encode(),
+            deep,
+        )
+        body = message if content_type == "application/json" else b"event: message\r\ndata: " + message + b"\r\n\r\n"
+        head = f"HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ntransfer-encoding: chunked\r\n\r\n"
+        await stream.send(head.encode() + chunked(body) + b"0\r\n\r\n")
+        return True
+
+    return handler
+
+
+@pytest.mark.parametrize("client", ["http11", "httpx2"])
+@pytest.mark.parametrize("content_type", ["application/json", "text/event-stream"], ids=["json-body", "sse"])
+async def test_an_answer_nested_too_deep_fails_its_call_and_the_channel_goes_on(content_type: str, client: str) -> None:
+    with anyio.fail_after(10):
+        async with channel_to(answer_deep(content_type), client) as channel:
+            with pytest.raises(MCPError) as caught:
+                await channel.request("tools/call", {"name": "deep"})
+            assert "more than 64 levels deep" in caught.value.error.message
+            assert await channel.request("tools/call", {"name": "small"}) == {
+                "content": [{"type": "text", "text": "ok"}]
+            }
