@@ -29,7 +29,7 @@ from aperture.execution import CallContext
 from aperture.gateway import Gateway
 from aperture.ops import OPEN
 from aperture.ops.identity import IDENTITY_KEY, Identity
-from aperture.surface.mcp import McpSurface
+from aperture.surface.mcp import McpSurface, federation
 from aperture.surface.mcp.federation import VisibleBus
 from tests.conftest import FIXTURES
 from tests.integration.conftest import serving_http
@@ -210,6 +210,7 @@ async def test_a_caller_the_rules_allow_sees_and_reaches_everything() -> None:
 
 async def test_a_hidden_thing_costs_the_lookups_an_unknown_one_does(monkeypatch: pytest.MonkeyPatch) -> None:
     # Not answered faster than an unknown one: both make the gateway list the upstreams again.
+    monkeypatch.setattr(federation, "RELIST_EVERY", 0.0)  # every miss lists again (else once a second)
     async with federated("dev") as (gateway, client):
         backend: Any = gateway.registry.get("docs")
         lookups: list[str] = []
@@ -242,6 +243,38 @@ async def test_a_hidden_thing_costs_the_lookups_an_unknown_one_does(monkeypatch:
         ):
             counted_unknown = await lookups_of(unknown)
             assert counted_unknown and await lookups_of(hidden) == counted_unknown
+
+
+async def test_a_flood_of_unknown_lookups_lists_the_upstreams_at_most_once_a_second(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each miss (an unknown or hidden URI, template or prompt) makes the gateway list the upstreams again;
+    # a caller sending misses as fast as it can must not turn each into a listing of every upstream.
+    monkeypatch.setattr(federation, "RELIST_EVERY", 60.0)  # (the test must not depend on the clock)
+    async with federated("dev") as (gateway, client):
+        backend: Any = gateway.registry.get("docs")
+        listings: list[str] = []
+        for method in ("list_resources", "list_resource_templates", "list_prompts"):
+            original = getattr(backend, method)
+
+            async def counted(original: Any = original, method: str = method) -> Any:
+                listings.append(method)
+                return await original()
+
+            monkeypatch.setattr(backend, method, counted)
+
+        async def miss(n: int) -> None:
+            with contextlib.suppress(MCPError):
+                await client.read_resource(f"nowhere://{n}")
+            with contextlib.suppress(MCPError):
+                await client.get_prompt(f"nope{n}")
+
+        for n in range(30):
+            await miss(n)
+        async with anyio.create_task_group() as tg:
+            for n in range(30, 60):
+                tg.start_soon(miss, n)
+    assert sorted(listings) == ["list_prompts", "list_resource_templates", "list_resources"]
 
 
 async def test_upstream_log_messages_sent_outside_any_call_reach_no_client() -> None:

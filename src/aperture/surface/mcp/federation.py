@@ -35,6 +35,10 @@ from aperture.surface.mcp.sessions import on_close
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
+RELIST_EVERY = 1.0
+"""Seconds between listings of the upstreams made because a lookup missed (an unknown or hidden resource,
+template or prompt): a flood of misses must not become a flood of listings upstream."""
+
 _listening_as: ContextVar[Access | None] = ContextVar("aperture_listening_as", default=None)
 """The caller of the listen stream being opened (set by `Federation.listen` around the SDK's handler)."""
 
@@ -62,6 +66,8 @@ class Federation:
         # entries go when it closes.
         self._subscribers: dict[str, dict[object, tuple[ServerSession, Access]]] = {}
         self._watchers: dict[str, int] = {}  # uri -> handshake-era subscribers plus 2026 listen streams
+        self._relisted_at: dict[str, float] = {}  # "resources", "templates", "prompts" -> last listed for a miss
+        self._relisting: dict[str, anyio.Lock] = {}
 
     def upstreams(self) -> list[McpBackend]:
         backends = (self.registry.get(name) for name in self.registry.names())
@@ -115,6 +121,17 @@ class Federation:
         self._template_owners = owners
         return listed
 
+    async def _relist_for_miss(self, what: str, listing: Callable[[], Awaitable[object]]) -> None:
+        """List `what` again because a lookup missed, at most once per `RELIST_EVERY` seconds; a miss that
+        comes while such a listing runs waits for it instead of starting another."""
+        asked = anyio.current_time()
+        async with self._relisting.setdefault(what, anyio.Lock()):
+            last = self._relisted_at.get(what)
+            if last is not None and (last >= asked or asked - last < RELIST_EVERY):
+                return
+            await listing()
+            self._relisted_at[what] = anyio.current_time()
+
     def _owner_name(self, uri: str) -> str | None:
         """The backend a URI belongs to, as last listed: the one that listed it, else the one whose template
         matches it."""
@@ -136,8 +153,8 @@ class Federation:
         """
         name = self._owner_name(uri)
         if name is None or not access.may_read_resource(name, uri):  # a hidden URI costs what an unknown one does
-            await self._list_resources()
-            await self._list_templates()
+            await self._relist_for_miss("resources", self._list_resources)
+            await self._relist_for_miss("templates", self._list_templates)
             name = self._owner_name(uri)
         backend = self.registry.get(name) if name else None
         if name is None or not isinstance(backend, McpBackend) or not access.may_read_resource(name, uri):
@@ -268,7 +285,7 @@ class Federation:
         that is not listed (both relist the upstreams, so neither answers faster)."""
         route = self._routes(access).get(name)
         if route is None:
-            await self._list_prompts()
+            await self._relist_for_miss("prompts", self._list_prompts)
             route = self._routes(access).get(name)
         return route
 
@@ -290,7 +307,7 @@ class Federation:
             template = str(ref.uri)
             owner = self._template_owners.get(template)
             if owner is None or not access.may_see_template(owner, template):  # hidden: as costly as unknown
-                await self._list_templates()
+                await self._relist_for_miss("templates", self._list_templates)
                 owner = self._template_owners.get(template)
             backend_name = owner if owner is not None and access.may_see_template(owner, template) else None
         backend = self.registry.get(backend_name) if backend_name else None
