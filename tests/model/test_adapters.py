@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from aperture.model import (
     DetailLevel,
     Tool,
@@ -63,3 +65,23 @@ def test_short_description_is_the_first_sentence() -> None:
     assert short_description("Read a file. Returns its text.") == "Read a file."
     assert short_description("First paragraph\nstill first.\n\nSecond.") == "First paragraph still first."
     assert len(short_description("word " * 100)) <= 160
+
+
+@pytest.mark.parametrize(
+    ("text", "first"),
+    [
+        (
+            "Hash text with a hash function, e.g. sha256 or md5. Returns hex.",
+            "Hash text with a hash function, e.g. sha256 or md5.",
+        ),
+        ("Pick the newest, i.e. the last one. Then stop.", "Pick the newest, i.e. the last one."),
+        ("Reads files, logs, etc. and more. Next.", "Reads files, logs, etc. and more."),
+        ("Reads files, logs, etc. Then it stops.", "Reads files, logs, etc."),
+        ("Version v1.2 is 3.5 times faster. Then more.", "Version v1.2 is 3.5 times faster."),
+        ("Written by J. Smith and Dr. Who. Next.", "Written by J. Smith and Dr. Who."),
+        ("Compare a vs. b (cf. the docs). Next.", "Compare a vs. b (cf. the docs)."),
+    ],
+    ids=["e.g.", "i.e.", "etc.-lowercase", "etc.-sentence-end", "decimals", "initials-and-titles", "vs.-cf."],
+)
+def test_abbreviations_do_not_end_the_first_sentence(text: str, first: str) -> None:
+    assert short_description(text) == first

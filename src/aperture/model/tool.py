@@ -134,11 +134,35 @@ class ParameterInfo:
 def short_description(text: str, limit: int = SHORT_DESCRIPTION_LIMIT) -> str:
     """The first sentence or paragraph of `text`, at most `limit` characters."""
     text = text.strip()
-    first = _SENTENCE_END.split(text, maxsplit=1)[0].strip()
+    first = _first_sentence(text).strip()
     first = " ".join(first.split())
     if len(first) > limit:
         first = first[: limit - 1].rstrip() + "…"
     return first
+
+
+# Words ending in a period that do not end a sentence ("with a hash function, e.g. sha256").
+_ABBREVIATIONS = frozenset(
+    "e.g. i.e. cf. vs. viz. approx. incl. esp. resp. al. ca. no. nos. fig. eq. dr. mr. mrs. ms. st. jr. sr.".split()
+)
+
+
+def _first_sentence(text: str) -> str:
+    """`text` up to the end of its first sentence or paragraph; a period after an abbreviation or an
+    initial does not end a sentence, nor does "etc." before a lowercase word."""
+    for end in _SENTENCE_END.finditer(text):
+        before = text[: end.start()]
+        if end.group().count("\n") < 2 and before.endswith(".") and _abbreviated(before, text[end.end() :]):
+            continue
+        return before
+    return text
+
+
+def _abbreviated(before: str, after: str) -> bool:
+    word = before.rsplit(None, 1)[-1].lstrip("([{\"'").lower()
+    if word in _ABBREVIATIONS or (len(word) == 2 and word[0].isalpha()):  # an abbreviation, or an initial
+        return True
+    return word == "etc." and not after.lstrip()[:1].isupper()
 
 
 def schema_type_name(schema: Mapping[str, Any]) -> str:
