@@ -367,8 +367,12 @@ class Gateway:
         """The tool for an id (a version suffix must match when the tool has one).
 
         Raises:
-            InvalidToolIdError, UnknownToolError: with the closest ids.
+            InvalidToolIdError, UnknownToolError: with the closest ids (for a bare name, the ids with that name).
         """
+        if ToolId.is_bare_name(tool_id):
+            unknown = self.ops.unknown_tool(tool_id)
+            unknown.op = op
+            raise unknown
         parsed = ToolId.parse(tool_id)
         tool = self.index.get(parsed.key)
         # A tool the caller may not run is one it does not see: not whether it is held or down, nor in the

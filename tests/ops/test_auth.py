@@ -241,3 +241,30 @@ async def test_http_requests_need_credentials_and_get_a_challenge(jwks: Jwks) ->
             ready = await client.get("/readyz")  # with auth on, the status only (see tests/ops/test_health.py)
             assert ready.status_code == 200 and ready.json() == {"status": "ready"}
     assert [i.name for i in seen] == ["ci", "alice"]
+
+
+async def test_a_bare_tool_name_suggests_only_the_ids_of_that_name_the_caller_may_see() -> None:
+    async with ops_gateway(OPS) as gw:
+        dev = Identity(name="ci", method="api_key", roles=frozenset({"dev"}))
+        admin = Identity(name="root", method="jwt", roles=frozenset({"admin"}))
+        as_dev, as_admin = (CallContext(meta={IDENTITY_KEY: who}) for who in (dev, admin))
+        lookup = await gw.run("lookup", {}, as_dev)
+        assert lookup.error is not None and lookup.error.code == "tool_not_found"
+        assert lookup.error.message == "No tool 'lookup'. Tool ids are 'namespace:name'. Did you mean: t:lookup?"
+        for hidden in ("reset", "append"):  # admin:reset and t:append are hidden from the dev
+            refused = await gw.run(hidden, {}, as_dev)
+            assert refused.error is not None and refused.error.code == "tool_not_found"
+            assert f"admin:{hidden}" not in refused.error.message and f"t:{hidden}" not in refused.error.message
+        shown = await gw.run("reset", {}, as_admin)
+        assert shown.error is not None and "Did you mean: admin:reset?" in shown.error.message
+        from aperture.ops.identity import current_identity
+
+        reset = current_identity.set(dev)
+        try:
+            with pytest.raises(Exception, match=r"Did you mean: t:lookup\?"):
+                gw.describe("lookup")
+            with pytest.raises(Exception) as refused_describe:
+                gw.describe("reset")
+            assert "admin:reset" not in str(refused_describe.value)
+        finally:
+            current_identity.reset(reset)

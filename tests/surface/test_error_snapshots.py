@@ -18,6 +18,8 @@ SNAPSHOTS = Path(__file__).parent.parent / "snapshots"
 CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("unknown_tool", "run_tool", {"tool_id": "toolbox:calc", "args": {}}),
     ("malformed_id", "run_tool", {"tool_id": "a:b:c:d", "args": {}}),
+    ("bare_name", "run_tool", {"tool_id": "hash_text", "args": {}}),
+    ("bare_name_describe", "describe_tool", {"tool_id": "convert_units"}),
     ("invalid_arguments", "run_tool", {"tool_id": "toolbox:convert_units", "args": {"val": 1, "to_unit": "parsec"}}),
     ("args_not_object", "run_tool", {"tool_id": "toolbox:calculate", "args": [1]}),
     ("tool_raised", "run_tool", {"tool_id": "faulty:explode", "args": {"message": "disk full"}}),

@@ -113,8 +113,10 @@ class Runner:
 
         Raises:
             InvalidToolIdError: for a malformed id.
-            UnknownToolError: for a well-formed id that names no tool.
+            UnknownToolError: for a well-formed id that names no tool, or a bare name (ids of that name suggested).
         """
+        if ToolId.is_bare_name(tool_id):
+            raise UnknownToolError(tool_id, closest_ids(tool_id, self.registry.snapshot.tools))
         parsed = ToolId.parse(tool_id)
         found = self.registry.find_tool(parsed.key)
         if found is None or (parsed.version is not None and found[0].version not in (None, parsed.version)):
@@ -214,9 +216,14 @@ def raise_unavailable_or_unknown(tool_id: str, parsed: ToolId, snapshot: Catalog
 def closest_ids(key: str, tools: Mapping[str, Tool], limit: int = 3) -> list[str]:
     """The ids most like `key`: by name within its namespace when that exists, else across all ids.
 
-    Names containing the asked-for name count too, so `toolbox:calc` finds `toolbox:calculate`.
+    Names containing the asked-for name count too, so `toolbox:calc` finds `toolbox:calculate`. For a bare
+    name (`hash_text`) every id with exactly that name comes first, all of them when several namespaces have it.
     """
     namespace, _, name = key.rpartition(":")
+    if not namespace and ":" not in key:
+        exact = sorted(k for k, tool in tools.items() if tool.name == key)
+        if exact:
+            return exact
     in_namespace = [k for k in tools if k.startswith(f"{namespace}:")] if namespace else []
     if in_namespace:
         names = {k.split(":", 1)[1]: k for k in in_namespace}

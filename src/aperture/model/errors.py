@@ -112,6 +112,8 @@ class UnknownToolError(ApertureError):
 
     def __init__(self, tool_id: str, closest: Sequence[str] = ()) -> None:
         hint = f" Did you mean: {', '.join(closest)}?" if closest else " Use search_tools to find a tool."
+        if ":" not in tool_id:  # a bare name: say what an id is
+            hint = f" Tool ids are 'namespace:name'.{hint}"
         super().__init__(f"No tool {shorten(tool_id)!r}.{hint}", details={"closest": list(closest)}, tool_id=tool_id)
 
 

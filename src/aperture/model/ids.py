@@ -46,6 +46,18 @@ class ToolId:
         if self.version is not None:
             validate_part(self.version, "version")
 
+    @staticmethod
+    def is_bare_name(text: object) -> bool:
+        """Whether `text` is a well-formed tool name without its namespace (`hash_text`): callers answer it
+        with the ids that have that name rather than with a parse error."""
+        if not isinstance(text, str) or SEPARATOR in text:
+            return False
+        try:
+            validate_part(text, "name")
+        except InvalidToolIdError:
+            return False
+        return True
+
     @classmethod
     def parse(cls, text: str) -> ToolId:
         """Parse `namespace:name` or `namespace:name:version`.

@@ -290,7 +290,9 @@ class Auth:
         try:
             hidden = not self.access(who).may_see_tool(ToolId.parse(tool_id).key)
         except InvalidToolIdError:
-            return await inner(call)  # the runner explains the malformed id (it names no other tool)
+            if not ToolId.is_bare_name(tool_id):
+                return await inner(call)  # the runner explains the malformed id (it names no other tool)
+            hidden = False  # a bare name: the ids of that name are suggested, those `who` may see
         result = None if hidden else await inner(call)
         if result is not None and not isinstance(result.error, UnknownToolError):
             return result
