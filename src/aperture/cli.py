@@ -122,6 +122,7 @@ def serve(
     SIGTERM or Ctrl-C stops the gateway and every upstream it started.
     """
     from aperture.surface.mcp import Termination, serve_http, serve_stdio, until_terminated
+    from aperture.surface.mcp.transport import bind_listener
 
     cfg = _load(config)
     server = cfg.server.model_copy(
@@ -131,8 +132,18 @@ def serve(
     async def run(gateway: Gateway, termination: Termination) -> None:
         tools = len(gateway.index)
         if server.transport == "http":
+            # Bound before it is announced: a taken port is one line (ConfigError), never "MCP at" and a traceback.
+            # (Not before the gateway starts: an open port tells scripts the gateway is up and handles SIGTERM.)
+            listener = bind_listener(server.host, server.port)
             err.print(f"aperture: {tools} tools, MCP at http://{server.host}:{server.port}{server.path}")
-            await serve_http(gateway, host=server.host, port=server.port, path=server.path, termination=termination)
+            await serve_http(
+                gateway,
+                host=server.host,
+                port=server.port,
+                path=server.path,
+                termination=termination,
+                listener=listener,
+            )
         else:
             logging.getLogger("aperture").info("serving %d tools on stdio", tools)
             await serve_stdio(gateway, termination)
@@ -149,6 +160,14 @@ def serve(
             anyio.run(until_terminated, main, backend_options=_event_loop_options())
         except ApertureError as exc:
             err.print(f"[red]error:[/red] {escape(exc.message)}")
+            raise typer.Exit(1) from None
+        except BaseExceptionGroup as group:  # raised inside the gateway's task groups (a taken port)
+            found = group.subgroup(ApertureError)
+            while isinstance(found, BaseExceptionGroup):
+                found = found.exceptions[0]
+            if not isinstance(found, ApertureError):
+                raise
+            err.print(f"[red]error:[/red] {escape(found.message)}")
             raise typer.Exit(1) from None
 
 

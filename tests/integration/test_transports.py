@@ -9,6 +9,8 @@ import contextlib
 import json
 import os
 import signal
+import socket
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -241,3 +243,18 @@ async def test_a_signalled_gateway_stops_its_upstreams(tmp_path: Path, sig: sign
         for pid in upstreams:  # never leave a test's processes behind, whatever happened
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_a_taken_port_is_one_error_line_and_never_announced() -> None:
+    # Bind first, announce after: no "MCP at ..." for a port the gateway does not have, and no traceback.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        argv = [APERTURE, "serve", "--config", str(TEST_CONFIG), "--transport", "http", "--port", str(port)]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in done.stderr and "MCP at" not in done.stderr
+    message = " ".join(lines)
+    assert f"Port {port} on 127.0.0.1 is already in use" in message and "--port" in message

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import math
 import signal
+import socket
 from collections.abc import Awaitable, Callable, Iterator
 
 import anyio
@@ -13,6 +15,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from aperture.gateway import Gateway
+from aperture.model import ConfigError
 from aperture.ops.http import OpsHttpApp
 from aperture.surface.mcp.events import MemoryEventStore
 from aperture.surface.mcp.http_guard import BoundedHttpToolsProtocol, JsonRpcGuard
@@ -108,6 +111,32 @@ RETRY_INTERVAL_MS = 1000
 """How long a client whose SSE stream closed waits before resuming it (sent with each stream's first event)."""
 
 
+def bind_listener(host: str, port: int) -> socket.socket:
+    """A socket listening on `host:port`, taken before the gateway starts or says where it serves.
+
+    Raises:
+        ConfigError: the port is taken, or the address cannot be bound; the message says how to choose another.
+    """
+    how = "choose another with --port / --host (or server.port / server.host in the configuration)"
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        listener = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as exc:
+        raise ConfigError(f"Cannot serve on {host}:{port}: {exc.strerror or exc}; {how}.") from None
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+        listener.listen(2048)  # uvicorn's default backlog
+    except OSError as exc:
+        listener.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"Port {port} on {host} is already in use (by another gateway or server): stop that process, or {how}."
+            ) from None
+        raise ConfigError(f"Cannot listen on {host}:{port}: {exc.strerror or exc}; {how}.") from None
+    return listener
+
+
 def http_app(surface: McpSurface, *, path: str = "/mcp", host: str = "127.0.0.1") -> ASGIApp:
     """The ASGI app for streamable HTTP at `path` (DNS-rebinding protection on for loopback hosts).
 
@@ -145,12 +174,16 @@ async def serve_http(
     port: int = 8080,
     path: str = "/mcp",
     termination: Termination | None = None,
+    listener: socket.socket | None = None,
 ) -> None:
     """Answer MCP over streamable HTTP until cancelled (or SIGTERM). The gateway must be entered.
+
+    `listener` is a socket from `bind_listener` (bound to `host:port`); without one, it is bound here.
 
     On SIGTERM the server stops accepting connections, calls in flight finish for up to
     `server.shutdown_grace` seconds and the rest are answered `shutting_down`; then it stops.
     """
+    listener = listener if listener is not None else bind_listener(host, port)
     surface = McpSurface(gateway)
     grace = gateway.config.server.shutdown_grace
     app = http_app(surface, path=path, host=host)
@@ -171,7 +204,7 @@ async def serve_http(
         # Shielded: cancelling uvicorn mid-loop leaves its lifespan task (and the SDK's session manager in
         # it) to be torn down at loop close, out of its own cancel scope. It is asked to exit instead.
         with anyio.CancelScope(shield=True):
-            await server.serve()
+            await server.serve(sockets=[listener])
         stopped.set()
 
     async def drain(requested: anyio.Event) -> None:
