@@ -162,7 +162,7 @@ def serve(
             err.print(f"[red]error:[/red] {escape(exc.message)}")
             raise typer.Exit(1) from None
         except BaseExceptionGroup as group:  # raised inside the gateway's task groups (a taken port)
-            found = group.subgroup(ApertureError)
+            found: BaseException | None = group.subgroup(ApertureError)
             while isinstance(found, BaseExceptionGroup):
                 found = found.exceptions[0]
             if not isinstance(found, ApertureError):
