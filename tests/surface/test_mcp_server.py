@@ -164,8 +164,8 @@ async def test_unknown_tool_id_suggests_closest(client: Client) -> None:
 
 @pytest.mark.parametrize(
     "tool_id",
-    ["a:b:c:d", ":x", "", "x" * 10_000, "toolbox", "tool box:calc"],
-    ids=["four-parts", "empty-namespace", "empty", "10kB", "no-namespace", "space"],
+    ["a:b:c:d", ":x", "", "x" * 10_000, "tool box:calc"],
+    ids=["four-parts", "empty-namespace", "empty", "10kB", "space"],
 )
 async def test_malformed_tool_ids_are_explained(client: Client, tool_id: str) -> None:
     error = error_of(await run(client, tool_id, {}))
@@ -173,6 +173,13 @@ async def test_malformed_tool_ids_are_explained(client: Client, tool_id: str) ->
     assert "namespace:name" in error["message"]
     assert len(error["message"]) < 600  # a 10 kB id is not echoed back
     assert not (await run(client, "toolbox:calculate", {"expression": "1"})).is_error
+
+
+async def test_a_bare_name_of_no_tool_says_what_an_id_is(client: Client) -> None:
+    # A bare name is looked up as a tool name (issue 18): none is called "toolbox"; the closest may be named.
+    error = error_of(await run(client, "toolbox", {}))
+    assert error["code"] == "tool_not_found"
+    assert error["message"].startswith("No tool 'toolbox'. Tool ids are 'namespace:name'.")
 
 
 async def test_missing_extra_and_wrong_arguments_are_reported_together(client: Client) -> None:

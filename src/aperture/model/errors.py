@@ -112,7 +112,7 @@ class UnknownToolError(ApertureError):
 
     def __init__(self, tool_id: str, closest: Sequence[str] = ()) -> None:
         hint = f" Did you mean: {', '.join(closest)}?" if closest else " Use search_tools to find a tool."
-        if ":" not in tool_id:  # a bare name: say what an id is
+        if ":" not in tool_id and (not closest or any(":" in c for c in closest)):  # a bare name given for an id
             hint = f" Tool ids are 'namespace:name'.{hint}"
         super().__init__(f"No tool {shorten(tool_id)!r}.{hint}", details={"closest": list(closest)}, tool_id=tool_id)
 
