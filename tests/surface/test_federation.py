@@ -208,20 +208,26 @@ async def test_a_caller_the_rules_allow_sees_and_reaches_everything() -> None:
                 assert await subscription.__anext__() == ResourceUpdated(uri="secret://notes/private")
 
 
+def counted_listings(gateway: Gateway, name: str, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The listings (resources, templates, prompts) the gateway asks of upstream `name` from now on, in order."""
+    backend: Any = gateway.registry.get(name)
+    listings: list[str] = []
+    for method in ("list_resources", "list_resource_templates", "list_prompts"):
+        original = getattr(backend, method)
+
+        async def counted(original: Any = original, method: str = method) -> Any:
+            listings.append(method)
+            return await original()
+
+        monkeypatch.setattr(backend, method, counted)
+    return listings
+
+
 async def test_a_hidden_thing_costs_the_lookups_an_unknown_one_does(monkeypatch: pytest.MonkeyPatch) -> None:
     # Not answered faster than an unknown one: both make the gateway list the upstreams again.
     monkeypatch.setattr(federation, "RELIST_EVERY", 0.0)  # every miss lists again (else once a second)
     async with federated("dev") as (gateway, client):
-        backend: Any = gateway.registry.get("docs")
-        lookups: list[str] = []
-        for method in ("list_resources", "list_resource_templates", "list_prompts"):
-            original = getattr(backend, method)
-
-            async def counted(original: Any = original, method: str = method) -> Any:
-                lookups.append(method)
-                return await original()
-
-            monkeypatch.setattr(backend, method, counted)
+        lookups = counted_listings(gateway, "docs", monkeypatch)
         await client.list_resources()
         await client.list_prompts()
         await client.list_resource_templates()
@@ -252,16 +258,7 @@ async def test_a_flood_of_unknown_lookups_lists_the_upstreams_at_most_once_a_sec
     # a caller sending misses as fast as it can must not turn each into a listing of every upstream.
     monkeypatch.setattr(federation, "RELIST_EVERY", 60.0)  # (the test must not depend on the clock)
     async with federated("dev") as (gateway, client):
-        backend: Any = gateway.registry.get("docs")
-        listings: list[str] = []
-        for method in ("list_resources", "list_resource_templates", "list_prompts"):
-            original = getattr(backend, method)
-
-            async def counted(original: Any = original, method: str = method) -> Any:
-                listings.append(method)
-                return await original()
-
-            monkeypatch.setattr(backend, method, counted)
+        listings = counted_listings(gateway, "docs", monkeypatch)
 
         async def miss(n: int) -> None:
             with contextlib.suppress(MCPError):
