@@ -295,18 +295,17 @@ class Template:
         Raises:
             PathParameterError: naming the argument and what a path value may hold.
         """
+        pieces = self._pieces(values)
+        if pieces is None:
+            return None
         skeleton: list[str] = []
         filled: list[tuple[str, str]] = []  # (argument name, its text), in order; marked in the skeleton by index
-        for part in self.parts:
-            if isinstance(part, str):
-                skeleton.append(part)
-            elif part.env:
-                skeleton.append(os.environ.get(part.name, ""))
+        for piece in pieces:
+            if isinstance(piece, str):
+                skeleton.append(piece)
             else:
-                if part.name not in values:
-                    return None
                 skeleton.append(f"\0{len(filled)}\0")
-                filled.append((part.name, as_text(values[part.name])))
+                filled.append(piece)
         url = "".join(skeleton)
         if filled:
             _check_path(url, filled, trusted)
@@ -317,17 +316,25 @@ class Template:
 
         URLs go through `render_url`, which encodes and checks the values.
         """
-        out = []
+        pieces = self._pieces(values)
+        if pieces is None:
+            return None
+        return "".join(piece if isinstance(piece, str) else piece[1] for piece in pieces)
+
+    def _pieces(self, values: Mapping[str, Any]) -> list[str | tuple[str, str]] | None:
+        """The template's parts filled in: literal text and `{env.…}` values as strings, each argument as
+        `(name, its text)`; None when an argument it names is not given."""
+        pieces: list[str | tuple[str, str]] = []
         for part in self.parts:
             if isinstance(part, str):
-                out.append(part)
+                pieces.append(part)
             elif part.env:
-                out.append(os.environ.get(part.name, ""))
+                pieces.append(os.environ.get(part.name, ""))
+            elif part.name not in values:
+                return None
             else:
-                if part.name not in values:
-                    return None
-                out.append(as_text(values[part.name]))
-        return "".join(out)
+                pieces.append((part.name, as_text(values[part.name])))
+        return pieces
 
 
 class PathParameterError(ValueError):
