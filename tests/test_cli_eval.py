@@ -98,3 +98,29 @@ def test_unknown_gold_missing_file_and_unknown_strategy_exit_2(files: tuple[Path
     assert code == 2 and "file not found" in output
     code, output = invoke(*files, "--strategy", "telepathy")
     assert code == 2 and "unknown search strategy 'telepathy'" in output
+
+
+def test_the_catalog_that_aperture_tools_prints_can_be_measured(tmp_path: Path) -> None:
+    listing = runner.invoke(app, ["tools", "--json", "--config", "examples/aperture.yaml"])
+    assert listing.exit_code == 0
+    tools = tmp_path / "tools.json"
+    tools.write_text(listing.output)
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text(json.dumps({"query": "convert kilometres to miles", "gold": ["toolbox:convert_units"]}) + "\n")
+    result = runner.invoke(app, ["eval", "retrieval", "--tools", str(tools), "--queries", str(queries), "--json"])
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.output  # every field it prints is read or known
+    assert json.loads(result.output)["metrics"]["recall@1"] == 1.0
+    # The full descriptions and schemas come back, not only the first sentence that search shows.
+    calculate = next(t for t in json.loads(listing.output) if t["id"] == "toolbox:calculate")
+    assert (
+        len(calculate["description"]) > len(calculate["short_description"]) and calculate["input_schema"]["properties"]
+    )
+
+
+def test_a_field_of_the_users_own_is_a_warning_not_an_error(files: tuple[Path, Path]) -> None:
+    tools, queries = files
+    tools.write_text("".join(json.dumps({**t, "category": "misc"}) + "\n" for t in TOOLS))
+    code, output = invoke(tools, queries)
+    assert code == 0
+    assert output.count("warning:") == 1 and "ignored field(s) category (3 of them, first at line 1)" in output

@@ -470,8 +470,25 @@ def import_openapi(
 
 
 def _all_tools(gateway: Gateway, namespace: str | None) -> list[dict[str, Any]]:
+    """Every tool's definition, as `eval retrieval --tools` reads it back (so a catalog can be measured)."""
     page = gateway.index.page(limit=len(gateway.index) or 1, namespace=namespace)
-    return [hit.to_dict() for hit in page.hits]
+    rows = []
+    for hit in page.hits:
+        tool = gateway.index.get(hit.id)
+        if tool is None:  # gone since the page was read
+            continue
+        row: dict[str, Any] = {"id": tool.key, "name": tool.name, "namespace": tool.namespace}
+        if tool.title:
+            row["title"] = tool.title
+        row |= {
+            "short_description": tool.short_description,
+            "description": tool.description,
+            "tags": list(tool.tags),
+            "backend_kind": tool.backend_kind,
+            "input_schema": tool.input_schema,
+        }
+        rows.append(row)
+    return rows
 
 
 @app.command()
@@ -639,7 +656,7 @@ def eval_retrieval(
         typer.Option(
             "--tools",
             help='JSON lines, one tool a line: {"id", "name", "namespace", "description", "input_schema", "tags"}; '
-            "only id or name, and description, are required.",
+            "only id or name, and description, are required. What `aperture tools --json` prints works too.",
             show_default=False,
         ),
     ],
@@ -673,8 +690,8 @@ def eval_retrieval(
 
     try:
         chosen = _strategy(strategy)
-        tools = evaluation.load_tools(tools_file)
-        queries = evaluation.load_queries(queries_file, tools)
+        tools = evaluation.load_tools(tools_file, warn=_warn)
+        queries = evaluation.load_queries(queries_file, tools, warn=_warn)
     except ApertureError as exc:
         err.print(f"[red]error:[/red] {escape(exc.message)}")
         raise typer.Exit(2) from None
@@ -714,6 +731,10 @@ def eval_retrieval(
                 f"  line {ranking.query.line}: {escape(ranking.query.query[:100])}\n"
                 f"    gold {escape(', '.join(ranking.query.gold))}; got {escape(top)}"
             )
+
+
+def _warn(message: str) -> None:
+    err.print(f"[yellow]warning:[/yellow] {escape(message)}")
 
 
 def _strategy(name: str | None) -> SearchStrategy:

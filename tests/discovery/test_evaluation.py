@@ -29,7 +29,7 @@ from aperture.discovery.evaluation import (
 )
 from aperture.discovery.strategy import Scores
 
-TOOLS = [
+TOOLS: list[dict[str, Any]] = [
     {"id": "gh:create_issue", "description": "Create an issue in a GitHub repository.", "tags": ["git"]},
     {"name": "send_message", "namespace": "slack", "description": "Send a message to a Slack channel."},
     {"name": "get_weather", "description": "Current weather for a city."},
@@ -117,7 +117,11 @@ def test_tools_load_with_ids_derived_from_names(tmp_path: Path) -> None:
         ('{"id": "a:b", "namespace": "c", "description": "x"}', "disagree"),
         ('{"id": "a:b", "description": "x", "tags": "git"}', "'tags' must be a list of strings"),
         ('{"id": "a:b", "description": "x", "input_schema": []}', "'input_schema' must be a JSON Schema object"),
-        ('{"id": "a:b", "description": "x", "colour": "red"}', "unknown field(s) colour"),
+        (
+            '{"id": "a:b", "descripton": "x"}',
+            "missing 'description': search needs the tool's description (it has "
+            "'descripton': a misspelling of 'description'?)",
+        ),
         ('{"id": "gh:create_issue", "description": "again"}', "duplicate tool id 'gh:create_issue' (first on line 1)"),
     ],
 )
@@ -128,6 +132,49 @@ def test_a_bad_tool_line_is_named_with_its_problem(tmp_path: Path, line: str, pr
     assert caught.value.line == 2
     assert caught.value.message.startswith(f"{path}:2: ")
     assert problem in caught.value.message
+
+
+def test_fields_of_a_catalogs_own_are_ignored_with_one_warning_a_file(tmp_path: Path) -> None:
+    records = [{**t, "category": "dev"} for t in TOOLS[:3]] + [{**TOOLS[3], "owner": "me"}]
+    warnings: list[str] = []
+    tools = load_tools(write(tmp_path / "tools.jsonl", records), warn=warnings.append)
+    assert [t.key for t in tools] == ["gh:create_issue", "slack:send_message", "catalog:get_weather", "fs:read_file"]
+    assert warnings == [
+        f"{tmp_path / 'tools.jsonl'}: ignored field(s) category (3 of them, first at line 1), owner (1 of them, first "
+        "at line 4); the fields read are id, name, namespace, description, input_schema, tags, title, inputSchema, "
+        "short_description"
+    ]
+    queries = [{"query": "open an issue", "gold": ["gh:create_issue"], "difficulty": "easy"}]
+    warnings.clear()
+    assert len(load_queries(write(tmp_path / "queries.jsonl", queries), tools, warn=warnings.append)) == 1
+    assert len(warnings) == 1 and "ignored field(s) difficulty (1 of them, first at line 1)" in warnings[0]
+    warnings.clear()
+    load_tools(write(tmp_path / "plain.jsonl", TOOLS), warn=warnings.append)
+    assert warnings == []
+
+
+def test_a_json_array_of_tools_reads_like_json_lines(tmp_path: Path) -> None:
+    """What `aperture tools --json` prints; `search --json`'s short_description stands in for a description."""
+    listing = [
+        {"id": "gh:create_issue", "name": "create_issue", "namespace": "gh", "description": "Open an issue.",
+         "short_description": "Open an issue.", "tags": ["git"], "backend_kind": "mcp", "input_schema": {}},
+        {"id": "fs:read_file", "short_description": "Read a file.", "score": 1.5},
+    ]  # fmt: skip
+    path = tmp_path / "tools.json"
+    path.write_text(json.dumps(listing, indent=2))
+    warnings: list[str] = []
+    tools = load_tools(path, warn=warnings.append)
+    assert [(t.key, t.description) for t in tools] == [
+        ("gh:create_issue", "Open an issue."),
+        ("fs:read_file", "Read a file."),
+    ]
+    assert warnings == []
+    path.write_text(json.dumps([listing[0], ["not", "an", "object"]]))
+    with pytest.raises(EvalDataError, match=r"tools.json: item 2: expected a JSON object, got list"):
+        load_tools(path)
+    path.write_text('[{"id": "a:b", "description": "x"},')
+    with pytest.raises(EvalDataError, match=r"tools.json: not valid JSON \(Expecting value at line 1"):
+        load_tools(path)
 
 
 def test_missing_and_empty_files_are_named(tmp_path: Path) -> None:
@@ -169,7 +216,11 @@ def test_queries_resolve_gold_ids_by_key_or_unique_name(tmp_path: Path) -> None:
         ({"query": "x", "gold": ["read"]}, "'read' is not in the catalog"),
         ({"query": "x", "gold": ["run"]}, "ambiguous: several tools have that name (a:run, b:run)"),
         ({"query": "x", "gold": ["a:run"], "intent": 5}, "'intent' must be a string"),
-        ({"query": "x", "gold": ["a:run"], "golden": []}, "unknown field(s) golden"),
+        (
+            {"query": "x", "golden": ["a:run"]},
+            "missing 'gold': the list of tool ids that answer the query (it has 'golden': a misspelling of 'gold'?)",
+        ),
+        ({"quer": "x", "gold": ["a:run"]}, "missing 'query' (it has 'quer': a misspelling of 'query'?)"),
     ],
 )
 def test_a_bad_query_line_is_named_with_its_problem(tmp_path: Path, record: dict[str, Any], problem: str) -> None:

@@ -4,9 +4,13 @@ Files (one JSON object a line; blank lines are skipped):
 
 - `TOOLS.jsonl`: `{"id", "name", "namespace", "description", "input_schema", "tags", "title"}`. Only `id`
   or `name`, and `description`, are required. An `id` with a colon is parsed as `namespace:name`; a bare
-  `id` or `name` gets the `namespace` field, else `catalog`. MCP's `inputSchema` is accepted too.
+  `id` or `name` gets the `namespace` field, else `catalog`. MCP's `inputSchema` is accepted too, and so is
+  a JSON array of such objects: what `aperture tools --json` prints. Without `description`, a
+  `short_description` (what `aperture search --json` prints) is read instead.
 - `QUERIES.jsonl`: `{"query", "gold": [tool ids], "intent"}` (`intent` optional). A gold id may be the full
   `namespace:name` or a bare name that only one tool has.
+
+Other fields (a catalog's own `category`, say) are ignored, with one warning a file that names them.
 
 Metrics, each averaged over the queries (binary relevance, gold set G, ranked list r):
 
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -48,8 +53,14 @@ METRICS = (
     *(f"ndcg@{k}" for k in NDCG_AT),
     *(f"completeness@{k}" for k in COMPLETE_AT),
 )
-_TOOL_KEYS = {"id", "name", "namespace", "description", "input_schema", "inputSchema", "tags", "title"}
-_QUERY_KEYS = {"query", "gold", "intent"}
+_TOOL_KEYS = ("id", "name", "namespace", "description", "input_schema", "tags", "title")
+_TOOL_ALIASES = ("inputSchema", "short_description")
+# What `aperture tools --json` and `search --json` print beside the fields above: read, or known and unused.
+_TOOL_LISTING_KEYS = frozenset({"score", "backend_kind"})
+_QUERY_KEYS = ("query", "gold", "intent")
+
+Warn = Callable[[str], None]
+logger = logging.getLogger(__name__)
 
 
 class EvalDataError(ApertureError):
@@ -58,7 +69,8 @@ class EvalDataError(ApertureError):
     code = ErrorCode.INVALID_REQUEST
 
     def __init__(self, path: Path | str, line: int | None, problem: str) -> None:
-        where = f"{path}:{line}" if line is not None else str(path)
+        # A line of a JSON-lines file; for a JSON array, `line` counts its items (negated, see `_records`).
+        where = str(path) if line is None else f"{path}:{line}" if line > 0 else f"{path}: item {-line}"
         super().__init__(f"{where}: {problem}", details={"file": str(path), "line": line, "problem": problem})
         self.path = str(path)
         self.line = line
@@ -124,8 +136,11 @@ class RetrievalReport:
 # --- loading ----------------------------------------------------------------------------------
 
 
-def load_tools(path: Path | str) -> list[Tool]:
-    """Read `TOOLS.jsonl` into tools.
+def load_tools(path: Path | str, *, warn: Warn = logger.warning) -> list[Tool]:
+    """Read `TOOLS.jsonl` (or a JSON array of tools) into tools.
+
+    Args:
+        warn: gets one message naming the fields the file has that are not read, if any.
 
     Raises:
         EvalDataError: naming the file, the line and the problem (bad JSON, a missing or mistyped field,
@@ -133,19 +148,25 @@ def load_tools(path: Path | str) -> list[Tool]:
     """
     tools: list[Tool] = []
     first_line: dict[str, int] = {}
+    ignored = _IgnoredFields(path, (*_TOOL_KEYS, *_TOOL_ALIASES), _TOOL_LISTING_KEYS)
     for number, record in _records(path):
-        tool = _tool(path, number, record)
+        ignored.note(number, record)
+        tool = _tool(path, number, record, ignored)
         if tool.key in first_line:
             raise EvalDataError(path, number, f"duplicate tool id {tool.key!r} (first on line {first_line[tool.key]})")
         first_line[tool.key] = number
         tools.append(tool)
     if not tools:
         raise EvalDataError(path, None, "no tools: expected one JSON object a line")
+    ignored.report(warn)
     return tools
 
 
-def load_queries(path: Path | str, tools: Sequence[Tool]) -> list[EvalQuery]:
+def load_queries(path: Path | str, tools: Sequence[Tool], *, warn: Warn = logger.warning) -> list[EvalQuery]:
     """Read `QUERIES.jsonl`, resolving each gold id against `tools`.
+
+    Args:
+        warn: gets one message naming the fields the file has that are not read, if any.
 
     Raises:
         EvalDataError: naming the file, the line and the problem (bad JSON, a missing field, an empty
@@ -153,16 +174,16 @@ def load_queries(path: Path | str, tools: Sequence[Tool]) -> list[EvalQuery]:
     """
     aliases = _aliases(tools)
     queries = []
+    ignored = _IgnoredFields(path, _QUERY_KEYS)
     for number, record in _records(path):
-        unknown = sorted(set(record) - _QUERY_KEYS)
-        if unknown:
-            raise EvalDataError(path, number, f"unknown field(s) {', '.join(unknown)}; expected query, gold, intent")
-        text = _string(path, number, record, "query", required=True)
+        ignored.note(number, record)
+        text = ignored.required(number, record, "query")
         if not text.strip():
             raise EvalDataError(path, number, "'query' is empty")
         gold = record.get("gold")
         if gold is None:
-            raise EvalDataError(path, number, "missing 'gold': the list of tool ids that answer the query")
+            problem = "missing 'gold': the list of tool ids that answer the query"
+            raise EvalDataError(path, number, problem + ignored.typo_of("gold", record))
         if not isinstance(gold, list) or not all(isinstance(g, str) for g in gold):
             raise EvalDataError(path, number, f"'gold' must be a list of tool id strings, got {_shown(gold)}")
         if not gold:
@@ -172,10 +193,50 @@ def load_queries(path: Path | str, tools: Sequence[Tool]) -> list[EvalQuery]:
         queries.append(EvalQuery(query=text, gold=tuple(dict.fromkeys(resolved)), intent=intent, line=number))
     if not queries:
         raise EvalDataError(path, None, "no queries: expected one JSON object a line")
+    ignored.report(warn)
     return queries
 
 
+class _IgnoredFields:
+    """The fields of a file that are not read: counted as the records go by, reported once at the end."""
+
+    def __init__(self, path: Path | str, read: Sequence[str], known: frozenset[str] = frozenset()) -> None:
+        self.path = path
+        self.read = read
+        self.known = known
+        self.seen: Counter[str] = Counter()
+        self.first: dict[str, int] = {}
+
+    def note(self, number: int, record: Mapping[str, Any]) -> None:
+        for key in record:
+            if key not in self.read and key not in self.known:
+                self.seen[key] += 1
+                self.first.setdefault(key, number)
+
+    def typo_of(self, key: str, record: Mapping[str, Any]) -> str:
+        """`; did you mean ...` when the record has an unread field spelled like `key`."""
+        unread = [k for k in record if k not in self.read and k not in self.known]
+        close = difflib.get_close_matches(key, unread, n=1, cutoff=0.6)
+        return f" (it has {close[0]!r}: a misspelling of {key!r}?)" if close else ""
+
+    def required(self, number: int, record: Mapping[str, Any], key: str) -> str:
+        if key not in record:
+            raise EvalDataError(self.path, number, f"missing {key!r}" + self.typo_of(key, record))
+        return _string(self.path, number, record, key)
+
+    def report(self, warn: Warn) -> None:
+        if not self.seen:
+            return
+        fields = ", ".join(f"{key} ({count} of them, first at {self._where(key)})" for key, count in self.seen.items())
+        warn(f"{self.path}: ignored field(s) {fields}; the fields read are {', '.join(self.read)}")
+
+    def _where(self, key: str) -> str:
+        number = self.first[key]
+        return f"line {number}" if number > 0 else f"item {-number}"
+
+
 def _records(path: Path | str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Each object of a JSON-lines file with its line number, or of a JSON array with minus its position."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -186,6 +247,9 @@ def _records(path: Path | str) -> Iterator[tuple[int, dict[str, Any]]]:
         raise EvalDataError(path, None, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
         raise EvalDataError(path, None, f"cannot be read ({exc.strerror})") from None
+    if text.lstrip().startswith("["):
+        yield from _array_items(path, text)
+        return
     for number, raw in enumerate(text.splitlines(), 1):
         if not raw.strip():
             continue
@@ -198,19 +262,33 @@ def _records(path: Path | str) -> Iterator[tuple[int, dict[str, Any]]]:
         yield number, record
 
 
-def _tool(path: Path | str, number: int, record: dict[str, Any]) -> Tool:
-    unknown = sorted(set(record) - _TOOL_KEYS)
-    if unknown:
-        expected = "id, name, namespace, description, input_schema, tags, title"
-        raise EvalDataError(path, number, f"unknown field(s) {', '.join(unknown)}; expected {expected}")
+def _array_items(path: Path | str, text: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as exc:
+        problem = f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
+        raise EvalDataError(path, None, problem) from None
+    if not isinstance(items, list):
+        raise EvalDataError(path, None, f"expected a JSON array of objects or JSON lines, got {_shown(items)}")
+    for position, record in enumerate(items, 1):
+        if not isinstance(record, dict):
+            raise EvalDataError(path, -position, f"expected a JSON object, got {_shown(record)}")
+        yield -position, record
+
+
+def _tool(path: Path | str, number: int, record: dict[str, Any], ignored: _IgnoredFields) -> Tool:
     raw_id = _string(path, number, record, "id")
     name = _string(path, number, record, "name")
     namespace = _string(path, number, record, "namespace")
     if not raw_id and not name:
-        raise EvalDataError(path, number, "missing 'id' or 'name': every tool needs one")
-    if "description" not in record:
-        raise EvalDataError(path, number, "missing 'description': search needs the tool's description")
-    description = _string(path, number, record, "description")
+        raise EvalDataError(
+            path, number, "missing 'id' or 'name': every tool needs one" + ignored.typo_of("id", record)
+        )
+    key = "description" if "description" in record else "short_description"
+    if key not in record:
+        problem = "missing 'description': search needs the tool's description"
+        raise EvalDataError(path, number, problem + ignored.typo_of("description", record))
+    description = _string(path, number, record, key)
     try:
         if raw_id and ":" in raw_id:
             tool_id = ToolId.parse(raw_id)
