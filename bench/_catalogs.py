@@ -87,7 +87,19 @@ def bfcl_entries(names: set[str]) -> list[Entry]:
     return entries
 
 
+def missing_data(what: str) -> str | None:
+    """Why `what` cannot run here, when the public retrieval data beside the checkout is not there."""
+    if SHARED.is_dir():
+        return None
+    return (
+        f"{what} needs the public tool-retrieval data sets (BFCL, MetaTool, ...) in {SHARED}, a folder beside "
+        "this checkout that the project's own machines provide; it is not part of the repository"
+    )
+
+
 def _lines() -> Iterator[dict[str, Any]]:
+    if (why := missing_data("BFCL's catalog")) is not None:
+        raise SystemExit(why)
     for file in BFCL_FILES:
         for raw in (BFCL / file).read_text().splitlines():
             yield json.loads(raw)

@@ -51,7 +51,7 @@ from aperture.discovery import Scorer, SearchDoc, SearchStrategy
 from aperture.discovery.evaluation import evaluate, load_queries, load_tools
 from aperture.discovery.strategy import Scores
 from aperture.model import ApertureError
-from bench._catalogs import SHARED, json_schema
+from bench._catalogs import SHARED, json_schema, missing_data
 from bench._processes import RESULTS
 
 # Wide enough for the tables when piped to a file (rich assumes 80 columns then).
@@ -397,8 +397,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--out", type=Path, default=RESULTS, help="results folder: retrieval.json and the converted files in retrieval/"
     )
     args = parser.parse_args(argv)
-    if not SHARED.is_dir():
-        raise SystemExit(f"no benchmark data at {SHARED}: this benchmark reads ../shared/benchmarks")
+    if (why := missing_data("bench.retrieval")) is not None:
+        raise SystemExit(why)
     chosen = [d.strip() for d in args.datasets.split(",") if d.strip()]
     unknown = [d for d in chosen if d not in CONVERTERS]
     if unknown:

@@ -122,7 +122,7 @@ def serve(
     SIGTERM or Ctrl-C stops the gateway and every upstream it started.
     """
     from aperture.surface.mcp import Termination, serve_http, serve_stdio, until_terminated
-    from aperture.surface.mcp.transport import bind_listener
+    from aperture.surface.mcp.transport import bind_listener, exposure_warning
 
     cfg = _load(config)
     server = cfg.server.model_copy(
@@ -134,6 +134,8 @@ def serve(
         if server.transport == "http":
             # Bound before it is announced: a taken port is one line (ConfigError), never "MCP at" and a traceback.
             # (Not before the gateway starts: an open port tells scripts the gateway is up and handles SIGTERM.)
+            if (warning := exposure_warning(server.host, auth_enabled=cfg.ops.auth.enabled)) is not None:
+                err.print(f"[yellow]warning:[/yellow] {escape(warning)}")
             listener = bind_listener(server.host, server.port)
             err.print(f"aperture: {tools} tools, MCP at http://{server.host}:{server.port}{server.path}")
             await serve_http(

@@ -52,6 +52,7 @@ from aperture.execution import (
 )
 from aperture.model import (
     ApertureError,
+    ConfigError,
     DetailLevel,
     InvalidCursorError,
     InvalidRequestError,
@@ -152,7 +153,13 @@ class Gateway:
             redactor=self.redactor,
         )
         # The operations middleware (auth, resilience, cache, observe) as configured; none of it when disabled.
-        self.ops = Ops(self.config.ops, self.registry, self.runner, resolve_path=self.config.resolve)
+        try:
+            self.ops = Ops(self.config.ops, self.registry, self.runner, resolve_path=self.config.resolve)
+        except ModuleNotFoundError as exc:  # an enabled piece whose library is not installed
+            raise ConfigError(
+                f"the ops pieces enabled in the configuration need the 'ops' extra ({exc}); install it in the "
+                "Aperture checkout with: .venv/bin/pip install -e '.[ops]'"
+            ) from None
         self._run = self.ops.wrap(self.runner)
         self.registry.add_listener(self._on_catalog_changed)
         self._listeners: list[Callable[[], None]] = []

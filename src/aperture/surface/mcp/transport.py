@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import ipaddress
 import logging
 import math
 import signal
@@ -109,6 +110,23 @@ before closing them (calls are answered within the grace; streams left open are 
 
 RETRY_INTERVAL_MS = 1000
 """How long a client whose SSE stream closed waits before resuming it (sent with each stream's first event)."""
+
+
+def exposure_warning(host: str, *, auth_enabled: bool) -> str | None:
+    """What to say when serving on an address other machines may reach, with no credential asked of callers."""
+    if auth_enabled:
+        return None
+    try:
+        loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: only localhost is known to stay on this machine
+        loopback = host.lower() in ("localhost", "localhost.")
+    if loopback:
+        return None
+    return (
+        f"serving on {host} without authentication: anyone who can reach this address can run every tool. "
+        "Enable ops.auth (API keys or JWT, docs/operations.md), or serve on 127.0.0.1 behind a proxy that "
+        "authenticates."
+    )
 
 
 def bind_listener(host: str, port: int) -> socket.socket:
