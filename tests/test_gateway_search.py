@@ -14,9 +14,8 @@ import aperture.config.schema
 from aperture.config import Config, SearchConfig, parse_config
 from aperture.discovery import HybridStrategy
 from aperture.execution import McpBackend, StdioTarget, UpstreamState
-from aperture.gateway import Gateway
+from aperture.gateway import META_TOOLS_BY_NAME, Gateway
 from aperture.model import ConfigError, InvalidCursorError, InvalidRequestError, Tool, ToolId
-from aperture.surface.mcp.metatools import META_TOOLS_BY_NAME
 from tests.conftest import TEST_CONFIG
 from tests.mcp_helpers import error_of
 

@@ -10,8 +10,8 @@ import faulty
 import pytest
 from mcp import Client
 
-from aperture.gateway import Gateway
-from aperture.surface.mcp import META_TOOLS, McpSurface
+from aperture.gateway import META_TOOLS, Gateway
+from aperture.surface.mcp import McpSurface
 from tests.execution.test_registry import FakeBackend
 from tests.mcp_helpers import META_NAMES, error_of, run, text_of
 

@@ -23,22 +23,12 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 import aperture
 from aperture.execution import CallContext, RunResult
-from aperture.gateway import Gateway
+from aperture.gateway import META_TOOLS, META_TOOLS_BY_NAME, Gateway, MetaTool
 from aperture.model import ApertureError, InternalError, ShuttingDownError, UnknownToolError
 from aperture.surface.mcp import lean
 from aperture.surface.mcp.exposure import Exposure
 from aperture.surface.mcp.federation import Federation, VisibleBus
 from aperture.surface.mcp.lean import LeanPeer, Notify
-from aperture.surface.mcp.metatools import (
-    META_TOOLS,
-    META_TOOLS_BY_NAME,
-    DescribeToolArgs,
-    ListNamespacesArgs,
-    ListToolExamplesArgs,
-    ListToolsArgs,
-    RunToolArgs,
-    SearchToolsArgs,
-)
 from aperture.surface.mcp.results import error_result, json_result, passthrough_result, run_result
 from aperture.surface.mcp.sessions import on_close
 
@@ -56,7 +46,16 @@ _STOPPED = (
     "effect. Check before retrying anything that changes state; retry in a few seconds, once it is back."
 )
 _LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
-Handler = Callable[[CallContext, dict[str, Any]], Awaitable[mcp_types.CallToolResult]]
+
+
+def meta_listing(tool: MetaTool[Any]) -> mcp_types.Tool:
+    """How `tools/list` shows a meta-tool."""
+    return mcp_types.Tool(
+        name=tool.name,
+        description=tool.description,
+        input_schema=tool.input_schema,
+        annotations=mcp_types.ToolAnnotations(read_only_hint=tool.read_only, open_world_hint=not tool.read_only),
+    )
 
 
 class _GatewayServer(Server[Any]):
@@ -89,8 +88,7 @@ class McpSurface:
         self._poll_after = settings.sse_poll_after
         self._separator = settings.separator
         self._namespaced = settings.namespaced
-        self._validators = {tool.name: tool.validator() for tool in META_TOOLS}
-        self._meta_listing = [tool.listing() for tool in META_TOOLS] if self._meta else []
+        self._meta_listing = [meta_listing(tool) for tool in META_TOOLS] if self._meta else []
         self._exposure = Exposure(version=-1)
         # One session per live connection. The SDK makes a ServerSession per request and offers no public
         # handle on the connection, so the connection keys the last session seen on it. Not weakly: the
@@ -115,14 +113,6 @@ class McpSurface:
         self._stopping = False
         gateway.on_tools_changed(self._on_tools_changed)
         self._listen_to_upstreams()
-        self._handlers: dict[str, Handler] = {
-            "search_tools": self._search_tools,
-            "describe_tool": self._describe_tool,
-            "run_tool": self._run_tool,
-            "list_tool_examples": self._list_tool_examples,
-            "list_tools": self._list_tools,
-            "list_namespaces": self._list_namespaces,
-        }
 
     @cached_property
     def server(self) -> Server[Any]:
@@ -441,15 +431,15 @@ class McpSurface:
         self, name: str, arguments: dict[str, Any] | None, call: CallContext
     ) -> mcp_types.CallToolResult:
         """Run one tool call; every failure becomes an `isError` result the model can read."""
-        handler = self._handlers.get(name) if self._meta else None
+        meta = META_TOOLS_BY_NAME.get(name) if self._meta else None
         try:
-            if handler is None:
+            if meta is None:
                 route = self.exposure().routes.get(name)
                 if route is not None:
                     return passthrough_result(await self.gateway.run(route, arguments, call))
                 raise UnknownToolError(name, self._known_names(name))
-            args = self._validators[name].validate(arguments or {})
-            return await handler(call, args)
+            answer = await meta.call(self.gateway, call, arguments)
+            return run_result(answer) if isinstance(answer, RunResult) else json_result(answer)
         except ApertureError as error:
             error.op = error.op or name
             return error_result(error)
@@ -462,46 +452,6 @@ class McpSurface:
                     op=name,
                 )
             )
-
-    # --- the meta-tools -------------------------------------------------------------------------
-
-    async def _search_tools(self, call: CallContext, raw: dict[str, Any]) -> mcp_types.CallToolResult:
-        args = SearchToolsArgs.model_validate(raw)
-        return json_result(
-            self.gateway.search(
-                args.query,
-                limit=args.limit,
-                cursor=args.cursor,
-                namespace=args.namespace,
-                tags=args.tags or (),
-                intent=args.intent or None,
-            )
-        )
-
-    async def _describe_tool(self, call: CallContext, raw: dict[str, Any]) -> mcp_types.CallToolResult:
-        args = DescribeToolArgs.model_validate(raw)
-        return json_result(self.gateway.describe(args.tool_id, args.detail_level, args.examples_max))
-
-    async def _list_tool_examples(self, call: CallContext, raw: dict[str, Any]) -> mcp_types.CallToolResult:
-        args = ListToolExamplesArgs.model_validate(raw)
-        return json_result(self.gateway.examples(args.tool_id, args.max))
-
-    async def _list_tools(self, call: CallContext, raw: dict[str, Any]) -> mcp_types.CallToolResult:
-        args = ListToolsArgs.model_validate(raw)
-        return json_result(
-            self.gateway.list_tools(
-                limit=args.limit, cursor=args.cursor, namespace=args.namespace, backend_kind=args.backend_kind
-            )
-        )
-
-    async def _list_namespaces(self, call: CallContext, raw: dict[str, Any]) -> mcp_types.CallToolResult:
-        args = ListNamespacesArgs.model_validate(raw)
-        return json_result(await self.gateway.list_namespaces(limit=args.limit, cursor=args.cursor))
-
-    async def _run_tool(self, call: CallContext, raw: dict[str, Any]) -> mcp_types.CallToolResult:
-        args = RunToolArgs.model_validate(raw)
-        result: RunResult = await self.gateway.run(args.tool_id, args.args, call)
-        return run_result(result)
 
     def _known_names(self, name: str) -> list[str]:
         names = [t.name for t in META_TOOLS] if self._meta else []

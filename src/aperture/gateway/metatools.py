@@ -1,20 +1,26 @@
-"""The meta-tools an agent sees: their argument models and the descriptions written for a model.
+"""The meta-tools an agent sees, each described once: name, the description written for a model, the
+argument model, and the handler. Every surface serves them from here (`call_meta_tool` validates the
+arguments once and runs the handler), so a new meta-tool is one entry in `META_TOOLS`.
 
 Names and argument names follow the reference server (metatools-mcp), so its users can switch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
-import mcp_types
 from pydantic import BaseModel, ConfigDict, Field
 
 from aperture.discovery import MAX_INTENT, MAX_QUERY
+from aperture.execution import CallContext, RunResult
 from aperture.model import ArgumentValidator
 from aperture.model._schema import tidy_schema
+
+if TYPE_CHECKING:
+    from aperture.gateway.core import Gateway
 
 
 class _Arguments(BaseModel):
@@ -72,32 +78,74 @@ class RunToolArgs(_Arguments):
     )
 
 
-@dataclass(frozen=True, slots=True)
-class MetaTool:
-    """One meta-tool: its MCP listing and the validator for its arguments."""
+Answer = dict[str, Any] | RunResult
+"""What a meta-tool answers: a JSON object, or (run_tool) the tool's own result, which surfaces pass on."""
+
+A = TypeVar("A", bound=_Arguments)
+
+
+@dataclass(frozen=True)
+class MetaTool(Generic[A]):
+    """One meta-tool: what a model reads about it, what it takes, and what it does."""
 
     name: str
     description: str
-    arguments: type[_Arguments]
+    arguments: type[A]
+    handler: Callable[[Gateway, CallContext, A], Awaitable[Answer]] = field(repr=False)
     read_only: bool = True
 
-    @property
+    @cached_property
     def input_schema(self) -> dict[str, Any]:
         return tidy_schema(self.arguments.model_json_schema())
 
-    def listing(self) -> mcp_types.Tool:
-        return mcp_types.Tool(
-            name=self.name,
-            description=self.description,
-            input_schema=self.input_schema,
-            annotations=mcp_types.ToolAnnotations(read_only_hint=self.read_only, open_world_hint=not self.read_only),
-        )
-
+    @cached_property
     def validator(self) -> ArgumentValidator:
         return ArgumentValidator(self.input_schema, tool_id=self.name)
 
+    async def call(self, gateway: Gateway, call: CallContext, arguments: Mapping[str, Any] | None) -> Answer:
+        """Validate `arguments` (errors list every problem, as for any tool) and run the handler.
 
-META_TOOLS: tuple[MetaTool, ...] = (
+        Raises:
+            ApertureError: invalid arguments, or whatever the handler raises.
+        """
+        checked = self.validator.validate(dict(arguments or {}))
+        return await self.handler(gateway, call, self.arguments.model_validate(checked))
+
+
+async def _search_tools(gateway: Gateway, call: CallContext, args: SearchToolsArgs) -> Answer:
+    return gateway.search(
+        args.query,
+        limit=args.limit,
+        cursor=args.cursor,
+        namespace=args.namespace,
+        tags=args.tags or (),
+        intent=args.intent or None,
+    )
+
+
+async def _describe_tool(gateway: Gateway, call: CallContext, args: DescribeToolArgs) -> Answer:
+    return gateway.describe(args.tool_id, args.detail_level, args.examples_max)
+
+
+async def _run_tool(gateway: Gateway, call: CallContext, args: RunToolArgs) -> Answer:
+    return await gateway.run(args.tool_id, args.args, call)
+
+
+async def _list_tool_examples(gateway: Gateway, call: CallContext, args: ListToolExamplesArgs) -> Answer:
+    return gateway.examples(args.tool_id, args.max)
+
+
+async def _list_tools(gateway: Gateway, call: CallContext, args: ListToolsArgs) -> Answer:
+    return gateway.list_tools(
+        limit=args.limit, cursor=args.cursor, namespace=args.namespace, backend_kind=args.backend_kind
+    )
+
+
+async def _list_namespaces(gateway: Gateway, call: CallContext, args: ListNamespacesArgs) -> Answer:
+    return await gateway.list_namespaces(limit=args.limit, cursor=args.cursor)
+
+
+META_TOOLS: tuple[MetaTool[Any], ...] = (
     MetaTool(
         "search_tools",
         "Find tools for a task. Returns the best-matching tools, best first, as {id, name, namespace, "
@@ -105,36 +153,54 @@ META_TOOLS: tuple[MetaTool, ...] = (
         "weak (check its description), none (no tool fits: stop searching and tell the user no available "
         "tool can do this). Start here; then call describe_tool on the id you pick, then run_tool.",
         SearchToolsArgs,
+        _search_tools,
     ),
     MetaTool(
         "describe_tool",
         "Show one tool's documentation. detail_level 'schema' (the default) gives the input JSON Schema "
         "you need for run_tool; 'full' adds examples and annotations; 'summary' is the shortest.",
         DescribeToolArgs,
+        _describe_tool,
     ),
     MetaTool(
         "run_tool",
         "Run a tool by id with arguments matching its input schema (see describe_tool). Returns the tool's "
         "own result. On invalid arguments the error lists every problem and the valid parameters: fix and retry.",
         RunToolArgs,
+        _run_tool,
         read_only=False,
     ),
     MetaTool(
         "list_tool_examples",
         "Show worked example calls of a tool (arguments and, where known, results).",
         ListToolExamplesArgs,
+        _list_tool_examples,
     ),
     MetaTool(
         "list_tools",
         "Browse tools in catalog order, optionally of one namespace or backend kind. Prefer search_tools "
         "when you know what you need.",
         ListToolsArgs,
+        _list_tools,
     ),
     MetaTool(
         "list_namespaces",
         "List the namespaces (tool sources) with their tool counts and whether their backend is healthy.",
         ListNamespacesArgs,
+        _list_namespaces,
     ),
 )
 
-META_TOOLS_BY_NAME: Mapping[str, MetaTool] = {tool.name: tool for tool in META_TOOLS}
+META_TOOLS_BY_NAME: Mapping[str, MetaTool[Any]] = {tool.name: tool for tool in META_TOOLS}
+
+
+async def call_meta_tool(
+    gateway: Gateway, name: str, arguments: Mapping[str, Any] | None, call: CallContext
+) -> Answer | None:
+    """Run the meta-tool `name`, or None when there is none of that name.
+
+    Raises:
+        ApertureError: invalid arguments, or the meta-tool's own failure (each says what to fix).
+    """
+    tool = META_TOOLS_BY_NAME.get(name)
+    return None if tool is None else await tool.call(gateway, call, arguments)
