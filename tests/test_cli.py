@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import yaml
 from typer.testing import CliRunner
 
 from aperture.cli import app
-from tests.conftest import TEST_CONFIG
+from tests.conftest import FIXTURES, TEST_CONFIG
 from tests.ops.conftest import CLOSED_PORT_URL, REDIS_URL, Calls, ops_gateway
 
 runner = CliRunner()
@@ -45,6 +46,20 @@ def test_tools_lists_the_catalog() -> None:
     result = runner.invoke(app, ["tools", "--json", "--namespace", "toolbox", *CONFIG])
     ids = [t["id"] for t in json.loads(result.output)]
     assert "toolbox:calculate" in ids and all(i.startswith("toolbox:") for i in ids)
+
+
+def test_tools_lists_the_servers_of_a_claude_desktop_file_as_it_is(tmp_path: Path) -> None:
+    desktop = {
+        "mcpServers": {"fixture": {"command": sys.executable, "args": [str(FIXTURES / "upstream_server.py")]}},
+        "preferences": {"menuBarEnabled": False},
+        "globalShortcut": "Alt+Space",
+    }
+    config = tmp_path / "claude_desktop_config.json"
+    config.write_text(json.dumps(desktop, indent=2))
+    result = runner.invoke(app, ["tools", "--json", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    ids = {t["id"] for t in json.loads(result.output)}
+    assert {"fixture:echo", "fixture:add"} <= ids and all(i.startswith("fixture:") for i in ids)
 
 
 def test_describe_shows_parameters() -> None:

@@ -118,7 +118,8 @@ def serve(
 ) -> None:
     """Serve the gateway over MCP (stdio for a desktop client, http for many clients at /mcp).
 
-    The configuration is Aperture's YAML, or an mcpServers JSON file (as Claude Desktop and Cursor write).
+    The configuration is Aperture's YAML, or a client's JSON file as it is: mcpServers (Claude Desktop, Cursor,
+    Windsurf, Claude Code's .mcp.json) or VS Code's mcp.json (servers).
     SIGTERM or Ctrl-C stops the gateway and every upstream it started.
     """
     from aperture.surface.mcp import Termination, serve_http, serve_stdio, until_terminated

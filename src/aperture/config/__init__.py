@@ -1,6 +1,7 @@
-"""Configuration: the YAML file's schema and its loader."""
+"""Configuration: the YAML file's schema and its loader, which also reads the JSON files of MCP clients."""
 
-from aperture.config.loader import from_mcp_servers, interpolate, load_config, parse_config
+from aperture.config.client_files import from_mcp_servers
+from aperture.config.loader import load_config, parse_config
 from aperture.config.schema import (
     BackendConfig,
     CapabilitiesBackendConfig,
@@ -14,6 +15,7 @@ from aperture.config.schema import (
     ServerConfig,
     SessionsConfig,
 )
+from aperture.config.variables import interpolate
 
 __all__ = [
     "BackendConfig",
