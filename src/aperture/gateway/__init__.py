@@ -2,6 +2,6 @@
 (each described once, with its arguments and handler, for every surface to serve)."""
 
 from aperture.gateway.core import Gateway
-from aperture.gateway.metatools import META_TOOLS, META_TOOLS_BY_NAME, MetaTool, call_meta_tool
+from aperture.gateway.metatools import META_TOOLS, META_TOOLS_BY_NAME, MetaTool, offered_meta_tool, offered_meta_tools
 
-__all__ = ["META_TOOLS", "META_TOOLS_BY_NAME", "Gateway", "MetaTool", "call_meta_tool"]
+__all__ = ["META_TOOLS", "META_TOOLS_BY_NAME", "Gateway", "MetaTool", "offered_meta_tool", "offered_meta_tools"]

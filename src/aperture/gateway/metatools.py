@@ -93,6 +93,12 @@ class MetaTool(Generic[A]):
     arguments: type[A]
     handler: Callable[[Gateway, CallContext, A], Awaitable[Answer]] = field(repr=False)
     read_only: bool = True
+    offered: Callable[[Gateway], bool] | None = field(default=None, repr=False)
+    """Whether the gateway offers it now (None: always). A meta-tool that can do nothing here (skill tools
+    without skills) is neither listed nor callable, so it costs the agent no context."""
+
+    def offered_by(self, gateway: Gateway) -> bool:
+        return self.offered is None or self.offered(gateway)
 
     @cached_property
     def input_schema(self) -> dict[str, Any]:
@@ -194,13 +200,12 @@ META_TOOLS: tuple[MetaTool[Any], ...] = (
 META_TOOLS_BY_NAME: Mapping[str, MetaTool[Any]] = {tool.name: tool for tool in META_TOOLS}
 
 
-async def call_meta_tool(
-    gateway: Gateway, name: str, arguments: Mapping[str, Any] | None, call: CallContext
-) -> Answer | None:
-    """Run the meta-tool `name`, or None when there is none of that name.
+def offered_meta_tools(gateway: Gateway) -> list[MetaTool[Any]]:
+    """The meta-tools `gateway` offers now, in listing order."""
+    return [tool for tool in META_TOOLS if tool.offered_by(gateway)]
 
-    Raises:
-        ApertureError: invalid arguments, or the meta-tool's own failure (each says what to fix).
-    """
+
+def offered_meta_tool(gateway: Gateway, name: str) -> MetaTool[Any] | None:
+    """The meta-tool called `name` if `gateway` offers it now."""
     tool = META_TOOLS_BY_NAME.get(name)
-    return None if tool is None else await tool.call(gateway, call, arguments)
+    return tool if tool is not None and tool.offered_by(gateway) else None

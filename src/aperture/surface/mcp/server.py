@@ -23,7 +23,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 import aperture
 from aperture.execution import CallContext, RunResult
-from aperture.gateway import META_TOOLS, META_TOOLS_BY_NAME, Gateway, MetaTool
+from aperture.gateway import META_TOOLS, Gateway, MetaTool, offered_meta_tool, offered_meta_tools
 from aperture.model import ApertureError, InternalError, ShuttingDownError, UnknownToolError
 from aperture.surface.mcp import lean
 from aperture.surface.mcp.exposure import Exposure
@@ -88,7 +88,7 @@ class McpSurface:
         self._poll_after = settings.sse_poll_after
         self._separator = settings.separator
         self._namespaced = settings.namespaced
-        self._meta_listing = [meta_listing(tool) for tool in META_TOOLS] if self._meta else []
+        self._meta_listings = {tool.name: meta_listing(tool) for tool in META_TOOLS}
         self._exposure = Exposure(version=-1)
         # One session per live connection. The SDK makes a ServerSession per request and offers no public
         # handle on the connection, so the connection keys the last session seen on it. Not weakly: the
@@ -176,7 +176,7 @@ class McpSurface:
                 passthrough=self._passthrough,
                 surfaced=self._surfaced,
                 separator=self._separator,
-                reserved=META_TOOLS_BY_NAME if self._meta else (),
+                reserved={tool.name for tool in META_TOOLS} if self._meta else (),
                 namespaced=self._namespaced,
             )
         return self._exposure
@@ -190,7 +190,12 @@ class McpSurface:
         if self.gateway.ops.auth is not None:  # a caller lists only the tools it may run
             visible = self.gateway.ops.visible_tools()
             listed = tuple(t for t in listed if exposure.routes.get(t.name) in visible)
-        return mcp_types.ListToolsResult(tools=[*self._meta_listing, *listed])
+        return mcp_types.ListToolsResult(tools=[*self._offered_listings(), *listed])
+
+    def _offered_listings(self) -> list[mcp_types.Tool]:
+        if not self._meta:
+            return []
+        return [self._meta_listings[tool.name] for tool in offered_meta_tools(self.gateway)]
 
     # --- resources and prompts of the upstreams (each as the caller may see them) ---------------
 
@@ -431,7 +436,7 @@ class McpSurface:
         self, name: str, arguments: dict[str, Any] | None, call: CallContext
     ) -> mcp_types.CallToolResult:
         """Run one tool call; every failure becomes an `isError` result the model can read."""
-        meta = META_TOOLS_BY_NAME.get(name) if self._meta else None
+        meta = offered_meta_tool(self.gateway, name) if self._meta else None
         try:
             if meta is None:
                 route = self.exposure().routes.get(name)
@@ -454,7 +459,7 @@ class McpSurface:
             )
 
     def _known_names(self, name: str) -> list[str]:
-        names = [t.name for t in META_TOOLS] if self._meta else []
+        names = [t.name for t in offered_meta_tools(self.gateway)] if self._meta else []
         routes = self.exposure().routes
         if self.gateway.ops.auth is None:
             names += list(routes)

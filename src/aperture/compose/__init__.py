@@ -1,0 +1,6 @@
+"""Composition: toolsets (named views of the catalog), skills (recipes and instructions) and chains.
+
+Above execution and discovery, below ops, config, the gateway and the surfaces: it imports none of them. It
+gets the ops-wrapped way to run a tool, and the caller, through `CallContext`, so every step of a chain or
+skill runs as its caller with every rule applied.
+"""
