@@ -112,6 +112,8 @@ async def test_mounted_engines_are_searchable_and_runnable_through_the_gateway(e
         failed = await run(client, "ci:toy.build", {"name": "boom", "engine": "toy"})
         assert error_of(failed)["code"] == "execution_failed"
         assert "Build failed: the packer crashed" in text_of(failed)
+        wrong = error_of(await run(client, "ci:toy.build", {"name": "a", "engine": "toy-tests"}))
+        assert wrong["code"] == "validation_input" and "does not name this engine ('toy')" in wrong["message"]
         missing = await run(client, "ci:toy.build", {"name": "a"})
         assert error_of(missing)["code"] == "validation_input"
         assert "missing required argument 'engine'" in text_of(missing)
@@ -119,7 +121,7 @@ async def test_mounted_engines_are_searchable_and_runnable_through_the_gateway(e
         assert red.is_error and "Tests failed" in text_of(red)
         assert red.structured_content["result"]["status"] == "failed"  # the report, not an error envelope
         batch = await run(
-            client, "ci:toy.buildBatch", {"specs": [{"name": "a", "engine": "t"}, {"name": "boom", "engine": "t"}]}
+            client, "ci:toy.buildBatch", {"specs": [{"name": "a", "engine": "toy"}, {"name": "boom", "engine": "toy"}]}
         )
         assert batch.is_error and batch.structured_content["result"]["count"] == 1
         described = await client.call_tool("describe_tool", {"tool_id": "ci:toy.build", "detail_level": "schema"})

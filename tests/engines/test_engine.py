@@ -85,7 +85,7 @@ async def test_async_functions_are_awaited() -> None:
     async def build(request: BuildInput) -> Artifact:
         return create_artifact(request.name, "generated", "/gen")
 
-    result = await engine.call("build", {"name": "client", "engine": "x"})
+    result = await engine.call("build", {"name": "client", "engine": "async-demo"})
     assert result.structured is not None and result.structured["type"] == "generated"
 
 
@@ -95,16 +95,51 @@ async def test_relative_paths_resolve_against_root_dir_and_a_missing_one_fails_b
     (tmp_path / "src").mkdir()
     seen: list[Any] = []
     engine = builder_engine(seen)
-    args = {"name": "a", "engine": "x", "rootDir": str(tmp_path), "src": "src", "dest": "out", "tmpDir": "scratch"}
+    args = {"name": "a", "engine": "demo", "rootDir": str(tmp_path), "src": "src", "dest": "out", "tmpDir": "scratch"}
     await engine.call("build", args)
     request = seen[0][0]
     assert request.src == str(tmp_path / "src") and request.dest == str(tmp_path / "out")
     assert request.tmp_dir == str(tmp_path / "scratch")  # every directory, not only src and dest
     with pytest.raises(InputValidationError, match=r"src 'nope' not found: .*nope does not exist \(relative to root"):
-        await engine.call("build", {"name": "a", "engine": "x", "rootDir": str(tmp_path), "src": "nope"})
+        await engine.call("build", {"name": "a", "engine": "demo", "rootDir": str(tmp_path), "src": "nope"})
     with pytest.raises(InputValidationError, match="rootDir '/no/such/dir' is not an existing directory"):
-        await engine.call("build", {"name": "a", "engine": "x", "rootDir": "/no/such/dir"})
+        await engine.call("build", {"name": "a", "engine": "demo", "rootDir": "/no/such/dir"})
     assert len(seen) == 1  # the function never ran for the bad paths
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["demo", "go://demo", "py://demo", "go://github.com/acme/tools/cmd/demo@v1.2.0", "alias://nightly"],
+    ids=["name", "go-uri", "other-scheme", "module-path-and-version", "orchestrator-alias"],
+)
+async def test_engine_accepts_the_engines_name_or_a_uri_naming_it(value: str) -> None:
+    result = await builder_engine().call("build", {"name": "app", "engine": value})
+    assert not result.is_error, result.text
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["x", "go://go-build", "go://demo-two", "demo@v1", "go://", "alias://", "DEMO"],
+    ids=["other-name", "other-engine-uri", "longer-name", "bare-version", "empty-uri", "empty-alias", "case"],
+)
+async def test_engine_refuses_a_value_that_names_another_engine_saying_what_is_accepted(value: str) -> None:
+    seen: list[Any] = []
+    with pytest.raises(InputValidationError) as caught:
+        await builder_engine(seen).call("build", {"name": "app", "engine": value})
+    message = caught.value.message
+    assert message.startswith(f"engine {value!r} does not name this engine ('demo').")
+    assert "'demo' or a URI naming it ('go://demo')" in message and "alias://" in message
+    assert caught.value.details["accepted"] == ["demo", "<scheme>://demo", "alias://<name>"]
+    assert not seen  # the build function never ran
+
+
+async def test_a_batch_item_for_another_engine_fails_alone() -> None:
+    specs = [{"name": "one", "engine": "demo"}, {"name": "two", "engine": "go://go-build"}]
+    result = await builder_engine().call("buildBatch", {"specs": specs})
+    assert result.is_error and result.structured is not None
+    assert [a["name"] for a in result.structured["artifacts"]] == ["one"]
+    [error] = result.structured["errors"]
+    assert error["index"] == 1 and error["error"].startswith("engine 'go://go-build' does not name this engine")
 
 
 async def test_missing_and_empty_required_fields_are_named_with_the_valid_parameters() -> None:
@@ -115,9 +150,9 @@ async def test_missing_and_empty_required_fields_are_named_with_the_valid_parame
     assert "argument 'name': '' should be non-empty" in message
     assert "Valid parameters:" in message
     with pytest.raises(InputValidationError, match="unknown argument 'rootdir'"):
-        await builder_engine().call("build", {"name": "a", "engine": "x", "rootdir": "/"})
+        await builder_engine().call("build", {"name": "a", "engine": "demo", "rootdir": "/"})
     with pytest.raises(InputValidationError, match="spec"):
-        await builder_engine().call("build", {"name": "a", "engine": "x", "spec": "not an object"})
+        await builder_engine().call("build", {"name": "a", "engine": "demo", "spec": "not an object"})
 
 
 @pytest.mark.parametrize(
@@ -133,11 +168,11 @@ async def test_missing_and_empty_required_fields_are_named_with_the_valid_parame
 )
 async def test_what_a_function_does_wrong_becomes_a_clear_error(name: str, error: type, message: str) -> None:
     with pytest.raises(error, match=message):
-        await builder_engine().call("build", {"name": name, "engine": "x"})
+        await builder_engine().call("build", {"name": name, "engine": "demo"})
 
 
 async def test_a_mapping_is_accepted_as_the_result() -> None:
-    result = await builder_engine().call("build", {"name": "mapping", "engine": "x"})
+    result = await builder_engine().call("build", {"name": "mapping", "engine": "demo"})
     assert result.structured == {
         "name": "m",
         "type": "binary",
@@ -155,10 +190,10 @@ async def test_a_batch_builds_every_good_item_and_reports_each_bad_one() -> None
         progress.append((done, total, message))
 
     specs = [
-        {"name": "one", "engine": "x"},
+        {"name": "one", "engine": "demo"},
         {"name": "two"},  # no engine
-        {"name": "boom", "engine": "x"},  # the function raises
-        {"name": "three", "engine": "x"},
+        {"name": "boom", "engine": "demo"},  # the function raises
+        {"name": "three", "engine": "demo"},
     ]
     result = await builder_engine().call("buildBatch", {"specs": specs}, report)
     assert result.is_error
@@ -175,7 +210,7 @@ async def test_a_batch_builds_every_good_item_and_reports_each_bad_one() -> None
 
 
 async def test_a_batch_of_good_items_is_a_success_and_an_empty_one_is_refused() -> None:
-    result = await builder_engine().call("buildBatch", {"specs": [{"name": "a", "engine": "x"}]})
+    result = await builder_engine().call("buildBatch", {"specs": [{"name": "a", "engine": "demo"}]})
     assert not result.is_error and result.structured is not None and result.structured["errors"] == []
     with pytest.raises(InputValidationError, match="specs"):
         await builder_engine().call("buildBatch", {"specs": []})
@@ -319,10 +354,10 @@ async def test_the_server_turns_every_failure_into_an_error_result_and_keeps_ser
     assert unknown.structured is not None and unknown.structured["error"]["code"] == "tool_not_found"
     not_object = await answer(engine, "build", ["a"])
     assert not_object.is_error and "arguments must be a JSON object" in not_object.text
-    raised = await answer(engine, "build", {"name": "boom", "engine": "x"})
+    raised = await answer(engine, "build", {"name": "boom", "engine": "demo"})
     assert raised.is_error and raised.structured is not None
     assert raised.structured["error"]["code"] == "execution_failed"
-    good = await answer(engine, "build", {"name": "fine", "engine": "x"})
+    good = await answer(engine, "build", {"name": "fine", "engine": "demo"})
     assert not good.is_error
 
 
@@ -340,10 +375,10 @@ def test_the_command_line_prints_version_tools_and_one_call(capsys: pytest.Captu
     assert main(engine, ["--list"]) == 0
     listing = capsys.readouterr().out
     assert listing.startswith("build ") and "\nbuildBatch " in listing
-    assert main(engine, ["build", '{"name": "cli", "engine": "x"}']) == 0
+    assert main(engine, ["build", '{"name": "cli", "engine": "demo"}']) == 0
     assert capsys.readouterr().out.startswith("Built binary 'cli' at /out/cli.")
     args = tmp_path / "args.json"
-    args.write_text('{"name": "boom", "engine": "x"}')
+    args.write_text('{"name": "boom", "engine": "demo"}')
     assert main(engine, ["build", f"@{args}"]) == 1  # an error result: exit status 1
     assert "Build failed: the compiler crashed" in capsys.readouterr().out
     assert main(engine, ["build", "{not json"]) == 2

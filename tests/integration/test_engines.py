@@ -364,6 +364,14 @@ BAD_CALLS = [
         "missing required argument 'engine'",
     ),
     bad(
+        "build-for-another-engine",
+        "builder",
+        "build",
+        {**GOOD_BUILD, "engine": "go://go-build"},
+        "validation_input",
+        "engine 'go://go-build' does not name this engine ('wheel-builder')",
+    ),
+    bad(
         "build-spec-not-object",
         "builder",
         "build",

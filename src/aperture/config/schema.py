@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -9,9 +10,35 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from aperture.discovery import default_cache_dir, semantic_available
 from aperture.discovery.embedding import INSTALL_HINT
+from aperture.execution.backends.mcp_env import DEFAULT_INHERITED_ENV, INHERIT_ALL
 from aperture.model.errors import InvalidToolIdError
 from aperture.model.ids import validate_part
 from aperture.ops.settings import OpsSettings
+
+InheritEnv = bool | Literal["all"] | list[str]
+"""Which variables of the gateway's environment stdio upstreams get (see `_inherit_env`)."""
+_ENV_PATTERN = re.compile(r"^[A-Za-z0-9_*?\[\]!-]+$")
+
+
+def _inherit_env(value: InheritEnv) -> InheritEnv:
+    if isinstance(value, list):
+        bad = [p for p in value if not _ENV_PATTERN.match(p)]
+        if bad:
+            raise ValueError(
+                f"{', '.join(repr(p) for p in bad)} is not a variable name or glob (letters, digits, _ and * ? [ ]); "
+                "write names such as SSL_CERT_FILE or globs such as 'AWS_*'"
+            )
+    return value
+
+
+def _patterns(value: InheritEnv) -> tuple[str, ...]:
+    if value is True:
+        return DEFAULT_INHERITED_ENV
+    if value is False:
+        return ()
+    if value == "all":
+        return INHERIT_ALL
+    return (*DEFAULT_INHERITED_ENV, *value)
 
 
 def _backend_name(value: str) -> str:
@@ -119,7 +146,16 @@ class McpBackendConfig(_Section):
     kind: Literal["mcp"]
     command: str | list[str] | None = Field(None, description="Program to start, or [program, arg, ...] (stdio).")
     args: list[str] = Field(default_factory=list, description="Arguments after the command.")
-    env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables for the process.")
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Environment variables for the process; they win over inherited ones (inherit_env).",
+    )
+    inherit_env: InheritEnv = Field(
+        True,
+        description="Variables of the gateway's environment the process gets (command only). true: those of "
+        "execution.inherit_env; a list of names or globs: those and these; false: none (only env); all: every "
+        "one, the gateway's own secrets included.",
+    )
     cwd: str | None = Field(None, description="Working directory of the process, relative to this file.")
     url: str | None = Field(None, description="Endpoint of a running server (streamable HTTP, or SSE).")
     transport: Literal["http", "sse"] = Field("http", description="For url: streamable HTTP, or legacy SSE.")
@@ -150,11 +186,14 @@ class McpBackendConfig(_Section):
     )
 
     _valid_name = field_validator("name")(classmethod(lambda cls, v: _backend_name(v)))
+    _valid_inherit_env = field_validator("inherit_env")(classmethod(lambda cls, v: _inherit_env(v)))
 
     @model_validator(mode="after")
     def _one_target(self) -> McpBackendConfig:
         if (self.command is None) == (self.url is None):
             raise ValueError("give exactly one of 'command' (start a process, stdio) or 'url' (streamable HTTP)")
+        if self.url is not None and self.inherit_env is not True:
+            raise ValueError("'inherit_env' is for a 'command' (a process the gateway starts); remove it for a url")
         if isinstance(self.command, list) and not self.command:
             raise ValueError("'command' is an empty list; give the program to start")
         return self
@@ -261,6 +300,22 @@ class ExecutionConfig(_Section):
     """How run_tool runs tools."""
 
     timeout: float = Field(30.0, gt=0, description="Default seconds a tool call may take.")
+    inherit_env: InheritEnv = Field(
+        True,
+        description="Variables of the gateway's environment every stdio upstream gets. true: the default list "
+        "(PATH, HOME, locale, certificates, proxies, XDG_* ...; docs/configuration.md); a list of names or globs: "
+        "the default list and these; false: none; all: every one, the gateway's own secrets included. A backend's "
+        "inherit_env adds to this, or replaces it with false or all.",
+    )
+
+    _valid_inherit_env = field_validator("inherit_env")(classmethod(lambda cls, v: _inherit_env(v)))
+
+    def inherited(self, backend: InheritEnv = True) -> tuple[str, ...]:
+        """The names and globs a stdio upstream whose own setting is `backend` inherits."""
+        if backend is False or backend == "all":
+            return _patterns(backend)
+        shared = _patterns(self.inherit_env)
+        return shared if backend is True else (*shared, *backend)
 
 
 class IntegrityConfig(_Section):

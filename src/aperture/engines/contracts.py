@@ -57,7 +57,11 @@ class BuildInput(_Rooted):
     """What a builder is asked to build."""
 
     name: str = Field(description="Name of the artifact to build.", min_length=1)
-    engine: str = Field(description="The engine asked to build it, e.g. 'go://wheel-builder'.", min_length=1)
+    engine: str = Field(
+        description="The engine asked to build it: this engine's name or a URI naming it ('wheel-builder', "
+        "'go://wheel-builder'), or an orchestrator's 'alias://<name>'; another engine's name is refused.",
+        min_length=1,
+    )
     src: str | None = Field(None, description="Source directory or file, relative to rootDir; must exist.")
     dest: str | None = Field(None, description="Where the artifact goes, relative to rootDir.")
     spec: dict[str, Any] = Field(default_factory=dict, description="Engine-specific settings.")

@@ -300,6 +300,7 @@ class Engine:
         return _answer(summary, artifact)
 
     async def _build_one(self, fn: Callable[..., Any], request: BuildInput) -> Artifact:
+        self._check_engine(request.engine)
         request = _rooted(request)
         updates: dict[str, Any] = {}
         if request.src:
@@ -308,6 +309,31 @@ class Engine:
             updates["dest"] = str(request.resolve(request.dest, must_exist=False, what="dest"))
         value = await _invoke(fn, request.model_copy(update=updates), "Build")
         return _result(Artifact, value, f"engine '{self.name}': the build function")
+
+    def _check_engine(self, value: str) -> None:
+        """Refuse an `engine` argument that names another engine: the caller picked the wrong tool.
+
+        Accepted: the engine's name, a URI whose last path segment (less an `@version`) is the name (forge's
+        `go://name`, `go://github.com/o/r/cmd/name@v1`), or `alias://<name>`: an orchestrator's alias, which
+        it resolves to its engines before calling them, so the name is the orchestrator's to check.
+
+        Raises:
+            InputValidationError: saying which values this engine accepts.
+        """
+        scheme, sep, rest = value.partition("://")
+        if not sep:
+            named = value == self.name
+        elif scheme == "alias":
+            named = bool(rest)
+        else:
+            named = rest.rsplit("/", 1)[-1].split("@", 1)[0] == self.name
+        if not named:
+            raise InputValidationError(
+                f"engine {value!r} does not name this engine ('{self.name}'). Give '{self.name}' or a URI naming it "
+                f"('go://{self.name}'), or an orchestrator's 'alias://<name>'; to build with another engine, call "
+                "that engine's build tool.",
+                details={"accepted": [self.name, f"<scheme>://{self.name}", "alias://<name>"]},
+            )
 
     async def _build_batch(
         self, fn: Callable[..., Any], request: BatchBuildInput, progress: ProgressFn | None

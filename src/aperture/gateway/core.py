@@ -114,7 +114,12 @@ def build_backend(
             program = str(config.resolve(program))  # a relative path is relative to the configuration file
         cwd = str(config.resolve(spec.cwd)) if spec.cwd else None
         target = StdioTarget(
-            command=program, args=tuple(args), env=spec.env, cwd=cwd, max_message_bytes=spec.max_message_bytes
+            command=program,
+            args=tuple(args),
+            env=spec.env,
+            inherit_env=config.execution.inherited(spec.inherit_env),
+            cwd=cwd,
+            max_message_bytes=spec.max_message_bytes,
         )
     known = guard.store.known_tools(spec.name, McpBackend.kind) if guard is not None and spec.lazy else []
     return McpBackend(

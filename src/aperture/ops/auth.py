@@ -25,7 +25,7 @@ from aperture.model import (
 )
 from aperture.ops.access import Access
 from aperture.ops.identity import Identity, identity_of
-from aperture.ops.resilience import first_match
+from aperture.ops.resilience import OnRefused, first_match
 from aperture.ops.settings import AuthSettings, JwtSettings, RuleSettings
 
 if TYPE_CHECKING:
@@ -219,8 +219,10 @@ class Auth:
         audit: AuditLog | None = None,
         unknown: Callable[[str, Identity], UnknownToolError] | None = None,
         local: Identity | None = None,
+        on_refused: OnRefused | None = None,
     ) -> None:
         self.settings = settings
+        self.on_refused = on_refused
         self.authenticator = Authenticator(settings)
         self.authorizer = Authorizer(settings.rules)
         self.local = local or Identity(name="local", method="local", roles=frozenset(settings.local_roles))
@@ -250,6 +252,8 @@ class Auth:
                     self.audit.admit("run_tool")
                 except AuditUnavailableError as refused:
                     refused.tool_id = str(tool_id)
+                    if self.on_refused is not None:
+                        self.on_refused(str(tool_id), "audit_unavailable")
                     return RunResult.failure(str(tool_id), refused)
             if found is not None and not self.access(who).may_see_tool(key):
                 rule = self.authorizer.rule_for(key)
@@ -266,6 +270,8 @@ class Auth:
                     details={"identity": who.name},
                 )
                 result = RunResult.failure(str(tool_id), error)
+                if self.on_refused is not None:
+                    self.on_refused(str(tool_id), "forbidden")
             elif found is None and self.unknown is not None and isinstance(tool_id, str):
                 result = await self._run_unknown(inner, call, who, self.unknown)
             else:

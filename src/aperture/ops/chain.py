@@ -116,7 +116,12 @@ class Ops:
             from aperture.ops.auth import Auth
 
             self.auth = Auth(
-                settings.auth, resolve=self.resolve, audit=self.audit, unknown=self._unknown_to, local=self.local
+                settings.auth,
+                resolve=self.resolve,
+                audit=self.audit,
+                unknown=self._unknown_to,
+                local=self.local,
+                on_refused=self.observer.refused if self.observer is not None else None,
             )
             layers["auth"] = self.auth.wrap
         self.middleware: list[Middleware] = [layers[name] for name in settings.chain if name in layers]
@@ -270,6 +275,7 @@ class Ops:
             buckets=buckets,
             breakers=breakers,
             on_breaker=self.telemetry.breaker_changed if self.telemetry is not None else None,
+            on_refused=self.observer.refused if self.observer is not None else None,
             local=self.local,
         )
 

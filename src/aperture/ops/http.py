@@ -61,6 +61,8 @@ class OpsHttpApp:
                 challenge += ', error="invalid_token"'
             body = {"error": "unauthorized", "message": error.message}
             await _json(send, 401, body, [(b"www-authenticate", challenge.encode())])
+            if self._ops.telemetry is not None:
+                self._ops.telemetry.unauthorized.add(1)
             self._record("unauthorized", None, route, "unauthorized", scope, reason=error.message[:200])
             return
         scope[IDENTITY_KEY] = identity

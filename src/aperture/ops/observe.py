@@ -83,7 +83,17 @@ class Telemetry:
         self.duration = meter.create_histogram("tool.exec.duration", unit="ms", description="Execution duration")
         self.cache_lookups = meter.create_counter("tool.cache.lookups", description="Cache lookups by result")
         self.breaker_changes = meter.create_counter("tool.breaker.transitions", description="Breaker state changes")
-        self.rate_limited = meter.create_counter("tool.exec.rate_limited", description="Calls refused by a limit")
+        self.rate_limited = meter.create_counter(
+            "tool.exec.rate_limited", description="Calls refused by a rate limit or a full bulkhead"
+        )
+        self.refused = meter.create_counter(
+            "tool.exec.refused",
+            description="Calls the gateway refused before they ran, by reason (rate_limit, bulkhead, "
+            "breaker_open, forbidden, audit_unavailable), wherever observe sits in the chain",
+        )
+        self.unauthorized = meter.create_counter(
+            "http.requests.unauthorized", description="HTTP requests refused with 401 (no or bad credentials)"
+        )
         self.audit_records = meter.create_counter(
             "audit.records",
             description="Audit records by what became of them (written, spooled, replayed, "
@@ -127,6 +137,11 @@ class Telemetry:
         self.tracer_provider.shutdown()
         self.meter_provider.shutdown(timeout_millis=(self.settings.otlp_timeout + 1) * 1000)
 
+
+REFUSALS = ("rate_limit", "bulkhead", "breaker_open", "forbidden", "audit_unavailable")
+"""Why a middleware refused a call: the `reason` label of `tool.exec.refused`."""
+RATE_LIMITS = frozenset({"rate_limit", "bulkhead"})
+"""The refusals also counted in `tool.exec.rate_limited` (both answer `rate_limited`)."""
 
 PRIVATE_LABELS = frozenset({"tool_id", "tool_namespace", "tool_name", "backend"})
 """Metric labels that name what is behind the gateway; the public /metrics sums them away."""
@@ -191,8 +206,6 @@ class Observer:
                 telemetry.duration.record(elapsed, metric_attrs)
                 if result.is_error:
                     telemetry.errors.add(1, {**metric_attrs, "error.code": outcome})
-                    if outcome == "rate_limited":
-                        telemetry.rate_limited.add(1, metric_attrs)
             if logs and calls_logger.isEnabledFor(logging.INFO):
                 record = {
                     "event": "tool_call",
@@ -206,6 +219,18 @@ class Observer:
             return result
 
         return run
+
+    def refused(self, tool_id: str, reason: str) -> None:
+        """Count a call a middleware refused (`reason`: one of `REFUSALS`).
+
+        The refusing layer calls this itself, once: observe may sit inside it in the chain (it does by
+        default) and then never sees the call, or outside it and then sees it as one more failed call.
+        """
+        if self.settings.metrics:
+            attrs = self._attrs(tool_id)[1]
+            self.telemetry.refused.add(1, {**attrs, "reason": reason})
+            if reason in RATE_LIMITS:
+                self.telemetry.rate_limited.add(1, attrs)
 
     def _attrs(self, tool_id: Any) -> tuple[dict[str, Any], dict[str, str]]:
         key = tool_id if isinstance(tool_id, str) else repr(tool_id)

@@ -21,6 +21,9 @@ from aperture.ops.shared import BreakerStore, BucketStore, LocalBreakers, LocalB
 Resolve = Callable[[str], "tuple[Tool, str] | None"]
 """Tool id -> (tool, backend name), or None when the id names no tool (the runner then explains)."""
 
+OnRefused = Callable[[str, str], None]
+"""Told `(tool id, reason)` by a middleware that refuses a call, once per refusal (for the metrics)."""
+
 BACKEND_FAILURES = frozenset({ErrorCode.TIMEOUT, ErrorCode.BACKEND_UNAVAILABLE, ErrorCode.EXECUTION_FAILED})
 """Outcomes that count against a backend's breaker; bad arguments or unknown tools say nothing about it."""
 
@@ -56,6 +59,7 @@ class Resilience:
         resolve: finds a call's tool and backend.
         buckets, breakers: in-process by default; Redis-backed ones for replicas.
         on_breaker: told `(backend, state)` whenever a breaker changes state (for metrics).
+        on_refused: told `(tool id, reason)` for each call refused by a limit, a bulkhead or an open breaker.
     """
 
     def __init__(
@@ -66,6 +70,7 @@ class Resilience:
         buckets: BucketStore | None = None,
         breakers: BreakerStore | None = None,
         on_breaker: Callable[[str, str], None] | None = None,
+        on_refused: OnRefused | None = None,
         local: Identity | None = None,
     ) -> None:
         self.settings = settings
@@ -73,6 +78,7 @@ class Resilience:
         self.buckets = buckets or LocalBuckets()
         self.breakers = breakers or LocalBreakers()
         self.on_breaker = on_breaker
+        self.on_refused = on_refused
         self._local = local
         limits = settings.rate_limits
         self._global = (parse_rate(limits.global_), limits.global_) if limits.global_ else None
@@ -96,8 +102,9 @@ class Resilience:
             if breaker.enabled:
                 wait = await self.breakers.check(backend, breaker.cooldown)
                 if wait > 0:
-                    return _failure(
+                    return self._refuse(
                         call,
+                        "breaker_open",
                         BackendUnavailableError(
                             f"Backend '{backend}' is unavailable (its circuit breaker is open after repeated "
                             f"failures); retry in {_seconds(wait)} s, or use a tool from another namespace.",
@@ -111,8 +118,9 @@ class Resilience:
                 result = await self._attempts(inner, call, idempotent)
             else:
                 if bulkhead.slots.value == 0 and bulkhead.waiting >= bulkhead.max_queue:
-                    return _failure(
+                    return self._refuse(
                         call,
+                        "bulkhead",
                         RateLimitedError(
                             f"Backend '{backend}' is busy: {bulkhead.max_concurrent} calls running and "
                             f"{bulkhead.waiting} waiting, the most it takes; retry in 1 s.",
@@ -175,14 +183,20 @@ class Resilience:
             wait = await self.buckets.take(key, count, per)
             if wait > 0:
                 seconds = _seconds(wait)
-                return _failure(
+                return self._refuse(
                     call,
+                    "rate_limit",
                     RateLimitedError(
                         f"Rate limit: {describe_rate(rate)} for {whom}; retry in {seconds} s.",
                         details={"limit": rate, "scope": key, "retry_after": seconds},
                     ),
                 )
         return None
+
+    def _refuse(self, call: ToolCall, reason: str, error: Any) -> RunResult:
+        if self.on_refused is not None:
+            self.on_refused(call.tool_id, reason)
+        return _failure(call, error)
 
     def _tool_facts(self, tool: Tool) -> tuple[float | None, bool, str | None]:
         facts = self._per_tool.get(tool.key)

@@ -47,6 +47,7 @@ from aperture.execution.backends.mcp_upstream import (
     all_pages,
     explain_failure,
     session_lost,
+    stopped,
     upstream_tool,
 )
 from aperture.model import (
@@ -179,6 +180,7 @@ class McpBackend:
         while self.state is not UpstreamState.CLOSED:
             watch = self._watch = ProcessWatch()
             broken = self._broken = anyio.Event()
+            ready = False
             # The deadline covers start, initialize and the first listing; it is lifted once ready.
             with anyio.CancelScope(deadline=anyio.current_time() + self.init_timeout) as attempt:
                 try:
@@ -187,6 +189,7 @@ class McpBackend:
                         attempt.deadline = math.inf
                         self._client = client
                         self.state = UpstreamState.READY
+                        ready = True
                         self.last_error = None
                         attempt_number = 0
                         self._ready.set()
@@ -197,7 +200,7 @@ class McpBackend:
                     if isinstance(self.target, StdioTarget):
                         with anyio.move_on_after(1):  # let the exit code arrive before explaining
                             await watch.exited.wait()
-                    self.last_error = explain_failure(exc, watch)
+                    self.last_error = explain_failure(exc, watch, starting=not ready)
                     logger.warning("upstream %s failed: %s", self._name, self.last_error)
                 finally:
                     self._client = None
@@ -212,7 +215,7 @@ class McpBackend:
                 self._reconnect = False
                 continue
             if watch.returncode is not None or watch.problem:
-                self.last_error = f"upstream stopped: {watch.describe()}"
+                self.last_error = stopped(watch, starting=not ready)
             self.state = UpstreamState.DOWN
             delay = self.restart.delay(attempt_number)
             attempt_number += 1
@@ -239,6 +242,7 @@ class McpBackend:
                 t.command,
                 t.args,
                 env=t.env,
+                inherit_env=t.inherit_env,
                 cwd=t.cwd,
                 watch=watch,
                 channel=channel,

@@ -26,11 +26,11 @@ import mcp_types
 import pydantic
 import pydantic_core
 from mcp.client._transport import TransportStreams
-from mcp.client.stdio import get_default_environment
 from mcp.shared.message import SessionMessage
 
 from aperture.execution.backends._lines import MAX_MESSAGE_BYTES, LineSplitter, LineTooLongError
 from aperture.execution.backends.mcp_depth import TOO_DEEP, too_deep_answer
+from aperture.execution.backends.mcp_env import DEFAULT_INHERITED_ENV, upstream_environment
 from aperture.execution.backends.mcp_raw import RawChannel
 
 logger = logging.getLogger(__name__)
@@ -73,6 +73,7 @@ async def stdio_upstream(
     args: Sequence[str] = (),
     *,
     env: Mapping[str, str] | None = None,
+    inherit_env: Sequence[str] = DEFAULT_INHERITED_ENV,
     cwd: str | Path | None = None,
     watch: ProcessWatch | None = None,
     channel: RawChannel | None = None,
@@ -80,14 +81,15 @@ async def stdio_upstream(
 ) -> AsyncIterator[TransportStreams]:
     """Start `command` and yield the MCP client streams to it; stop its process group on exit.
 
-    With a `channel`, the lines answering its requests go to it, and everything else to the streams.
-    A line longer than `max_line_bytes` stops the upstream (`watch.problem` says why).
+    The process gets the variables of the gateway's environment that `inherit_env` names (names or globs),
+    then `env`, which wins. With a `channel`, the lines answering its requests go to it, and everything else
+    to the streams. A line longer than `max_line_bytes` stops the upstream (`watch.problem` says why).
 
     Raises:
         FileNotFoundError: when the command does not exist (with the command named).
     """
     watch = watch if watch is not None else ProcessWatch()
-    environment = get_default_environment() | dict(env or {})
+    environment = upstream_environment(inherit_env, env or {})
     try:
         process = await anyio.open_process(
             [command, *args], stdin=PIPE, stdout=PIPE, stderr=PIPE, env=environment, cwd=cwd, start_new_session=True

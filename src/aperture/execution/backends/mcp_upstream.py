@@ -12,6 +12,7 @@ from typing import Any
 import mcp_types
 from mcp.shared.exceptions import MCPError
 
+from aperture.execution.backends.mcp_env import DEFAULT_INHERITED_ENV
 from aperture.execution.backends.mcp_stdio import MAX_LINE_BYTES, ProcessWatch
 from aperture.model import Tool, ToolAnnotations, ToolId
 
@@ -30,11 +31,13 @@ class UpstreamState(StrEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StdioTarget:
-    """An upstream started as a child process."""
+    """An upstream started as a child process, with the variables of the gateway's environment that
+    `inherit_env` names (names or globs; `mcp_env.DEFAULT_INHERITED_ENV` by default), then `env`."""
 
     command: str
     args: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
+    inherit_env: tuple[str, ...] = DEFAULT_INHERITED_ENV
     cwd: str | None = None
     max_message_bytes: int = MAX_LINE_BYTES
 
@@ -108,16 +111,30 @@ def session_lost(exc: MCPError) -> bool:
     return "session" in message and ("not found" in message or "terminated" in message)
 
 
-def explain_failure(exc: BaseException, watch: ProcessWatch) -> str:
-    """Why a start failed, in one line: the process's story when there is one."""
+def stopped(watch: ProcessWatch, *, starting: bool) -> str:
+    """Why the upstream's process stopped. One that exited while `starting` (before it was ready) most often
+    lacks a variable (a key, a certificate, a proxy): the text says where to give it."""
+    if not starting or watch.returncode is None or watch.problem:
+        return f"upstream stopped: {watch.describe()}"
+    tail = watch.stderr_tail(5)
+    return (
+        f"upstream exited with code {watch.returncode} during start; if it needs a variable from the gateway's "
+        "environment, give it under the backend's `env:` or name it in `inherit_env:` (docs/configuration.md)"
+        + (f"; stderr ends with:\n{tail}" if tail else "")
+    )
+
+
+def explain_failure(exc: BaseException, watch: ProcessWatch, *, starting: bool = True) -> str:
+    """Why a start (or, not `starting`, a ready session) failed, in one line: the process's story when there
+    is one."""
     if isinstance(exc, FileNotFoundError):
         return str(exc)
     if watch.returncode is not None or watch.problem:
-        return f"upstream stopped: {watch.describe()}"
+        return stopped(watch, starting=starting)
     if isinstance(exc, TimeoutError):
         return "no answer to initialize in time"
     if isinstance(exc, MCPError):
         return f"upstream error {exc.code}: {exc.message}"
     if isinstance(exc, ExceptionGroup):
-        return "; ".join(explain_failure(e, watch) for e in exc.exceptions)
+        return "; ".join(explain_failure(e, watch, starting=starting) for e in exc.exceptions)
     return f"{type(exc).__name__}: {exc}"
