@@ -20,7 +20,15 @@ def initialize_request(version: str = "2025-11-25", request_id: int = 1) -> dict
     return {"jsonrpc": "2.0", "id": request_id, "method": "initialize", "params": params}
 
 
-META_NAMES = {"search_tools", "describe_tool", "run_tool", "list_tool_examples", "list_tools", "list_namespaces"}
+META_NAMES = {
+    "search_tools",
+    "describe_tool",
+    "run_tool",
+    "run_chain",
+    "list_tool_examples",
+    "list_tools",
+    "list_namespaces",
+}
 
 
 def text_of(result: mcp_types.CallToolResult) -> str:

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from aperture.compose import ChainSettings
 from aperture.discovery import default_cache_dir, semantic_available
 from aperture.discovery.embedding import INSTALL_HINT
 from aperture.execution.backends.mcp_env import DEFAULT_INHERITED_ENV, INHERIT_ALL
@@ -343,6 +344,9 @@ class Config(_Section):
     integrity: IntegrityConfig = IntegrityConfig()
     ops: OpsSettings = Field(
         default_factory=OpsSettings, description="Auth, resilience, cache, observe, health (docs/operations.md)."
+    )
+    chain: ChainSettings = Field(
+        default_factory=ChainSettings, description="Limits on run_chain: steps and total time (docs/composition.md)."
     )
     base_dir: Path = Field(Path("."), exclude=True, description="Directory relative paths are resolved against.")
     config_file: Path | None = Field(None, exclude=True, description="The file this came from, if any.")

@@ -15,6 +15,7 @@ from typing import Any
 
 import anyio
 
+from aperture.compose import ChainResult, ChainStep, run_chain
 from aperture.config import BackendConfig, CapabilitiesBackendConfig, Config, EngineBackendConfig, PythonBackendConfig
 from aperture.discovery import (
     MAX_INTENT,
@@ -442,6 +443,42 @@ class Gateway:
     async def run(self, tool_id: str, args: Any, ctx: CallContext | None = None) -> RunResult:
         """Run a tool; failures come back as a failed `RunResult`, never as an exception."""
         return await self._run(ToolCall(tool_id=tool_id, args=args, ctx=ctx or CallContext()))
+
+    async def run_chain(
+        self,
+        steps: Sequence[ChainStep],
+        ctx: CallContext | None = None,
+        *,
+        include_backends: bool = True,
+        include_tools: bool = False,
+    ) -> ChainResult:
+        """Run `steps` in order, each as `run` runs a tool (the caller's rights, limits, cache, audit), within
+        the `chain:` limits; stops at the first failing step.
+
+        Raises:
+            InvalidRequestError: a chain refused before any step runs (empty, too long).
+        """
+        ctx = ctx or CallContext()
+        return await run_chain(
+            steps,
+            run=self.run,
+            find=lambda tool_id: self._visible_tool(tool_id, ctx),
+            ctx=ctx,
+            settings=self.config.chain,
+            include_backends=include_backends,
+            include_tools=include_tools,
+        )
+
+    def _visible_tool(self, tool_id: str, ctx: CallContext) -> Tool | None:
+        """The tool behind `tool_id` if the caller of `ctx` may see it, else None (as if it did not exist)."""
+        try:
+            parsed = ToolId.parse(tool_id)
+        except ApertureError:
+            return None
+        tool = self.index.get(parsed.key)
+        if tool is None or (parsed.version is not None and tool.version not in (None, parsed.version)):
+            return None
+        return tool if self.access(ctx).may_see_tool(parsed.key) else None
 
     # --- cursors --------------------------------------------------------------------------------
 

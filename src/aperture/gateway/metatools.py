@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from aperture.compose import ChainStep
 from aperture.discovery import MAX_INTENT, MAX_QUERY
 from aperture.execution import CallContext, RunResult
 from aperture.model import ArgumentValidator
@@ -78,8 +79,35 @@ class RunToolArgs(_Arguments):
     )
 
 
-Answer = dict[str, Any] | RunResult
-"""What a meta-tool answers: a JSON object, or (run_tool) the tool's own result, which surfaces pass on."""
+class ChainStepArgs(_Arguments):
+    tool_id: str = Field(description="A tool id, as for run_tool.")
+    args: dict[str, Any] = Field(default_factory=dict, description="Its arguments, as for run_tool.")
+    use_previous: bool = Field(
+        False,
+        description="Pass the previous step's result: as args.previous if the tool takes it, and in args as "
+        "'{{ previous.<path> }}'.",
+    )
+
+
+class RunChainArgs(_Arguments):
+    steps: list[ChainStepArgs] = Field(description="The calls, in order.")
+    include_backends: bool = Field(True, description="Add each step's backend.")
+    include_tools: bool = Field(False, description="Add each step's tool summary.")
+
+
+class Report(Protocol):
+    """An answer with a shape of its own that can still be a failure (a chain stopped at a step): surfaces send
+    `to_dict()` as the result and mark it as an error when `is_error`."""
+
+    @property
+    def is_error(self) -> bool: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+Answer = dict[str, Any] | RunResult | Report
+"""What a meta-tool answers: a JSON object, (run_tool) the tool's own result, which surfaces pass on, or a
+`Report` (run_chain)."""
 
 A = TypeVar("A", bound=_Arguments)
 
@@ -102,7 +130,7 @@ class MetaTool(Generic[A]):
 
     @cached_property
     def input_schema(self) -> dict[str, Any]:
-        return tidy_schema(self.arguments.model_json_schema())
+        return _inline_definitions(tidy_schema(self.arguments.model_json_schema()))
 
     @cached_property
     def validator(self) -> ArgumentValidator:
@@ -116,6 +144,25 @@ class MetaTool(Generic[A]):
         """
         checked = self.validator.validate(dict(arguments or {}))
         return await self.handler(gateway, call, self.arguments.model_validate(checked))
+
+
+def _inline_definitions(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema` with each `{"$ref": "#/$defs/X"}` replaced by X itself (nested argument models are not
+    recursive): the same schema in fewer tokens."""
+    definitions = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/") and len(node) == 1:
+                return inline(definitions[ref.removeprefix("#/$defs/")])
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    inlined: dict[str, Any] = inline(schema)
+    return inlined
 
 
 async def _search_tools(gateway: Gateway, call: CallContext, args: SearchToolsArgs) -> Answer:
@@ -135,6 +182,13 @@ async def _describe_tool(gateway: Gateway, call: CallContext, args: DescribeTool
 
 async def _run_tool(gateway: Gateway, call: CallContext, args: RunToolArgs) -> Answer:
     return await gateway.run(args.tool_id, args.args, call)
+
+
+async def _run_chain(gateway: Gateway, call: CallContext, args: RunChainArgs) -> Answer:
+    steps = [ChainStep(tool_id=s.tool_id, args=s.args, use_previous=s.use_previous) for s in args.steps]
+    return await gateway.run_chain(
+        steps, call, include_backends=args.include_backends, include_tools=args.include_tools
+    )
 
 
 async def _list_tool_examples(gateway: Gateway, call: CallContext, args: ListToolExamplesArgs) -> Answer:
@@ -174,6 +228,13 @@ META_TOOLS: tuple[MetaTool[Any], ...] = (
         "own result. On invalid arguments the error lists every problem and the valid parameters: fix and retry.",
         RunToolArgs,
         _run_tool,
+        read_only=False,
+    ),
+    MetaTool(
+        "run_chain",
+        "Run tools in order in one call; stops at the first failing step. Returns {results, final, error?}.",
+        RunChainArgs,
+        _run_chain,
         read_only=False,
     ),
     MetaTool(

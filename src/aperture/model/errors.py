@@ -37,6 +37,7 @@ class ErrorCode(StrEnum):
     CONFIG = "config"
     INTERNAL = "internal"
     SHUTTING_DOWN = "shutting_down"
+    CHAIN_STEP_FAILED = "chain_step_failed"
 
 
 class ApertureError(Exception):
@@ -211,3 +212,17 @@ class ShuttingDownError(ApertureError):
 
     code = ErrorCode.SHUTTING_DOWN
     retryable = True
+
+
+class ChainStepFailedError(ApertureError):
+    """A step of a chain (`run_chain`) failed, so the chain stopped there; `step_index` (from 0) names the step
+    and `details["cause_code"]` the code of the step's own error."""
+
+    code = ErrorCode.CHAIN_STEP_FAILED
+
+    def __init__(self, message: str, *, step_index: int, details: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message, details=details, op="run_chain")
+        self.step_index = step_index
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "step_index": self.step_index}

@@ -11,10 +11,13 @@ from aperture.execution import RunResult
 from aperture.model import ApertureError
 
 
-def json_result(data: dict[str, Any]) -> mcp_types.CallToolResult:
-    """A successful meta-tool answer: compact JSON text plus the same data as structured content."""
+def json_result(data: dict[str, Any], *, is_error: bool = False) -> mcp_types.CallToolResult:
+    """A meta-tool answer: compact JSON text plus the same data as structured content (marked as an error for
+    an answer that reports a failure in its own shape, such as a chain stopped at a step)."""
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    return mcp_types.CallToolResult(content=[mcp_types.TextContent(text=text)], structured_content=data)
+    return mcp_types.CallToolResult(
+        content=[mcp_types.TextContent(text=text)], structured_content=data, is_error=is_error
+    )
 
 
 def error_result(error: ApertureError) -> mcp_types.CallToolResult:

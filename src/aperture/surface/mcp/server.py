@@ -444,7 +444,11 @@ class McpSurface:
                     return passthrough_result(await self.gateway.run(route, arguments, call))
                 raise UnknownToolError(name, self._known_names(name))
             answer = await meta.call(self.gateway, call, arguments)
-            return run_result(answer) if isinstance(answer, RunResult) else json_result(answer)
+            if isinstance(answer, RunResult):
+                return run_result(answer)
+            if isinstance(answer, dict):
+                return json_result(answer)
+            return json_result(answer.to_dict(), is_error=answer.is_error)
         except ApertureError as error:
             error.op = error.op or name
             return error_result(error)
