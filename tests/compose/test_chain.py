@@ -423,6 +423,8 @@ async def test_over_http_a_restricted_caller_gets_from_a_chain_step_what_run_too
             alone = error_of(await run(dev, "ops:whoami", {"word": "hi-there"}))
             assert result.is_error and hidden["error"] == {k: v for k, v in alone.items() if v is not None}
             assert "backend" not in hidden and "tool" not in hidden  # nothing about the tool beyond run_tool's error
+            refused = error_of(await chain(dev, [step("toolbox:slugify", {"text": "x"})] * 1000))
+            assert "at most 32" in refused["message"]  # refused before anything runs; the gateway serves on
             for miss in ("ops:whoam", "op:whoami"):  # a typo: unknown, and no hidden id suggested
                 missed = answer(await chain(dev, [{"tool_id": miss, "args": {"word": "x"}}]))["results"][0]["error"]
                 assert missed["code"] == "tool_not_found" and "ops:whoami" not in json.dumps(missed), missed

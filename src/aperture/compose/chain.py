@@ -98,13 +98,14 @@ class StepResult:
             out["backend"] = dict(self.backend)
         if self.tool is not None:
             out["tool"] = dict(self.tool)
-        out["duration_ms"] = round(self.duration_ms, 3)
+        out["duration_ms"] = round(self.duration_ms, 1)
         return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChainResult:
-    """A chain's outcome, shaped as the reference server's: `{results, final?, error?}`."""
+    """A chain's outcome; `to_dict()` is shaped as the reference server's, `{results, final?, error?}` (the
+    whole chain's `duration_ms` stays out of it: the agent reads each step's)."""
 
     steps: tuple[StepResult, ...]
     error: ChainStepFailedError | None = None
@@ -130,7 +131,6 @@ class ChainResult:
             out["final"] = final
         if self.error is not None:
             out["error"] = _compact(self.error.to_dict())
-        out["duration_ms"] = round(self.duration_ms, 3)
         return out
 
 
