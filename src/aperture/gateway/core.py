@@ -3,8 +3,6 @@ behind every surface (search, list, describe, examples, run). Surfaces translate
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import logging
@@ -166,6 +164,8 @@ class Gateway:
                 "Aperture checkout with: .venv/bin/pip install -e '.[ops]'"
             ) from None
         self._run = self.ops.wrap(self.runner)
+        self.has_examples = False
+        """Whether some tool of the catalog has worked examples (list_tool_examples is offered only then)."""
         self.registry.add_listener(self._on_catalog_changed)
         self._listeners: list[Callable[[], None]] = []
         self._stack: AsyncExitStack | None = None
@@ -219,6 +219,7 @@ class Gateway:
 
     def _on_catalog_changed(self, snapshot: CatalogSnapshot) -> None:
         self.index.update(snapshot, version=snapshot.version)
+        self.has_examples = any(tool.examples for tool in snapshot)
         for listener in self._listeners:
             listener()
 
@@ -455,8 +456,8 @@ class Gateway:
         return result
 
     def _cursor(self, offset: int, scope: str) -> str:
-        raw = json.dumps({"v": self.index.version, "o": offset, "s": scope}, separators=(",", ":"))
-        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+        # Plain `version.offset.scope`: nothing in it is secret, and an agent pays for every character.
+        return f"{self.index.version}.{offset}.{scope}"
 
     def _rights(self) -> Any:
         """What the caller's rights are (None without auth rules): part of a cursor's scope, since pages
@@ -470,10 +471,11 @@ class Gateway:
         try:
             if len(cursor) > MAX_CURSOR:  # ours are under 100 characters; a long one is never decoded
                 raise ValueError("too long")
-            padded = cursor + "=" * (-len(cursor) % 4)
-            data = json.loads(base64.urlsafe_b64decode(padded.encode()))
-            version, offset, cursor_scope = int(data["v"]), int(data["o"]), str(data["s"])
-        except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError, RecursionError):
+            raw_version, raw_offset, cursor_scope = cursor.split(".")
+            if not (raw_version.isascii() and raw_version.isdigit() and raw_offset.isascii() and raw_offset.isdigit()):
+                raise ValueError("not a cursor")
+            version, offset = int(raw_version), int(raw_offset)
+        except ValueError:
             raise InvalidCursorError(
                 "The cursor is not one this server issued. Pass the nextCursor value exactly as received, or omit it.",
                 op=op,

@@ -53,8 +53,9 @@ def meta_listing(tool: MetaTool[Any]) -> mcp_types.Tool:
     return mcp_types.Tool(
         name=tool.name,
         description=tool.description,
-        input_schema=tool.input_schema,
-        annotations=mcp_types.ToolAnnotations(read_only_hint=tool.read_only, open_world_hint=not tool.read_only),
+        input_schema=tool.listing_schema,
+        # What MCP assumes when unset (readOnlyHint false, openWorldHint true) is left unsaid: tokens.
+        annotations=mcp_types.ToolAnnotations(read_only_hint=True, open_world_hint=False) if tool.read_only else None,
     )
 
 
