@@ -159,7 +159,8 @@ class IntegrityGuard:
         self.policy = policy
         self.kinds = frozenset(kinds)
         self.new_tools = new_tools
-        self._warned: set[str] = set()
+        self._warned: set[str] = set()  # new tools told about
+        self._warned_changed: set[tuple[str, str]] = set()  # (id, fingerprint): a further change is told again
 
     def check(self, tools: Iterable[Tool]) -> tuple[list[Tool], dict[str, HeldTool]]:
         """Split tools into those served and those held.
@@ -184,7 +185,8 @@ class IntegrityGuard:
                         "tool %s is new since its backend's first listing and is held until approved", tool.key
                     )
                 continue
-            if record is None or record.get("fingerprint") == fingerprint(tool):
+            printed = fingerprint(tool)
+            if record is None or record.get("fingerprint") == printed:
                 if record is None:
                     self.store.approve(tool)
                     dirty = True
@@ -193,15 +195,18 @@ class IntegrityGuard:
             change = HeldTool(tool, record.get("definition", {}))
             if self.policy is Policy.HOLD:
                 held[tool.key] = change
-                logger.warning(
-                    "tool %s changed (%s) and is held until approved", tool.key, ", ".join(change.changed_fields)
-                )
+                # Every catalog change checks every tool again (one per backend as a gateway starts): say it once.
+                if (tool.key, printed) not in self._warned_changed:
+                    self._warned_changed.add((tool.key, printed))
+                    logger.warning(
+                        "tool %s changed (%s) and is held until approved", tool.key, ", ".join(change.changed_fields)
+                    )
                 continue
             if self.policy is Policy.ACCEPT:
                 self.store.approve(tool)
                 dirty = True
-            elif tool.key not in self._warned:
-                self._warned.add(tool.key)
+            elif (tool.key, printed) not in self._warned_changed:
+                self._warned_changed.add((tool.key, printed))
                 logger.warning("tool %s changed since it was approved: %s", tool.key, ", ".join(change.changed_fields))
             served.append(tool)
         if dirty:
