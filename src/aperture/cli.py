@@ -18,13 +18,13 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.syntax import Syntax
 from rich.table import Table
+from rich.text import Text
 
 import aperture
 from aperture.config import Config, load_config
 from aperture.discovery import SearchStrategy, default_strategy, strategy_named
-from aperture.execution import RunResult
+from aperture.execution import FieldDiff, RunResult
 from aperture.gateway import Gateway
 from aperture.model import ApertureError, BackendUnavailableError, InvalidRequestError
 
@@ -204,27 +204,47 @@ def tools(
 
 @tools_app.command("pending")
 def tools_pending(config: ConfigOption = None, as_json: JsonOption = False) -> None:
-    """Show tools held for review: changed since approval (with the difference), or new since their backend's
-    first listing (with their whole definition)."""
+    """Show tools held for review: changed since approval (each changed field, with the changed words in colour,
+    or marked [-old-]{+new+} when piped), or new since their backend's first listing (with their whole
+    definition)."""
 
-    def held(gateway: Gateway) -> list[dict[str, Any]]:
-        return [
-            {"id": key, "new": change.new, "changed": change.changed_fields, "diff": change.diff}
-            for key, change in gateway.registry.snapshot.held.items()
-        ]
-
-    rows = _with_gateway(_load(config), lambda g: _async(lambda: held(g)))
+    held = _with_gateway(_load(config), lambda g: _async(lambda: dict(g.registry.snapshot.held)))
     if as_json:
+        rows = [
+            {"id": key, "new": change.new, "changed": change.changed_fields, "diff": change.diff}
+            for key, change in held.items()
+        ]
         out.print_json(data=rows)
-        return
-    if not rows:
+    elif not held:
         out.print("No tools are held for review.")
-        return
-    for row in rows:
-        why = "is new since its backend's first listing" if row["new"] else f"changed: {', '.join(row['changed'])}"
-        out.print(f"[bold yellow]{row['id']}[/bold yellow] {why}")
-        out.print(Syntax(row["diff"], "diff", theme="ansi_dark"))
-    out.print(f"\nApprove with: aperture tools approve {' '.join(r['id'] for r in rows)}")
+    else:
+        for key, change in held.items():
+            changed = ", ".join(change.changed_fields)
+            why = "is new since its backend's first listing" if change.new else f"changed: {changed}"
+            out.print(f"[bold yellow]{escape(key)}[/bold yellow] {why}")
+            _print_changes(change.changes)
+        out.print(f"\nApprove with: aperture tools approve {' '.join(held)}")
+
+
+_DIFF_STYLE = {"same": "", "removed": "bold red strike", "added": "bold green underline", "skipped": "dim"}
+
+
+def _print_changes(changes: list[FieldDiff]) -> None:
+    """Each field's changes, whole and wrapped to the width: changed words in colour, or, without colours (piped
+    output), marked `[-old-]{+new+}`."""
+    plain = out.color_system is None
+    for change in changes:
+        out.print(f"  [bold]{escape(change.field)}[/bold]")
+        for line in change.lines:
+            text = Text()
+            for span in line:
+                text.append(span.plain() if plain else span.text, _DIFF_STYLE[span.kind])
+            if not text:
+                out.print()
+                continue
+            for piece in text.wrap(out, max(20, out.width - 4)):
+                piece.rstrip()
+                out.print(Text.assemble("    ", piece))
 
 
 @tools_app.command("approve")

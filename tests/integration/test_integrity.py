@@ -31,10 +31,12 @@ def write_config(
     policy: str = "hold",
     new_tools: str | None = None,
     extra: int = 0,
+    long_echo: int = 0,
     twin: bool = False,
 ) -> Path:
     args = [str(FIXTURES / "upstream_server.py"), *(["--poisoned"] if poisoned else [])]
     args += ["--tools", str(extra)] if extra else []
+    args += ["--long-echo", str(long_echo)] if long_echo else []
     integrity = {"policy": policy} | ({"new_tools": new_tools} if new_tools else {})
     servers = {"fixture": {"command": sys.executable, "args": args}}
     if twin:  # a second backend: the catalog is published once per backend as the gateway starts
@@ -168,6 +170,27 @@ async def piped_cli(*args: str) -> tuple[int, str, str]:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
     done = await anyio.run_process([sys.executable, "-m", "aperture.cli", *args], env=env, check=False)
     return done.returncode, done.stdout.decode(), done.stderr.decode()
+
+
+async def test_pending_shows_the_whole_change_word_by_word_when_piped(tmp_path: Path) -> None:
+    async with Gateway(load_config(write_config(tmp_path, poisoned=False, long_echo=1))):
+        pass  # the long definition, approved
+    changed = write_config(tmp_path, poisoned=False, long_echo=2)
+    code, shown, _ = await piped_cli("tools", "pending", "--config", str(changed))
+    assert code == 0, shown
+    assert max(len(line) for line in shown.splitlines()) <= 80  # wrapped to the width, not cut at it
+    words = " ".join(shown.split())
+    assert "fixture:echo changed: description, input_schema" in words
+    # A few words changed deep inside a long description: marked, with the rest of it whole around them.
+    assert (
+        "description Echo the text back, exactly as it was given, so that a client can check the round trip "
+        "through the gateway. It keeps whitespace and line breaks and never changes the case of a letter. It "
+        "answers with one text block. It [-never-]{+also+} reads [-or-]{+and+} sends local files. Use it to test "
+        "connections, not to store or transform data, and expect it to answer within a second. input_schema"
+    ) in words
+    # Inside the schema: a changed word in a property's description, and a property added.
+    assert '"description": "The text to echo back, up to [-1000-]{+5000+} characters long.",' in words
+    assert '{+"path": {+} {+"type": "string"+} {+},+}' in words
 
 
 async def test_a_held_tool_is_warned_about_once_per_command(tmp_path: Path) -> None:

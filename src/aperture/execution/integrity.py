@@ -20,6 +20,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from aperture.execution.definition_diff import FieldDiff, definition_diff, whole_definition
 from aperture.model import Tool, ToolAnnotations, ToolId
 
 logger = logging.getLogger(__name__)
@@ -77,6 +78,12 @@ class HeldTool:
     @property
     def diff(self) -> str:
         return diff(self.approved, definition(self.tool))
+
+    @property
+    def changes(self) -> list[FieldDiff]:
+        """The difference, field by field and word by word (for a new tool, its whole definition, unmarked)."""
+        current = definition(self.tool)
+        return whole_definition(current) if self.new else definition_diff(self.approved, current)
 
     @property
     def changed_fields(self) -> list[str]:
