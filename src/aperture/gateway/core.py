@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any
@@ -311,13 +311,31 @@ class Gateway:
     def unavailable(self) -> dict[str, str]:
         """Namespace -> why its backend is down, for every backend that cannot run calls now."""
         out = {}
+        for name, error in self._stopped():
+            # Neither secrets nor command lines (the error may quote its stderr or its arguments).
+            why = self.redactor.text(self.ops.health.scrub(error))
+            out[name] = f"backend '{name}' is down ({why}); retry later or use another tool"
+        return out
+
+    def backend_failures(self) -> dict[str, str]:
+        """Backend name -> a line for its operator on why it serves no tools: it could not start (or stopped),
+        or listing its tools failed. With the command it ran, but no configured secret."""
+        stopped = dict(self._stopped())
+        failures = self.registry.snapshot.failures
+        out = {}
+        for name in self.registry.names():
+            if name in stopped:
+                out[name] = f"backend '{name}' could not start: {stopped[name]}"
+            elif name in failures:
+                out[name] = f"backend '{name}' could not list its tools: {failures[name]}"
+        return {name: self.redactor.text(line) for name, line in out.items()}
+
+    def _stopped(self) -> Iterator[tuple[str, str]]:
+        """(name, last error) of each upstream that is not running: it could not start, or it stopped."""
         for name in self.registry.names():
             backend = self.registry.get(name)
             if isinstance(backend, McpBackend) and backend.state in (UpstreamState.DOWN, UpstreamState.CLOSED):
-                # Neither secrets nor command lines (the error may quote its stderr or its arguments).
-                why = self.redactor.text(self.ops.health.scrub(backend.last_error or "it is not running"))
-                out[name] = f"backend '{name}' is down ({why}); retry later or use another tool"
-        return out
+                yield name, backend.last_error or "it is not running"
 
     def list_tools(
         self,
@@ -365,9 +383,7 @@ class Gateway:
                     "tool_count": counts.get(name, 0),
                     "backend_kind": backend.kind if backend else "",
                     "healthy": bool(status and status.healthy) and name not in snapshot.failures,
-                    "message": self.redactor.text(
-                        self.ops.health.scrub(snapshot.failures.get(name) or (status.message if status else ""))
-                    ),
+                    "message": self.redactor.text(self.ops.health.message(name, status)),
                 }
             )
         chunk = rows[offset : offset + limit]
