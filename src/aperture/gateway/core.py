@@ -560,7 +560,7 @@ def _check_limit(limit: int, op: str) -> int:
 
 def _scope(*parts: Any) -> str:
     """A short fingerprint of a query and its filters, so a cursor cannot be replayed on another query."""
-    return hashlib.sha256(json.dumps(parts, default=_canonical).encode()).hexdigest()[:12]
+    return hashlib.sha256(json.dumps(parts, default=_canonical).encode()).hexdigest()[:8]
 
 
 def _canonical(value: Any) -> Any:

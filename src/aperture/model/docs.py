@@ -48,12 +48,8 @@ class ToolSummary:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "id": self.id,
-            "name": self.name,
-            "namespace": self.namespace,
-            "short_description": self.short_description,
-        }
+        # `id` is `namespace:name`: repeating the two costs an agent a dozen tokens a hit and tells it nothing.
+        out: dict[str, Any] = {"id": self.id, "short_description": self.short_description}
         if self.tags:  # as the reference server, no empty list: tokens that say nothing
             out["tags"] = list(self.tags)
         out["score"] = round(self.score, 2)
@@ -69,7 +65,7 @@ def describe(tool: Tool, level: DetailLevel, *, examples_max: int = DEFAULT_EXAM
     `summary` gives id, title, description and tags; `schema` adds the input and output schemas and a
     one-line-per-parameter digest; `full` adds annotations, examples and where the tool comes from.
     """
-    doc: dict[str, Any] = {"id": tool.key, "name": tool.name, "namespace": tool.namespace}
+    doc: dict[str, Any] = {"id": tool.key}
     # What a tool does not have (a title, tags, an output schema) is left out, not sent as null or [].
     if title := tool.title or tool.annotations.title:
         doc["title"] = title

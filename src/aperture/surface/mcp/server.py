@@ -54,8 +54,9 @@ def meta_listing(tool: MetaTool[Any]) -> mcp_types.Tool:
         name=tool.name,
         description=tool.description,
         input_schema=tool.listing_schema,
-        # What MCP assumes when unset (readOnlyHint false, openWorldHint true) is left unsaid: tokens.
-        annotations=mcp_types.ToolAnnotations(read_only_hint=True, open_world_hint=False) if tool.read_only else None,
+        # readOnlyHint lets a client run search and describe without asking; what MCP assumes when unset
+        # (readOnlyHint false for run_tool) and openWorldHint are left unsaid: an agent pays for every token.
+        annotations=mcp_types.ToolAnnotations(read_only_hint=True) if tool.read_only else None,
     )
 
 
