@@ -28,6 +28,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from aperture.config import load_config
+from aperture.discovery import MAX_QUERY
 from aperture.gateway import Gateway
 from aperture.model import Tool, to_mcp
 from aperture.surface.mcp import McpSurface
@@ -79,7 +80,9 @@ async def measure(
     async with Client(McpSurface(gateway).server) as client:
         meta = listing_tokens((await client.list_tools()).tools)
         for i, task in enumerate(tasks):
-            search_args = {"query": task, "limit": 5}
+            # An agent writes a short query; a question past search_tools' limit is cut to it, as a model
+            # told "at most 1000 characters" would (1 of the 200 sampled BFCL questions is longer).
+            search_args = {"query": task[:MAX_QUERY].rsplit(" ", 1)[0] if len(task) > MAX_QUERY else task, "limit": 5}
             found = await client.call_tool("search_tools", search_args)
             search = tokens({"name": "search_tools", "arguments": search_args}) + tokens(text_of(found))
             top = [t["id"] for t in found.structured_content["tools"]]

@@ -168,3 +168,29 @@ def test_cache_clear_explains_what_it_cannot_do(tmp_path: Path) -> None:
     help_text = " ".join(runner.invoke(app, ["cache", "clear", "--help"]).output.split())
     for needed in ("--tool", "--namespace", "--all", "memory", "restart the gateway", "Example:"):
         assert needed in help_text
+
+
+def test_commands_that_read_the_catalog_fail_naming_a_backend_that_could_not_start(tmp_path: Path) -> None:
+    examples = Path(TEST_CONFIG).parent.parent.parent / "examples"
+    backends = [
+        {"name": "gone", "kind": "mcp", "command": ["aperture-no-such-command"]},
+        {"name": "toolbox", "kind": "python", "module": "toolbox", "path": str(examples)},
+    ]
+    path = tmp_path / "aperture.yaml"
+    path.write_text(yaml.safe_dump({"search": {"strategy": "bm25"}, "backends": backends}))
+    config = ["--config", str(path)]
+    why = "error: backend 'gone' could not start: command not found: 'aperture-no-such-command'"
+    for command in (
+        ["tools"],
+        ["tools", "--json"],
+        ["tools", "pending"],
+        ["search", "convert kilometres to miles"],
+        ["describe", "toolbox:calculate"],
+        ["describe", "gone:anything"],  # its own error first, then why the tool may be missing
+    ):
+        result = runner.invoke(app, [*command, *config])
+        output = " ".join(result.output.split())
+        assert result.exit_code == 1, (command, output)
+        assert output.count(why) == 1, (command, output)
+    listed = runner.invoke(app, ["tools", *config])  # what the others serve is still shown
+    assert "toolbox:calculate" in listed.output

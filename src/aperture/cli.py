@@ -18,13 +18,13 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.syntax import Syntax
 from rich.table import Table
+from rich.text import Text
 
 import aperture
 from aperture.config import Config, load_config
 from aperture.discovery import SearchStrategy, default_strategy, strategy_named
-from aperture.execution import RunResult
+from aperture.execution import FieldDiff, RunResult
 from aperture.gateway import Gateway
 from aperture.model import ApertureError, BackendUnavailableError, InvalidRequestError
 
@@ -86,6 +86,34 @@ def _with_gateway(config: Config, work: Callable[[Gateway], Awaitable[T]]) -> T:
     except ApertureError as exc:
         err.print(f"[red]error:[/red] {escape(exc.message)}")
         raise typer.Exit(1) from None
+
+
+def _with_catalog(config: Config, work: Callable[[Gateway], Awaitable[T]]) -> tuple[T, list[str]]:
+    """`_with_gateway` for a command that reads the catalog, which is incomplete when a backend could not start:
+    also one line for each such backend, to print after the answer (`_fail_if_incomplete`). When `work` fails,
+    those lines follow its error (a missing tool may be missing because its backend is down)."""
+    failures: list[str] = []
+
+    async def noting_failures(gateway: Gateway) -> T:
+        try:
+            return await work(gateway)
+        finally:
+            failures.extend(gateway.backend_failures().values())
+
+    try:
+        return _with_gateway(config, noting_failures), failures
+    except typer.Exit:
+        _fail_if_incomplete(failures)
+        raise
+
+
+def _fail_if_incomplete(failures: list[str]) -> None:
+    """Exit 1 naming each backend that could not start (`serve` runs on without them; a one-shot command
+    answering from part of the catalog must not look like a complete answer)."""
+    for line in failures:
+        err.print(f"[red]error:[/red] {escape(line)}")
+    if failures:
+        raise typer.Exit(1)
 
 
 def _version(value: bool) -> None:
@@ -192,42 +220,64 @@ def tools(
     """List every tool in the catalog (held tools are listed by `aperture tools pending`)."""
     if ctx.invoked_subcommand is not None:
         return
-    result = _with_gateway(_load(config), lambda g: _async(lambda: _all_tools(g, namespace)))
+    result, failures = _with_catalog(_load(config), lambda g: _async(lambda: _all_tools(g, namespace)))
     if as_json:
         out.print_json(data=result)
-        return
-    table = Table(title=f"{len(result)} tools")
-    table.add_column("id", no_wrap=True, style="bold")
-    table.add_column("description")
-    table.add_column("tags")
-    for row in result:
-        table.add_row(row["id"], row["short_description"], ", ".join(row["tags"]))
-    out.print(table)
+    else:
+        table = Table(title=f"{len(result)} tools")
+        table.add_column("id", no_wrap=True, style="bold")
+        table.add_column("description")
+        table.add_column("tags")
+        for row in result:
+            table.add_row(row["id"], row["short_description"], ", ".join(row["tags"]))
+        out.print(table)
+    _fail_if_incomplete(failures)
 
 
 @tools_app.command("pending")
 def tools_pending(config: ConfigOption = None, as_json: JsonOption = False) -> None:
-    """Show tools held for review: changed since approval (with the difference), or new since their backend's
-    first listing (with their whole definition)."""
+    """Show tools held for review: changed since approval (each changed field, with the changed words in colour,
+    or marked [-old-]{+new+} when piped), or new since their backend's first listing (with their whole
+    definition)."""
 
-    def held(gateway: Gateway) -> list[dict[str, Any]]:
-        return [
-            {"id": key, "new": change.new, "changed": change.changed_fields, "diff": change.diff}
-            for key, change in gateway.registry.snapshot.held.items()
-        ]
-
-    rows = _with_gateway(_load(config), lambda g: _async(lambda: held(g)))
+    held, failures = _with_catalog(_load(config), lambda g: _async(lambda: dict(g.registry.snapshot.held)))
     if as_json:
+        rows = [
+            {"id": key, "new": change.new, "changed": change.changed_fields, "diff": change.diff}
+            for key, change in held.items()
+        ]
         out.print_json(data=rows)
-        return
-    if not rows:
+    elif not held:
         out.print("No tools are held for review.")
-        return
-    for row in rows:
-        why = "is new since its backend's first listing" if row["new"] else f"changed: {', '.join(row['changed'])}"
-        out.print(f"[bold yellow]{row['id']}[/bold yellow] {why}")
-        out.print(Syntax(row["diff"], "diff", theme="ansi_dark"))
-    out.print(f"\nApprove with: aperture tools approve {' '.join(r['id'] for r in rows)}")
+    else:
+        for key, change in held.items():
+            changed = ", ".join(change.changed_fields)
+            why = "is new since its backend's first listing" if change.new else f"changed: {changed}"
+            out.print(f"[bold yellow]{escape(key)}[/bold yellow] {why}")
+            _print_changes(change.changes)
+        out.print(f"\nApprove with: aperture tools approve {' '.join(held)}")
+    _fail_if_incomplete(failures)
+
+
+_DIFF_STYLE = {"same": "", "removed": "bold red strike", "added": "bold green underline", "skipped": "dim"}
+
+
+def _print_changes(changes: list[FieldDiff]) -> None:
+    """Each field's changes, whole and wrapped to the width: changed words in colour, or, without colours (piped
+    output), marked `[-old-]{+new+}`."""
+    plain = out.color_system is None
+    for change in changes:
+        out.print(f"  [bold]{escape(change.field)}[/bold]")
+        for line in change.lines:
+            text = Text()
+            for span in line:
+                text.append(span.plain() if plain else span.text, _DIFF_STYLE[span.kind])
+            if not text:
+                out.print()
+                continue
+            for piece in text.wrap(out, max(20, out.width - 4)):
+                piece.rstrip()
+                out.print(Text.assemble("    ", piece))
 
 
 @tools_app.command("approve")
@@ -240,8 +290,9 @@ def tools_approve(
     if not tool_ids and not every:
         err.print("[red]error:[/red] name the tools to approve, or pass --all (see: aperture tools pending)")
         raise typer.Exit(2)
-    approved = _with_gateway(_load(config), lambda g: _async(lambda: g.approve(tool_ids or (), every=every)))
+    approved, failures = _with_catalog(_load(config), lambda g: _async(lambda: g.approve(tool_ids or (), every=every)))
     out.print(f"Approved {len(approved)} tool(s): {', '.join(approved) or 'none were held'}")
+    _fail_if_incomplete(failures)
 
 
 @contextlib.contextmanager
@@ -514,14 +565,18 @@ def search(
         await anyio.to_thread.run_sync(gateway.index.wait_ready)
         return gateway.search(query, limit=limit, namespace=namespace, tags=tag or (), intent=intent)
 
-    result = _with_gateway(_load(config), work)
+    result, failures = _with_catalog(_load(config), work)
     if as_json:
         out.print_json(data=result)
-        return
-    confidence = result.get("confidence", "none")
-    if not result["tools"]:
+    elif not result["tools"]:
         out.print(f"[yellow]No results.[/yellow] {escape(result.get('reason', ''))}")
-        return
+    else:
+        _print_hits(query, result)
+    _fail_if_incomplete(failures)
+
+
+def _print_hits(query: str, result: dict[str, Any]) -> None:
+    confidence = result.get("confidence", "none")
     table = Table(title=f"search: {escape(query)}", caption=f"confidence: {_CONFIDENCE_STYLE[confidence]}")
     table.add_column("#", justify="right")
     table.add_column("id", no_wrap=True, style="bold")
@@ -589,10 +644,15 @@ def describe(
     if detail not in ("summary", "schema", "full"):
         err.print(f"[red]error:[/red] --detail must be summary, schema or full; got {escape(detail)!r}")
         raise typer.Exit(2)
-    doc = _with_gateway(_load(config), lambda g: _async(lambda: g.describe(tool_id, detail)))
+    doc, failures = _with_catalog(_load(config), lambda g: _async(lambda: g.describe(tool_id, detail)))
     if as_json:
         out.print_json(data=doc)
-        return
+    else:
+        _print_doc(doc)
+    _fail_if_incomplete(failures)
+
+
+def _print_doc(doc: dict[str, Any]) -> None:
     out.print(f"[bold]{doc['id']}[/bold]  {escape(', '.join(doc['tags']))}")
     out.print(escape(doc["description"]))
     if "input_schema" in doc:

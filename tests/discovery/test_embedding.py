@@ -88,7 +88,7 @@ def test_another_version_or_a_missing_file_is_a_clear_error() -> None:
     with pytest.raises(EmbeddingModelError, match=r"without nowhere/model\.onnx"):
         no_file.locate()
     no_package = _PackagedFile("no-such-model-package", "1.0", "model.onnx", MODEL_FILE.sha256)
-    with pytest.raises(SemanticUnavailableError, match=r"aperture-gateway\[semantic\]"):
+    with pytest.raises(SemanticUnavailableError, match=r"pip install -e '\.\[semantic\]'"):
         no_package.locate()
 
 
@@ -97,7 +97,7 @@ def test_without_the_extra_semantic_search_says_what_to_install(monkeypatch: pyt
     assert not semantic_available()
     assert isinstance(default_strategy(), BM25Strategy)
     for name in ("semantic", "hybrid"):
-        with pytest.raises(SemanticUnavailableError, match=r"pip install 'aperture-gateway\[semantic\]'") as info:
+        with pytest.raises(SemanticUnavailableError, match=r"pip install -e '\.\[semantic\]'") as info:
             strategy_named(name)
         assert "onnxruntime" in info.value.message
     with pytest.raises(SemanticUnavailableError):

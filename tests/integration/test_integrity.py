@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from mcp import Client
 from typer.testing import CliRunner
 
+import aperture
 from aperture.cli import app
 from aperture.config import load_config
 from aperture.gateway import Gateway
@@ -23,12 +25,23 @@ pytestmark = pytest.mark.anyio
 
 
 def write_config(
-    tmp_path: Path, *, poisoned: bool, policy: str = "hold", new_tools: str | None = None, extra: int = 0
+    tmp_path: Path,
+    *,
+    poisoned: bool,
+    policy: str = "hold",
+    new_tools: str | None = None,
+    extra: int = 0,
+    long_echo: int = 0,
+    twin: bool = False,
 ) -> Path:
     args = [str(FIXTURES / "upstream_server.py"), *(["--poisoned"] if poisoned else [])]
     args += ["--tools", str(extra)] if extra else []
+    args += ["--long-echo", str(long_echo)] if long_echo else []
     integrity = {"policy": policy} | ({"new_tools": new_tools} if new_tools else {})
-    config = {"integrity": integrity, "mcpServers": {"fixture": {"command": sys.executable, "args": args}}}
+    servers = {"fixture": {"command": sys.executable, "args": args}}
+    if twin:  # a second backend: the catalog is published once per backend as the gateway starts
+        servers["twin"] = {"command": sys.executable, "args": [str(FIXTURES / "upstream_server.py")]}
+    config = {"integrity": integrity, "mcpServers": servers}
     path = tmp_path / "aperture.json"
     path.write_text(json.dumps(config))
     return path
@@ -147,3 +160,43 @@ async def test_by_default_a_tool_added_after_the_first_listing_is_served(tmp_pat
         assert gw.index.get("fixture:extra_0000") is not None
     store = json.loads((tmp_path / ".aperture" / "fingerprints.json").read_text())
     assert "fixture:extra_0000" in store  # recorded as first seen: a later change to it is held
+
+
+async def piped_cli(*args: str) -> tuple[int, str, str]:
+    """The command line as a person runs it with its output piped (`| cat`): no terminal, no colours, and this
+    checkout's sources."""
+    src = str(Path(aperture.__file__).parents[1])
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "FORCE_COLOR", "NO_COLOR")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
+    done = await anyio.run_process([sys.executable, "-m", "aperture.cli", *args], env=env, check=False)
+    return done.returncode, done.stdout.decode(), done.stderr.decode()
+
+
+async def test_pending_shows_the_whole_change_word_by_word_when_piped(tmp_path: Path) -> None:
+    async with Gateway(load_config(write_config(tmp_path, poisoned=False, long_echo=1))):
+        pass  # the long definition, approved
+    changed = write_config(tmp_path, poisoned=False, long_echo=2)
+    code, shown, _ = await piped_cli("tools", "pending", "--config", str(changed))
+    assert code == 0, shown
+    assert max(len(line) for line in shown.splitlines()) <= 80  # wrapped to the width, not cut at it
+    words = " ".join(shown.split())
+    assert "fixture:echo changed: description, input_schema" in words
+    # A few words changed deep inside a long description: marked, with the rest of it whole around them.
+    assert (
+        "description Echo the text back, exactly as it was given, so that a client can check the round trip "
+        "through the gateway. It keeps whitespace and line breaks and never changes the case of a letter. It "
+        "answers with one text block. It [-never-]{+also+} reads [-or-]{+and+} sends local files. Use it to test "
+        "connections, not to store or transform data, and expect it to answer within a second. input_schema"
+    ) in words
+    # Inside the schema: a changed word in a property's description, and a property added.
+    assert '"description": "The text to echo back, up to [-1000-]{+5000+} characters long.",' in words
+    assert '{+"path": {+} {+"type": "string"+} {+},+}' in words
+
+
+async def test_a_held_tool_is_warned_about_once_per_command(tmp_path: Path) -> None:
+    async with Gateway(load_config(write_config(tmp_path, poisoned=False, twin=True))):
+        pass
+    poisoned = str(write_config(tmp_path, poisoned=True, twin=True))
+    for command in (["tools"], ["tools", "pending"]):
+        code, _, logged = await piped_cli(*command, "--config", poisoned)
+        assert code == 0 and logged.count("tool fixture:echo changed") == 1, logged

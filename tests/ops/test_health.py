@@ -8,12 +8,14 @@ import re
 import sys
 from typing import Any
 
+import anyio
 import httpx2
 import pytest
 from typer.testing import CliRunner
 
 from aperture.cli import app
 from aperture.config import Config, parse_config
+from aperture.execution import McpBackend
 from aperture.gateway import Gateway
 from aperture.ops.http import OpsHttpApp
 from tests.conftest import FIXTURES, TEST_CONFIG
@@ -108,3 +110,18 @@ async def test_list_namespaces_names_no_upstream_command_line() -> None:
     async with Gateway(detail_config()) as gw:
         rows = (await gw.list_namespaces())["namespaces"]
     assert re.fullmatch(r"\d+ tools from \[redacted\]", rows[0]["message"]) and UPSTREAM not in json.dumps(rows)
+
+
+async def test_list_namespaces_says_when_the_next_start_attempt_really_is() -> None:
+    missing = {"name": "gone", "kind": "mcp", "command": ["aperture-no-such-command"]}
+    async with Gateway(parse_config({"search": {"strategy": "bm25"}, "backends": [missing]})) as gw:
+        backend = gw.registry.get("gone")
+        assert isinstance(backend, McpBackend)
+        with anyio.fail_after(5):
+            while backend.restarts < 3:  # attempts 0.5 s, then 1 s apart; the next one 2 s after the third
+                await anyio.sleep(0.01)
+        row = (await gw.list_namespaces())["namespaces"][0]
+        ready = (await gw.ops.health.readiness())["backends"][0]
+    for message in (row["message"], ready["message"]):  # not the 0.5 s of the first failure, long past
+        found = re.search(r"Next start attempt in ([\d.]+) s", message)
+        assert found is not None and 1.0 < float(found.group(1)) <= 2.0, message

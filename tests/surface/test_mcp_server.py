@@ -22,8 +22,23 @@ async def test_tool_list_is_exactly_the_meta_tools(client: Client) -> None:
     listing = await client.list_tools()
     assert {t.name for t in listing.tools} == META_NAMES
     for tool in listing.tools:
-        assert tool.input_schema["additionalProperties"] is False
-        assert tool.description and len(tool.description) > 40
+        assert tool.description and len(tool.description) > 20
+        # Every argument says what it is for, in the listing an agent reads (issue 19: shorter, not fewer).
+        assert all(spec.get("description") for spec in tool.input_schema["properties"].values()), tool.name
+
+
+async def test_the_listing_is_lean_but_validation_stays_strict(client: Client) -> None:
+    search = next(t for t in (await client.list_tools()).tools if t.name == "search_tools")
+    assert "additionalProperties" not in search.input_schema  # tokens: the error below says it better
+    assert search.input_schema["properties"]["cursor"] == {
+        "type": "string",
+        "description": "nextCursor from a previous identical search, for the next page.",
+    }
+    assert search.annotations is not None and search.annotations.read_only_hint is True
+    unknown = await client.call_tool("search_tools", {"query": "x", "top_k": 3})
+    assert unknown.is_error and "unknown argument 'top_k'" in text_of(unknown)
+    explicit_null = await client.call_tool("search_tools", {"query": "miles", "cursor": None, "namespace": None})
+    assert not explicit_null.is_error, text_of(explicit_null)
 
 
 async def test_search_describe_run_session(client: Client) -> None:
@@ -31,7 +46,7 @@ async def test_search_describe_run_session(client: Client) -> None:
     assert not found.is_error
     hits = found.structured_content["tools"]
     assert hits[0]["id"] == "toolbox:convert_units"
-    assert set(hits[0]) == {"id", "name", "namespace", "short_description", "tags", "score"}
+    assert set(hits[0]) == {"id", "short_description", "tags", "score"}  # id is namespace:name: no repeats
     assert json.loads(text_of(found)) == found.structured_content
 
     doc = await client.call_tool("describe_tool", {"tool_id": "toolbox:convert_units", "detail_level": "schema"})
@@ -87,7 +102,7 @@ async def test_cursor_is_invalid_once_the_catalog_changes(client: Client, gatewa
 
 async def test_search_filters_by_namespace_and_tags(client: Client) -> None:
     only_faulty = await client.call_tool("search_tools", {"query": "text", "namespace": "faulty"})
-    assert {h["namespace"] for h in only_faulty.structured_content["tools"]} == {"faulty"}
+    assert {h["id"].split(":")[0] for h in only_faulty.structured_content["tools"]} == {"faulty"}
     tagged = await client.call_tool("search_tools", {"query": "date", "tags": ["calendar"]})
     assert tagged.structured_content["tools"]
     assert all("calendar" in h["tags"] for h in tagged.structured_content["tools"])

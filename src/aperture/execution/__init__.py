@@ -12,6 +12,7 @@ from aperture.execution.backends import (
     tool,
 )
 from aperture.execution.capabilities import CapabilityBackend, CapabilitySettings, HttpSettings, LoadProblem, LoadReport
+from aperture.execution.definition_diff import DiffSpan, FieldDiff
 from aperture.execution.integrity import FingerprintStore, HeldTool, IntegrityGuard, NewTools, Policy
 from aperture.execution.registry import BackendRegistry, CatalogSnapshot
 from aperture.execution.result import RunResult, ToolOutput, normalize
@@ -26,6 +27,8 @@ __all__ = [
     "CatalogSnapshot",
     "ChangeNotifier",
     "CountsUnrouted",
+    "DiffSpan",
+    "FieldDiff",
     "FingerprintStore",
     "HealthStatus",
     "HeldTool",

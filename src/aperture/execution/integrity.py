@@ -20,6 +20,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from aperture.execution.definition_diff import FieldDiff, definition_diff, whole_definition
 from aperture.model import Tool, ToolAnnotations, ToolId
 
 logger = logging.getLogger(__name__)
@@ -77,6 +78,12 @@ class HeldTool:
     @property
     def diff(self) -> str:
         return diff(self.approved, definition(self.tool))
+
+    @property
+    def changes(self) -> list[FieldDiff]:
+        """The difference, field by field and word by word (for a new tool, its whole definition, unmarked)."""
+        current = definition(self.tool)
+        return whole_definition(current) if self.new else definition_diff(self.approved, current)
 
     @property
     def changed_fields(self) -> list[str]:
@@ -159,7 +166,8 @@ class IntegrityGuard:
         self.policy = policy
         self.kinds = frozenset(kinds)
         self.new_tools = new_tools
-        self._warned: set[str] = set()
+        self._warned: set[str] = set()  # new tools told about
+        self._warned_changed: set[tuple[str, str]] = set()  # (id, fingerprint): a further change is told again
 
     def check(self, tools: Iterable[Tool]) -> tuple[list[Tool], dict[str, HeldTool]]:
         """Split tools into those served and those held.
@@ -184,7 +192,8 @@ class IntegrityGuard:
                         "tool %s is new since its backend's first listing and is held until approved", tool.key
                     )
                 continue
-            if record is None or record.get("fingerprint") == fingerprint(tool):
+            printed = fingerprint(tool)
+            if record is None or record.get("fingerprint") == printed:
                 if record is None:
                     self.store.approve(tool)
                     dirty = True
@@ -193,15 +202,18 @@ class IntegrityGuard:
             change = HeldTool(tool, record.get("definition", {}))
             if self.policy is Policy.HOLD:
                 held[tool.key] = change
-                logger.warning(
-                    "tool %s changed (%s) and is held until approved", tool.key, ", ".join(change.changed_fields)
-                )
+                # Every catalog change checks every tool again (one per backend as a gateway starts): say it once.
+                if (tool.key, printed) not in self._warned_changed:
+                    self._warned_changed.add((tool.key, printed))
+                    logger.warning(
+                        "tool %s changed (%s) and is held until approved", tool.key, ", ".join(change.changed_fields)
+                    )
                 continue
             if self.policy is Policy.ACCEPT:
                 self.store.approve(tool)
                 dirty = True
-            elif tool.key not in self._warned:
-                self._warned.add(tool.key)
+            elif (tool.key, printed) not in self._warned_changed:
+                self._warned_changed.add((tool.key, printed))
                 logger.warning("tool %s changed since it was approved: %s", tool.key, ", ".join(change.changed_fields))
             served.append(tool)
         if dirty:

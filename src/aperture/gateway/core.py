@@ -3,12 +3,10 @@ behind every surface (search, list, describe, examples, run). Surfaces translate
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any
@@ -167,6 +165,8 @@ class Gateway:
                 "Aperture checkout with: .venv/bin/pip install -e '.[ops]'"
             ) from None
         self._run = self.ops.wrap(self.runner)
+        self.has_examples = False
+        """Whether some tool of the catalog has worked examples (list_tool_examples is offered only then)."""
         self.registry.add_listener(self._on_catalog_changed)
         self._listeners: list[Callable[[], None]] = []
         self._stack: AsyncExitStack | None = None
@@ -220,6 +220,7 @@ class Gateway:
 
     def _on_catalog_changed(self, snapshot: CatalogSnapshot) -> None:
         self.index.update(snapshot, version=snapshot.version)
+        self.has_examples = any(tool.examples for tool in snapshot)
         for listener in self._listeners:
             listener()
 
@@ -311,13 +312,31 @@ class Gateway:
     def unavailable(self) -> dict[str, str]:
         """Namespace -> why its backend is down, for every backend that cannot run calls now."""
         out = {}
+        for name, error in self._stopped():
+            # Neither secrets nor command lines (the error may quote its stderr or its arguments).
+            why = self.redactor.text(self.ops.health.scrub(error))
+            out[name] = f"backend '{name}' is down ({why}); retry later or use another tool"
+        return out
+
+    def backend_failures(self) -> dict[str, str]:
+        """Backend name -> a line for its operator on why it serves no tools: it could not start (or stopped),
+        or listing its tools failed. With the command it ran, but no configured secret."""
+        stopped = dict(self._stopped())
+        failures = self.registry.snapshot.failures
+        out = {}
+        for name in self.registry.names():
+            if name in stopped:
+                out[name] = f"backend '{name}' could not start: {stopped[name]}"
+            elif name in failures:
+                out[name] = f"backend '{name}' could not list its tools: {failures[name]}"
+        return {name: self.redactor.text(line) for name, line in out.items()}
+
+    def _stopped(self) -> Iterator[tuple[str, str]]:
+        """(name, last error) of each upstream that is not running: it could not start, or it stopped."""
         for name in self.registry.names():
             backend = self.registry.get(name)
             if isinstance(backend, McpBackend) and backend.state in (UpstreamState.DOWN, UpstreamState.CLOSED):
-                # Neither secrets nor command lines (the error may quote its stderr or its arguments).
-                why = self.redactor.text(self.ops.health.scrub(backend.last_error or "it is not running"))
-                out[name] = f"backend '{name}' is down ({why}); retry later or use another tool"
-        return out
+                yield name, backend.last_error or "it is not running"
 
     def list_tools(
         self,
@@ -365,9 +384,7 @@ class Gateway:
                     "tool_count": counts.get(name, 0),
                     "backend_kind": backend.kind if backend else "",
                     "healthy": bool(status and status.healthy) and name not in snapshot.failures,
-                    "message": self.redactor.text(
-                        self.ops.health.scrub(snapshot.failures.get(name) or (status.message if status else ""))
-                    ),
+                    "message": self.redactor.text(self.ops.health.message(name, status)),
                 }
             )
         chunk = rows[offset : offset + limit]
@@ -492,8 +509,8 @@ class Gateway:
         return result
 
     def _cursor(self, offset: int, scope: str) -> str:
-        raw = json.dumps({"v": self.index.version, "o": offset, "s": scope}, separators=(",", ":"))
-        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+        # Plain `version.offset.scope`: nothing in it is secret, and an agent pays for every character.
+        return f"{self.index.version}.{offset}.{scope}"
 
     def _rights(self) -> Any:
         """What the caller's rights are (None without auth rules): part of a cursor's scope, since pages
@@ -507,10 +524,11 @@ class Gateway:
         try:
             if len(cursor) > MAX_CURSOR:  # ours are under 100 characters; a long one is never decoded
                 raise ValueError("too long")
-            padded = cursor + "=" * (-len(cursor) % 4)
-            data = json.loads(base64.urlsafe_b64decode(padded.encode()))
-            version, offset, cursor_scope = int(data["v"]), int(data["o"]), str(data["s"])
-        except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError, RecursionError):
+            raw_version, raw_offset, cursor_scope = cursor.split(".")
+            if not (raw_version.isascii() and raw_version.isdigit() and raw_offset.isascii() and raw_offset.isdigit()):
+                raise ValueError("not a cursor")
+            version, offset = int(raw_version), int(raw_offset)
+        except ValueError:
             raise InvalidCursorError(
                 "The cursor is not one this server issued. Pass the nextCursor value exactly as received, or omit it.",
                 op=op,
@@ -579,7 +597,7 @@ def _check_limit(limit: int, op: str) -> int:
 
 def _scope(*parts: Any) -> str:
     """A short fingerprint of a query and its filters, so a cursor cannot be replayed on another query."""
-    return hashlib.sha256(json.dumps(parts, default=_canonical).encode()).hexdigest()[:12]
+    return hashlib.sha256(json.dumps(parts, default=_canonical).encode()).hexdigest()[:8]
 
 
 def _canonical(value: Any) -> Any:

@@ -47,28 +47,28 @@ class SearchToolsArgs(_Arguments):
 
 
 class ListToolsArgs(_Arguments):
-    limit: int = Field(50, ge=1, le=100, description="Maximum tools to return (1-100).")
-    cursor: str | None = Field(None, description="nextCursor from the previous page.")
-    namespace: str | None = Field(None, description="Only tools of this namespace.")
-    backend_kind: str | None = Field(None, description="Only tools of this backend kind, e.g. 'python'.")
+    limit: int = Field(50, ge=1, le=100, description="Page size.")
+    cursor: str | None = Field(None, description="nextCursor of the previous page.")
+    namespace: str | None = Field(None, description="Only this namespace.")
+    backend_kind: str | None = Field(None, description="Only this backend kind, e.g. mcp.")
 
 
 class ListNamespacesArgs(_Arguments):
-    limit: int = Field(50, ge=1, le=100, description="Maximum namespaces to return (1-100).")
-    cursor: str | None = Field(None, description="nextCursor from the previous page.")
+    limit: int = Field(50, ge=1, le=100, description="Page size.")
+    cursor: str | None = Field(None, description="nextCursor of the previous page.")
 
 
 class DescribeToolArgs(_Arguments):
-    tool_id: str = Field(description="The tool's id, 'namespace:name', as search_tools returned it.")
+    tool_id: str = Field(description="Tool id from search_tools.")
     detail_level: Literal["summary", "schema", "full"] = Field(
-        "schema", description="summary: what it does; schema: plus input/output JSON Schema; full: plus examples."
+        "schema", description="summary: what it does; schema: plus its JSON Schemas; full: plus examples."
     )
-    examples_max: int | None = Field(None, ge=0, le=5, description="At most this many examples at 'full' (0-5).")
+    examples_max: int | None = Field(None, ge=0, le=5, description="Examples at full.")
 
 
 class ListToolExamplesArgs(_Arguments):
-    tool_id: str = Field(description="The tool's id, 'namespace:name'.")
-    max: int = Field(3, ge=1, le=5, description="Maximum examples to return (1-5).")
+    tool_id: str = Field(description="Tool id.")
+    max: int = Field(3, ge=1, le=5, description="How many.")
 
 
 class RunToolArgs(_Arguments):
@@ -80,18 +80,18 @@ class RunToolArgs(_Arguments):
 
 
 class ChainStepArgs(_Arguments):
-    tool_id: str = Field(description="A tool id, as for run_tool.")
-    args: dict[str, Any] = Field(default_factory=dict, description="Its arguments, as for run_tool.")
+    tool_id: str = Field(description="Tool id.")
+    args: dict[str, Any] = Field(default_factory=dict, description="Its arguments.")
     use_previous: bool = Field(
         False,
-        description="Pass the previous step's result: as args.previous if the tool takes it, and in args as "
+        description="Give it the previous result: as args.previous if it takes that, and in args as "
         "'{{ previous.<path> }}'.",
     )
 
 
 class RunChainArgs(_Arguments):
-    steps: list[ChainStepArgs] = Field(description="The calls, in order.")
-    include_backends: bool = Field(True, description="Add each step's backend.")
+    steps: list[ChainStepArgs] = Field(description="Calls to run in order.")
+    include_backends: bool = Field(True, description="Name each step's backend.")
     include_tools: bool = Field(False, description="Add each step's tool summary.")
 
 
@@ -133,6 +133,11 @@ class MetaTool(Generic[A]):
         return _inline_definitions(tidy_schema(self.arguments.model_json_schema()))
 
     @cached_property
+    def listing_schema(self) -> dict[str, Any]:
+        """The input schema as listed: without what costs an agent tokens and tells it nothing (see `_lean`)."""
+        return _lean(self.input_schema)
+
+    @cached_property
     def validator(self) -> ArgumentValidator:
         return ArgumentValidator(self.input_schema, tool_id=self.name)
 
@@ -163,6 +168,35 @@ def _inline_definitions(schema: dict[str, Any]) -> dict[str, Any]:
 
     inlined: dict[str, Any] = inline(schema)
     return inlined
+
+
+def _lean(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema` for a listing: an optional argument is its plain type (not `anyOf [type, null]` with `default:
+    null`), no `additionalProperties` (nor in the objects of a list), no `default: false` of a flag. Validation
+    keeps the whole schema, so an explicit null is still accepted and an unknown argument still refused, with
+    the list of valid ones."""
+    properties = {}
+    for name, spec in schema.get("properties", {}).items():
+        branches = spec.get("anyOf")
+        if (
+            isinstance(branches, list)
+            and len(branches) == 2
+            and {"type": "null"} in branches
+            and spec.get("default", 0) is None
+        ):
+            (kept,) = [b for b in branches if b != {"type": "null"}]
+            spec = {**kept, **{k: v for k, v in spec.items() if k not in ("anyOf", "default")}}
+        if spec.get("additionalProperties") is True:  # JSON Schema's default (a free-form object)
+            spec = {k: v for k, v in spec.items() if k != "additionalProperties"}
+        if spec.get("type") == "boolean" and spec.get("default") is False:  # an optional flag left out is off
+            spec = {k: v for k, v in spec.items() if k != "default"}
+        if isinstance(spec.get("items"), dict) and "properties" in spec["items"]:  # a list of objects (chain steps)
+            spec = {**spec, "items": _lean(spec["items"])}
+        properties[name] = spec
+    lean = {k: v for k, v in schema.items() if k != "additionalProperties"}
+    if properties:
+        lean["properties"] = properties
+    return lean
 
 
 async def _search_tools(gateway: Gateway, call: CallContext, args: SearchToolsArgs) -> Answer:
@@ -208,51 +242,49 @@ async def _list_namespaces(gateway: Gateway, call: CallContext, args: ListNamesp
 META_TOOLS: tuple[MetaTool[Any], ...] = (
     MetaTool(
         "search_tools",
-        "Find tools for a task. Returns the best-matching tools, best first, as {id, name, namespace, "
-        "short_description, tags, score} without schemas, and a confidence: strong (the first tool fits), "
-        "weak (check its description), none (no tool fits: stop searching and tell the user no available "
-        "tool can do this). Start here; then call describe_tool on the id you pick, then run_tool.",
+        "Find tools for a task: best matches first, without schemas, and a confidence: strong (the first "
+        "fits), weak (check it), none (no tool fits: stop searching and tell the user). Then describe_tool, "
+        "then run_tool.",
         SearchToolsArgs,
         _search_tools,
     ),
     MetaTool(
         "describe_tool",
-        "Show one tool's documentation. detail_level 'schema' (the default) gives the input JSON Schema "
-        "you need for run_tool; 'full' adds examples and annotations; 'summary' is the shortest.",
+        "A tool's documentation; at detail_level schema (the default), the input schema run_tool needs.",
         DescribeToolArgs,
         _describe_tool,
     ),
     MetaTool(
         "run_tool",
-        "Run a tool by id with arguments matching its input schema (see describe_tool). Returns the tool's "
-        "own result. On invalid arguments the error lists every problem and the valid parameters: fix and retry.",
+        "Run a tool with arguments matching its input schema; returns its result. An invalid call's error "
+        "lists every problem and the valid parameters: fix and retry.",
         RunToolArgs,
         _run_tool,
         read_only=False,
     ),
     MetaTool(
         "run_chain",
-        "Run tools in order in one call; stops at the first failing step. Returns {results, final, error?}.",
+        "Run tools in order in one call; stops at the first failure.",
         RunChainArgs,
         _run_chain,
         read_only=False,
     ),
     MetaTool(
         "list_tool_examples",
-        "Show worked example calls of a tool (arguments and, where known, results).",
+        "Worked example calls of a tool.",
         ListToolExamplesArgs,
         _list_tool_examples,
+        offered=lambda gateway: gateway.has_examples,
     ),
     MetaTool(
         "list_tools",
-        "Browse tools in catalog order, optionally of one namespace or backend kind. Prefer search_tools "
-        "when you know what you need.",
+        "Browse tools in catalog order (to find one, search_tools is better).",
         ListToolsArgs,
         _list_tools,
     ),
     MetaTool(
         "list_namespaces",
-        "List the namespaces (tool sources) with their tool counts and whether their backend is healthy.",
+        "Namespaces (tool sources) with tool counts and backend health.",
         ListNamespacesArgs,
         _list_namespaces,
     ),

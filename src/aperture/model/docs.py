@@ -48,14 +48,11 @@ class ToolSummary:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "id": self.id,
-            "name": self.name,
-            "namespace": self.namespace,
-            "short_description": self.short_description,
-            "tags": list(self.tags),
-            "score": self.score,
-        }
+        # `id` is `namespace:name`: repeating the two costs an agent a dozen tokens a hit and tells it nothing.
+        out: dict[str, Any] = {"id": self.id, "short_description": self.short_description}
+        if self.tags:  # as the reference server, no empty list: tokens that say nothing
+            out["tags"] = list(self.tags)
+        out["score"] = round(self.score, 2)
         if not self.available:
             out["available"] = False
             out["unavailable_reason"] = self.unavailable_reason
@@ -68,21 +65,21 @@ def describe(tool: Tool, level: DetailLevel, *, examples_max: int = DEFAULT_EXAM
     `summary` gives id, title, description and tags; `schema` adds the input and output schemas and a
     one-line-per-parameter digest; `full` adds annotations, examples and where the tool comes from.
     """
-    doc: dict[str, Any] = {
-        "id": tool.key,
-        "name": tool.name,
-        "namespace": tool.namespace,
-        "title": tool.title or tool.annotations.title,
-        "description": tool.description,
-        "tags": list(tool.tags),
-    }
+    doc: dict[str, Any] = {"id": tool.key}
+    # What a tool does not have (a title, tags, an output schema) is left out, not sent as null or [].
+    if title := tool.title or tool.annotations.title:
+        doc["title"] = title
+    doc["description"] = tool.description
+    if tool.tags:
+        doc["tags"] = list(tool.tags)
     if tool.version:
         doc["version"] = tool.version
     if level is DetailLevel.SUMMARY:
         doc["parameters"] = [p.name for p in tool.parameters()]
         return doc
     doc["input_schema"] = dict(tool.input_schema)
-    doc["output_schema"] = dict(tool.output_schema) if tool.output_schema is not None else None
+    if tool.output_schema is not None:
+        doc["output_schema"] = dict(tool.output_schema)
     if level is DetailLevel.SCHEMA:
         return doc
     doc["annotations"] = tool.annotations.to_dict()

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from aperture.execution import BackendRegistry
+from aperture.execution import BackendRegistry, HealthStatus
 from aperture.ops.settings import HealthSettings
 
 
@@ -43,6 +43,13 @@ class HealthChecker:
             text = text.replace(secret, REDACTED)
         return text
 
+    def message(self, name: str, status: HealthStatus | None) -> str:
+        """What to say about a backend, scrubbed: its own word on being down, asked now (with when its next start
+        attempt is), before why its last listing failed, which was true when it failed."""
+        if status is not None and not status.healthy:
+            return self.scrub(status.message)
+        return self.scrub(self.registry.snapshot.failures.get(name) or (status.message if status else ""))
+
     def liveness(self) -> dict[str, Any]:
         """The process is up and serving (no backend checks: liveness must not depend on them)."""
         return {"status": "ok"}
@@ -69,7 +76,7 @@ class HealthChecker:
                 "healthy": healthy,
                 "required": name in required,
                 "latency_ms": round(status.latency_ms, 3) if status else None,
-                "message": self.scrub(failures.get(name) or (status.message if status else "")),
+                "message": self.message(name, status),
             }
             if name in breakers:
                 row["breaker"] = breakers[name]

@@ -197,7 +197,7 @@ class McpBackend:
                         logger.info("upstream %s ready: %d tools", self._name, len(self._tools))
                         await broken.wait()
                 except Exception as exc:
-                    if isinstance(self.target, StdioTarget):
+                    if isinstance(self.target, StdioTarget) and watch.pid is not None:  # (None: it never started)
                         with anyio.move_on_after(1):  # let the exit code arrive before explaining
                             await watch.exited.wait()
                     self.last_error = explain_failure(exc, watch, starting=not ready)
@@ -362,7 +362,8 @@ class McpBackend:
 
     async def list_tools(self) -> Sequence[Tool]:
         if self.state is not UpstreamState.READY and not self._tools:
-            raise BackendUnavailableError(self._unavailable_reason(), backend_kind=self.kind)
+            # Without the time of the next attempt: the registry keeps this text, and it would go stale.
+            raise BackendUnavailableError(f"{self.last_error or 'it is not running'}.", backend_kind=self.kind)
         return [tool for tool, _ in self._tools.values()]
 
     async def get_tool(self, name: str) -> Tool | None:
@@ -522,12 +523,13 @@ class McpBackend:
             raise BackendUnavailableError(self._unavailable_message(), backend_kind=self.kind)
         return client
 
-    def _unavailable_reason(self) -> str:
-        wait = max(0.0, self._retry_at - time.monotonic())
-        return f"{self.last_error or 'it is not running'}. Next start attempt in {wait:.1f} s."
-
     def _unavailable_message(self) -> str:
-        return f"Backend '{self._name}' is unavailable: {self._unavailable_reason()} Retry after that."
+        """Why calls fail now, and when the next start attempt is: from the time of asking, never of failing."""
+        wait = self._retry_at - time.monotonic()
+        when = f"Next start attempt in {wait:.1f} s." if wait > 0 else "A start attempt is under way."
+        return (
+            f"Backend '{self._name}' is unavailable: {self.last_error or 'it is not running'}. {when} Retry after that."
+        )
 
     # --- resources and prompts (forwarded as they are) ------------------------------------------
 

@@ -53,8 +53,10 @@ def meta_listing(tool: MetaTool[Any]) -> mcp_types.Tool:
     return mcp_types.Tool(
         name=tool.name,
         description=tool.description,
-        input_schema=tool.input_schema,
-        annotations=mcp_types.ToolAnnotations(read_only_hint=tool.read_only, open_world_hint=not tool.read_only),
+        input_schema=tool.listing_schema,
+        # readOnlyHint lets a client run search and describe without asking; what MCP assumes when unset
+        # (readOnlyHint false for run_tool) and openWorldHint are left unsaid: an agent pays for every token.
+        annotations=mcp_types.ToolAnnotations(read_only_hint=True) if tool.read_only else None,
     )
 
 
