@@ -4,3 +4,27 @@ Above execution and discovery, below ops, config, the gateway and the surfaces: 
 gets the ops-wrapped way to run a tool, and the caller, through `CallContext`, so every step of a chain or
 skill runs as its caller with every rule applied.
 """
+
+from aperture.compose.skills import (
+    InstructionSkill,
+    Limits,
+    Recipe,
+    SkillBackend,
+    SkillHost,
+    SkillReport,
+    SkillsSettings,
+)
+from aperture.compose.templates import Expression, ExpressionError, Template
+
+__all__ = [
+    "Expression",
+    "ExpressionError",
+    "InstructionSkill",
+    "Limits",
+    "Recipe",
+    "SkillBackend",
+    "SkillHost",
+    "SkillReport",
+    "SkillsSettings",
+    "Template",
+]
