@@ -13,11 +13,12 @@ import mcp_types
 import pytest
 from mcp import Client
 
-from aperture.compose.skills import LIMITS_KEY, Limits
+from aperture.compose.skills import LIMITS_KEY, Limits, compile_recipe
+from aperture.config import load_config, parse_config
 from aperture.execution import CallContext
 from aperture.gateway import Gateway
 from aperture.gateway.metatools import META_TOOLS_BY_NAME
-from aperture.model import UnknownToolError
+from aperture.model import ConfigError, UnknownToolError
 from aperture.ops.identity import IDENTITY_KEY, Identity
 from aperture.surface.mcp import McpSurface
 from tests.compose.skill_gateways import EXAMPLE_SKILLS, reloaded, skills_gateway, until, write
@@ -484,3 +485,63 @@ async def test_limits_travel_only_to_the_skill_they_were_given_for() -> None:
     async with skills_gateway() as gw:
         refused = await gw.run("skills:publish_note", NOTE, CallContext(meta={LIMITS_KEY: narrowed}))
         assert refused.error is not None and "has 4 steps; a run may take at most 1" in refused.error.message
+
+
+def test_the_skills_section_is_checked_with_the_configuration(tmp_path: Path) -> None:
+    clash = {"backends": [{"name": "skills", "kind": "python", "module": "toolbox"}], "skills": {"paths": ["s"]}}
+    with pytest.raises(ConfigError, match=r"skills\.namespace 'skills' is also a backend's name"):
+        parse_config(clash)
+    with pytest.raises(ConfigError, match=r"skills\.paths: Field required"):
+        parse_config({"skills": {}})
+    config = write(tmp_path, "aperture.yaml", "skills: {paths: [mine/], namespace: recipes, max_foreach: 5}\n")
+    loaded = load_config(config)
+    assert loaded.skills is not None and loaded.resolve(loaded.skills.paths[0]) == tmp_path / "mine"
+
+
+async def test_a_missing_skills_directory_is_reported_and_the_gateway_serves(tmp_path: Path) -> None:
+    async with skills_gateway(tmp_path / "nowhere", tmp_path) as gw:
+        assert gw.skills is not None and gw.skills.report is not None
+        assert [p.reason for p in gw.skills.report.errors] == [
+            "the skills directory does not exist: create it or fix skills.paths in the configuration"
+        ]
+        assert (await gw.run("toolbox:slugify", {"text": "A B"})).structured == {"result": "a-b"}
+
+
+STEP = {"id": "a", "tool_id": "t:lookup", "args": {"word": "x"}}
+RECIPE_PROBLEMS: dict[str, tuple[dict[str, Any], str]] = {
+    "bad step id": ({"steps": [{**STEP, "id": "1st"}]}, "steps[0].id: a step id is a letter or _"),
+    "same step id": ({"steps": [STEP, STEP]}, "steps[1].id: step 1 has the same id"),
+    "bad tool id": ({"steps": [{**STEP, "tool_id": "lookup"}]}, "steps[0].tool_id: it has no namespace"),
+    "bad name": ({"name": "two words", "steps": [STEP]}, "name: the name contains characters outside"),
+    "inputs not an object": ({"inputs": {"type": "string"}, "steps": [STEP]}, "inputs: the inputs schema describes"),
+    "inputs not a schema": ({"inputs": {"properties": {"a": {"type": 3}}}, "steps": [STEP]}, "not a valid JSON Schema"),
+    "previous at the start": (
+        {"steps": [{**STEP, "args": {"word": "{{ previous.result }}"}}]},
+        "'previous' is the step before, and the first step has none",
+    ),
+    "when does not parse": ({"steps": [{**STEP, "when": "{{ a[ }}"}]}, "steps[0].when: 'a[' is not a valid"),
+    "foreach reads a later step": (
+        {"steps": [{**STEP, "foreach": "{{ steps.b.result }}"}, {**STEP, "id": "b"}]},
+        "steps[0].foreach: steps.b is step 2",
+    ),
+    "item outside foreach": ({"steps": [{**STEP, "args": {"word": "{{ item }}"}}]}, "'item' is not something"),
+    "output reads no step": ({"steps": [STEP], "output": {"x": "{{ steps.z }}"}}, "output.x: steps.z names no step"),
+}
+
+
+@pytest.mark.parametrize("case", list(RECIPE_PROBLEMS), ids=list(RECIPE_PROBLEMS))
+def test_a_recipe_is_checked_on_its_own_when_it_loads(case: str) -> None:
+    definition, reason = RECIPE_PROBLEMS[case]
+    recipe, problems = compile_recipe({"name": "r", **definition})
+    assert recipe is None and any(reason in p.reason for p in problems), [p.reason for p in problems]
+
+
+async def test_a_recipe_longer_than_max_steps_does_not_load(tmp_path: Path) -> None:
+    steps = "\n".join(f"  - {{id: s{i}, tool_id: 't:lookup', args: {{word: x}}}}" for i in range(4))
+    write(tmp_path, "long.yaml", f"name: long\nsteps:\n{steps}\n")
+    (tmp_path / "list.yaml").write_text("- just\n- a list\n")
+    async with skills_gateway(tmp_path, max_steps=3) as gw:
+        assert gw.skills is not None and gw.skills.report is not None
+        reasons = sorted(p.reason for p in gw.skills.report.errors)
+        assert reasons[0].startswith("a recipe file holds a mapping")
+        assert reasons[1].startswith("the recipe has 4 steps; skills.max_steps allows 3")
