@@ -317,6 +317,9 @@ async def _reload_on_sighup(gateway: Gateway) -> None:
         async for _ in signals:
             for name, report in (await gateway.reload_capabilities()).items():
                 logging.getLogger("aperture").warning("reloaded capabilities %s: %s", name, report.summary())
+            skills = await gateway.reload_skills()
+            if skills is not None:
+                logging.getLogger("aperture").warning("reloaded skills: %s", skills.summary())
 
 
 capabilities_app = typer.Typer(

@@ -14,5 +14,33 @@ from aperture.compose.chain import (
     fill_templates,
     run_chain,
 )
+from aperture.compose.skills import (
+    InstructionSkill,
+    Limits,
+    Recipe,
+    SkillBackend,
+    SkillHost,
+    SkillReport,
+    SkillsSettings,
+)
+from aperture.compose.templates import Expression, ExpressionError, Template
 
-__all__ = ["ChainResult", "ChainSettings", "ChainStep", "StepResult", "TemplateError", "fill_templates", "run_chain"]
+__all__ = [
+    "ChainResult",
+    "ChainSettings",
+    "ChainStep",
+    "Expression",
+    "ExpressionError",
+    "InstructionSkill",
+    "Limits",
+    "Recipe",
+    "SkillBackend",
+    "SkillHost",
+    "SkillReport",
+    "SkillsSettings",
+    "StepResult",
+    "Template",
+    "TemplateError",
+    "fill_templates",
+    "run_chain",
+]

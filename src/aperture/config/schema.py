@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from aperture.compose import ChainSettings
+from aperture.compose.skills.settings import SkillsSettings
 from aperture.discovery import default_cache_dir, semantic_available
 from aperture.discovery.embedding import INSTALL_HINT
 from aperture.execution.backends.mcp_env import DEFAULT_INHERITED_ENV, INHERIT_ALL
@@ -348,6 +349,9 @@ class Config(_Section):
     chain: ChainSettings = Field(
         default_factory=ChainSettings, description="Limits on run_chain: steps and total time (docs/composition.md)."
     )
+    skills: SkillsSettings | None = Field(
+        None, description="Recipe and instruction skills, served as tools skills:<name> (docs/composition.md)."
+    )
     base_dir: Path = Field(Path("."), exclude=True, description="Directory relative paths are resolved against.")
     config_file: Path | None = Field(None, exclude=True, description="The file this came from, if any.")
     secret_values: tuple[str, ...] = Field(
@@ -365,6 +369,11 @@ class Config(_Section):
             if backend.name in seen:
                 raise ValueError(f"two backends are named '{backend.name}'; names must be unique (they are namespaces)")
             seen.add(backend.name)
+        if self.skills is not None and self.skills.namespace in seen:
+            raise ValueError(
+                f"skills.namespace '{self.skills.namespace}' is also a backend's name; give the skills another "
+                "namespace (or rename the backend), since both name tool ids"
+            )
         return self
 
     def state_path(self, path: str) -> Path | None:

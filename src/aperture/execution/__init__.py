@@ -1,6 +1,15 @@
 """Execution: the `Backend` protocol, the registry, backends and the run pipeline."""
 
-from aperture.execution.backend import Backend, CallContext, ChangeNotifier, CountsUnrouted, HealthStatus, ProgressFn
+from aperture.execution.backend import (
+    Backend,
+    CallContext,
+    ChangeNotifier,
+    CountsUnrouted,
+    HealthStatus,
+    ProgressFn,
+    ResourceSource,
+    ToolResources,
+)
 from aperture.execution.backends import (
     HttpTarget,
     McpBackend,
@@ -43,6 +52,7 @@ __all__ = [
     "Policy",
     "ProgressFn",
     "PythonBackend",
+    "ResourceSource",
     "RestartPolicy",
     "RunFn",
     "RunResult",
@@ -50,6 +60,7 @@ __all__ = [
     "StdioTarget",
     "ToolCall",
     "ToolOutput",
+    "ToolResources",
     "ToolSpec",
     "UpstreamState",
     "closest_ids",

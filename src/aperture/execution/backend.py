@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
+import mcp_types
+
 from aperture.model import Tool
 
 ProgressFn = Callable[[float, float | None, str | None], Awaitable[None]]
@@ -90,3 +92,31 @@ class ChangeNotifier(Protocol):
     """A backend whose tool list can change while it runs; the registry listens for that."""
 
     def set_change_listener(self, listener: Callable[[str], None] | None) -> None: ...
+
+
+@runtime_checkable
+class ResourceSource(Protocol):
+    """A backend that offers MCP resources besides its tools (an upstream MCP server; the skills, their files).
+
+    The MCP surface lists and reads every source's resources, each as its caller may see them.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    async def list_resources(self) -> list[mcp_types.Resource]: ...
+
+    async def list_resource_templates(self) -> list[mcp_types.ResourceTemplate]: ...
+
+    async def read_resource(self, uri: str) -> mcp_types.ReadResourceResult: ...
+
+    async def subscribe_resource(self, uri: str, subscribe: bool = True) -> None: ...
+
+
+@runtime_checkable
+class ToolResources(Protocol):
+    """A resource source whose resources belong to its tools: a caller that may not see the tool may not read them."""
+
+    def resource_tool(self, uri: str) -> str | None:
+        """The id of the tool `uri` belongs to (None: to none)."""
+        ...

@@ -43,7 +43,7 @@ class NewTools(StrEnum):
 
 def definition(tool: Tool) -> dict[str, Any]:
     """The parts of a tool that a model reads or that shape its calls."""
-    return {
+    out = {
         "name": tool.name,
         "title": tool.title,
         "description": tool.description,
@@ -51,6 +51,9 @@ def definition(tool: Tool) -> dict[str, Any]:
         "output_schema": tool.output_schema,
         "annotations": tool.annotations.to_dict(),
     }
+    if tool.instructions:  # only when there are some, so fingerprints approved before stay as they were
+        out["instructions"] = tool.instructions
+    return out
 
 
 def fingerprint(tool: Tool) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 
 import anyio
 
-from aperture.compose import ChainResult, ChainStep, run_chain
+from aperture.compose import ChainResult, ChainStep, SkillBackend, SkillHost, SkillReport, SkillsSettings, run_chain
 from aperture.config import BackendConfig, CapabilitiesBackendConfig, Config, EngineBackendConfig, PythonBackendConfig
 from aperture.discovery import (
     MAX_INTENT,
@@ -148,6 +148,8 @@ class Gateway:
         self.registry = registry or BackendRegistry(guard=self.guard)
         self.index = _index(self.config)
         timeouts = {b.name: b.timeout for b in self.config.backends if b.timeout is not None}
+        if self.config.skills is not None:  # a skill stops itself at its own timeout, naming the step it was on
+            timeouts[self.config.skills.namespace] = self.config.skills.timeout + 5.0
         # Every configured credential, taken out of results, errors and log records (capability files add theirs).
         self.redactor = Redactor(self.config.secret_values)
         self.runner = Runner(
@@ -170,6 +172,8 @@ class Gateway:
         self.registry.add_listener(self._on_catalog_changed)
         self._listeners: list[Callable[[], None]] = []
         self._stack: AsyncExitStack | None = None
+        self.skills: SkillBackend | None = None
+        """The skills backend, when the configuration has a `skills:` section (registered on entering)."""
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -188,6 +192,11 @@ class Gateway:
                         starting.start_soon(backend.start, task_group)
             for backend in backends:
                 await self.registry.register(backend)
+            if self.config.skills is not None:  # last: its recipes are checked against the others' tools
+                self.skills = self._skill_backend(self.config.skills)
+                await self.skills.start(task_group)
+                await self.registry.register(self.skills)
+                self.registry.add_listener(self.skills.catalog_changed)
             if self.index.version != self.registry.snapshot.version:
                 self.index.update(self.registry.snapshot, version=self.registry.snapshot.version)
             task_group.start_soon(self.registry.watch_changes)
@@ -233,6 +242,25 @@ class Gateway:
                 reports[name] = await backend.reload()
                 await self.registry.refresh(name)
         return reports
+
+    async def reload_skills(self) -> SkillReport | None:
+        """Read the skills' files again now and reindex (SIGHUP to `serve` does this too); None without skills."""
+        if self.skills is None:
+            return None
+        report = await self.skills.reload()
+        await self.registry.refresh(self.skills.name)
+        return report
+
+    def _skill_backend(self, settings: SkillsSettings) -> SkillBackend:
+        """The skills backend, running each step through this gateway as the caller."""
+        host = SkillHost(
+            run=self.run,
+            catalog=lambda: self.registry.snapshot,
+            may_see=lambda tool_id, ctx: self.access(ctx).may_see_tool(tool_id),
+            unknown=lambda tool_id, ctx: self.ops.unknown_tool(tool_id, ctx),
+        )
+        paths = [self.config.resolve(p) for p in settings.paths]
+        return SkillBackend(settings.namespace, paths, settings, host=host)
 
     # --- who sees what -------------------------------------------------------------------------
 

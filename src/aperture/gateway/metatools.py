@@ -7,17 +7,19 @@ Names and argument names follow the reference server (metatools-mcp), so its use
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from aperture.compose import ChainStep
+from aperture.compose import ChainStep, Recipe, SkillBackend
+from aperture.compose.skills import LIMITS_KEY, Skill
 from aperture.discovery import MAX_INTENT, MAX_QUERY
 from aperture.execution import CallContext, RunResult
-from aperture.model import ArgumentValidator
+from aperture.model import ArgumentValidator, InvalidRequestError, UnknownToolError
 from aperture.model._schema import tidy_schema
 
 if TYPE_CHECKING:
@@ -108,6 +110,29 @@ class Report(Protocol):
 Answer = dict[str, Any] | RunResult | Report
 """What a meta-tool answers: a JSON object, (run_tool) the tool's own result, which surfaces pass on, or a
 `Report` (run_chain)."""
+
+
+class ListSkillsArgs(_Arguments):
+    pass
+
+
+class DescribeSkillArgs(_Arguments):
+    skill_id: str = Field(description="The skill's id, 'skills:<name>', as list_skills gives it.")
+
+
+class PlanSkillArgs(_Arguments):
+    skill_id: str | None = Field(None, description="The skill's id (or give skill).")
+    skill: dict[str, Any] | None = Field(
+        None, description="An inline recipe: {name, inputs?, steps: [{id, tool_id, args, when?, foreach?}], output?}."
+    )
+    inputs: dict[str, Any] = Field(default_factory=dict, description="The skill's inputs, matching its schema.")
+
+
+class RunSkillArgs(PlanSkillArgs):
+    max_steps: int | None = Field(None, ge=1, description="Refuse a skill with more steps.")
+    max_tool_calls: int | None = Field(None, ge=1, description="Stop past this many tool calls.")
+    timeout_ms: int | None = Field(None, ge=1, description="Stop the run after this long.")
+
 
 A = TypeVar("A", bound=_Arguments)
 
@@ -239,6 +264,113 @@ async def _list_namespaces(gateway: Gateway, call: CallContext, args: ListNamesp
     return await gateway.list_namespaces(limit=args.limit, cursor=args.cursor)
 
 
+def _skill_backend(gateway: Gateway) -> SkillBackend:
+    if gateway.skills is None:
+        raise InvalidRequestError("This gateway serves no skills (the configuration has no skills: section).")
+    return gateway.skills
+
+
+def _has_skills(gateway: Gateway) -> bool:
+    return gateway.skills is not None and len(gateway.skills.skills) > 0
+
+
+def _visible_skill(gateway: Gateway, call: CallContext, skill_id: str, op: str) -> Skill:
+    """The skill `skill_id` if the caller may use it; else the error of an unknown one (naming only skills the
+    caller may use, and, for one it may use that does not load, why)."""
+    skills = _skill_backend(gateway)
+    access = gateway.access(call)
+    skill = skills.lookup(skill_id)
+    if skill is not None and access.may_see_tool(skills.tool_id(skill)):
+        return skill
+    name = skill_id.split(":", 1)[1] if skill_id.startswith(f"{skills.name}:") else skill_id
+    visible = [skills.tool_id(s) for s in skills.skills.by_name.values() if access.may_see_tool(skills.tool_id(s))]
+    error = UnknownToolError(skill_id, difflib.get_close_matches(f"{skills.name}:{name}", visible, n=3, cutoff=0.6))
+    problems = skills.why_missing(name) if access.may_see_tool(f"{skills.name}:{name}") else []
+    if problems:
+        reasons = "; ".join(f"line {p.line}: {p.reason}" if p.line else p.reason for p in problems[:5])
+        error.message = f"Skill '{name}' is not available: its definition has problems ({reasons})."
+    else:
+        hint = f" Did you mean: {', '.join(error.details['closest'])}?" if error.details["closest"] else ""
+        error.message = f"No skill {skill_id!r}.{hint} list_skills shows the skills."
+    error.args = (error.message,)
+    error.op = op
+    raise error
+
+
+def _recipe_of(gateway: Gateway, call: CallContext, args: PlanSkillArgs, op: str) -> tuple[str, Skill]:
+    """`(tool id or inline name, skill)` for `skill_id` or an inline `skill`."""
+    skills = _skill_backend(gateway)
+    if (args.skill_id is None) == (args.skill is None):
+        raise InvalidRequestError(
+            "Give either skill_id (a skill list_skills shows) or skill (an inline recipe).", op=op
+        )
+    if args.skill_id is not None:
+        skill = _visible_skill(gateway, call, args.skill_id, op)
+        return skills.tool_id(skill), skill
+    try:
+        recipe = skills.compile_inline(args.skill or {})
+    except InvalidRequestError as error:
+        error.op = op
+        raise
+    return f"inline:{recipe.name}", recipe
+
+
+async def _list_skills(gateway: Gateway, call: CallContext, args: ListSkillsArgs) -> Answer:
+    skills = _skill_backend(gateway)
+    access = gateway.access(call)
+    rows = []
+    for skill in skills.skills.by_name.values():
+        tool_id = skills.tool_id(skill)
+        if access.may_see_tool(tool_id):
+            steps = len(skill.steps) if isinstance(skill, Recipe) else 0
+            rows.append(
+                {
+                    "id": tool_id,
+                    "name": skill.name,
+                    "description": skill.description,
+                    "kind": skill.kind,
+                    "stepCount": steps,
+                }
+            )
+    return {"skills": rows}
+
+
+async def _describe_skill(gateway: Gateway, call: CallContext, args: DescribeSkillArgs) -> Answer:
+    skill = _visible_skill(gateway, call, args.skill_id, "describe_skill")
+    return {"skill": {"id": _skill_backend(gateway).tool_id(skill), **skill.to_dict()}}
+
+
+async def _plan_skill(gateway: Gateway, call: CallContext, args: PlanSkillArgs) -> Answer:
+    skills = _skill_backend(gateway)
+    shown, skill = _recipe_of(gateway, call, args, "plan_skill")
+    if not isinstance(skill, Recipe):
+        note = "An instruction skill has no steps: run_tool (or run_skill) on it returns its instructions."
+        return {"plan": {"id": shown, "name": skill.name, "steps": []}, "note": note}
+    inputs = skills.validate_inputs(skill, args.inputs)
+    return {"plan": {"id": shown, **skills.plan(skill, inputs, call, skills.limits)}}
+
+
+async def _run_skill(gateway: Gateway, call: CallContext, args: RunSkillArgs) -> Answer:
+    skills = _skill_backend(gateway)
+    shown, skill = _recipe_of(gateway, call, args, "run_skill")
+    timeout = args.timeout_ms / 1000 if args.timeout_ms is not None else None
+    limits = skills.limits.narrowed(max_steps=args.max_steps, max_tool_calls=args.max_tool_calls, timeout=timeout)
+    if args.skill_id is not None:  # the same call as run_tool on the skill's id, with these limits
+        return await gateway.run(shown, args.inputs, replace(call, meta={**call.meta, LIMITS_KEY: limits}))
+    assert isinstance(skill, Recipe)
+    inputs = skills.validate_inputs(skill, args.inputs)
+    with gateway.ops.audited("run_skill", shown):
+        output = await skills.run_inline(skill, inputs, call, limits)
+    duration = float(output.structured.get("durationMs", 0.0)) if isinstance(output.structured, dict) else 0.0
+    return RunResult(
+        tool_id=shown,
+        content=output.content,
+        structured=output.structured,
+        is_error=output.is_error,
+        duration_ms=duration,
+    )
+
+
 META_TOOLS: tuple[MetaTool[Any], ...] = (
     MetaTool(
         "search_tools",
@@ -287,6 +419,35 @@ META_TOOLS: tuple[MetaTool[Any], ...] = (
         "Namespaces (tool sources) with tool counts and backend health.",
         ListNamespacesArgs,
         _list_namespaces,
+    ),
+    MetaTool(
+        "list_skills",
+        "List skills: packaged multi-step procedures (recipes) and instructions, each also a tool skills:<name>.",
+        ListSkillsArgs,
+        _list_skills,
+        offered=_has_skills,
+    ),
+    MetaTool(
+        "describe_skill",
+        "Show a skill: a recipe's inputs schema and steps, or an instruction skill's text and files.",
+        DescribeSkillArgs,
+        _describe_skill,
+        offered=_has_skills,
+    ),
+    MetaTool(
+        "plan_skill",
+        "Show the steps a skill would run with these inputs, without running them.",
+        PlanSkillArgs,
+        _plan_skill,
+        offered=_has_skills,
+    ),
+    MetaTool(
+        "run_skill",
+        "Run a skill as one call: each step's outcome and timing, the output, or the failing step and why.",
+        RunSkillArgs,
+        _run_skill,
+        read_only=False,
+        offered=_has_skills,
     ),
 )
 

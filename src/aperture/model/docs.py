@@ -63,7 +63,8 @@ def describe(tool: Tool, level: DetailLevel, *, examples_max: int = DEFAULT_EXAM
     """The tool's documentation at `level`, as a JSON object.
 
     `summary` gives id, title, description and tags; `schema` adds the input and output schemas and a
-    one-line-per-parameter digest; `full` adds annotations, examples and where the tool comes from.
+    one-line-per-parameter digest; `full` adds annotations, examples, where the tool comes from and, where the
+    tool has them, its instructions and the URIs of its resources.
     """
     doc: dict[str, Any] = {"id": tool.key}
     # What a tool does not have (a title, tags, an output schema) is left out, not sent as null or [].
@@ -86,4 +87,8 @@ def describe(tool: Tool, level: DetailLevel, *, examples_max: int = DEFAULT_EXAM
     doc["examples"] = [e.to_dict() for e in tool.examples[: max(0, examples_max)]]
     doc["backend_kind"] = tool.backend_kind
     doc["usage"] = f"run_tool(tool_id={tool.key!r}, args={{...}}) with args matching input_schema"
+    if tool.instructions:
+        doc["instructions"] = tool.instructions
+    if tool.resources:
+        doc["resources"] = list(tool.resources)
     return doc

@@ -82,6 +82,10 @@ class Tool:
     cache_ttl: float | None = None
     """Seconds a result may be reused, as the tool's definition declares (None: not declared); the ops layer's
     cache reads it."""
+    instructions: str = ""
+    """Longer guidance than the description, shown only at detail level `full` (an instruction skill's body)."""
+    resources: tuple[str, ...] = ()
+    """URIs of resources that belong with the tool (an instruction skill's files), listed at level `full`."""
 
     @property
     def name(self) -> str:

@@ -25,9 +25,9 @@ from mcp.server.subscriptions import ResourceUpdated, ServerEvent, SubscriptionB
 from mcp.shared.exceptions import MCPError
 from mcp.shared.uri_template import InvalidUriTemplate, UriTemplate
 
-from aperture.execution import McpBackend
+from aperture.execution import McpBackend, ResourceSource, ToolResources
 from aperture.execution.registry import BackendRegistry
-from aperture.model import ApertureError
+from aperture.model import ApertureError, ErrorCode
 from aperture.ops.access import OPEN, Access
 from aperture.surface.mcp.exposure import flat_name, plain_names
 from aperture.surface.mcp.sessions import on_close
@@ -73,17 +73,37 @@ class Federation:
         backends = (self.registry.get(name) for name in self.registry.names())
         return [b for b in backends if isinstance(b, McpBackend)]
 
+    def sources(self) -> list[ResourceSource]:
+        """Every backend offering resources: the upstreams, and others such as the skills (their files)."""
+        sources: list[ResourceSource] = []
+        for name in self.registry.names():
+            backend = self.registry.get(name)
+            if isinstance(backend, ResourceSource):
+                sources.append(backend)
+        return sources
+
+    def _may_read(self, access: Access, owner: str, uri: str) -> bool:
+        """May the caller read `uri` of `owner`: by the rules on resources and, for a resource that belongs to a
+        tool (a skill's file), on that tool too."""
+        if access.unrestricted:
+            return True
+        if not access.may_read_resource(owner, uri):
+            return False
+        backend = self.registry.get(owner)
+        tool = backend.resource_tool(uri) if isinstance(backend, ToolResources) else None
+        return tool is None or access.may_see_tool(tool)
+
     # --- resources ------------------------------------------------------------------------------
 
     async def list_resources(self, access: Access) -> list[mcp_types.Resource]:
         """Every upstream's resources that the caller may read."""
         listed = await self._list_resources()
-        return [resource for owner, resource in listed if access.may_read_resource(owner, str(resource.uri))]
+        return [resource for owner, resource in listed if self._may_read(access, owner, str(resource.uri))]
 
     async def _list_resources(self) -> list[tuple[str, mcp_types.Resource]]:
         listed: list[tuple[str, mcp_types.Resource]] = []
         owners: dict[str, str] = {}
-        for backend in self.upstreams():
+        for backend in self.sources():
             for resource in await _quietly(backend.list_resources(), backend.name, "resources"):
                 uri = str(resource.uri)
                 if uri in owners:
@@ -107,16 +127,17 @@ class Federation:
         listed: list[tuple[str, mcp_types.ResourceTemplate]] = []
         templates: list[tuple[UriTemplate, str]] = []
         owners: dict[str, str] = {}
-        for backend in self.upstreams():
-            for template in await _quietly(backend.list_resource_templates(), backend.name, "resource templates"):
+        for backend in self.sources():
+            name = backend.name
+            for template in await _quietly(backend.list_resource_templates(), name, "resource templates"):
                 if template.uri_template in owners:  # the first wins, as for resources
                     continue
-                owners[template.uri_template] = backend.name
-                listed.append((backend.name, template))
+                owners[template.uri_template] = name
+                listed.append((name, template))
                 try:
-                    templates.append((UriTemplate.parse(template.uri_template), backend.name))
+                    templates.append((UriTemplate.parse(template.uri_template), name))
                 except InvalidUriTemplate:
-                    logger.warning("backend %s: unusable URI template %s", backend.name, template.uri_template)
+                    logger.warning("backend %s: unusable URI template %s", name, template.uri_template)
         self._templates = templates
         self._template_owners = owners
         return listed
@@ -142,22 +163,22 @@ class Federation:
         if access.unrestricted:
             return True
         owner = self._owner_name(uri)
-        return owner is not None and access.may_read_resource(owner, uri)
+        return owner is not None and self._may_read(access, owner, uri)
 
-    async def owner_of(self, uri: str, access: Access) -> McpBackend:
-        """The upstream a URI belongs to, if the caller may read it.
+    async def owner_of(self, uri: str, access: Access) -> ResourceSource:
+        """The backend (an upstream, the skills) a URI belongs to, if the caller may read it.
 
         Raises:
             MCPError: INVALID_PARAMS, saying no upstream offers the URI (the same for one the caller may not
                 read: it must not learn that the resource exists).
         """
         name = self._owner_name(uri)
-        if name is None or not access.may_read_resource(name, uri):  # a hidden URI costs what an unknown one does
+        if name is None or not self._may_read(access, name, uri):  # a hidden URI costs what an unknown one does
             await self._relist_for_miss("resources", self._list_resources)
             await self._relist_for_miss("templates", self._list_templates)
             name = self._owner_name(uri)
         backend = self.registry.get(name) if name else None
-        if name is None or not isinstance(backend, McpBackend) or not access.may_read_resource(name, uri):
+        if name is None or not isinstance(backend, ResourceSource) or not self._may_read(access, name, uri):
             raise MCPError(
                 code=mcp_types.INVALID_PARAMS,
                 message=f"No upstream offers the resource {uri!r}; resources/list shows what is available.",
@@ -168,8 +189,9 @@ class Federation:
         backend = await self.owner_of(uri, access)
         try:
             return await backend.read_resource(uri)
-        except ApertureError as error:
-            raise MCPError(code=mcp_types.INTERNAL_ERROR, message=error.message) from error
+        except ApertureError as error:  # a request it refuses (a skill file outside its folder) is the caller's to fix
+            code = mcp_types.INVALID_PARAMS if error.code == ErrorCode.INVALID_REQUEST else mcp_types.INTERNAL_ERROR
+            raise MCPError(code=code, message=error.message) from error
 
     async def subscribe(self, uri: str, session: ServerSession, access: Access, *, subscribe: bool = True) -> None:
         """A handshake-era client's `resources/subscribe` (or unsubscribe).

@@ -113,6 +113,7 @@ class McpSurface:
         self._calls: set[anyio.CancelScope] = set()
         self._no_calls = anyio.Event()
         self._stopping = False
+        self._offered = self._offered_names()
         gateway.on_tools_changed(self._on_tools_changed)
         self._listen_to_upstreams()
 
@@ -318,8 +319,13 @@ class McpSurface:
 
     def _on_tools_changed(self) -> None:
         self._listen_to_upstreams()
-        if self._passthrough or self._surfaced:
+        offered = self._offered_names()  # meta-tools come and go with what they can do (skill tools with skills)
+        if self._passthrough or self._surfaced or offered != self._offered:
+            self._offered = offered
             self._changed.set()
+
+    def _offered_names(self) -> tuple[str, ...]:
+        return tuple(tool.name for tool in offered_meta_tools(self.gateway)) if self._meta else ()
 
     async def notify_changes(self, *, debounce: float = 0.1) -> None:
         """Send `notifications/tools/list_changed` to connected clients after catalog changes (debounced).
