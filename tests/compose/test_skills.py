@@ -92,6 +92,7 @@ async def test_skills_are_searchable_and_described_like_tools() -> None:
         assert {(s["id"], s["kind"], s["stepCount"]) for s in listed["skills"]} == {
             ("skills:publish_note", "recipe", 4),
             ("skills:release-notes", "instructions", 0),
+            ("skills:slug_fingerprint", "recipe", 5),
         }
         described = await meta(gw, "describe_skill", {"skill_id": "skills:publish_note"})
         assert [s["id"] for s in described["skill"]["steps"]] == ["slug", "stats", "tag_slugs", "digest"]
