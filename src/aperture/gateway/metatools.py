@@ -78,6 +78,14 @@ class RunToolArgs(_Arguments):
     )
 
 
+class ListToolsetsArgs(_Arguments):
+    pass
+
+
+class DescribeToolsetArgs(_Arguments):
+    toolset_id: str = Field(description="The toolset's id from list_toolsets, e.g. 'toolset:readonly'.")
+
+
 Answer = dict[str, Any] | RunResult
 """What a meta-tool answers: a JSON object, or (run_tool) the tool's own result, which surfaces pass on."""
 
@@ -151,6 +159,18 @@ async def _list_namespaces(gateway: Gateway, call: CallContext, args: ListNamesp
     return await gateway.list_namespaces(limit=args.limit, cursor=args.cursor)
 
 
+async def _list_toolsets(gateway: Gateway, call: CallContext, args: ListToolsetsArgs) -> Answer:
+    return gateway.list_toolsets()
+
+
+async def _describe_toolset(gateway: Gateway, call: CallContext, args: DescribeToolsetArgs) -> Answer:
+    return gateway.describe_toolset(args.toolset_id)
+
+
+def _has_toolsets(gateway: Gateway) -> bool:
+    return bool(gateway.toolsets)
+
+
 META_TOOLS: tuple[MetaTool[Any], ...] = (
     MetaTool(
         "search_tools",
@@ -194,6 +214,20 @@ META_TOOLS: tuple[MetaTool[Any], ...] = (
         "List the namespaces (tool sources) with their tool counts and whether their backend is healthy.",
         ListNamespacesArgs,
         _list_namespaces,
+    ),
+    MetaTool(
+        "list_toolsets",
+        "List the toolsets (named views of the tools) you may use, with their tool counts.",
+        ListToolsetsArgs,
+        _list_toolsets,
+        offered=_has_toolsets,
+    ),
+    MetaTool(
+        "describe_toolset",
+        "Show one toolset and the tools in it.",
+        DescribeToolsetArgs,
+        _describe_toolset,
+        offered=_has_toolsets,
     ),
 )
 
