@@ -5,10 +5,12 @@ and the caller's bindings (API key, role, scope, token claim) decide which view 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
+import jwt
 import pytest
 from mcp import Client
 
@@ -16,7 +18,9 @@ from aperture.execution import BackendRegistry, CallContext
 from aperture.gateway import Gateway, offered_meta_tools
 from aperture.model import ConfigError, InvalidCursorError, InvalidRequestError, UnknownToolError
 from aperture.ops import TOOLSET_KEY, current_toolset
+from aperture.ops.auth import JwtVerifier
 from aperture.ops.identity import IDENTITY_KEY, Identity, current_identity
+from aperture.ops.settings import JwtSettings
 from aperture.surface.mcp import McpSurface
 from tests.execution.test_registry import FakeBackend
 from tests.mcp_helpers import error_of, run, text_of
@@ -263,3 +267,20 @@ async def test_while_a_backend_is_down_a_rule_that_matches_nothing_only_warns_un
             assert len(errors) == 1 and "shows what it matches" in errors[0].message
             assert gw.check_toolsets() == ["toolset 'mail': include[0] (namespaces mail) matches no tool"]
             assert len([r for r in caplog.records if r.levelno == logging.ERROR]) == 1
+
+
+async def test_a_token_claim_binds_its_holder_to_the_toolsets_it_names() -> None:
+    secret = "s3cret-" * 6
+    verifier = JwtVerifier(JwtSettings(algorithms=["HS256"], secret=secret, toolsets_claim="toolsets"))
+    claims = {"sub": "bot", "exp": time.time() + 60}
+    spaced = await verifier.verify(jwt.encode({**claims, "toolsets": "admin reads"}, secret, algorithm="HS256"))
+    listed = await verifier.verify(jwt.encode({**claims, "toolsets": ["words"]}, secret, algorithm="HS256"))
+    unbound = await verifier.verify(jwt.encode(claims, secret, algorithm="HS256"))
+    assert (spaced.toolsets, listed.toolsets, unbound.toolsets) == (("admin", "reads"), ("words",), ())
+    async with gateway(AUTH) as gw:
+        with through(None, spaced):
+            assert ids(gw.list_tools()) == ["admin:reset", "t:lookup", "t:slow"]
+        with through(None, listed):
+            assert ids(gw.list_tools()) == ["t:append", "t:find"]
+        with through(None, unbound):
+            assert gw.list_tools()["total"] == 6
