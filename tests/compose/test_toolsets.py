@@ -152,10 +152,17 @@ def test_renames_and_descriptions_of_tools_outside_the_toolset_and_clashing_rena
     assert [str(p) for p in config.problems(CATALOG)] == [
         "toolset 't': rename names 'toolbox:slugify', which is not in the toolset",
         "toolset 't': descriptions names 'shell:run', which is not in the toolset",
-        "toolset 't': rename gives 'github:list_issues' the id 'github:list_issues', which 'github:create_issue' "
+        "toolset 't': rename gives 'github:create_issue' the id 'github:list_issues', which 'github:list_issues' "
         "has in the toolset; choose another name, or exclude one of them",
     ]
     assert not toolset(rename={"toolbox:slugify": "slug"}).problems(CATALOG)
+    both = toolset(rename={"toolbox:slugify": "x", "toolbox:hash_text": "x"}).problems(CATALOG)
+    assert [str(p) for p in both] == [
+        "toolset 't': rename gives 'toolbox:slugify' the id 'toolbox:x', which 'toolbox:hash_text' has in the "
+        "toolset; choose another name, or exclude one of them"
+    ]
+    swapped = toolset(rename={"toolbox:slugify": "hash_text", "toolbox:hash_text": "slugify"})
+    assert not swapped.problems(CATALOG)  # two tools trading names: each new id is taken by no other tool
 
 
 @pytest.mark.parametrize(

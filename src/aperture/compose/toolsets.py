@@ -11,8 +11,10 @@ business of the operations layer and the surfaces.
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -72,13 +74,20 @@ class ToolsetRule(_Model):
 
     def matches(self, tool: Tool) -> bool:
         """Does `tool` meet every criterion of this rule?"""
-        if self.namespaces and not any(fnmatch.fnmatchcase(tool.namespace, g) for g in self.namespaces):
+        namespaces, tools, tags = self._compiled
+        if namespaces is not None and namespaces.match(tool.namespace) is None:
             return False
-        if self.tools and not any(fnmatch.fnmatchcase(tool.key, g) for g in self.tools):
+        if tools is not None and tools.match(tool.key) is None:
             return False
-        if self.tags and not {t.lower() for t in self.tags}.intersection(t.lower() for t in tool.tags):
+        if tags and tags.isdisjoint(t.lower() for t in tool.tags):
             return False
         return all(hint_of(tool, hint) == wanted for hint, wanted in self.annotations.items())
+
+    @cached_property
+    def _compiled(self) -> tuple[re.Pattern[str] | None, re.Pattern[str] | None, frozenset[str]]:
+        """The globs as one regular expression each (a catalog of 10k tools is matched per rule), the tags
+        lowercased."""
+        return _globs(self.namespaces), _globs(self.tools), frozenset(t.lower() for t in self.tags)
 
     def label(self) -> str:
         """The rule in a few words, for messages: `namespaces gihub, tags read`."""
@@ -86,6 +95,11 @@ class ToolsetRule(_Model):
         parts = [f"{what} {', '.join(values)}" for what, values in given if values]
         parts += [f"{hint}: {str(value).lower()}" for hint, value in self.annotations.items()]
         return "; ".join(parts)
+
+
+def _globs(globs: Sequence[str]) -> re.Pattern[str] | None:
+    """`fnmatch` globs (case-sensitive) as one pattern matching any of them; None for none."""
+    return re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in globs)) if globs else None
 
 
 def _rules(value: Any) -> Any:
@@ -157,30 +171,41 @@ class ToolsetConfig(_Model):
 
         An exclude rule made only of annotations is a safety net for tools yet to come, so it may match none.
         """
-        found = []
-        for i, rule in enumerate(self.include):
-            if not any(rule.matches(tool) for tool in tools):
-                found.append(self._problem(f"include[{i}] ({rule.label()}) matches no tool"))
-        included = [tool for tool in tools if not self.include or any(r.matches(tool) for r in self.include)]
-        for i, rule in enumerate(self.exclude):
-            if (rule.namespaces or rule.tools or rule.tags) and not any(rule.matches(tool) for tool in tools):
-                found.append(self._problem(f"exclude[{i}] ({rule.label()}) matches no tool"))
-        view = self.view(tools)
-        if not view.keys and included:
+        # One pass: each rule is tried until it has matched once, besides the selection itself.
+        unmatched = {("include", i): rule for i, rule in enumerate(self.include)}
+        unmatched |= {("exclude", i): r for i, r in enumerate(self.exclude) if r.namespaces or r.tools or r.tags}
+        included: list[str] = []
+        keys: set[str] = set()
+        for tool in tools:
+            for where, rule in list(unmatched.items()):
+                if rule.matches(tool):
+                    del unmatched[where]
+            if not self.include or any(rule.matches(tool) for rule in self.include):
+                included.append(tool.key)
+                if not any(rule.matches(tool) for rule in self.exclude):
+                    keys.add(tool.key)
+        found = [
+            self._problem(f"{kind}[{i}] ({rule.label()}) matches no tool")
+            for (kind, i), rule in sorted(unmatched.items(), key=lambda item: (item[0][0] != "include", item[0][1]))
+        ]
+        if not keys and included:
             found.append(self._problem(f"its excludes take out all {len(included)} tools its includes select"))
-        elif not view.keys and not found:
+        elif not keys and not found:
             found.append(self._problem("matches no tool"))
-        for what, keys in (("rename", self.rename), ("descriptions", self.descriptions)):
-            for key in keys:
-                if key not in view.keys:
-                    found.append(self._problem(f"{what} names '{key}', which is not in the toolset"))
+        for what, named in (("rename", self.rename), ("descriptions", self.descriptions)):
+            found += [
+                self._problem(f"{what} names '{key}', which is not in the toolset") for key in named if key not in keys
+            ]
         shown: dict[str, str] = {}
-        for key in sorted(view.keys):
-            public = view.public_key(key)
-            if public in shown:
+        for key, name in sorted(self.rename.items()):
+            public = f"{key.partition(':')[0]}:{name}"
+            if key not in keys or public == key:
+                continue
+            other = shown.get(public) or (public if public in keys and public not in self.rename else None)
+            if other is not None:
                 found.append(
                     self._problem(
-                        f"rename gives '{key}' the id '{public}', which '{shown[public]}' has in the toolset; choose "
+                        f"rename gives '{key}' the id '{public}', which '{other}' has in the toolset; choose "
                         "another name, or exclude one of them"
                     )
                 )

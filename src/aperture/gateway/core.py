@@ -331,14 +331,14 @@ class Gateway:
                 op="search_tools",
             )
         limit = _check_limit(limit or self.config.search.default_limit, "search_tools")
-        scope = _scope("search", self._rights(), query, namespace, intent, *tags)
-        offset = self._offset(cursor, scope, "search_tools")
-        visible = self.ops.visibility()
-        unavailable = self.unavailable()
         access = self.access()
+        visible = self.ops.visibility(access)
+        scope = _scope("search", _rights(visible), query, namespace, intent, *tags)
+        offset = self._offset(cursor, scope, "search_tools")
+        unavailable = self.unavailable()
         if visible is not None:
             # The index's reasons name namespaces (unknown ones, those down): only those the caller sees.
-            counts = self.ops.visible_namespaces()
+            counts = self.ops.visible_namespaces(access=access)
             if namespace is not None and not counts.get(namespace):
                 known = ", ".join(sorted(counts)[:20]) or "none"
                 reason = f"No namespace '{namespace}'. Known namespaces: {known}."
@@ -380,12 +380,14 @@ class Gateway:
     ) -> dict[str, Any]:
         """Summaries in catalog order: `{tools, total, nextCursor?}`."""
         limit = _check_limit(limit or 50, "list_tools")
-        scope = _scope("list", self._rights(), namespace, backend_kind)
+        access = self.access()
+        visible = self.ops.visibility(access)
+        scope = _scope("list", _rights(visible), namespace, backend_kind)
         offset = self._offset(cursor, scope, "list_tools")
         page = self.index.page(
-            limit=limit, offset=offset, namespace=namespace, backend_kind=backend_kind, visible=self.ops.visibility()
+            limit=limit, offset=offset, namespace=namespace, backend_kind=backend_kind, visible=visible
         )
-        return self._page_result(page, scope, "tools", self.access())
+        return self._page_result(page, scope, "tools", access)
 
     async def list_namespaces(self, *, limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
         """Namespaces with their tool counts and backend health.
@@ -395,13 +397,13 @@ class Gateway:
         forbid the caller the whole namespace (`ns:*`).
         """
         limit = _check_limit(limit or 50, "list_namespaces")
-        scope = _scope("namespaces", self._rights())
+        access = self.access()
+        scope = _scope("namespaces", _rights(self.ops.visibility(access)))
         offset = self._offset(cursor, scope, "list_namespaces")
         counts = self.index.namespaces()
         names = self.registry.names()
-        access = self.access()
         if not access.unrestricted:
-            visible = self.ops.visible_namespaces()
+            visible = self.ops.visible_namespaces(access=access)
             names = [n for n in names if visible.get(n) or (not counts.get(n) and access.may_see_namespace(n))]
             counts = dict(visible)
         health = await self.registry.health_check(timeout=2.0)
@@ -569,12 +571,6 @@ class Gateway:
         raw = json.dumps({"v": self.index.version, "o": offset, "s": scope}, separators=(",", ":"))
         return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
-    def _rights(self) -> Any:
-        """What the caller's rights are (None without auth rules): part of a cursor's scope, since pages
-        differ between callers who see different tools."""
-        visible = self.ops.visibility()
-        return None if visible is None else visible[0]
-
     def _offset(self, cursor: str | None, scope: str, op: str) -> int:
         if not cursor:
             return 0
@@ -643,6 +639,12 @@ def _check_search_text(query: str, intent: str | None, namespace: str | None, ta
         problem = f"A tag is over {MAX_NAME} characters long; tags are short labels such as 'git' or 'files'."
     if problem is not None:
         raise InvalidRequestError(problem, op="search_tools")
+
+
+def _rights(visible: tuple[Any, Any] | None) -> Any:
+    """What the caller's rights are (None when everything is visible): part of a cursor's scope, since pages
+    differ between callers who see different tools (other rules, another toolset)."""
+    return None if visible is None else visible[0]
 
 
 def _check_limit(limit: int, op: str) -> int:

@@ -266,10 +266,11 @@ class Ops:
         """Whether the current caller may see (and so run) the catalog's `tool_id`; True when nothing applies."""
         return (self.auth is None and not self.toolsets) or self.access(ctx).may_see_tool(tool_id)
 
-    def visibility(self) -> tuple[Hashable, Callable[[str], bool]] | None:
-        """What the current caller may see, for the index to filter before paging (None: everything); the
-        first part names the caller's rights (`Access.rights`), the second tests a catalog key."""
-        access = self.access()
+    def visibility(self, access: Access | None = None) -> tuple[Hashable, Callable[[str], bool]] | None:
+        """What the current caller (or the one of `access`) may see, for the index to filter before paging
+        (None: everything); the first part names the caller's rights (`Access.rights`), the second tests a
+        catalog key."""
+        access = self.access() if access is None else access
         if access.unrestricted:
             return None
         return access.rights, access.may_see_tool
@@ -282,9 +283,11 @@ class Ops:
             return self.registry.snapshot.tools
         return self._view(access)[0]
 
-    def visible_namespaces(self, who: Identity | None = None) -> Mapping[str, int]:
-        """Namespace -> how many of its tools the caller may see; namespaces with none are left out."""
-        access = self.access() if who is None else self._access_for(who, toolset_of())
+    def visible_namespaces(self, who: Identity | None = None, *, access: Access | None = None) -> Mapping[str, int]:
+        """Namespace -> how many of its tools the caller (`who`, or the one of `access`, else the current one)
+        may see; namespaces with none are left out."""
+        if access is None:
+            access = self.access() if who is None else self._access_for(who, toolset_of())
         if access.unrestricted:
             return Counter(tool.namespace for tool in self.registry.snapshot.tools.values())
         return self._view(access)[1]
