@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import anyio
-
 from bench.toolsets import MODES, measure
 
 

@@ -241,6 +241,8 @@ class ToolsetView:
     _public: Mapping[str, str] = field(default_factory=dict)  # catalog key -> public key, renamed tools only
     _catalog: Mapping[str, str] = field(default_factory=dict)  # public key -> catalog key, renamed tools only
     _descriptions: Mapping[str, str] = field(default_factory=dict)  # catalog key -> description in the view
+    changed: frozenset[str] = frozenset()
+    """The catalog keys of the tools the view shows otherwise than the catalog (a new id or description)."""
 
     @classmethod
     def of(
@@ -256,6 +258,7 @@ class ToolsetView:
             _public=MappingProxyType(dict(renamed)),
             _catalog=MappingProxyType(catalog),
             _descriptions=MappingProxyType(dict(described)),
+            changed=frozenset(renamed).union(described),
         )
 
     @classmethod
@@ -274,7 +277,7 @@ class ToolsetView:
     @property
     def changes(self) -> bool:
         """Whether the view shows some tool other than the catalog does (a new name or description)."""
-        return bool(self._public or self._descriptions)
+        return bool(self.changed)
 
     def contains(self, key: str) -> bool:
         """Is the catalog's tool `key` in the view (under its own id, or a new one)?"""

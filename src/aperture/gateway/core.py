@@ -336,7 +336,7 @@ class Gateway:
         scope = _scope("search", _rights(visible), query, namespace, intent, *tags)
         offset = self._offset(cursor, scope, "search_tools")
         unavailable = self.unavailable()
-        if visible is not None:
+        if visible is not None and (namespace is not None or unavailable):
             # The index's reasons name namespaces (unknown ones, those down): only those the caller sees.
             counts = self.ops.visible_namespaces(access=access)
             if namespace is not None and not counts.get(namespace):
@@ -558,8 +558,10 @@ class Gateway:
     # --- cursors --------------------------------------------------------------------------------
 
     def _page_result(self, page: SearchPage, scope: str, key: str, access: Access) -> dict[str, Any]:
-        # A caller sees what it may run, as its toolset view shows it.
-        hits = [access.summarize(hit).to_dict() for hit in page.hits if access.may_see_tool(hit.id)]
+        # The index left out what the caller may not see (`visible`, before paging); a toolset view that renames
+        # tools or changes their descriptions shows its own.
+        changed = access.view.changed if access.view is not None else frozenset()
+        hits = [(access.summarize(hit) if hit.id in changed else hit).to_dict() for hit in page.hits]
         result: dict[str, Any] = {key: hits, "total": page.total}
         if page.next_offset is not None:
             result["nextCursor"] = self._cursor(page.next_offset, scope)

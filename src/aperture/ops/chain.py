@@ -19,7 +19,7 @@ from aperture.model import ApertureError, InvalidToolIdError, Tool, ToolId, Unkn
 from aperture.ops.access import OPEN, Access, toolset_of
 from aperture.ops.cache import CacheStore, FileStore, MemoryStore, RedisStore, ResultCache
 from aperture.ops.health import HealthChecker
-from aperture.ops.identity import LOCAL, Identity, identity_of, local_identity
+from aperture.ops.identity import LOCAL, Identity, current_identity, identity_of, local_identity
 from aperture.ops.settings import OpsSettings
 from aperture.ops.shared import RedisLink
 
@@ -80,6 +80,8 @@ class Ops:
         self.resolve = Resolver(runner)
         self.toolsets = toolsets or Toolsets(())
         self._bound: dict[Identity, tuple[str, ...]] = {}
+        self._accesses: dict[tuple[Identity, str | None], Access] = {}
+        self._accesses_version = -1
         self._views: dict[tuple[int, Hashable], tuple[Mapping[str, Tool], Mapping[str, int]]] = {}
         self.link: RedisLink | None = None
         self.telemetry: Any = None
@@ -215,11 +217,20 @@ class Ops:
     def _access_for(self, who: Identity, requested: str | None) -> Access:
         if self.auth is None and not self.toolsets:
             return OPEN
-        view = self._toolset_view(who, requested) if self.toolsets else None
-        allows = self.auth.authorizer.allows if self.auth is not None else None
-        if allows is None and view is None:
-            return OPEN
-        return Access(identity=who, allows=allows, view=view)
+        # Every listing and call asks: kept per caller and toolset, for the current catalog version.
+        version = self.registry.snapshot.version
+        if version != self._accesses_version:
+            self._accesses, self._accesses_version = {}, version
+        key = (who, requested)
+        found = self._accesses.get(key)
+        if found is None:
+            view = self._toolset_view(who, requested) if self.toolsets else None
+            allows = self.auth.authorizer.allows if self.auth is not None else None
+            found = OPEN if allows is None and view is None else Access(identity=who, allows=allows, view=view)
+            if len(self._accesses) >= 4096:
+                self._accesses.clear()
+            self._accesses[key] = found
+        return found
 
     def bound_toolsets(self, who: Identity) -> tuple[str, ...]:
         """The toolsets `who` is bound to, by its credential and by role and scope bindings (empty: unbound).
@@ -331,8 +342,6 @@ class Ops:
         return self._current()
 
     def _current(self) -> Identity:
-        from aperture.ops.identity import current_identity
-
         return current_identity.get() or self.local
 
     def _cache_store(self, resolve_path: Callable[[str], Path]) -> CacheStore:
