@@ -14,6 +14,7 @@ import jwt
 import pytest
 from mcp import Client
 
+from aperture.config import load_config
 from aperture.execution import BackendRegistry, CallContext
 from aperture.gateway import Gateway, offered_meta_tools
 from aperture.model import ConfigError, InvalidCursorError, InvalidRequestError, UnknownToolError
@@ -22,6 +23,7 @@ from aperture.ops.auth import JwtVerifier
 from aperture.ops.identity import IDENTITY_KEY, Identity, current_identity
 from aperture.ops.settings import JwtSettings
 from aperture.surface.mcp import McpSurface
+from tests.conftest import ROOT
 from tests.execution.test_registry import FakeBackend
 from tests.mcp_helpers import error_of, run, text_of
 from tests.ops.conftest import ops_config, ops_gateway
@@ -284,3 +286,12 @@ async def test_a_token_claim_binds_its_holder_to_the_toolsets_it_names() -> None
             assert ids(gw.list_tools()) == ["t:append", "t:find"]
         with through(None, unbound):
             assert gw.list_tools()["total"] == 6
+
+
+async def test_the_example_toolsets_select_what_the_demo_shows() -> None:
+    async with Gateway(load_config(ROOT / "examples" / "toolsets.yaml")) as gw:  # every rule matches: it starts
+        with through("dates"):
+            assert ids(gw.list_tools()) == ["toolbox:date_difference", "toolbox:shift_date"]
+        bot = Identity(name="text-bot", method="api_key", toolsets=("text",))
+        with through("dates", bot):
+            assert "toolbox:hash_text" not in ids(gw.list_tools()) and gw.list_tools()["total"] == 5
