@@ -4,6 +4,7 @@ and the caller's bindings (API key, role, scope, token claim) decide which view 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -20,8 +21,8 @@ from aperture.gateway import Gateway, offered_meta_tools
 from aperture.model import ConfigError, InvalidCursorError, InvalidRequestError, UnknownToolError
 from aperture.ops import TOOLSET_KEY, current_toolset
 from aperture.ops.auth import JwtVerifier
-from aperture.ops.identity import IDENTITY_KEY, Identity, current_identity
-from aperture.ops.settings import JwtSettings
+from aperture.ops.identity import IDENTITY_KEY, Identity, current_identity, local_identity
+from aperture.ops.settings import AuthSettings, JwtSettings
 from aperture.surface.mcp import McpSurface
 from tests.conftest import ROOT
 from tests.execution.test_registry import FakeBackend
@@ -295,3 +296,11 @@ async def test_the_example_toolsets_select_what_the_demo_shows() -> None:
         bot = Identity(name="text-bot", method="api_key", toolsets=("text",))
         with through("dates", bot):
             assert "toolbox:hash_text" not in ids(gw.list_tools()) and gw.list_tools()["total"] == 5
+
+
+def test_a_stdio_caller_holding_a_bound_key_is_bound_too() -> None:
+    key = "local-" + "k" * 30
+    entry = {"name": "desk", "sha256": hashlib.sha256(key.encode()).hexdigest(), "toolsets": ["reads"]}
+    auth = AuthSettings.model_validate({"enabled": True, "api_keys": [entry]})
+    assert local_identity(auth, {"APERTURE_API_KEY": key}).toolsets == ("reads",)
+    assert local_identity(auth, {}).toolsets == ()
