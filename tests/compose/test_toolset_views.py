@@ -87,14 +87,15 @@ async def test_a_cursor_from_one_toolset_does_not_page_another() -> None:
     async with gateway() as gw:
         with through("reads"):
             cursor = gw.list_tools(limit=1)["nextCursor"]
-            searched = gw.search("word", limit=1)
-        with through("words"), pytest.raises(InvalidCursorError, match="different query or filter"):
-            gw.list_tools(limit=1, cursor=cursor)
-        with through(), pytest.raises(InvalidCursorError):
-            gw.list_tools(limit=1, cursor=cursor)
+            searched = gw.search("word sleeps", limit=1)["nextCursor"]
+        for elsewhere in ("words", None):
+            with through(elsewhere), pytest.raises(InvalidCursorError, match="different query or filter"):
+                gw.list_tools(limit=1, cursor=cursor)
+            with through(elsewhere), pytest.raises(InvalidCursorError, match="different query or filter"):
+                gw.search("word sleeps", limit=1, cursor=searched)
         with through("reads"):
             assert ids(gw.list_tools(limit=1, cursor=cursor)) == ["t:slow"]
-        assert "nextCursor" not in searched or searched["total"] >= 1
+            assert gw.search("word sleeps", limit=1, cursor=searched)["total"] == 2
 
 
 async def test_describe_run_and_examples_treat_an_outside_tool_as_unknown_suggesting_only_the_view() -> None:
