@@ -68,6 +68,7 @@ unit: $(STAMP) $(NODE_STAMP)
 ## Benchmarks (about 20 minutes; figures go to docs/, JSON to bench/results/).
 bench: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m bench.search_latency
+	$(BIN)/python -m bench.toolsets
 	$(BIN)/python -m bench.tokens
 	$(BIN)/python -m bench.overhead
 	$(BIN)/python -m bench.churn

@@ -2,11 +2,12 @@
 
 Runs the gateway as a real subprocess, over stdio and then over streamable HTTP on 127.0.0.1, and walks
 the three steps an agent takes: search_tools -> describe_tool -> run_tool, plus the errors a model sees;
-then puts it in front of real MCP servers (examples/federation.yaml), and finally mounts the build, test and
-test-environment engines of examples/engines/ (examples/engines.yaml).
+then puts it in front of real MCP servers (examples/federation.yaml), mounts the build, test and
+test-environment engines of examples/engines/ (examples/engines.yaml), and serves toolsets to a client bound
+to one and to one that is not (examples/toolsets.yaml).
 
     python examples/demo.py            # what `make demo` runs
-    python examples/demo.py federation # only some parts: stdio, http, federation, engines
+    python examples/demo.py federation # only some parts: stdio, http, federation, engines, toolsets
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import anyio
 import httpx2
 import yaml
 from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
@@ -247,7 +249,42 @@ async def engines() -> None:
                 show_call("run_tool", args, await client.call_tool("run_tool", args))
 
 
-PARTS = {"stdio": over_stdio, "http": over_http, "federation": federation, "engines": engines}
+async def toolsets() -> None:
+    """Toolsets (examples/toolsets.yaml): named views of the catalog, each its own endpoint, bound to API keys."""
+    config = HERE / "toolsets.yaml"
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/mcp"
+    step(f"Toolsets: named views of the catalog, at {base}/<toolset> ({config.name})")
+    command = [str(APERTURE), "serve", "--config", str(config), "--transport", "http", "--port", str(port)]
+    process = subprocess.Popen(command)
+    try:
+        await wait_for_http(base, process)
+        sessions = [
+            ("alice, bound to nothing, at /mcp/dates", f"{base}/dates", "demo-alice-key"),
+            ("text-bot, whose key is bound to toolset 'text', at /mcp", base, "demo-text-bot-key"),
+        ]
+        for title, url, key in sessions:
+            console.print(f"[bold]{title}[/bold]")
+            async with (
+                httpx2.AsyncClient(headers={"x-api-key": key}, timeout=30) as http,
+                Client(streamable_http_client(url, http_client=http)) as client,
+            ):
+                show_call("list_toolsets", {}, await client.call_tool("list_toolsets", {}))
+                args: dict[str, Any] = {"query": "add days to a date or hash a text", "limit": 3}
+                show_call("search_tools", args, await client.call_tool("search_tools", args))
+                renamed = {"tool_id": "toolbox:shift_date", "args": {"start": "2026-12-05", "days": 30}}
+                outside = {"tool_id": "toolbox:hash_text", "args": {"text": "x"}}
+                for args in (renamed, outside):
+                    show_call("run_tool", args, await client.call_tool("run_tool", args))
+        async with httpx2.AsyncClient(headers={"x-api-key": "demo-alice-key"}) as http:
+            answer = await http.post(f"{base}/dates2", json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
+            console.print(f"[bold]→ POST {base}/dates2[/bold]: {answer.status_code} {answer.json()['message']}")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+PARTS = {"stdio": over_stdio, "http": over_http, "federation": federation, "engines": engines, "toolsets": toolsets}
 
 
 async def main(parts: list[str]) -> None:

@@ -143,8 +143,16 @@ def serve(
     ] = None,
     host: Annotated[str | None, typer.Option(help="HTTP bind address (default: server.host, 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="HTTP port (default: server.port, 8080).")] = None,
+    toolset: Annotated[
+        str | None,
+        typer.Option(
+            help="stdio: serve only this toolset (a named view from the toolsets: section). Over HTTP every "
+            "toolset is served at /mcp/<name>."
+        ),
+    ] = None,
 ) -> None:
-    """Serve the gateway over MCP (stdio for a desktop client, http for many clients at /mcp).
+    """Serve the gateway over MCP (stdio for a desktop client, http for many clients at /mcp, each toolset at
+    /mcp/<name>).
 
     The configuration is Aperture's YAML, or a client's JSON file as it is: mcpServers (Claude Desktop, Cursor,
     Windsurf, Claude Code's .mcp.json) or VS Code's mcp.json (servers).
@@ -157,6 +165,15 @@ def serve(
     server = cfg.server.model_copy(
         update={k: v for k, v in {"transport": transport, "host": host, "port": port}.items() if v is not None}
     )
+    if toolset is not None:
+        names = [t.name for t in cfg.toolsets]
+        if toolset not in names:
+            known = ", ".join(names) or "none are configured (add a toolsets: section)"
+            err.print(f"[red]error:[/red] no toolset {escape(repr(toolset))} in the configuration; toolsets: {known}")
+            raise typer.Exit(2)
+        if server.transport == "http":
+            err.print(f"[red]error:[/red] --toolset is for stdio; over HTTP the toolset is at {server.path}/{toolset}")
+            raise typer.Exit(2)
 
     async def run(gateway: Gateway, termination: Termination) -> None:
         tools = len(gateway.index)
@@ -177,7 +194,7 @@ def serve(
             )
         else:
             logging.getLogger("aperture").info("serving %d tools on stdio", tools)
-            await serve_stdio(gateway, termination)
+            await serve_stdio(gateway, termination, toolset=toolset)
 
     async def main(termination: Termination) -> None:
         with _pid_file(cfg):

@@ -24,8 +24,20 @@ from aperture.compose.skills import (
     SkillsSettings,
 )
 from aperture.compose.templates import Expression, ExpressionError, Template
+from aperture.compose.toolsets import (
+    EMPTY_VIEW,
+    TOOLSET_ID_PREFIX,
+    ToolsetConfig,
+    ToolsetProblem,
+    ToolsetRule,
+    Toolsets,
+    ToolsetView,
+    hint_of,
+)
 
 __all__ = [
+    "EMPTY_VIEW",
+    "TOOLSET_ID_PREFIX",
     "ChainResult",
     "ChainSettings",
     "ChainStep",
@@ -41,6 +53,12 @@ __all__ = [
     "StepResult",
     "Template",
     "TemplateError",
+    "ToolsetConfig",
+    "ToolsetProblem",
+    "ToolsetRule",
+    "ToolsetView",
+    "Toolsets",
     "fill_templates",
+    "hint_of",
     "run_chain",
 ]

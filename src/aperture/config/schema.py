@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from aperture.compose import ChainSettings
+from aperture.compose import ChainSettings, ToolsetConfig
 from aperture.compose.skills.settings import SkillsSettings
 from aperture.discovery import default_cache_dir, semantic_available
 from aperture.discovery.embedding import INSTALL_HINT
@@ -352,6 +352,11 @@ class Config(_Section):
     skills: SkillsSettings | None = Field(
         None, description="Recipe and instruction skills, served as tools skills:<name> (docs/composition.md)."
     )
+    toolsets: list[ToolsetConfig] = Field(
+        default_factory=list,
+        description="Named views of the catalog, each served at /mcp/<name> and bindable to keys, roles and "
+        "claims (docs/composition.md).",
+    )
     base_dir: Path = Field(Path("."), exclude=True, description="Directory relative paths are resolved against.")
     config_file: Path | None = Field(None, exclude=True, description="The file this came from, if any.")
     secret_values: tuple[str, ...] = Field(
@@ -374,6 +379,24 @@ class Config(_Section):
                 f"skills.namespace '{self.skills.namespace}' is also a backend's name; give the skills another "
                 "namespace (or rename the backend), since both name tool ids"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _toolsets_known(self) -> Config:
+        names = [t.name for t in self.toolsets]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"two toolsets are named '{twice[0]}'; names must be unique (they are URL paths)")
+        auth = self.ops.auth
+        bound = [(f"ops.auth.api_keys[{i}] ('{k.name}')", k.toolsets) for i, k in enumerate(auth.api_keys)]
+        bound += [(f"ops.auth.bindings[{i}]", b.toolsets) for i, b in enumerate(auth.bindings)]
+        for where, toolsets in bound:
+            unknown = [t for t in toolsets if t not in names]
+            if unknown:
+                known = ", ".join(names) or "none are configured (add a top-level toolsets: section)"
+                raise ValueError(
+                    f"{where} is bound to toolset '{unknown[0]}', which is not configured; toolsets: {known}"
+                )
         return self
 
     def state_path(self, path: str) -> Path | None:

@@ -13,7 +13,17 @@ from typing import Any
 
 import anyio
 
-from aperture.compose import ChainResult, ChainStep, SkillBackend, SkillHost, SkillReport, SkillsSettings, run_chain
+from aperture.compose import (
+    TOOLSET_ID_PREFIX,
+    ChainResult,
+    ChainStep,
+    SkillBackend,
+    SkillHost,
+    SkillReport,
+    SkillsSettings,
+    Toolsets,
+    run_chain,
+)
 from aperture.config import BackendConfig, CapabilitiesBackendConfig, Config, EngineBackendConfig, PythonBackendConfig
 from aperture.discovery import (
     MAX_INTENT,
@@ -58,10 +68,12 @@ from aperture.model import (
     Redactor,
     Tool,
     ToolId,
+    ToolSummary,
     UnknownToolError,
     describe,
     install_log_redaction,
 )
+from aperture.model.errors import shorten
 from aperture.ops.access import Access
 from aperture.ops.chain import Ops
 
@@ -72,6 +84,7 @@ MAX_EXAMPLES = 5
 MAX_TAGS = 20
 MAX_NAME = 128  # a namespace (a backend name) or a tag, in characters
 MAX_CURSOR = 512
+MAX_TOOLSET_TOOLS = 200  # tool summaries describe_toolset gives
 
 
 def build_backend(
@@ -159,8 +172,12 @@ class Gateway:
             redactor=self.redactor,
         )
         # The operations middleware (auth, resilience, cache, observe) as configured; none of it when disabled.
+        self.toolsets = Toolsets(self.config.toolsets)
+        self._toolset_problems: list[str] = []
         try:
-            self.ops = Ops(self.config.ops, self.registry, self.runner, resolve_path=self.config.resolve)
+            self.ops = Ops(
+                self.config.ops, self.registry, self.runner, resolve_path=self.config.resolve, toolsets=self.toolsets
+            )
         except ModuleNotFoundError as exc:  # an enabled piece whose library is not installed
             raise ConfigError(
                 f"the ops pieces enabled in the configuration need the 'ops' extra ({exc}); install it in the "
@@ -202,6 +219,11 @@ class Gateway:
             task_group.start_soon(self.registry.watch_changes)
             task_group.start_soon(self.ops.run)  # the audit writer
             self._stack = stack.pop_all()
+        try:  # (outside the task group, so that the error surfaces as itself)
+            self.check_toolsets(starting=True)
+        except ConfigError as exc:
+            await self.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
         return self
 
     async def __aexit__(
@@ -230,8 +252,46 @@ class Gateway:
     def _on_catalog_changed(self, snapshot: CatalogSnapshot) -> None:
         self.index.update(snapshot, version=snapshot.version)
         self.has_examples = any(tool.examples for tool in snapshot)
+        if self.toolsets and self._stack is not None:
+            self.check_toolsets()  # (the first check, at start, may raise; later ones only log)
         for listener in self._listeners:
             listener()
+
+    def check_toolsets(self, *, starting: bool = False) -> list[str]:
+        """Check that every toolset rule, rename and description override selects a tool of the catalog now.
+
+        With the catalog complete (no backend down, failed or holding tools for review), a problem at start is
+        a `ConfigError` naming the rule; while some backend's tools are missing, only a warning (its tools may
+        be the ones the rule wants), and the check runs again whenever the catalog changes. After the start a
+        problem never stops the gateway: it is logged (once, as an error when the catalog is complete) and the
+        toolset shows what it matches, possibly nothing.
+
+        Returns:
+            the problems found (empty when none).
+
+        Raises:
+            ConfigError: at start, with the catalog complete, listing every problem.
+        """
+        if not self.toolsets:
+            return []
+        snapshot = self.registry.snapshot
+        problems = [str(p) for p in self.toolsets.problems(list(snapshot.tools.values()))]
+        missing = sorted({*snapshot.failures, *self.unavailable(), *(h.split(":", 1)[0] for h in snapshot.held)})
+        if problems and starting and not missing:
+            raise ConfigError("Toolsets that select nothing (fix the rule, or remove it):\n  " + "\n  ".join(problems))
+        if problems != self._toolset_problems:
+            for problem in problems:
+                if missing:
+                    logger.warning(
+                        "%s, while the tools of %s are missing (down, failed or held); checked again when the "
+                        "catalog changes",
+                        problem,
+                        ", ".join(missing),
+                    )
+                else:
+                    logger.error("%s; the toolset shows what it matches until the configuration is fixed", problem)
+        self._toolset_problems = problems
+        return problems
 
     async def reload_capabilities(self) -> dict[str, LoadReport]:
         """Read every capabilities backend's files again now and reindex (what SIGHUP to `serve` does)."""
@@ -310,13 +370,14 @@ class Gateway:
                 op="search_tools",
             )
         limit = _check_limit(limit or self.config.search.default_limit, "search_tools")
-        scope = _scope("search", self._rights(), query, namespace, intent, *tags)
+        access = self.access()
+        visible = self.ops.visibility(access)
+        scope = _scope("search", _rights(visible), query, namespace, intent, *tags)
         offset = self._offset(cursor, scope, "search_tools")
-        visible = self.ops.visibility()
         unavailable = self.unavailable()
-        if visible is not None:
+        if visible is not None and (namespace is not None or unavailable):
             # The index's reasons name namespaces (unknown ones, those down): only those the caller sees.
-            counts = self.ops.visible_namespaces()
+            counts = self.ops.visible_namespaces(access=access)
             if namespace is not None and not counts.get(namespace):
                 known = ", ".join(sorted(counts)[:20]) or "none"
                 reason = f"No namespace '{namespace}'. Known namespaces: {known}."
@@ -333,7 +394,7 @@ class Gateway:
             hide_unavailable=self.config.search.unavailable == "hide",
             visible=visible,
         )
-        result = self._page_result(page, scope, "tools")
+        result = self._page_result(page, scope, "tools", access)
         result["confidence"] = page.confidence.value
         return result
 
@@ -376,12 +437,14 @@ class Gateway:
     ) -> dict[str, Any]:
         """Summaries in catalog order: `{tools, total, nextCursor?}`."""
         limit = _check_limit(limit or 50, "list_tools")
-        scope = _scope("list", self._rights(), namespace, backend_kind)
+        access = self.access()
+        visible = self.ops.visibility(access)
+        scope = _scope("list", _rights(visible), namespace, backend_kind)
         offset = self._offset(cursor, scope, "list_tools")
         page = self.index.page(
-            limit=limit, offset=offset, namespace=namespace, backend_kind=backend_kind, visible=self.ops.visibility()
+            limit=limit, offset=offset, namespace=namespace, backend_kind=backend_kind, visible=visible
         )
-        return self._page_result(page, scope, "tools")
+        return self._page_result(page, scope, "tools", access)
 
     async def list_namespaces(self, *, limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
         """Namespaces with their tool counts and backend health.
@@ -391,13 +454,13 @@ class Gateway:
         forbid the caller the whole namespace (`ns:*`).
         """
         limit = _check_limit(limit or 50, "list_namespaces")
-        scope = _scope("namespaces", self._rights())
+        access = self.access()
+        scope = _scope("namespaces", _rights(self.ops.visibility(access)))
         offset = self._offset(cursor, scope, "list_namespaces")
         counts = self.index.namespaces()
         names = self.registry.names()
-        access = self.access()
         if not access.unrestricted:
-            visible = self.ops.visible_namespaces()
+            visible = self.ops.visible_namespaces(access=access)
             names = [n for n in names if visible.get(n) or (not counts.get(n) and access.may_see_namespace(n))]
             counts = dict(visible)
         health = await self.registry.health_check(timeout=2.0)
@@ -432,12 +495,14 @@ class Gateway:
             unknown.op = op
             raise unknown
         parsed = ToolId.parse(tool_id)
-        tool = self.index.get(parsed.key)
+        access = self.access()
+        # The id as the caller knows it: in a toolset view, a renamed tool's new id (and never its old one).
+        key = access.find(parsed.key)
+        tool = self.index.get(key) if key is not None else None
         # A tool the caller may not run is one it does not see: not whether it is held or down, nor in the
         # "did you mean" of another miss, which names only visible tools.
-        hidden = not self.ops.may_see(parsed.key)
-        if hidden or tool is None or (parsed.version is not None and tool.version not in (None, parsed.version)):
-            if not hidden:
+        if key is None or tool is None or (parsed.version is not None and tool.version not in (None, parsed.version)):
+            if key == parsed.key:  # (a renamed tool is in the catalog: the caller's view was made from it)
                 try:
                     raise_unavailable_or_unknown(tool_id, parsed, self.registry.snapshot)
                 except UnknownToolError:
@@ -448,7 +513,7 @@ class Gateway:
             unknown = self.ops.unknown_tool(tool_id)
             unknown.op = op
             raise unknown
-        return tool
+        return access.present(tool)
 
     def describe(self, tool_id: str, detail_level: str = "schema", examples_max: int | None = None) -> dict[str, Any]:
         """The tool's documentation at a detail level (`summary`, `schema`, `full`); recorded in the audit log."""
@@ -482,6 +547,62 @@ class Gateway:
         approved = self.guard.approve(held[key].tool for key in chosen)
         self.registry.republish()
         return approved
+
+    # --- toolsets -------------------------------------------------------------------------------
+
+    def serves_toolset(self, name: str) -> bool:
+        """Whether a request through toolset `name` (`/mcp/{name}`) is served for the current caller: always
+        for a caller bound to toolsets (it sees its own whatever it names), else when `name` is configured."""
+        return bool(self.ops.bound_toolsets(self.ops.caller())) or name in self.toolsets
+
+    def usable_toolsets(self) -> list[str]:
+        """The names of the toolsets the current caller may use: its bound ones when it is bound, else all."""
+        return self.ops.usable_toolsets()
+
+    def list_toolsets(self) -> dict[str, Any]:
+        """The toolsets the caller may use (its bound ones when it is bound, else all), as the reference server
+        lists them: `{toolsets: [{id, name, description, toolCount}]}`, counting the tools the caller sees."""
+        rows = []
+        for name in self.ops.usable_toolsets():
+            config = self.toolsets.configs[name]
+            count = len(self.ops.visible_in(name))
+            rows.append({"id": config.id, "name": name, "description": config.description, "toolCount": count})
+        return {"toolsets": rows}
+
+    def describe_toolset(self, toolset_id: str) -> dict[str, Any]:
+        """One toolset the caller may use, with the summaries of its tools (as the toolset shows them):
+        `{toolset: {id, name, description, toolCount, tools}}`; at most `MAX_TOOLSET_TOOLS` tools.
+
+        Raises:
+            InvalidRequestError: for a toolset the caller may not use, named like one that does not exist.
+        """
+        usable = self.ops.usable_toolsets()
+        name = toolset_id.strip().removeprefix(TOOLSET_ID_PREFIX)
+        if name not in usable:
+            known = ", ".join(self.toolsets.configs[n].id for n in usable) or "none"
+            raise InvalidRequestError(
+                f"No toolset {shorten(toolset_id)!r}. Toolsets: {known} (list_toolsets describes them).",
+                op="describe_toolset",
+            )
+        config = self.toolsets.configs[name]
+        tools = list(self.ops.visible_in(name).values())
+        summaries = [
+            {k: v for k, v in ToolSummary.of(tool, 0.0).to_dict().items() if k != "score"}
+            for tool in tools[:MAX_TOOLSET_TOOLS]
+        ]
+        detail: dict[str, Any] = {
+            "id": config.id,
+            "name": name,
+            "description": config.description,
+            "toolCount": len(tools),
+            "tools": summaries,
+        }
+        if len(tools) > MAX_TOOLSET_TOOLS:
+            detail["note"] = (
+                f"The first {MAX_TOOLSET_TOOLS} of {len(tools)} tools; search_tools or list_tools at "
+                f"{self.config.server.path}/{name} page through all of them."
+            )
+        return {"toolset": detail}
 
     # --- execution ------------------------------------------------------------------------------
 
@@ -527,8 +648,11 @@ class Gateway:
 
     # --- cursors --------------------------------------------------------------------------------
 
-    def _page_result(self, page: SearchPage, scope: str, key: str) -> dict[str, Any]:
-        hits = [hit.to_dict() for hit in page.hits if self.ops.may_see(hit.id)]  # a caller sees what it may run
+    def _page_result(self, page: SearchPage, scope: str, key: str, access: Access) -> dict[str, Any]:
+        # The index left out what the caller may not see (`visible`, before paging); a toolset view that renames
+        # tools or changes their descriptions shows its own.
+        changed = access.view.changed if access.view is not None else frozenset()
+        hits = [(access.summarize(hit) if hit.id in changed else hit).to_dict() for hit in page.hits]
         result: dict[str, Any] = {key: hits, "total": page.total}
         if page.next_offset is not None:
             result["nextCursor"] = self._cursor(page.next_offset, scope)
@@ -539,12 +663,6 @@ class Gateway:
     def _cursor(self, offset: int, scope: str) -> str:
         # Plain `version.offset.scope`: nothing in it is secret, and an agent pays for every character.
         return f"{self.index.version}.{offset}.{scope}"
-
-    def _rights(self) -> Any:
-        """What the caller's rights are (None without auth rules): part of a cursor's scope, since pages
-        differ between callers who see different tools."""
-        visible = self.ops.visibility()
-        return None if visible is None else visible[0]
 
     def _offset(self, cursor: str | None, scope: str, op: str) -> int:
         if not cursor:
@@ -615,6 +733,12 @@ def _check_search_text(query: str, intent: str | None, namespace: str | None, ta
         problem = f"A tag is over {MAX_NAME} characters long; tags are short labels such as 'git' or 'files'."
     if problem is not None:
         raise InvalidRequestError(problem, op="search_tools")
+
+
+def _rights(visible: tuple[Any, Any] | None) -> Any:
+    """What the caller's rights are (None when everything is visible): part of a cursor's scope, since pages
+    differ between callers who see different tools (other rules, another toolset)."""
+    return None if visible is None else visible[0]
 
 
 def _check_limit(limit: int, op: str) -> int:

@@ -134,6 +134,14 @@ class RunSkillArgs(PlanSkillArgs):
     timeout_ms: int | None = Field(None, ge=1, description="Stop the run after this long.")
 
 
+class ListToolsetsArgs(_Arguments):
+    pass
+
+
+class DescribeToolsetArgs(_Arguments):
+    toolset_id: str = Field(description="The toolset's id from list_toolsets, e.g. 'toolset:readonly'.")
+
+
 A = TypeVar("A", bound=_Arguments)
 
 
@@ -371,6 +379,18 @@ async def _run_skill(gateway: Gateway, call: CallContext, args: RunSkillArgs) ->
     )
 
 
+async def _list_toolsets(gateway: Gateway, call: CallContext, args: ListToolsetsArgs) -> Answer:
+    return gateway.list_toolsets()
+
+
+async def _describe_toolset(gateway: Gateway, call: CallContext, args: DescribeToolsetArgs) -> Answer:
+    return gateway.describe_toolset(args.toolset_id)
+
+
+def _has_toolsets(gateway: Gateway) -> bool:
+    return bool(gateway.toolsets)
+
+
 META_TOOLS: tuple[MetaTool[Any], ...] = (
     MetaTool(
         "search_tools",
@@ -448,6 +468,20 @@ META_TOOLS: tuple[MetaTool[Any], ...] = (
         _run_skill,
         read_only=False,
         offered=_has_skills,
+    ),
+    MetaTool(
+        "list_toolsets",
+        "List the toolsets (named views of the tools) you may use, with their tool counts.",
+        ListToolsetsArgs,
+        _list_toolsets,
+        offered=_has_toolsets,
+    ),
+    MetaTool(
+        "describe_toolset",
+        "Show one toolset and the tools in it.",
+        DescribeToolsetArgs,
+        _describe_toolset,
+        offered=_has_toolsets,
     ),
 )
 

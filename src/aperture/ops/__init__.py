@@ -12,7 +12,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from aperture.ops.access import (
         OPEN,
+        TOOLSET_KEY,
         Access,
+        current_toolset,
+        toolset_of,
     )
     from aperture.ops.audit import (
         AuditLog,
@@ -65,6 +68,7 @@ if TYPE_CHECKING:
         ApiKeySettings,
         AuditSpoolSettings,
         AuthSettings,
+        BindingSettings,
         BreakerSettings,
         BulkheadSettings,
         CacheSettings,
@@ -93,6 +97,7 @@ _HOMES = {
     "IDENTITY_KEY": "identity",
     "LOCAL": "identity",
     "OPEN": "access",
+    "TOOLSET_KEY": "access",
     "Access": "access",
     "ApiKeySettings": "settings",
     "AuditLog": "audit",
@@ -102,6 +107,7 @@ _HOMES = {
     "AuthSettings": "settings",
     "Authenticator": "auth",
     "Authorizer": "auth",
+    "BindingSettings": "settings",
     "BreakerSettings": "settings",
     "BreakerStore": "shared",
     "BucketStore": "shared",
@@ -142,16 +148,19 @@ _HOMES = {
     "Telemetry": "observe",
     "clear_store": "cache",
     "current_identity": "identity",
+    "current_toolset": "access",
     "definition_hash": "cache",
     "first_match": "resilience",
     "identity_of": "identity",
     "parse_rate": "settings",
+    "toolset_of": "access",
 }
 
 __all__ = [
     "IDENTITY_KEY",
     "LOCAL",
     "OPEN",
+    "TOOLSET_KEY",
     "Access",
     "ApiKeySettings",
     "AuditLog",
@@ -161,6 +170,7 @@ __all__ = [
     "AuthSettings",
     "Authenticator",
     "Authorizer",
+    "BindingSettings",
     "BreakerSettings",
     "BreakerStore",
     "BucketStore",
@@ -201,10 +211,12 @@ __all__ = [
     "Telemetry",
     "clear_store",
     "current_identity",
+    "current_toolset",
     "definition_hash",
     "first_match",
     "identity_of",
     "parse_rate",
+    "toolset_of",
 ]
 
 

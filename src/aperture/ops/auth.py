@@ -142,6 +142,7 @@ class JwtVerifier:
             method="jwt",
             roles=frozenset(_words(claims.get(settings.roles_claim))),
             scopes=frozenset(_words(claims.get(settings.scopes_claim))),
+            toolsets=tuple(_words(claims.get(settings.toolsets_claim))) if settings.toolsets_claim else (),
         )
         self._verified[token] = (identity, min(float(claims["exp"]), time.time() + 60))
         return identity
@@ -153,7 +154,8 @@ class Authenticator:
     def __init__(self, settings: AuthSettings) -> None:
         self.settings = settings
         self._keys = {
-            k.sha256: Identity(name=k.name, method="api_key", roles=frozenset(k.roles)) for k in settings.api_keys
+            k.sha256: Identity(name=k.name, method="api_key", roles=frozenset(k.roles), toolsets=tuple(k.toolsets))
+            for k in settings.api_keys
         }
         self.jwt = JwtVerifier(settings.jwt) if settings.jwt is not None else None
 

@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 
+from aperture.compose import Toolsets, ToolsetView
 from aperture.execution import BackendRegistry, CountsUnrouted, Middleware, RunFn, Runner, closest_ids
 from aperture.model import ApertureError, InvalidToolIdError, Tool, ToolId, UnknownToolError
-from aperture.ops.access import OPEN, Access
+from aperture.ops.access import OPEN, Access, toolset_of
 from aperture.ops.cache import CacheStore, FileStore, MemoryStore, RedisStore, ResultCache
 from aperture.ops.health import HealthChecker
-from aperture.ops.identity import LOCAL, Identity, identity_of, local_identity
+from aperture.ops.identity import LOCAL, Identity, current_identity, identity_of, local_identity
 from aperture.ops.settings import OpsSettings
 from aperture.ops.shared import RedisLink
 
@@ -62,6 +63,7 @@ class Ops:
         registry: the backends (for health).
         runner: the innermost run function (and where tools are resolved).
         resolve_path: turns a configured relative path into an absolute one.
+        toolsets: the configured toolsets, the views callers may be confined to (see `access`).
     """
 
     def __init__(
@@ -71,10 +73,15 @@ class Ops:
         runner: Runner,
         *,
         resolve_path: Callable[[str], Path] = Path,
+        toolsets: Toolsets | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
         self.resolve = Resolver(runner)
+        self.toolsets = toolsets or Toolsets(())
+        self._bound: dict[Identity, tuple[str, ...]] = {}
+        self._accesses: dict[tuple[Identity, str | None], Access] = {}
+        self._accesses_version = -1
         self._views: dict[tuple[int, Hashable], tuple[Mapping[str, Tool], Mapping[str, int]]] = {}
         self.link: RedisLink | None = None
         self.telemetry: Any = None
@@ -179,55 +186,131 @@ class Ops:
         return _audited(self.audit, event, target, who or self._current())
 
     def wrap(self, run: RunFn) -> RunFn:
-        """`run` wrapped in the enabled middleware, outermost first (`run` itself when none is enabled)."""
-        return reduce(lambda inner, wrap: wrap(inner), reversed(self.middleware), run)
+        """`run` wrapped in the enabled middleware, outermost first (`run` itself when none is enabled).
+
+        With toolsets configured, the toolset view comes first of all: a call names a tool as its caller's
+        view does, and one outside the view is unknown before any other layer sees it.
+        """
+        wrapped = reduce(lambda inner, wrap: wrap(inner), reversed(self.middleware), run)
+        if self.toolsets:
+            from aperture.ops.viewed import in_view
+
+            wrapped = in_view(wrapped, self.access, self.unknown_tool)
+        return wrapped
+
+    # --- who sees what: the one seam -------------------------------------------------------------
 
     def access(self, ctx: Any = None) -> Access:
-        """What the caller of `ctx` (else of the request being served) may see and reach, by the auth rules.
+        """What the caller of `ctx` (else of the request being served) may see and reach: the auth rules and
+        the toolset view it is confined to.
 
-        The one place the rules are asked from: every listing, lookup and notice of every surface goes
-        through the `Access` this returns (`OPEN` without auth).
+        The one place both are asked from: every listing, lookup and notice of every surface goes through the
+        `Access` this returns (`OPEN` without auth and toolsets). The view is the caller's bound toolsets (their
+        union) when it is bound, narrowed to the toolset the request names when that is one of them; else the
+        toolset the request names; else none (the whole catalog).
         """
-        if self.auth is None:
+        if self.auth is None and not self.toolsets:
             return OPEN
         who = identity_of(ctx, self.local) if ctx is not None else self._current()
-        access: Access = self.auth.access(who)
-        return access
+        return self._access_for(who, toolset_of(ctx))
+
+    def _access_for(self, who: Identity, requested: str | None) -> Access:
+        if self.auth is None and not self.toolsets:
+            return OPEN
+        # Every listing and call asks: kept per caller and toolset, for the current catalog version.
+        version = self.registry.snapshot.version
+        if version != self._accesses_version:
+            self._accesses, self._accesses_version = {}, version
+        key = (who, requested)
+        found = self._accesses.get(key)
+        if found is None:
+            view = self._toolset_view(who, requested) if self.toolsets else None
+            allows = self.auth.authorizer.allows if self.auth is not None else None
+            found = OPEN if allows is None and view is None else Access(identity=who, allows=allows, view=view)
+            if len(self._accesses) >= 4096:
+                self._accesses.clear()
+            self._accesses[key] = found
+        return found
+
+    def bound_toolsets(self, who: Identity) -> tuple[str, ...]:
+        """The toolsets `who` is bound to, by its credential and by role and scope bindings (empty: unbound).
+
+        Configured ones come in configuration order; names no toolset has (a token's claim may name any) are
+        kept, last, so that a caller bound only to such sees nothing rather than everything.
+        """
+        found = self._bound.get(who)
+        if found is None:
+            names = set(who.toolsets)
+            for binding in self.settings.auth.bindings if self.auth is not None else ():
+                if who.roles.intersection(binding.roles) or who.scopes.intersection(binding.scopes):
+                    names.update(binding.toolsets)
+            found = (*(n for n in self.toolsets.names if n in names), *sorted(names - set(self.toolsets.names)))
+            if len(self._bound) > 10_000:
+                self._bound.clear()
+            self._bound[who] = found
+        return found
+
+    def usable_toolsets(self, who: Identity | None = None) -> list[str]:
+        """The configured toolsets the caller (`who`, else the current one) may use: its bound ones when it is
+        bound, else all of them."""
+        bound = self.bound_toolsets(self._current() if who is None else who)
+        return [name for name in bound if name in self.toolsets] if bound else self.toolsets.names
+
+    def _toolset_view(self, who: Identity, requested: str | None) -> ToolsetView | None:
+        bound = self.bound_toolsets(who)
+        if bound:
+            names: tuple[str, ...] = (requested,) if requested in bound else bound
+        elif requested is not None:
+            names = (requested,)
+        else:
+            return None
+        snapshot = self.registry.snapshot
+        return self.toolsets.view(names, snapshot.tools, snapshot.version)
+
+    def visible_in(self, toolset: str) -> Mapping[str, Tool]:
+        """The tools of `toolset` the current caller may see (by the ids the toolset gives them, as it shows
+        them), as it would at `/mcp/{toolset}`; ask it only of a toolset in `usable_toolsets()`."""
+        access = self._access_for(self._current(), toolset)
+        return self.registry.snapshot.tools if access.unrestricted else self._view(access)[0]
 
     def may_see(self, tool_id: str, ctx: Any = None) -> bool:
-        """Whether the current caller may see (and so run) `tool_id`; always True without auth."""
-        return self.auth is None or self.access(ctx).may_see_tool(tool_id)
+        """Whether the current caller may see (and so run) the catalog's `tool_id`; True when nothing applies."""
+        return (self.auth is None and not self.toolsets) or self.access(ctx).may_see_tool(tool_id)
 
-    def visibility(self) -> tuple[Hashable, Callable[[str], bool]] | None:
-        """What the current caller may see, for the index to filter before paging (None: everything).
-
-        Rules check roles and scopes only, so those name the caller's rights.
-        """
-        if self.auth is None:
+    def visibility(self, access: Access | None = None) -> tuple[Hashable, Callable[[str], bool]] | None:
+        """What the current caller (or the one of `access`) may see, for the index to filter before paging
+        (None: everything); the first part names the caller's rights (`Access.rights`), the second tests a
+        catalog key."""
+        access = self.access() if access is None else access
+        if access.unrestricted:
             return None
-        access = self.access()
-        return (access.identity.roles, access.identity.scopes), access.may_see_tool
+        return access.rights, access.may_see_tool
 
     def visible_tools(self, who: Identity | None = None) -> Mapping[str, Tool]:
-        """The catalog as the caller (`who`, else the current one) sees it: only the tools it may run."""
-        if self.auth is None:
+        """The catalog as the caller (`who`, else the current one; through the current request's toolset) sees
+        it: only the tools it may run, by the ids it knows them by, as its view shows them."""
+        access = self.access() if who is None else self._access_for(who, toolset_of())
+        if access.unrestricted:
             return self.registry.snapshot.tools
-        return self._view(self._current() if who is None else who)[0]
+        return self._view(access)[0]
 
-    def visible_namespaces(self, who: Identity | None = None) -> Mapping[str, int]:
-        """Namespace -> how many of its tools the caller may see; namespaces with none are left out."""
-        if self.auth is None:
+    def visible_namespaces(self, who: Identity | None = None, *, access: Access | None = None) -> Mapping[str, int]:
+        """Namespace -> how many of its tools the caller (`who`, or the one of `access`, else the current one)
+        may see; namespaces with none are left out."""
+        if access is None:
+            access = self.access() if who is None else self._access_for(who, toolset_of())
+        if access.unrestricted:
             return Counter(tool.namespace for tool in self.registry.snapshot.tools.values())
-        return self._view(self._current() if who is None else who)[1]
+        return self._view(access)[1]
 
-    def _view(self, who: Identity) -> tuple[Mapping[str, Tool], Mapping[str, int]]:
+    def _view(self, access: Access) -> tuple[Mapping[str, Tool], Mapping[str, int]]:
         """Kept per catalog version and set of rights, like the index's masks (error paths ask too)."""
         snapshot = self.registry.snapshot
-        key = (snapshot.version, (who.roles, who.scopes))
+        key = (snapshot.version, access.rights)
         view = self._views.get(key)
         if view is None:
-            may_see = self.auth.access(who).may_see_tool
-            tools = {k: tool for k, tool in snapshot.tools.items() if may_see(k)}
+            may_see, present = access.may_see_tool, access.present
+            tools = {access.public_id(k): present(tool) for k, tool in snapshot.tools.items() if may_see(k)}
             view = tools, Counter(tool.namespace for tool in tools.values())
             if len(self._views) >= _MAX_VIEWS or any(version != snapshot.version for version, _ in self._views):
                 self._views = {}
@@ -235,20 +318,30 @@ class Ops:
         return view
 
     def unknown_tool(self, tool_id: str, ctx: Any = None) -> UnknownToolError:
-        """`UnknownToolError` for `tool_id` whose "did you mean" names only tools the caller may see."""
-        who = identity_of(ctx, self.local) if ctx is not None else self._current()
-        return self._unknown_to(tool_id, who)
+        """`UnknownToolError` for `tool_id` whose "did you mean" names only tools the caller may see (by the ids
+        it knows them by)."""
+        return self._unknown_in(tool_id, self.access(ctx))
 
     def _unknown_to(self, tool_id: str, who: Identity) -> UnknownToolError:
+        return self._unknown_in(tool_id, self._access_for(who, toolset_of()))
+
+    def _unknown_in(self, tool_id: str, access: Access) -> UnknownToolError:
         try:
             key = ToolId.parse(tool_id).key
         except InvalidToolIdError:
             key = tool_id
-        return UnknownToolError(tool_id, closest_ids(key, self.visible_tools(who)))
+        visible = self.registry.snapshot.tools if access.unrestricted else self._view(access)[0]
+        closest = closest_ids(key, visible)
+        renamed = access.public_id(key) if access.may_see_tool(key) else key
+        if renamed != key:  # the old id of a tool the caller's view renamed: point at the new one
+            closest = [renamed, *(c for c in closest if c != renamed)][:3]
+        return UnknownToolError(tool_id, closest)
+
+    def caller(self) -> Identity:
+        """The identity of the request being served (the local caller outside any request)."""
+        return self._current()
 
     def _current(self) -> Identity:
-        from aperture.ops.identity import current_identity
-
         return current_identity.get() or self.local
 
     def _cache_store(self, resolve_path: Callable[[str], Path]) -> CacheStore:

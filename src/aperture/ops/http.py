@@ -56,7 +56,7 @@ class OpsHttpApp:
         try:
             identity = await auth.authenticator.authenticate(headers.get("authorization"), headers.get("x-api-key"))
         except UnauthorizedError as error:
-            challenge = f'Bearer resource_metadata="{self._resource_url(scope)}{WELL_KNOWN}{self._path}"'
+            challenge = f'Bearer resource_metadata="{self._resource_url(scope)}{WELL_KNOWN}{self._mcp_path(route)}"'
             if "expired" in error.message or "not valid" in error.message or "signature" in error.message:
                 challenge += ', error="invalid_token"'
             body = {"error": "unauthorized", "message": error.message}
@@ -68,12 +68,17 @@ class OpsHttpApp:
         scope[IDENTITY_KEY] = identity
         token = current_identity.set(identity)
         try:
-            if scope["method"] == "DELETE" and route == self._path and self._ops.audit is not None:
+            if scope["method"] == "DELETE" and self._mcp_path(route) == route and self._ops.audit is not None:
                 await self._delete_session(scope, receive, send, identity)
             else:
                 await self._app(scope, receive, send)
         finally:
             current_identity.reset(token)
+
+    def _mcp_path(self, route: str) -> str:
+        """The MCP endpoint a request is for: `route` itself when it is the endpoint or a toolset's virtual
+        server under it (`/mcp/readonly`), else the endpoint."""
+        return route if route == self._path or route.startswith(self._path + "/") else self._path
 
     async def _full_view(self, scope: Scope) -> bool:
         """Whether this /readyz or /metrics request gets the full view: `ops.health.detail` is full (by default
@@ -137,8 +142,13 @@ class OpsHttpApp:
         servers = list(settings.authorization_servers)
         if not servers and settings.jwt is not None and settings.jwt.issuer:
             servers = [settings.jwt.issuer]
+        # The document of a toolset's virtual server (`.../oauth-protected-resource/mcp/readonly`) names it.
+        endpoint = self._mcp_path(scope["path"].removeprefix(WELL_KNOWN))
+        toolset = endpoint.removeprefix(self._path)
         return {
-            "resource": settings.resource or f"{self._resource_url(scope)}{self._path}",
+            "resource": settings.resource.rstrip("/") + toolset
+            if settings.resource
+            else f"{self._resource_url(scope)}{endpoint}",
             "authorization_servers": servers,
             "bearer_methods_supported": ["header"],
         }

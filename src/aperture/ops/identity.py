@@ -18,12 +18,14 @@ IDENTITY_KEY = "aperture.identity"
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Identity:
-    """An authenticated caller: a name for logs and limits, and the roles and scopes that rules check."""
+    """An authenticated caller: a name for logs and limits, the roles and scopes that rules check, and the
+    toolsets its credential itself is bound to (an API key's, a token's claim; roles may bind more)."""
 
     name: str
     method: str = "local"
     roles: frozenset[str] = field(default_factory=frozenset)
     scopes: frozenset[str] = field(default_factory=frozenset)
+    toolsets: tuple[str, ...] = ()
 
     def allows(self, roles: list[str], scopes: list[str]) -> bool:
         """True when this caller has one of `roles` or one of `scopes` (or the wildcard role '*')."""
@@ -59,7 +61,9 @@ def local_identity(auth: AuthSettings, environ: Mapping[str, str] = os.environ) 
     digest = hashlib.sha256(key.encode()).hexdigest()
     for entry in auth.api_keys:
         if entry.sha256 == digest:
-            return Identity(name=entry.name, method="api_key", roles=frozenset(entry.roles))
+            return Identity(
+                name=entry.name, method="api_key", roles=frozenset(entry.roles), toolsets=tuple(entry.toolsets)
+            )
     raise ConfigError(
         f"the environment variable {auth.local_key_env} holds an API key that matches none of ops.auth.api_keys; "
         f"give a configured key, or unset {auth.local_key_env} to run with ops.auth.local_roles"

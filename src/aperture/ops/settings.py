@@ -51,6 +51,10 @@ class ApiKeySettings(_Section):
     name: str = Field(description="Who holds the key; recorded in the audit log.")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="Hex SHA-256 of the key: `printf %s KEY | sha256sum`.")
     roles: list[str] = Field(default_factory=list, description="Roles this key grants.")
+    toolsets: list[str] = Field(
+        default_factory=list,
+        description="Toolsets this key is bound to: its holder sees only these (their union), at any path.",
+    )
 
 
 class JwtSettings(_Section):
@@ -69,6 +73,11 @@ class JwtSettings(_Section):
     roles_claim: str = Field("roles", description="Claim holding the roles (a list or a space-separated string).")
     scopes_claim: str = Field("scope", description="Claim holding the scopes (a list or a space-separated string).")
     subject_claim: str = Field("sub", description="Claim naming the caller.")
+    toolsets_claim: str | None = Field(
+        None,
+        description="Claim listing the toolsets a token is bound to (a list or a space-separated string); its "
+        "holder sees only these. Names no toolset has are ignored, so a token naming only such sees nothing.",
+    )
 
     @model_validator(mode="after")
     def _some_key(self) -> JwtSettings:
@@ -88,6 +97,23 @@ class RuleSettings(_Section):
     )
     roles: list[str] = Field(default_factory=list, description="Any of these roles allows the tools.")
     scopes: list[str] = Field(default_factory=list, description="Any of these scopes allows the tools.")
+
+
+class BindingSettings(_Section):
+    """Callers with any of `roles` or any of `scopes` are bound to `toolsets`: they see only those."""
+
+    roles: list[str] = Field(
+        default_factory=list,
+        description="Any of these roles binds (taken literally: '*' is a role name here, not a wildcard).",
+    )
+    scopes: list[str] = Field(default_factory=list, description="Any of these scopes binds.")
+    toolsets: list[str] = Field(min_length=1, description="The toolsets such callers see (their union).")
+
+    @model_validator(mode="after")
+    def _someone(self) -> BindingSettings:
+        if not self.roles and not self.scopes:
+            raise ValueError("a binding needs roles or scopes (whom it binds)")
+        return self
 
 
 class AuditSpoolSettings(_Section):
@@ -118,6 +144,10 @@ class AuthSettings(_Section):
     jwt: JwtSettings | None = Field(None, description="Accepted bearer JWTs.")
     rules: list[RuleSettings] = Field(
         default_factory=list, description="Per tool-id glob; the first matching rule decides, no match allows."
+    )
+    bindings: list[BindingSettings] = Field(
+        default_factory=list,
+        description="Roles and scopes bound to toolsets; a caller bound several ways sees the union.",
     )
     local_roles: list[str] = Field(
         default_factory=lambda: ["*"],

@@ -6,7 +6,7 @@ import difflib
 import logging
 import warnings
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from functools import cached_property
 from typing import Any
 
@@ -24,7 +24,8 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 import aperture
 from aperture.execution import CallContext, RunResult
 from aperture.gateway import META_TOOLS, Gateway, MetaTool, offered_meta_tool, offered_meta_tools
-from aperture.model import ApertureError, InternalError, ShuttingDownError, UnknownToolError
+from aperture.model import ApertureError, InternalError, ShuttingDownError, Tool, UnknownToolError
+from aperture.ops.access import Access
 from aperture.surface.mcp import lean
 from aperture.surface.mcp.exposure import Exposure
 from aperture.surface.mcp.federation import Federation, VisibleBus
@@ -92,6 +93,7 @@ class McpSurface:
         self._namespaced = settings.namespaced
         self._meta_listings = {tool.name: meta_listing(tool) for tool in META_TOOLS}
         self._exposure = Exposure(version=-1)
+        self._view_exposures: dict[tuple[int, tuple[str, ...]], Exposure] = {}  # per toolset view, this version
         # One session per live connection. The SDK makes a ServerSession per request and offers no public
         # handle on the connection, so the connection keys the last session seen on it. Not weakly: the
         # session refers to its connection, so a weak key would never die. Entries go when the connection
@@ -169,28 +171,45 @@ class McpSurface:
     def initialization_options(self) -> InitializationOptions:
         return self.server.create_initialization_options()
 
-    def exposure(self) -> Exposure:
-        """The directly listed tools for the current catalog (rebuilt only when the catalog changes)."""
+    def exposure(self, access: Access | None = None) -> Exposure:
+        """The directly listed tools for the current catalog (rebuilt only when the catalog changes), as the
+        caller of `access` sees them through its toolset view: only the view's tools, under their ids in it
+        (routes lead to those ids)."""
         index = self.gateway.index
-        if self._exposure.version != index.version:
-            self._exposure = Exposure.build(
-                index.tools(),
-                version=index.version,
-                passthrough=self._passthrough,
-                surfaced=self._surfaced,
-                separator=self._separator,
-                reserved={tool.name for tool in META_TOOLS} if self._meta else (),
-                namespaced=self._namespaced,
-            )
-        return self._exposure
+        view = access.view if access is not None else None
+        if view is None:
+            if self._exposure.version != index.version:
+                self._exposure = self._build_exposure(index.tools(), index.version, self._surfaced)
+            return self._exposure
+        key = (index.version, view.names)
+        found = self._view_exposures.get(key)
+        if found is None:
+            if len(self._view_exposures) > 64 or any(v != index.version for v, _ in self._view_exposures):
+                self._view_exposures = {}
+            tools = [view.present(tool) for tool in index.tools() if view.contains(tool.key)]
+            surfaced = [view.public_key(key) for key in self._surfaced if view.contains(key)]
+            found = self._view_exposures[key] = self._build_exposure(tools, index.version, surfaced)
+        return found
+
+    def _build_exposure(self, tools: list[Tool], version: int, surfaced: Sequence[str]) -> Exposure:
+        return Exposure.build(
+            tools,
+            version=version,
+            passthrough=self._passthrough,
+            surfaced=surfaced,
+            separator=self._separator,
+            reserved={tool.name for tool in META_TOOLS} if self._meta else (),
+            namespaced=self._namespaced,
+        )
 
     async def _on_list_tools(
         self, ctx: ServerRequestContext[Any], params: mcp_types.PaginatedRequestParams | None
     ) -> mcp_types.ListToolsResult:
         self._remember(ctx)
-        exposure = self.exposure()
+        access = self.gateway.access()
+        exposure = self.exposure(access)
         listed = exposure.listed
-        if self.gateway.ops.auth is not None:  # a caller lists only the tools it may run
+        if not access.unrestricted and exposure.routes:  # a caller lists only the tools it may run
             visible = self.gateway.ops.visible_tools()
             listed = tuple(t for t in listed if exposure.routes.get(t.name) in visible)
         return mcp_types.ListToolsResult(tools=[*self._offered_listings(), *listed])
@@ -447,7 +466,7 @@ class McpSurface:
         meta = offered_meta_tool(self.gateway, name) if self._meta else None
         try:
             if meta is None:
-                route = self.exposure().routes.get(name)
+                route = self.exposure(self.gateway.access()).routes.get(name)
                 if route is not None:
                     return passthrough_result(await self.gateway.run(route, arguments, call))
                 raise UnknownToolError(name, self._known_names(name))
@@ -472,8 +491,9 @@ class McpSurface:
 
     def _known_names(self, name: str) -> list[str]:
         names = [t.name for t in offered_meta_tools(self.gateway)] if self._meta else []
-        routes = self.exposure().routes
-        if self.gateway.ops.auth is None:
+        access = self.gateway.access()
+        routes = self.exposure(access).routes
+        if access.unrestricted:
             names += list(routes)
         else:  # suggest only tools the caller may run
             visible = self.gateway.ops.visible_tools()

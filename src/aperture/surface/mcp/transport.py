@@ -17,6 +17,7 @@ from starlette.types import ASGIApp
 
 from aperture.gateway import Gateway
 from aperture.model import ConfigError
+from aperture.ops.access import current_toolset
 from aperture.ops.http import OpsHttpApp
 from aperture.surface.mcp.events import MemoryEventStore
 from aperture.surface.mcp.http_guard import BoundedHttpToolsProtocol, JsonRpcGuard
@@ -25,6 +26,7 @@ from aperture.surface.mcp.server import McpSurface
 from aperture.surface.mcp.session_limits import SessionGuard
 from aperture.surface.mcp.sessions import adapt_sessions
 from aperture.surface.mcp.stdio import stdio_transport
+from aperture.surface.mcp.toolset_paths import ToolsetPaths
 
 logger = logging.getLogger(__name__)
 
@@ -45,18 +47,32 @@ class Termination:
         self.draining = True
 
 
-async def serve_stdio(gateway: Gateway, termination: Termination | None = None) -> None:
-    """Answer MCP on stdin/stdout until the client closes the stream (or SIGTERM). The gateway must be entered."""
-    surface = McpSurface(gateway)
-    grace = gateway.config.server.shutdown_grace
-    stopping = termination.requested if termination is not None else None
-    transport = stdio_transport(surface.lean_call, stopping=stopping, drain=lambda: surface.drain(grace))
-    async with transport as (read_stream, write_stream), anyio.create_task_group() as tg:
-        if termination is not None:
-            termination.serving()
-        tg.start_soon(surface.notify_changes)
-        await surface.server.run(read_stream, write_stream, surface.initialization_options())
-        tg.cancel_scope.cancel()
+async def serve_stdio(gateway: Gateway, termination: Termination | None = None, *, toolset: str | None = None) -> None:
+    """Answer MCP on stdin/stdout until the client closes the stream (or SIGTERM). The gateway must be entered.
+
+    With `toolset`, the client is served that toolset's view, as `/mcp/{toolset}` serves it over HTTP.
+
+    Raises:
+        ConfigError: `toolset` is not configured.
+    """
+    if toolset is not None and toolset not in gateway.toolsets:
+        known = ", ".join(gateway.toolsets.names) or "none are configured (see the toolsets: section)"
+        raise ConfigError(f"No toolset '{toolset}' in the configuration; toolsets: {known}.")
+    # Set in this task's context: what it starts (the transport's reader, and so every handler) sees it.
+    token = current_toolset.set(toolset)
+    try:
+        surface = McpSurface(gateway)
+        grace = gateway.config.server.shutdown_grace
+        stopping = termination.requested if termination is not None else None
+        transport = stdio_transport(surface.lean_call, stopping=stopping, drain=lambda: surface.drain(grace))
+        async with transport as (read_stream, write_stream), anyio.create_task_group() as tg:
+            if termination is not None:
+                termination.serving()
+            tg.start_soon(surface.notify_changes)
+            await surface.server.run(read_stream, write_stream, surface.initialization_options())
+            tg.cancel_scope.cancel()
+    finally:
+        current_toolset.reset(token)
 
 
 async def until_terminated(work: Callable[[Termination], Awaitable[None]]) -> None:
@@ -182,7 +198,9 @@ def http_app(surface: McpSurface, *, path: str = "/mcp", host: str = "127.0.0.1"
     # tells who the caller is, and the limits read the bodies of sessions not yet initialised).
     authenticated = surface.gateway.ops.auth is not None
     guarded = SessionGuard(calls, manager, sessions, path=path, authenticated=authenticated)
-    return OpsHttpApp(JsonRpcGuard(guarded, path=path), surface.gateway.ops, path=path)
+    # Toolsets' virtual servers (`{path}/{toolset}`) behind authentication: a 404 names only what the caller may use.
+    toolsets = ToolsetPaths(JsonRpcGuard(guarded, path=path), surface.gateway, path=path)
+    return OpsHttpApp(toolsets, surface.gateway.ops, path=path)
 
 
 async def serve_http(
