@@ -3,11 +3,12 @@
 Runs the gateway as a real subprocess, over stdio and then over streamable HTTP on 127.0.0.1, and walks
 the three steps an agent takes: search_tools -> describe_tool -> run_tool, plus the errors a model sees;
 then puts it in front of real MCP servers (examples/federation.yaml), mounts the build, test and
-test-environment engines of examples/engines/ (examples/engines.yaml), and serves toolsets to a client bound
-to one and to one that is not (examples/toolsets.yaml).
+test-environment engines of examples/engines/ (examples/engines.yaml), serves toolsets to a client bound
+to one and to one that is not (examples/toolsets.yaml), and runs a recipe skill, an instruction skill and
+run_chain (examples/compose.yaml, examples/skills/).
 
     python examples/demo.py            # what `make demo` runs
-    python examples/demo.py federation # only some parts: stdio, http, federation, engines, toolsets
+    python examples/demo.py federation # only some parts: stdio, http, federation, engines, toolsets, compose
 """
 
 from __future__ import annotations
@@ -284,7 +285,54 @@ async def toolsets() -> None:
         process.wait(timeout=10)
 
 
-PARTS = {"stdio": over_stdio, "http": over_http, "federation": federation, "engines": engines, "toolsets": toolsets}
+async def compose() -> None:
+    """Skills (examples/compose.yaml, examples/skills/) and run_chain: several calls as one."""
+    config = HERE / "compose.yaml"
+    step(f"Skills and chains: several tool calls as one ({config.name}, skills/)")
+    params = StdioServerParameters(command=str(APERTURE), args=["serve", "--config", str(config)], env=dict(os.environ))
+    async with Client(params) as client:
+        show_call("list_skills", {}, await client.call_tool("list_skills", {}))
+        console.print(
+            "[dim]A recipe skill is a tool: found by search, run with its inputs, every step as the caller.[/dim]"
+        )
+        note = {"title": "Hello, Skills!", "text": "Skills are tools. Recipes run steps.", "tags": ["How To"]}
+        args: dict[str, Any] = {"tool_id": "skills:publish_note", "args": {**note, "checksum": True}}
+        show_call("run_tool", args, await client.call_tool("run_tool", args))
+        console.print(
+            "[dim]An instruction skill: its SKILL.md body at describe_tool 'full', its files as resources.[/dim]"
+        )
+        args = {"query": "write release notes", "limit": 2}
+        show_call("search_tools", args, await client.call_tool("search_tools", args))
+        args = {"tool_id": "skills:release-notes", "detail_level": "full"}
+        show_call("describe_tool", args, await client.call_tool("describe_tool", args))
+        template = await client.read_resource("skill://release-notes/template.md")
+        text = "".join(getattr(c, "text", "") for c in template.contents)
+        console.print(Panel(text[:600], title="resources/read skill://release-notes/template.md", border_style="green"))
+        console.print("[dim]run_chain: the steps in one round trip, each result passed on by a template.[/dim]")
+        args = {
+            "steps": [
+                {"tool_id": "toolbox:slugify", "args": {"text": "Composition in one call"}},
+                {
+                    "tool_id": "toolbox:hash_text",
+                    "args": {"text": "{{ previous.result }}", "algorithm": "sha256"},
+                    "use_previous": True,
+                },
+            ],
+            "include_backends": False,
+        }
+        show_call("run_chain", args, await client.call_tool("run_chain", args))
+        args = {"steps": [{"tool_id": "toolbox:slugify", "args": {"text": "ok"}}, {"tool_id": "toolbox:nope"}]}
+        show_call("run_chain", args, await client.call_tool("run_chain", args))
+
+
+PARTS = {
+    "stdio": over_stdio,
+    "http": over_http,
+    "federation": federation,
+    "engines": engines,
+    "toolsets": toolsets,
+    "compose": compose,
+}
 
 
 async def main(parts: list[str]) -> None:

@@ -185,7 +185,7 @@ async def test_a_cursor_made_in_one_toolset_does_not_page_another(gateway_url: s
 async def test_a_renamed_tool_is_run_by_its_new_id_in_its_toolset(gateway_url: str) -> None:
     async with connect(f"{gateway_url}/hashing", FREE_KEY) as client:
         assert ids(await call(client, "search_tools", query="hash text")) == ["toolbox:digest"]
-        assert (await call(client, "describe_tool", tool_id="toolbox:digest"))["name"] == "digest"
+        assert (await call(client, "describe_tool", tool_id="toolbox:digest"))["id"] == "toolbox:digest"
         ran = await run(client, "toolbox:digest", {"text": "abc"})
         assert text_of(ran).startswith("ba7816bf")  # sha256("abc")
         old = error_of(await run(client, "toolbox:hash_text", {"text": "abc"}))
