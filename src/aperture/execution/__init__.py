@@ -26,6 +26,7 @@ from aperture.execution.integrity import FingerprintStore, HeldTool, IntegrityGu
 from aperture.execution.registry import BackendRegistry, CatalogSnapshot
 from aperture.execution.result import RunResult, ToolOutput, normalize
 from aperture.execution.runner import Middleware, RunFn, Runner, ToolCall, closest_ids, raise_unavailable_or_unknown
+from aperture.execution.watching import FileWatch
 
 __all__ = [
     "Backend",
@@ -38,6 +39,7 @@ __all__ = [
     "CountsUnrouted",
     "DiffSpan",
     "FieldDiff",
+    "FileWatch",
     "FingerprintStore",
     "HealthStatus",
     "HeldTool",

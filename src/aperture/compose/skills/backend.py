@@ -19,7 +19,6 @@ import anyio
 import anyio.abc
 import anyio.to_thread
 import mcp_types
-import watchfiles
 
 from aperture.compose.skills.catalog import Skill, SkillSet, assemble, check
 from aperture.compose.skills.instructions import InstructionSkill, read_file, split_uri
@@ -27,7 +26,7 @@ from aperture.compose.skills.loader import SkillLoader, Source
 from aperture.compose.skills.recipe import KIND, Recipe, compile_recipe
 from aperture.compose.skills.run import LIMITS_KEY, Limits, SkillHost, plan_recipe, run_recipe
 from aperture.compose.skills.settings import SkillsSettings
-from aperture.execution import CallContext, CatalogSnapshot, HealthStatus, LoadProblem, ToolOutput
+from aperture.execution import CallContext, CatalogSnapshot, FileWatch, HealthStatus, LoadProblem, ToolOutput
 from aperture.model import ArgumentValidator, InvalidRequestError, Tool, ToolId, UnknownToolError
 
 logger = logging.getLogger(__name__)
@@ -93,9 +92,7 @@ class SkillBackend:
         self._report: SkillReport | None = None
         self._listener: Callable[[str], None] | None = None
         self._lock = anyio.Lock()
-        self._stop: anyio.Event | None = None
-        self._rewatch = anyio.Event()
-        self._watching: list[Path] = []
+        self._watch = FileWatch(f"skills {name}", self.loader.existing_paths, self.reload)
         self.reloads = 0
         self._closed = False
 
@@ -118,8 +115,7 @@ class SkillBackend:
         """Load the paths, then watch them (when `watch` is on) in `task_group`."""
         await self.reload()
         if self.settings.watch:
-            self._stop = anyio.Event()
-            task_group.start_soon(self._watch)
+            self._watch.start(task_group)
 
     async def reload(self) -> SkillReport:
         """Read the paths again (in a worker thread) and serve what loads; a source that stopped loading keeps
@@ -128,8 +124,7 @@ class SkillBackend:
             self._sources, self._path_problems = await anyio.to_thread.run_sync(self.loader.load)
             report = self._rebuild(self._catalog())
             self.reloads += 1
-            if self._stop is not None and self.loader.existing_paths() != self._watching:
-                self._rewatch.set()
+            self._watch.check_paths()  # a path may have appeared or vanished
         return report
 
     def catalog_changed(self, catalog: CatalogSnapshot) -> None:
@@ -158,21 +153,6 @@ class SkillBackend:
         if old.tools != built.tools and self._listener is not None:
             self._listener(self._name)
         return report
-
-    async def _watch(self) -> None:
-        assert self._stop is not None
-        while not self._stop.is_set():
-            self._rewatch = anyio.Event()
-            paths = self._watching = self.loader.existing_paths()
-            if not paths:
-                await self._rewatch.wait()
-                continue
-            stop = _EitherEvent(self._stop, self._rewatch)
-            async for _changes in watchfiles.awatch(*paths, debounce=50, step=20, stop_event=stop):
-                try:
-                    await self.reload()
-                except Exception:  # a reload must never end the watch
-                    logger.exception("skills %s: reload failed", self._name)
 
     def set_change_listener(self, listener: Callable[[str], None] | None) -> None:
         self._listener = listener
@@ -214,8 +194,7 @@ class SkillBackend:
     async def aclose(self) -> None:
         self._closed = True
         self._listener = None
-        if self._stop is not None:
-            self._stop.set()
+        self._watch.close()
 
     def _host(self) -> SkillHost:
         if self.host is None:
@@ -325,13 +304,3 @@ class SkillBackend:
         """The skill a resource belongs to: a caller that may not see the skill may not read its files."""
         parts = split_uri(uri)
         return f"{self._name}:{parts[0]}" if parts is not None else None
-
-
-class _EitherEvent:
-    """What `watchfiles.awatch` wants as a stop event (`is_set()`), set when either event is."""
-
-    def __init__(self, first: anyio.Event, second: anyio.Event) -> None:
-        self._events = (first, second)
-
-    def is_set(self) -> bool:
-        return any(event.is_set() for event in self._events)

@@ -24,6 +24,7 @@ from aperture.execution.capabilities.loader import SUFFIXES, CapabilityLoader, C
 from aperture.execution.capabilities.netguard import capability_client
 from aperture.execution.capabilities.spec import KIND
 from aperture.execution.result import ToolOutput
+from aperture.execution.watching import FileWatch
 from aperture.model import Redactor, Tool, ToolId, UnknownToolError
 
 logger = logging.getLogger(__name__)
@@ -77,9 +78,13 @@ class CapabilityBackend:
         self._lock = anyio.Lock()
         self._client = capability_client(allow_private_networks=self.settings.allow_private_networks)
         self.executor = CapabilityExecutor(self._client, self.settings.http)
-        self._stop: anyio.Event | None = None
-        self._rewatch = anyio.Event()
-        self._watching: list[Path] = []
+        self._watch = FileWatch(
+            f"capabilities {name}",
+            self.loader.existing_directories,
+            self.reload,
+            debounce=self.settings.debounce,
+            watch_filter=_is_capability_file,
+        )
         self.reloads = 0
 
     @property
@@ -102,8 +107,7 @@ class CapabilityBackend:
         """Load the directories, then watch them (when `watch` is on) in `task_group`."""
         await self.reload()
         if self.settings.watch:
-            self._stop = anyio.Event()
-            task_group.start_soon(self._watch)
+            self._watch.start(task_group)
 
     def load_now(self) -> LoadReport:
         """Read the directories and swap the new set in, synchronously (for tools and tests)."""
@@ -116,8 +120,7 @@ class CapabilityBackend:
         """
         async with self._lock:
             report = self._swap(await anyio.to_thread.run_sync(self.loader.load, self._set))
-            if self._stop is not None and self.loader.existing_directories() != self._watching:
-                self._rewatch.set()  # a directory appeared or vanished: watch the new list
+            self._watch.check_paths()  # a directory may have appeared or vanished
         return report
 
     def _swap(self, report: LoadReport) -> LoadReport:
@@ -130,27 +133,6 @@ class CapabilityBackend:
         if changed and self._listener is not None:
             self._listener(self._name)
         return report
-
-    async def _watch(self) -> None:
-        assert self._stop is not None
-        while not self._stop.is_set():
-            self._rewatch = anyio.Event()
-            directories = self._watching = self.loader.existing_directories()
-            if not directories:
-                await self._rewatch.wait()
-                continue
-            stop = _EitherEvent(self._stop, self._rewatch)
-            async for _changes in watchfiles.awatch(
-                *directories,
-                watch_filter=_is_capability_file,
-                debounce=max(1, int(self.settings.debounce * 1000)),
-                step=max(1, min(50, int(self.settings.debounce * 1000))),
-                stop_event=stop,
-            ):
-                try:
-                    await self.reload()
-                except Exception:  # a reload must never end the watch
-                    logger.exception("capabilities %s: reload failed", self._name)
 
     def secret_values(self) -> list[str]:
         """The credentials the current capabilities send: the values of the environment variables their `auth` and
@@ -193,16 +175,5 @@ class CapabilityBackend:
 
     async def aclose(self) -> None:
         self._listener = None
-        if self._stop is not None:
-            self._stop.set()
+        self._watch.close()
         await self._client.aclose()
-
-
-class _EitherEvent:
-    """What `watchfiles.awatch` wants as a stop event (`is_set()`), set when either event is."""
-
-    def __init__(self, first: anyio.Event, second: anyio.Event) -> None:
-        self._events = (first, second)
-
-    def is_set(self) -> bool:
-        return any(event.is_set() for event in self._events)
