@@ -25,6 +25,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from aperture.compose.templates import Expression, ExpressionError, Template, check_reads
 from aperture.compose.templates import Path as ReadPath
 from aperture.execution import LoadProblem
+from aperture.execution.yaml_lines import line_of
 from aperture.model import InvalidToolIdError, Tool, ToolId
 
 KIND = "skills"
@@ -368,24 +369,4 @@ def load_yaml(text: str) -> tuple[Any, Callable[[Loc], int | None]]:
         data = loader.construct_document(root) if root is not None else None
     finally:
         loader.dispose()
-    return data, (lambda loc: _line(root, loc))
-
-
-def _line(root: yaml.Node | None, loc: Loc) -> int | None:
-    """The line of the deepest key of `loc` found in the node tree (1-based)."""
-    if root is None:
-        return None
-    node: Any = root
-    line: int | None = node.start_mark.line + 1
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            match = next(((k, v) for k, v in node.value if getattr(k, "value", None) == str(part)), None)
-            if match is None:
-                break
-            line, node = match[0].start_mark.line + 1, match[1]
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        else:
-            break
-    return line
+    return data, (lambda loc: line_of(root, loc))

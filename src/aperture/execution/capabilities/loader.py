@@ -34,6 +34,7 @@ from aperture.execution.capabilities.spec import (
     compile_capability,
     dotted,
 )
+from aperture.execution.yaml_lines import line_of
 from aperture.model import InvalidToolIdError, Tool
 
 logger = logging.getLogger(__name__)
@@ -395,17 +396,4 @@ class _Lines:
         self._root = root
 
     def of(self, loc: Loc) -> int | None:
-        node: Any = self._root
-        line: int | None = node.start_mark.line + 1
-        for part in loc:
-            if isinstance(node, yaml.MappingNode):
-                match = next(((k, v) for k, v in node.value if getattr(k, "value", None) == str(part)), None)
-                if match is None:
-                    break
-                line, node = match[0].start_mark.line + 1, match[1]
-            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-                node = node.value[part]
-                line = node.start_mark.line + 1
-            else:
-                break
-        return line
+        return line_of(self._root, loc)
