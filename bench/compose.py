@@ -26,9 +26,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -233,6 +235,22 @@ def echo_backend() -> PythonBackend:
     return tools
 
 
+def echo_recipe(steps: int) -> str:
+    """A recipe of `steps` echo calls, each given the previous one's result by a template."""
+    lines = [
+        "name: echo_chain",
+        "description: Echo a text through every step.",
+        "inputs: {type: object, properties: {text: {type: string}}, required: [text]}",
+        "steps:",
+        '  - {id: s0, tool_id: "b:echo", args: {text: "{{ inputs.text }}"}}',
+    ]
+    lines += [
+        f'  - {{id: s{i}, tool_id: "b:echo", args: {{text: "{{{{ previous.result }}}}"}}}}' for i in range(1, steps)
+    ]
+    lines.append('output: "{{ previous.result }}"')
+    return "\n".join(lines) + "\n"
+
+
 async def overhead_rows(calls: int, steps: int) -> list[dict[str, Any]]:
     registry = BackendRegistry()
     await registry.register(echo_backend())
@@ -245,7 +263,11 @@ async def overhead_rows(calls: int, steps: int) -> list[dict[str, Any]]:
             *[{"tool_id": "b:echo", "args": {"text": "{{ previous.result }}"}, "use_previous": True}] * (steps - 1),
         ]
     }
-    async with Gateway(parse_config({"search": {"strategy": "bm25"}}), registry=registry) as gw:
+    scratch = Path(tempfile.mkdtemp(prefix="bench-compose-"))
+    (scratch / "echo_chain.yaml").write_text(echo_recipe(steps), encoding="utf-8")
+    settings = {"search": {"strategy": "bm25"}, "skills": {"paths": [str(scratch)], "watch": False}}
+    run_skill = META_TOOLS_BY_NAME["run_skill"]
+    async with Gateway(parse_config(settings), registry=registry) as gw:
 
         async def tools_one_by_one() -> None:
             for _ in range(steps):
@@ -255,10 +277,15 @@ async def overhead_rows(calls: int, steps: int) -> list[dict[str, Any]]:
             answer = await run_chain.call(gw, ctx, arguments)
             assert not getattr(answer, "is_error", True), answer
 
+        async def skill() -> None:
+            answer = await run_skill.call(gw, ctx, {"skill_id": "skills:echo_chain", "inputs": {"text": "hello"}})
+            assert not getattr(answer, "is_error", True), answer
+
         rows: dict[str, Callable[[], Awaitable[None]]] = {
             f"run_tool x{steps}": tools_one_by_one,
             f"run_chain, {steps} steps": lambda: chain(plain),
             f"run_chain, {steps} steps, use_previous": lambda: chain(templated),
+            f"run_skill, a {steps}-step recipe passing each result on": skill,
         }
         samples: dict[str, list[float]] = {name: [] for name in rows}
         for fn in rows.values():  # warm up
