@@ -3,8 +3,6 @@ behind every surface (search, list, describe, examples, run). Surfaces translate
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AsyncExitStack
@@ -26,8 +24,6 @@ from aperture.compose import (
 )
 from aperture.config import BackendConfig, CapabilitiesBackendConfig, Config, EngineBackendConfig, PythonBackendConfig
 from aperture.discovery import (
-    MAX_INTENT,
-    MAX_QUERY,
     BM25Strategy,
     SearchPage,
     SearchStrategy,
@@ -59,11 +55,12 @@ from aperture.execution import (
     UpstreamState,
     raise_unavailable_or_unknown,
 )
+from aperture.gateway import cursors
+from aperture.gateway.limits import check_limit, check_search_text
 from aperture.model import (
     ApertureError,
     ConfigError,
     DetailLevel,
-    InvalidCursorError,
     InvalidRequestError,
     Redactor,
     Tool,
@@ -79,11 +76,7 @@ from aperture.ops.chain import Ops
 
 logger = logging.getLogger(__name__)
 
-MAX_LIMIT = 100
 MAX_EXAMPLES = 5
-MAX_TAGS = 20
-MAX_NAME = 128  # a namespace (a backend name) or a tag, in characters
-MAX_CURSOR = 512
 MAX_TOOLSET_TOOLS = 200  # tool summaries describe_toolset gives
 
 
@@ -184,7 +177,7 @@ class Gateway:
                 "Aperture checkout with: .venv/bin/pip install -e '.[ops]'"
             ) from None
         self._run = self.ops.wrap(self.runner)
-        self.has_examples = False
+        self.has_examples: bool = False
         """Whether some tool of the catalog has worked examples (list_tool_examples is offered only then)."""
         self.registry.add_listener(self._on_catalog_changed)
         self._listeners: list[Callable[[], None]] = []
@@ -362,18 +355,18 @@ class Gateway:
         tags: Sequence[str],
         intent: str | None,
     ) -> dict[str, Any]:
-        _check_search_text(query, intent, namespace, tags)  # before anything reads them whole
+        check_search_text(query, intent, namespace, tags)  # before anything reads them whole
         if not query.strip():
             raise InvalidRequestError(
                 "The query is empty. Describe what you want to do in a few words (for example 'convert units'), "
                 "or call list_tools to browse.",
                 op="search_tools",
             )
-        limit = _check_limit(limit or self.config.search.default_limit, "search_tools")
+        limit = check_limit(limit or self.config.search.default_limit, "search_tools")
         access = self.access()
         visible = self.ops.visibility(access)
-        scope = _scope("search", _rights(visible), query, namespace, intent, *tags)
-        offset = self._offset(cursor, scope, "search_tools")
+        scope = cursors.scope("search", cursors.rights(visible), query, namespace, intent, *tags)
+        offset = cursors.offset_of(cursor, scope, self.index.version, "search_tools")
         unavailable = self.unavailable()
         if visible is not None and (namespace is not None or unavailable):
             # The index's reasons name namespaces (unknown ones, those down): only those the caller sees.
@@ -436,11 +429,11 @@ class Gateway:
         backend_kind: str | None = None,
     ) -> dict[str, Any]:
         """Summaries in catalog order: `{tools, total, nextCursor?}`."""
-        limit = _check_limit(limit or 50, "list_tools")
+        limit = check_limit(limit or 50, "list_tools")
         access = self.access()
         visible = self.ops.visibility(access)
-        scope = _scope("list", _rights(visible), namespace, backend_kind)
-        offset = self._offset(cursor, scope, "list_tools")
+        scope = cursors.scope("list", cursors.rights(visible), namespace, backend_kind)
+        offset = cursors.offset_of(cursor, scope, self.index.version, "list_tools")
         page = self.index.page(
             limit=limit, offset=offset, namespace=namespace, backend_kind=backend_kind, visible=visible
         )
@@ -453,10 +446,10 @@ class Gateway:
         tools, none of them visible, is left out; one with no tools (its backend down) unless its rules
         forbid the caller the whole namespace (`ns:*`).
         """
-        limit = _check_limit(limit or 50, "list_namespaces")
+        limit = check_limit(limit or 50, "list_namespaces")
         access = self.access()
-        scope = _scope("namespaces", _rights(self.ops.visibility(access)))
-        offset = self._offset(cursor, scope, "list_namespaces")
+        scope = cursors.scope("namespaces", cursors.rights(self.ops.visibility(access)))
+        offset = cursors.offset_of(cursor, scope, self.index.version, "list_namespaces")
         counts = self.index.namespaces()
         names = self.registry.names()
         if not access.unrestricted:
@@ -481,7 +474,7 @@ class Gateway:
         chunk = rows[offset : offset + limit]
         result: dict[str, Any] = {"namespaces": chunk, "total": len(rows)}
         if offset + limit < len(rows):
-            result["nextCursor"] = self._cursor(offset + limit, scope)
+            result["nextCursor"] = cursors.issue(self.index.version, offset + limit, scope)
         return result
 
     def get_tool(self, tool_id: str, op: str) -> Tool:
@@ -655,43 +648,10 @@ class Gateway:
         hits = [(access.summarize(hit) if hit.id in changed else hit).to_dict() for hit in page.hits]
         result: dict[str, Any] = {key: hits, "total": page.total}
         if page.next_offset is not None:
-            result["nextCursor"] = self._cursor(page.next_offset, scope)
+            result["nextCursor"] = cursors.issue(self.index.version, page.next_offset, scope)
         if page.reason:
             result["reason"] = page.reason
         return result
-
-    def _cursor(self, offset: int, scope: str) -> str:
-        # Plain `version.offset.scope`: nothing in it is secret, and an agent pays for every character.
-        return f"{self.index.version}.{offset}.{scope}"
-
-    def _offset(self, cursor: str | None, scope: str, op: str) -> int:
-        if not cursor:
-            return 0
-        try:
-            if len(cursor) > MAX_CURSOR:  # ours are under 100 characters; a long one is never decoded
-                raise ValueError("too long")
-            raw_version, raw_offset, cursor_scope = cursor.split(".")
-            if not (raw_version.isascii() and raw_version.isdigit() and raw_offset.isascii() and raw_offset.isdigit()):
-                raise ValueError("not a cursor")
-            version, offset = int(raw_version), int(raw_offset)
-        except ValueError:
-            raise InvalidCursorError(
-                "The cursor is not one this server issued. Pass the nextCursor value exactly as received, or omit it.",
-                op=op,
-            ) from None
-        if cursor_scope != scope:
-            raise InvalidCursorError(
-                "The cursor belongs to a different query or filter. Repeat the same call it came from, or omit it.",
-                op=op,
-            )
-        if version != self.index.version:
-            raise InvalidCursorError(
-                "The tool catalog changed since this cursor was issued, so its pages no longer line up. "
-                "Run the call again without a cursor.",
-                op=op,
-                retryable=True,
-            )
-        return max(0, offset)
 
 
 def _index(config: Config) -> ToolIndex:
@@ -709,49 +669,3 @@ def _index(config: Config) -> ToolIndex:
         return ToolIndex(strategy_named(name))
     strategy: SearchStrategy = strategy_named(name, cache_dir=config.embedding_cache())
     return ToolIndex(strategy, fallback=BM25Strategy())
-
-
-def _check_search_text(query: str, intent: str | None, namespace: str | None, tags: Sequence[str]) -> None:
-    """Refuse free text no search should read whole (a 2 MB query held the event loop for 0.4 s)."""
-    problem = None
-    if len(query) > MAX_QUERY:
-        problem = (
-            f"The query is {len(query)} characters long; search takes a few words about the task (at most "
-            f"{MAX_QUERY} characters), for example 'convert units'. Put the gist in query, and one sentence "
-            "of context in intent if it helps."
-        )
-    elif intent is not None and len(intent) > MAX_INTENT:
-        problem = f"intent is {len(intent)} characters long; keep it to one sentence (at most {MAX_INTENT})."
-    elif namespace is not None and len(namespace) > MAX_NAME:
-        problem = (
-            f"namespace is {len(namespace)} characters long; namespaces have at most {MAX_NAME} "
-            "(list_namespaces shows them)."
-        )
-    elif len(tags) > MAX_TAGS:
-        problem = f"tags lists {len(tags)} tags; give at most {MAX_TAGS} (a tool must have every one of them)."
-    elif any(len(tag) > MAX_NAME for tag in tags):
-        problem = f"A tag is over {MAX_NAME} characters long; tags are short labels such as 'git' or 'files'."
-    if problem is not None:
-        raise InvalidRequestError(problem, op="search_tools")
-
-
-def _rights(visible: tuple[Any, Any] | None) -> Any:
-    """What the caller's rights are (None when everything is visible): part of a cursor's scope, since pages
-    differ between callers who see different tools (other rules, another toolset)."""
-    return None if visible is None else visible[0]
-
-
-def _check_limit(limit: int, op: str) -> int:
-    if not 1 <= limit <= MAX_LIMIT:
-        raise InvalidRequestError(f"limit must be between 1 and {MAX_LIMIT}; got {limit}.", op=op)
-    return limit
-
-
-def _scope(*parts: Any) -> str:
-    """A short fingerprint of a query and its filters, so a cursor cannot be replayed on another query."""
-    return hashlib.sha256(json.dumps(parts, default=_canonical).encode()).hexdigest()[:8]
-
-
-def _canonical(value: Any) -> Any:
-    """Sets in a stable order (a frozenset's own order changes between processes), anything else as text."""
-    return sorted(value, key=str) if isinstance(value, set | frozenset) else str(value)
