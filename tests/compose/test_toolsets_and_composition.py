@@ -93,3 +93,15 @@ async def test_an_inline_skill_cannot_reach_outside_the_toolset() -> None:
             await meta(gw, "run_skill", {"skill": inline})
         with as_caller(None):
             assert (await meta(gw, "run_skill", {"skill": inline})).structured["value"] == {"result": 42.0}
+
+
+async def test_planning_a_skill_with_a_step_outside_the_toolset_fails_as_for_an_unknown_tool() -> None:
+    async with gateway() as gw:
+        with (
+            as_caller(BOT),
+            pytest.raises(UnknownToolError, match=r"step 'stats' \(2 of 4\): No tool 'toolbox:text_st"),
+        ):
+            await meta(gw, "plan_skill", {"skill_id": "skills:publish_note", "inputs": NOTE})
+        with as_caller(None):
+            planned = await meta(gw, "plan_skill", {"skill_id": "skills:publish_note", "inputs": NOTE})
+            assert [s["tool_id"] for s in planned["plan"]["steps"]][1] == "toolbox:text_statistics"
