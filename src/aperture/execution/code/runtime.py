@@ -76,6 +76,22 @@ class Outcome:
     def is_error(self) -> bool:
         return self.error is not None
 
+    def to_dict(self) -> dict[str, Any]:
+        """execute_code's result: `{value, stdout?, stderr?, durationMs, toolCalls, resources, error?, stopped?}`."""
+        out: dict[str, Any] = {"value": self.value}
+        if self.error is not None:
+            out["error"] = self.error
+        if self.stopped is not None:
+            out["stopped"] = self.stopped
+        if self.stdout:
+            out["stdout"] = self.stdout
+        if self.stderr:
+            out["stderr"] = self.stderr
+        out["durationMs"] = round(self.duration_ms, 3)
+        out["toolCalls"] = [call.to_dict() for call in self.calls]
+        out["resources"] = dict(self.resources)
+        return out
+
 
 class Runtime(Protocol):
     """An isolated interpreter for one execution at a time (a runtime object may run many concurrently)."""
