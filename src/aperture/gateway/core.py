@@ -55,6 +55,7 @@ from aperture.execution import (
     UpstreamState,
     raise_unavailable_or_unknown,
 )
+from aperture.execution.code import CodeExecutor, Outcome
 from aperture.gateway import cursors
 from aperture.gateway.limits import check_limit, check_search_text
 from aperture.model import (
@@ -184,6 +185,11 @@ class Gateway:
         self._stack: AsyncExitStack | None = None
         self.skills: SkillBackend | None = None
         """The skills backend, when the configuration has a `skills:` section (registered on entering)."""
+        code = self.config.execution.code
+        self.code: CodeExecutor | None = CodeExecutor(code) if code.enabled else None
+        """Code mode (execute_code), when `execution.code.enabled`."""
+        if self.code is not None:
+            self.ops.health.code = self.code.health
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -627,6 +633,59 @@ class Gateway:
             include_backends=include_backends,
             include_tools=include_tools,
         )
+
+    def may_execute_code(self) -> bool:
+        """Whether code mode is on and the current caller has a role it allows."""
+        if self.code is None:
+            return False
+        roles = self.code.settings.roles
+        return not roles or self.ops.caller().allows(roles, [])
+
+    async def execute_code(
+        self,
+        code: str,
+        ctx: CallContext | None = None,
+        *,
+        timeout_ms: int | None = None,
+        max_tool_calls: int | None = None,
+    ) -> Outcome:
+        """Run `code` in the configured runtime; each bridged call runs as `search`, `describe` and `run` do for
+        the caller of `ctx` (in the caller's request context: its identity and toolset), so the program reaches
+        only what its caller could.
+
+        Raises:
+            InvalidRequestError: code mode is off.
+        """
+        if self.code is None:
+            raise InvalidRequestError("Code mode is off here (execution.code.enabled is false).", op="execute_code")
+        call = ctx or CallContext()
+        limits = self.code.settings.limits(timeout_ms=timeout_ms, max_tool_calls=max_tool_calls)
+
+        async def on_call(method: str, params: dict[str, Any]) -> Any:
+            return await self._bridged(method, params, call)
+
+        with self.ops.audited("execute_code"):
+            return await self.code.run(code, limits, on_call)
+
+    async def _bridged(self, method: str, params: dict[str, Any], call: CallContext) -> Any:
+        """One tool call from a program: its JSON answer, or an `ApertureError` the program gets as ToolError."""
+        if method == "search":
+            query, limit = params.get("query"), params.get("limit", 10)
+            if not isinstance(query, str) or not isinstance(limit, int) or isinstance(limit, bool):
+                raise InvalidRequestError("tools.search(query, limit) takes a string and an integer.")
+            return self.search(query, limit=limit)
+        tool_id = params.get("tool_id")
+        if not isinstance(tool_id, str):
+            raise InvalidRequestError(f"tools.{method} takes the tool id as a string, e.g. 'namespace:name'.")
+        if method == "describe":
+            level = params.get("detail_level", "schema")
+            if level not in ("summary", "schema", "full"):
+                raise InvalidRequestError("detail_level is one of summary, schema, full.")
+            return self.describe(tool_id, level)
+        result = await self.run(tool_id, params.get("args") or {}, call)
+        if result.is_error:
+            raise result.error or ApertureError(result.text or f"Tool '{tool_id}' failed.")
+        return result.structured if result.structured is not None else result.text
 
     def _visible_tool(self, tool_id: str, ctx: CallContext) -> Tool | None:
         """The tool behind `tool_id` if the caller of `ctx` may see it, else None (as if it did not exist)."""

@@ -134,6 +134,17 @@ class RunSkillArgs(PlanSkillArgs):
     timeout_ms: int | None = Field(None, ge=1, description="Stop the run after this long.")
 
 
+class ExecuteCodeArgs(_Arguments):
+    language: Literal["python"] = Field("python", description="python.")
+    code: str = Field(
+        max_length=100_000,
+        description="Python. tools.search(query, limit), tools.describe(tool_id), tools.run(tool_id, **args) call "
+        "tools; the last expression (or result(x)) is the value.",
+    )
+    timeout_ms: int | None = Field(None, ge=1, le=60_000, description="Wall-clock limit (1-60000).")
+    max_tool_calls: int | None = Field(None, ge=1, le=1000, description="Cap on tool calls (1-1000).")
+
+
 class ListToolsetsArgs(_Arguments):
     pass
 
@@ -387,6 +398,10 @@ async def _describe_toolset(gateway: Gateway, call: CallContext, args: DescribeT
     return gateway.describe_toolset(args.toolset_id)
 
 
+async def _execute_code(gateway: Gateway, call: CallContext, args: ExecuteCodeArgs) -> Answer:
+    return await gateway.execute_code(args.code, call, timeout_ms=args.timeout_ms, max_tool_calls=args.max_tool_calls)
+
+
 def _has_toolsets(gateway: Gateway) -> bool:
     return bool(gateway.toolsets)
 
@@ -482,6 +497,15 @@ META_TOOLS: tuple[MetaTool[Any], ...] = (
         DescribeToolsetArgs,
         _describe_toolset,
         offered=_has_toolsets,
+    ),
+    MetaTool(
+        "execute_code",
+        "Run a short Python program that calls tools (loops, filters, joins) in a sandbox; returns its value, "
+        "output and the calls it made.",
+        ExecuteCodeArgs,
+        _execute_code,
+        read_only=False,
+        offered=lambda gateway: gateway.may_execute_code(),
     ),
 )
 

@@ -34,6 +34,8 @@ class HealthChecker:
         self._breakers = breakers
         self._redis = redis
         self._audit = audit
+        self.code: Callable[[], dict[str, Any]] | None = None
+        """Code mode's runtime state (the gateway sets it when code mode is enabled): reported, not required."""
 
     def scrub(self, text: str) -> str:
         """`text` without the backends' private strings (see `private_strings`)."""
@@ -93,6 +95,8 @@ class HealthChecker:
             body["redis"] = self._redis()
         if self._audit is not None:
             body["audit"] = self._audit()
+        if self.code is not None:
+            body["code"] = self.code()
         return body
 
 

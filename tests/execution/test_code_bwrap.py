@@ -1,0 +1,264 @@
+"""The bwrap runtime contains what a hostile program tries: each test checks that the effect did not happen
+(no connection reached the test's listener, the canary file and environment variable unchanged and unseen),
+and that the caller gets one sentence saying what happened."""
+
+from __future__ import annotations
+
+import os
+import socket
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aperture.execution.code import BwrapRuntime, Limits, Outcome
+from aperture.model import InvalidRequestError
+
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.skipif(BwrapRuntime().problem() is not None, reason="no bubblewrap here (make test installs it)"),
+]
+
+CANARY = "aperture-canary-7f3a9c"
+SHORT = Limits(timeout=3.0, cpu_seconds=3)
+
+
+class Calls:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, dict[str, Any]]] = []
+
+    async def __call__(self, method: str, params: dict[str, Any]) -> Any:
+        self.seen.append((method, params))
+        if params.get("tool_id") == "bad:tool":
+            raise InvalidRequestError("No tool 'bad:tool'.")
+        return {"method": method, "echo": params}
+
+
+async def run(code: str, limits: Limits = SHORT, calls: Calls | None = None) -> Outcome:
+    return await BwrapRuntime().run(textwrap.dedent(code), limits, calls or Calls())
+
+
+def no_sandbox_left() -> bool:
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                if b"_BRIDGE" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    return False
+            except OSError:
+                continue
+    return True
+
+
+async def test_the_final_expression_is_the_value_and_stdout_is_kept() -> None:
+    outcome = await run("print('hello')\nx = 20\nx * 2 + 2")
+    assert (outcome.value, outcome.error, outcome.stdout) == (42, None, "hello\n")
+    assert outcome.resources["cpuMs"] > 0
+    assert no_sandbox_left()
+
+
+async def test_result_ends_the_program_with_its_value() -> None:
+    outcome = await run("result({'rows': [1, 2]})\nraise SystemExit('not reached')")
+    assert outcome.value == {"rows": [1, 2]}
+
+
+async def test_tools_calls_are_bridged_in_order_and_failures_raise_tool_error() -> None:
+    calls = Calls()
+    code = """
+    hits = tools.search('convert units', limit=3)
+    doc = tools.describe('a:b')
+    out = tools.run('a:b', n=1)
+    try:
+        tools.run('bad:tool')
+    except ToolError as e:
+        failed = str(e)
+    [hits['method'], doc['echo']['tool_id'], out['echo']['args'], failed]
+    """
+    outcome = await run(code, calls=calls)
+    assert outcome.value == ["search", "a:b", {"n": 1}, "No tool 'bad:tool'."]
+    assert [m for m, _ in calls.seen] == ["search", "describe", "run", "run"]
+    assert [c.ok for c in outcome.calls] == [True, True, True, False]
+    assert outcome.calls[2].to_dict()["id"] == "a:b"
+
+
+async def test_a_failing_program_is_reported_with_its_line() -> None:
+    outcome = await run("x = 1\nraise ValueError('boom')")
+    assert outcome.error == "The program failed: ValueError: boom (line 2)"
+
+
+async def test_the_tool_call_cap_stops_the_program() -> None:
+    calls = Calls()
+    outcome = await run("for i in range(10): tools.run('a:b', i=i)", Limits(timeout=3, max_tool_calls=3), calls)
+    assert outcome.stopped == "tool_calls" and "limit of 3 tool calls" in (outcome.error or "")
+    assert len(calls.seen) == 3
+
+
+@pytest.fixture
+def listener() -> Any:
+    server = socket.create_server(("127.0.0.1", 0))
+    server.setblocking(False)
+    yield server
+    server.close()
+
+
+def accepted(server: socket.socket) -> bool:
+    try:
+        server.accept()[0].close()
+        return True
+    except BlockingIOError:
+        return False
+
+
+async def test_no_tcp_to_a_listener_on_127_0_0_1_nor_the_redis_port(listener: socket.socket) -> None:
+    port = listener.getsockname()[1]
+    code = f"""
+    import socket
+    out = []
+    for port in ({port}, 6379):
+        try:
+            socket.create_connection(('127.0.0.1', port), timeout=1)
+            out.append('connected')
+        except OSError as e:
+            out.append(type(e).__name__)
+    out
+    """
+    outcome = await run(code)
+    assert outcome.value == ["PermissionError", "PermissionError"]
+    assert not accepted(listener)
+
+
+async def test_no_tcp_to_ipv6_loopback() -> None:
+    try:
+        server = socket.create_server(("::1", 0), family=socket.AF_INET6)
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    server.setblocking(False)
+    with server:
+        outcome = await run(f"import socket\nsocket.create_connection(('::1', {server.getsockname()[1]}), timeout=1)")
+        assert outcome.error is not None and "PermissionError" in outcome.error
+        assert not accepted(server)
+
+
+async def test_no_name_resolution() -> None:
+    outcome = await run("import socket\nsocket.getaddrinfo('example.com', 443)")
+    assert outcome.error is not None and "gaierror" in outcome.error
+
+
+async def test_a_fork_bomb_cannot_fork() -> None:
+    outcome = await run("import os\nwhile True: os.fork()")
+    assert outcome.error == "The program failed: PermissionError: [Errno 1] Operation not permitted (line 2)"
+    outcome = await run("import subprocess\nsubprocess.run(['/bin/true'])")
+    assert outcome.error is not None and outcome.stopped is None
+    assert no_sandbox_left()
+
+
+async def test_allocating_10_gb_fails_inside_the_sandbox() -> None:
+    outcome = await run("x = bytearray(10 * 1024**3)")
+    assert outcome.error == "The program failed: MemoryError:  (line 1)"
+
+
+async def test_the_gateways_environment_is_unseen(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APERTURE_CANARY", CANARY)
+    code = """
+    import os
+    seen = [dict(os.environ)]
+    for pid in os.listdir('/proc'):
+        if pid.isdigit():
+            try:
+                seen.append(open(f'/proc/{pid}/environ', 'rb').read().decode())
+            except OSError as e:
+                seen.append(type(e).__name__)
+    seen
+    """
+    outcome = await run(code)
+    assert outcome.error is None
+    assert CANARY not in repr(outcome.value) and "APERTURE_CANARY" not in repr(outcome.value)
+    assert os.environ["APERTURE_CANARY"] == CANARY
+
+
+@pytest.mark.parametrize("path", ["cwd", "config", "/etc/shadow", "/etc/passwd", "/home"])
+async def test_gateway_files_are_not_there(path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    canary = tmp_path / "aperture.yaml"
+    canary.write_text(CANARY)
+    monkeypatch.chdir(tmp_path)
+    target = {"cwd": str(Path.cwd() / "aperture.yaml"), "config": str(canary)}.get(path, path)
+    outcome = await run(f"import os\nopen({target!r}).read() if os.path.isfile({target!r}) else os.listdir({target!r})")
+    assert outcome.error is not None and "FileNotFoundError" in outcome.error, outcome
+    assert CANARY not in repr(outcome)
+
+
+async def test_writes_outside_the_sandbox_tmp_fail_and_leave_the_canary(tmp_path: Path) -> None:
+    canary = tmp_path / "canary.txt"
+    canary.write_text(CANARY)
+    code = f"""
+    out = []
+    for path in ({str(canary)!r}, '/x', '/usr/lib/x', '/tmp/ok'):
+        try:
+            open(path, 'w').write('changed')
+            out.append('written')
+        except OSError as e:
+            out.append(type(e).__name__)
+    out
+    """
+    outcome = await run(code)
+    assert outcome.value == ["FileNotFoundError", "OSError", "OSError", "written"]
+    assert canary.read_text() == CANARY
+
+
+async def test_the_gateway_cannot_be_signalled() -> None:
+    outcome = await run(f"import os, signal\nos.kill({os.getpid()}, signal.SIGKILL)")
+    assert outcome.error is not None and "ProcessLookupError" in outcome.error
+
+
+async def test_a_spinning_program_is_killed_at_its_time_limit() -> None:
+    outcome = await run("while True: pass", Limits(timeout=0.5))
+    assert outcome.stopped == "timeout"
+    assert outcome.error == (
+        "The program was stopped at its time limit (500 ms); make it do less, or give a larger timeout_ms "
+        "(at most 60000)."
+    )
+    assert outcome.duration_ms < 2000
+    assert no_sandbox_left()
+
+
+async def test_printing_a_gigabyte_is_cut_off() -> None:
+    outcome = await run("import sys\nchunk = 'x' * 2**20\nfor _ in range(1024): sys.stdout.write(chunk)")
+    assert outcome.stopped == "output"
+    assert len(outcome.stdout) == SHORT.max_output_bytes
+    assert outcome.error is not None and outcome.error.startswith("The program printed more than 1048576 bytes")
+
+
+async def test_writing_a_10_gb_file_fails_at_the_file_limit() -> None:
+    code = "chunk = b'x' * 2**20\nwith open('/tmp/big', 'wb') as f:\n    for _ in range(10 * 1024): f.write(chunk)"
+    outcome = await run(code)
+    assert outcome.error is not None and ("File too large" in outcome.error or "No space" in outcome.error)
+
+
+async def test_nothing_outlives_the_program() -> None:
+    code = """
+    import threading, time
+    threading.Thread(target=lambda: time.sleep(60)).start()
+    'returned'
+    """
+    outcome = await run(code)
+    assert outcome.value == "returned"
+    assert no_sandbox_left()
+
+
+@pytest.mark.parametrize(
+    ("frame", "said"),
+    [
+        ("b'\\xff\\xff\\xff\\xff'", "bridge message of 4294967295 bytes"),
+        ("b'\\x00\\x00\\x00\\x05hello'", "not JSON"),
+        ("b'\\x00\\x00\\x00\\x02[]'", "not a JSON object"),
+        ('b\'\\x00\\x00\\x00\\x1a{"op":"call","method":"x"}\'', "unknown bridge message"),
+    ],
+    ids=["oversized", "malformed", "not-an-object", "forged"],
+)
+async def test_forged_bridge_frames_end_the_execution(frame: str, said: str) -> None:
+    calls = Calls()
+    code = f"import os, sys, time\nos.write(int(sys.argv[-1]), {frame})\ntime.sleep(5)"
+    outcome = await run(code, calls=calls)
+    assert outcome.stopped == "bridge", outcome
+    assert said in (outcome.error or "")
+    assert calls.seen == []
