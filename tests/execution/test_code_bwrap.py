@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 
 from aperture.execution.code import BwrapRuntime, Limits, Outcome
 from aperture.model import InvalidRequestError
+from tests.ops.test_audit import free_port, redis_server
 
 pytestmark = [
     pytest.mark.anyio,
@@ -109,22 +112,36 @@ def accepted(server: socket.socket) -> bool:
         return False
 
 
-async def test_no_tcp_to_a_listener_on_127_0_0_1_nor_the_redis_port(listener: socket.socket) -> None:
+async def connections_received(redis: aioredis.Redis) -> int:
+    info = await redis.info("stats")
+    return int(info["total_connections_received"])
+
+
+async def test_no_tcp_to_a_listener_on_127_0_0_1_nor_to_redis(listener: socket.socket) -> None:
     port = listener.getsockname()[1]
-    code = f"""
-    import socket
-    out = []
-    for port in ({port}, 6379):
+    redis_port = free_port()
+    async with redis_server(redis_port):
+        redis = aioredis.Redis(port=redis_port)
         try:
-            socket.create_connection(('127.0.0.1', port), timeout=1)
-            out.append('connected')
-        except OSError as e:
-            out.append(type(e).__name__)
-    out
-    """
-    outcome = await run(code)
-    assert outcome.value == ["PermissionError", "PermissionError"]
-    assert not accepted(listener)
+            before = await connections_received(redis)  # (this client's own connection, kept open)
+            code = f"""
+            import socket
+            out = []
+            for port in ({port}, {redis_port}, 6379):
+                try:
+                    socket.create_connection(('127.0.0.1', port), timeout=1).sendall(b'SET pwned 1\\r\\n')
+                    out.append('connected')
+                except OSError as e:
+                    out.append(type(e).__name__)
+            out
+            """
+            outcome = await run(code)
+            assert outcome.value == ["PermissionError"] * 3
+            assert not accepted(listener)
+            assert await connections_received(redis) == before
+            assert await redis.get("pwned") is None
+        finally:
+            await redis.aclose()
 
 
 async def test_no_tcp_to_ipv6_loopback() -> None:
@@ -139,9 +156,29 @@ async def test_no_tcp_to_ipv6_loopback() -> None:
         assert not accepted(server)
 
 
-async def test_no_name_resolution() -> None:
-    outcome = await run("import socket\nsocket.getaddrinfo('example.com', 443)")
-    assert outcome.error is not None and "gaierror" in outcome.error
+async def test_no_name_resolution_nor_udp_out() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.bind(("127.0.0.1", 0))
+        udp.setblocking(False)
+        code = f"""
+        import socket
+        out = []
+        try:
+            socket.getaddrinfo('example.com', 443)
+            out.append('resolved')
+        except OSError as e:
+            out.append(type(e).__name__)
+        try:
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', ('127.0.0.1', {udp.getsockname()[1]}))
+            out.append('sent')
+        except OSError as e:
+            out.append(type(e).__name__)
+        out
+        """
+        outcome = await run(code)
+        assert outcome.value == ["gaierror", "PermissionError"]
+        with pytest.raises(BlockingIOError):
+            udp.recv(16)
 
 
 async def test_a_fork_bomb_cannot_fork() -> None:
@@ -149,12 +186,24 @@ async def test_a_fork_bomb_cannot_fork() -> None:
     assert outcome.error == "The program failed: PermissionError: [Errno 1] Operation not permitted (line 2)"
     outcome = await run("import subprocess\nsubprocess.run(['/bin/true'])")
     assert outcome.error is not None and outcome.stopped is None
+    code = """
+    import os
+    for _ in range(50):
+        try:
+            os.fork() or os._exit(0)
+        except OSError:
+            pass
+    sorted(int(p) for p in os.listdir('/proc') if p.isdigit())
+    """
+    outcome = await run(code)
+    assert outcome.value == [1, 2]  # bwrap's init and the program: no child ever ran
     assert no_sandbox_left()
 
 
 async def test_allocating_10_gb_fails_inside_the_sandbox() -> None:
     outcome = await run("x = bytearray(10 * 1024**3)")
     assert outcome.error == "The program failed: MemoryError:  (line 1)"
+    assert outcome.resources["maxRssKb"] * 1024 < SHORT.memory_bytes  # the memory was never had
 
 
 async def test_the_gateways_environment_is_unseen(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -205,9 +254,26 @@ async def test_writes_outside_the_sandbox_tmp_fail_and_leave_the_canary(tmp_path
     assert canary.read_text() == CANARY
 
 
-async def test_the_gateway_cannot_be_signalled() -> None:
-    outcome = await run(f"import os, signal\nos.kill({os.getpid()}, signal.SIGKILL)")
-    assert outcome.error is not None and "ProcessLookupError" in outcome.error
+async def test_the_gateway_and_other_processes_cannot_be_signalled() -> None:
+    canary = subprocess.Popen(["sleep", "30"])
+    try:
+        code = f"""
+        import os, signal
+        out = []
+        for pid in ({os.getpid()}, {canary.pid}):
+            try:
+                os.kill(pid, signal.SIGKILL)
+                out.append('killed')
+            except OSError as e:
+                out.append(type(e).__name__)
+        out
+        """
+        outcome = await run(code)
+        assert outcome.value == ["ProcessLookupError", "ProcessLookupError"]
+        assert canary.poll() is None  # still running
+    finally:
+        canary.kill()
+        canary.wait()
 
 
 async def test_a_spinning_program_is_killed_at_its_time_limit() -> None:
@@ -232,6 +298,17 @@ async def test_writing_a_10_gb_file_fails_at_the_file_limit() -> None:
     code = "chunk = b'x' * 2**20\nwith open('/tmp/big', 'wb') as f:\n    for _ in range(10 * 1024): f.write(chunk)"
     outcome = await run(code)
     assert outcome.error is not None and ("File too large" in outcome.error or "No space" in outcome.error)
+    code = """
+    import os
+    try:
+        with open('/tmp/big', 'wb') as f:
+            for _ in range(10 * 1024): f.write(b'x' * 2**20)
+    except OSError as e:
+        pass
+    os.path.getsize('/tmp/big')
+    """
+    outcome = await run(code)
+    assert 0 < outcome.value <= SHORT.file_bytes  # what got written stopped at the limit
 
 
 async def test_nothing_outlives_the_program() -> None:
