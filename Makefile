@@ -80,6 +80,7 @@ bench: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m bench.capabilities
 	$(BIN)/python -m bench.retrieval
 	$(BIN)/python -m bench.compose
+	$(BIN)/python -m bench.code
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
