@@ -5,10 +5,11 @@ the three steps an agent takes: search_tools -> describe_tool -> run_tool, plus 
 then puts it in front of real MCP servers (examples/federation.yaml), mounts the build, test and
 test-environment engines of examples/engines/ (examples/engines.yaml), serves toolsets to a client bound
 to one and to one that is not (examples/toolsets.yaml), and runs a recipe skill, an instruction skill and
-run_chain (examples/compose.yaml, examples/skills/).
+run_chain (examples/compose.yaml, examples/skills/), and runs an agent's program through execute_code in a
+bubblewrap sandbox (examples/code.yaml).
 
     python examples/demo.py            # what `make demo` runs
-    python examples/demo.py federation # only some parts: stdio, http, federation, engines, toolsets, compose
+    python examples/demo.py federation # only some parts: stdio, http, federation, engines, toolsets, compose, code
 """
 
 from __future__ import annotations
@@ -325,6 +326,36 @@ async def compose() -> None:
         show_call("run_chain", args, await client.call_tool("run_chain", args))
 
 
+PROGRAM = """
+titles = ['Code mode in Aperture', 'Sandboxes without keys', 'One round trip, not five']
+slugs = [tools.run('toolbox:slugify', text=t)['result'] for t in titles]
+stats = tools.search('descriptive statistics of numbers', limit=1)['tools'][0]['id']
+summary = tools.run(stats, values=[len(s) for s in slugs])
+print(f'{len(slugs)} slugs, summarised by {stats}')
+{'slugs': slugs, 'mean_length': summary['mean'], 'longest': max(slugs, key=len)}
+"""
+
+
+async def code() -> None:
+    """Code mode (examples/code.yaml): an agent's program calls tools in a bubblewrap sandbox."""
+    from aperture.execution.code import BwrapRuntime
+
+    config = HERE / "code.yaml"
+    step(f"Code mode: a program calls the tools in a sandbox ({config.name})")
+    problem = BwrapRuntime().problem()
+    if problem is not None:
+        console.print(f"[yellow]Skipped: code mode's bwrap runtime cannot run here ({problem}).[/yellow]")
+        return
+    params = StdioServerParameters(command=str(APERTURE), args=["serve", "--config", str(config)], env=dict(os.environ))
+    async with Client(params) as client:
+        console.print("[dim]One execute_code call: search, three runs and the aggregation, in one round trip.[/dim]")
+        args: dict[str, Any] = {"code": PROGRAM.strip()}
+        show_call("execute_code", args, await client.call_tool("execute_code", args))
+        console.print("[dim]A hostile program: no network in the sandbox (nor the gateway's files, env, keys).[/dim]")
+        args = {"code": "import socket\nsocket.create_connection(('127.0.0.1', 6379), timeout=1)"}
+        show_call("execute_code", args, await client.call_tool("execute_code", args))
+
+
 PARTS = {
     "stdio": over_stdio,
     "http": over_http,
@@ -332,6 +363,7 @@ PARTS = {
     "engines": engines,
     "toolsets": toolsets,
     "compose": compose,
+    "code": code,
 }
 
 
