@@ -15,8 +15,9 @@ from typer.testing import CliRunner
 
 from aperture.cli import app
 from aperture.config import Config, parse_config
-from aperture.execution import McpBackend
-from aperture.gateway import Gateway
+from aperture.execution import CallContext, McpBackend
+from aperture.execution.code import BwrapRuntime, Limits, OnCall, Outcome, register_runtime
+from aperture.gateway import META_TOOLS_BY_NAME, Gateway
 from aperture.ops.http import OpsHttpApp
 from tests.conftest import FIXTURES, TEST_CONFIG
 from tests.ops.conftest import ops_gateway
@@ -125,3 +126,47 @@ async def test_list_namespaces_says_when_the_next_start_attempt_really_is() -> N
     for message in (row["message"], ready["message"]):  # not the 0.5 s of the first failure, long past
         found = re.search(r"Next start attempt in ([\d.]+) s", message)
         assert found is not None and 1.0 < float(found.group(1)) <= 2.0, message
+
+
+class UnavailableRuntime:
+    """A code-mode runtime that cannot run here, as bwrap where bubblewrap is not installed."""
+
+    name = "test-unavailable"
+
+    def problem(self) -> str | None:
+        return "nothing to run programs with here: install it"
+
+    async def run(self, code: str, limits: Limits, on_call: OnCall) -> Outcome:
+        raise AssertionError("never started: problem() is not None")
+
+
+register_runtime(UnavailableRuntime.name, UnavailableRuntime)
+
+
+@pytest.mark.parametrize("runtime", ["test-unavailable", "bwrap"])
+async def test_readyz_is_not_ready_while_enabled_code_mode_cannot_run(runtime: str) -> None:
+    if runtime == "bwrap" and BwrapRuntime().problem() is not None:
+        pytest.skip("no bubblewrap here (make test installs it)")
+    config = parse_config({"execution": {"code": {"enabled": True, "runtime": runtime}}})
+    async with Gateway(config) as gw:
+        transport = httpx2.ASGITransport(app=OpsHttpApp(not_found, gw.ops))
+        async with httpx2.AsyncClient(transport=transport, base_url="http://gw.test") as client:
+            ready = await client.get("/readyz")
+        answer = await META_TOOLS_BY_NAME["execute_code"].call(gw, CallContext(), {"code": "1 + 1"})
+    assert isinstance(answer, Outcome)
+    if runtime == "bwrap":
+        assert ready.status_code == 200 and ready.json()["code"]["available"] is True
+        assert answer.value == 2
+        return
+    assert ready.status_code == 503 and ready.json()["status"] == "not_ready"
+    assert ready.json()["code"] == {
+        "runtime": "test-unavailable",
+        "available": False,
+        "running": 0,
+        "waiting": 0,
+        "message": "nothing to run programs with here: install it",
+    }
+    assert answer.error == (
+        "Code execution is unavailable here: the configured test-unavailable runtime cannot run (nothing to run "
+        "programs with here: install it). Use run_tool or run_chain instead, and tell the operator."
+    )

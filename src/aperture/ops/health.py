@@ -35,7 +35,9 @@ class HealthChecker:
         self._redis = redis
         self._audit = audit
         self.code: Callable[[], dict[str, Any]] | None = None
-        """Code mode's runtime state (the gateway sets it when code mode is enabled): reported, not required."""
+        """Code mode's runtime state (the gateway sets it when code mode is enabled): `{available, ...}`. Enabled
+        but unavailable (its runtime cannot run here) makes the gateway not ready: execute_code is offered yet
+        would fail every call, so traffic belongs on a replica where it works."""
 
     def scrub(self, text: str) -> str:
         """`text` without the backends' private strings (see `private_strings`)."""
@@ -57,8 +59,9 @@ class HealthChecker:
         return {"status": "ok"}
 
     async def readiness(self) -> dict[str, Any]:
-        """`{status: ready|not_ready, config, backends: [...], redis?}`; ready when every required backend is
-        healthy. A degraded Redis is reported but does not make the gateway unready (it falls back)."""
+        """`{status: ready|not_ready, config, backends: [...], redis?, audit?, code?}`; ready when every required
+        backend is healthy and, with code mode enabled, its runtime can run. A degraded Redis is reported but
+        does not make the gateway unready (it falls back)."""
         statuses = await self.registry.health_check(timeout=self.settings.timeout)
         failures = self.registry.snapshot.failures
         names = self.registry.names()
@@ -97,6 +100,8 @@ class HealthChecker:
             body["audit"] = self._audit()
         if self.code is not None:
             body["code"] = self.code()
+            if not body["code"].get("available", True):
+                body["status"] = "not_ready"
         return body
 
 
