@@ -57,16 +57,17 @@ class Sandbox:
 
     process: Process
     stream: UNIXSocketStream
+    ready: bool = False
 
     async def wait_ready(self, timeout: float) -> bool:
         """Wait for the one byte a runtime sends when its interpreter is loaded (a warm-pool runtime does);
         False when it did not come in `timeout` seconds or the sandbox ended."""
         with anyio.move_on_after(timeout):
             try:
-                return await self.stream.receive(1) == READY
+                self.ready = self.ready or await self.stream.receive(1) == READY
             except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
                 return False
-        return False
+        return self.ready
 
     async def aclose(self) -> None:
         """Kill it (its whole process group) and close its pipes and bridge."""
