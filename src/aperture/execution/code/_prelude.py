@@ -7,10 +7,15 @@ from __future__ import annotations
 import ast
 import json
 import os
-import resource
 import struct
 import sys
+import time
 import traceback
+
+try:
+    import resource
+except ImportError:  # (Pyodide has no resource module)
+    resource = None  # type: ignore[assignment]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # (typing itself is not imported: it costs the sandbox's start a few milliseconds)
@@ -31,18 +36,30 @@ def _read_exact(count: int) -> bytes:
     return data
 
 
-def _receive() -> Any:
+def _receive_frame() -> bytes | str:
     (size,) = _HEADER.unpack(_read_exact(_HEADER.size))
     if size > _MAX_FRAME:
         raise SystemExit("the gateway sent an oversized frame")
-    return json.loads(_read_exact(size))
+    return _read_exact(size)
 
 
-def _send(message: dict[str, Any]) -> None:
-    body = json.dumps(message, default=repr, ensure_ascii=False).encode()
+def _send_frame(text: str) -> None:
+    body = text.encode()
     view = memoryview(_HEADER.pack(len(body)) + body)
     while view:
         view = view[os.write(_BRIDGE, view) :]
+
+
+# A runtime whose interpreter has no file descriptors (wasm) replaces _receive_frame and _send_frame with its
+# own synchronous functions of the same shape (a frame's JSON text in and out).
+
+
+def _receive() -> Any:
+    return json.loads(_receive_frame())
+
+
+def _send(message: dict[str, Any]) -> None:
+    _send_frame(json.dumps(message, default=repr, ensure_ascii=False))
 
 
 class ToolError(Exception):
@@ -95,6 +112,8 @@ def _run(code: str) -> Any:
 
 
 def _usage() -> dict[str, Any]:
+    if resource is None:
+        return {"cpuMs": round(time.process_time() * 1000, 1)}
     own = resource.getrusage(resource.RUSAGE_SELF)
     return {"cpuMs": round((own.ru_utime + own.ru_stime) * 1000, 1), "maxRssKb": own.ru_maxrss}
 

@@ -9,6 +9,7 @@ import os
 import shutil
 import sys
 import sysconfig
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 
@@ -45,9 +46,7 @@ class BwrapRuntime:
 
     @staticmethod
     def _which(tool: str) -> str | None:
-        return shutil.which(tool) or next(
-            (p for p in (f"/usr/bin/{tool}", f"/bin/{tool}") if os.access(p, os.X_OK)), None
-        )
+        return which(tool)
 
     @cached_property
     def seccomp(self) -> bytes | None:
@@ -56,54 +55,13 @@ class BwrapRuntime:
 
     def argv(self, limits: Limits, seccomp_fd: int | None) -> list[str]:
         """The command line: prlimit's rlimits, nice 19, then bwrap around the interpreter and the prelude."""
-        prlimit, nice, bwrap = (self._which(tool) for tool in ("prlimit", "nice", "bwrap"))
-        assert prlimit is not None and nice is not None and bwrap is not None, "check problem() first"
-        rlimits = [
-            f"--cpu={limits.cpu_seconds}",
-            f"--as={limits.memory_bytes}",
-            f"--fsize={limits.file_bytes}",
-            f"--nofile={limits.open_files}",
-        ]
         mounts = ["--ro-bind", self.prefix, self.prefix]
         site = sysconfig.get_path("purelib", vars={"base": self.prefix})
         if os.path.isdir(site):  # the base interpreter's own installed packages stay out: the standard library only
             mounts += ["--tmpfs", site, "--remount-ro", site]
-        for path in _SYSTEM_LIBRARIES:  # the shared libraries the interpreter and its extension modules load
-            if os.path.islink(path):
-                mounts += ["--symlink", os.readlink(path), path]
-            elif os.path.isdir(path) and not self.prefix.startswith(path + os.sep):
-                mounts += ["--ro-bind", path, path]
-        sandbox = [
-            "--unshare-all",
-            "--die-with-parent",
-            "--new-session",
-            "--clearenv",
-            "--uid",
-            str(SANDBOX_UID),
-            "--gid",
-            str(SANDBOX_UID),
-            "--hostname",
-            "sandbox",
-            "--cap-drop",
-            "ALL",
-            *mounts,
-            "--proc",
-            "/proc",
-            "--dev",
-            "/dev",
-            "--size",
-            str(limits.file_bytes),
-            "--tmpfs",
-            "/tmp",
-            "--remount-ro",
-            "/",
-            "--chdir",
-            "/tmp",
-        ]
-        if seccomp_fd is not None:
-            sandbox += ["--seccomp", str(seccomp_fd)]
+        mounts += system_library_mounts(skip=self.prefix)
         python = [self.interpreter, "-I", "-S", "-B", "-c", PRELUDE]
-        return [prlimit, *rlimits, "--", nice, "-n", "19", bwrap, *sandbox, "--", *python]
+        return sandbox_argv(limits, seccomp_fd, mounts=mounts, command=python)
 
     async def run(self, code: str, limits: Limits, on_call: OnCall) -> Outcome:
         """Run `code` in a fresh sandbox (see the module's docstring)."""
@@ -120,6 +78,76 @@ class BwrapRuntime:
             return await run_sandboxed(self.argv(limits, fd), code, limits, on_call, pass_fds=(fd,))
         finally:
             os.close(fd)
+
+
+def which(tool: str) -> str | None:
+    """`tool` on PATH, else in /usr/bin or /bin (the gateway may run with an empty PATH)."""
+    return shutil.which(tool) or next((p for p in (f"/usr/bin/{tool}", f"/bin/{tool}") if os.access(p, os.X_OK)), None)
+
+
+def system_library_mounts(*, skip: str = "") -> list[str]:
+    """Read-only binds of the system's shared-library folders (the interpreter and its extensions load them),
+    except one that holds `skip` (already bound)."""
+    mounts: list[str] = []
+    for path in _SYSTEM_LIBRARIES:
+        if os.path.islink(path):
+            mounts += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path) and not (skip and skip.startswith(path + os.sep)):
+            mounts += ["--ro-bind", path, path]
+    return mounts
+
+
+def sandbox_argv(
+    limits: Limits,
+    seccomp_fd: int | None,
+    *,
+    mounts: Sequence[str],
+    command: Sequence[str],
+    rlimits: Sequence[str] | None = None,
+) -> list[str]:
+    """The bubblewrap profile every runtime shares, around `command`: prlimit's rlimits (default: CPU, address
+    space, file size, open files from `limits`), nice 19, then bwrap with new namespaces (no network), an empty
+    environment, an unprivileged uid, no capabilities, `mounts` read-only, /proc, /dev, a tmpfs /tmp of
+    `limits.file_bytes` as the only writable place, and the seccomp filter at `seccomp_fd`."""
+    prlimit, nice, bwrap = (which(tool) for tool in ("prlimit", "nice", "bwrap"))
+    assert prlimit is not None and nice is not None and bwrap is not None, "check problem() first"
+    if rlimits is None:
+        rlimits = [
+            f"--cpu={limits.cpu_seconds}",
+            f"--as={limits.memory_bytes}",
+            f"--fsize={limits.file_bytes}",
+            f"--nofile={limits.open_files}",
+        ]
+    sandbox = [
+        "--unshare-all",
+        "--die-with-parent",
+        "--new-session",
+        "--clearenv",
+        "--uid",
+        str(SANDBOX_UID),
+        "--gid",
+        str(SANDBOX_UID),
+        "--hostname",
+        "sandbox",
+        "--cap-drop",
+        "ALL",
+        *mounts,
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--size",
+        str(limits.file_bytes),
+        "--tmpfs",
+        "/tmp",
+        "--remount-ro",
+        "/",
+        "--chdir",
+        "/tmp",
+    ]
+    if seccomp_fd is not None:
+        sandbox += ["--seccomp", str(seccomp_fd)]
+    return [prlimit, *rlimits, "--", nice, "-n", "19", bwrap, *sandbox, "--", *command]
 
 
 register_runtime(BwrapRuntime.name, BwrapRuntime)

@@ -51,24 +51,43 @@ class _Stop(Exception):
         self.error = error
 
 
-async def run_sandboxed(
-    argv: Sequence[str],
-    code: str,
-    limits: Limits,
-    on_call: OnCall,
-    *,
-    pass_fds: Sequence[int] = (),
-    bridge_fd_arg: bool = True,
-) -> Outcome:
-    """Run `argv` (a runtime's sandbox around the prelude) on `code`.
+@dataclass(eq=False)
+class Sandbox:
+    """A started sandbox process with the gateway's end of its bridge, not yet given a program."""
 
-    The bridge's fd is passed into the process (and, with `bridge_fd_arg`, appended to `argv` so the prelude
-    knows it), and so are `pass_fds`. The process starts in a new session; at the end its process group is killed.
+    process: Process
+    stream: UNIXSocketStream
+    ready: bool = False
 
-    Returns:
-        the `Outcome`; this never raises for what the program does.
+    async def wait_ready(self, timeout: float) -> bool:
+        """Wait for the one byte a runtime sends when its interpreter is loaded (a warm-pool runtime does);
+        False when it did not come in `timeout` seconds or the sandbox ended."""
+        with anyio.move_on_after(timeout):
+            try:
+                self.ready = self.ready or await self.stream.receive(1) == READY
+            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                return False
+        return self.ready
+
+    async def aclose(self) -> None:
+        """Kill it (its whole process group) and close its pipes and bridge."""
+        _kill(self.process)
+        with anyio.CancelScope(shield=True):
+            await self.process.aclose()
+            await self.stream.aclose()
+
+
+READY = b"R"
+"""What a runtime that loads its interpreter ahead of the program sends, once, before reading the program."""
+
+
+async def start_sandbox(argv: Sequence[str], *, pass_fds: Sequence[int] = (), bridge_fd_arg: bool = True) -> Sandbox:
+    """Start `argv` (a runtime's sandbox around its interpreter) with the bridge's fd passed in (and, with
+    `bridge_fd_arg`, appended to `argv`), and `pass_fds`; in a new session, with an empty environment.
+
+    Raises:
+        OSError: it could not start.
     """
-    started = time.perf_counter()
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     command = [*argv, str(theirs.fileno())] if bridge_fd_arg else list(argv)
     try:
@@ -81,12 +100,47 @@ async def run_sandboxed(
             start_new_session=True,
             env={},  # bwrap's own pid-1 monitor keeps its environment: /proc/1/environ in the sandbox shows it
         )
-    except OSError as exc:
+    except OSError:
         ours.close()
+        raise
+    finally:
         theirs.close()
+    return Sandbox(process, await UNIXSocketStream.from_socket(ours))
+
+
+async def run_sandboxed(
+    argv: Sequence[str],
+    code: str,
+    limits: Limits,
+    on_call: OnCall,
+    *,
+    pass_fds: Sequence[int] = (),
+    bridge_fd_arg: bool = True,
+) -> Outcome:
+    """Run `argv` (a runtime's sandbox around the prelude) on `code`: `start_sandbox`, then `run_in`.
+
+    Returns:
+        the `Outcome`; this never raises for what the program does.
+    """
+    started = time.perf_counter()
+    try:
+        sandbox = await start_sandbox(argv, pass_fds=pass_fds, bridge_fd_arg=bridge_fd_arg)
+    except OSError as exc:
         return Outcome(error=f"The sandbox could not start ({exc}).", stopped="crashed")
-    theirs.close()
-    stream = await UNIXSocketStream.from_socket(ours)
+    return await run_in(sandbox, code, limits, on_call, started=started)
+
+
+async def run_in(
+    sandbox: Sandbox, code: str, limits: Limits, on_call: OnCall, *, started: float | None = None
+) -> Outcome:
+    """Send `code` to a started sandbox, answer its tool calls, read its output within caps, and kill it at the
+    end. `started` (a `time.perf_counter()` value) is where its duration counts from (default: now).
+
+    Returns:
+        the `Outcome`; this never raises for what the program does.
+    """
+    started = time.perf_counter() if started is None else started
+    process, stream = sandbox.process, sandbox.stream
     outputs = (_Output("stdout", limits.max_output_bytes), _Output("stderr", limits.max_output_bytes))
     bridge = Bridge(stream, max_frame=limits.max_frame_bytes, max_bytes=limits.max_bridge_bytes)
     calls: list[BridgedCall] = []
@@ -113,10 +167,7 @@ async def run_sandboxed(
                     "do less, or give a larger timeout_ms (at most 60000).",
                 )
     finally:
-        _kill(process)
-        with anyio.CancelScope(shield=True):
-            await process.aclose()  # (waits for it, and closes its pipes)
-            await stream.aclose()
+        await sandbox.aclose()  # (waits for it, and closes its pipes)
     for output in outputs:
         if output.over and stop is None:
             stop = _Stop(
