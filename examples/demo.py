@@ -32,6 +32,7 @@ import yaml
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -47,7 +48,7 @@ def step(title: str) -> None:
 
 
 def show_call(name: str, args: dict[str, Any], result: Any) -> None:
-    console.print(f"[bold]→ {name}[/bold]({json.dumps(args)})")
+    console.print(f"[bold]→ {name}[/bold]({escape(json.dumps(args))})")
     text = "\n".join(getattr(block, "text", f"<{block.type}>") for block in result.content)
     try:
         body = json.dumps(json.loads(text), indent=2)
@@ -337,23 +338,31 @@ print(f'{len(slugs)} slugs, summarised by {stats}')
 
 
 async def code() -> None:
-    """Code mode (examples/code.yaml): an agent's program calls tools in a bubblewrap sandbox."""
-    from aperture.execution.code import BwrapRuntime
+    """Code mode (examples/code.yaml): an agent's program calls tools in a sandbox, in each runtime."""
+    from aperture.execution.code import runtime_named
 
     config = HERE / "code.yaml"
     step(f"Code mode: a program calls the tools in a sandbox ({config.name})")
-    problem = BwrapRuntime().problem()
-    if problem is not None:
-        console.print(f"[yellow]Skipped: code mode's bwrap runtime cannot run here ({problem}).[/yellow]")
-        return
-    params = StdioServerParameters(command=str(APERTURE), args=["serve", "--config", str(config)], env=dict(os.environ))
-    async with Client(params) as client:
-        console.print("[dim]One execute_code call: search, three runs and the aggregation, in one round trip.[/dim]")
-        args: dict[str, Any] = {"code": PROGRAM.strip()}
-        show_call("execute_code", args, await client.call_tool("execute_code", args))
-        console.print("[dim]A hostile program: no network in the sandbox (nor the gateway's files, env, keys).[/dim]")
-        args = {"code": "import socket\nsocket.create_connection(('127.0.0.1', 6379), timeout=1)"}
-        show_call("execute_code", args, await client.call_tool("execute_code", args))
+    hostile = {
+        "bwrap": "import socket\nsocket.create_connection(('127.0.0.1', 6379), timeout=1)",
+        "wasm": "import js\njs.process.env",  # Node's globals are fenced off from Python
+    }
+    for runtime, attempt in hostile.items():
+        problem = runtime_named(runtime).problem()
+        if problem is not None:
+            console.print(f"[yellow]Skipped the {runtime} runtime: it cannot run here ({problem}).[/yellow]")
+            continue
+        env = {**os.environ, "APERTURE_CODE_RUNTIME": runtime}
+        params = StdioServerParameters(command=str(APERTURE), args=["serve", "--config", str(config)], env=env)
+        async with Client(params) as client:
+            console.print(
+                f"[bold]runtime {runtime}[/bold][dim]: one execute_code call, search, runs and the sum.[/dim]"
+            )
+            args: dict[str, Any] = {"code": PROGRAM.strip()}
+            show_call("execute_code", args, await client.call_tool("execute_code", args))
+            console.print("[dim]A hostile program gets one sentence, and the gateway serves on.[/dim]")
+            args = {"code": attempt}
+            show_call("execute_code", args, await client.call_tool("execute_code", args))
 
 
 PARTS = {
