@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from aperture.execution.code import Limits, Outcome
@@ -301,3 +302,28 @@ async def test_an_unavailable_runtime_says_what_is_missing() -> None:
     assert WasmRuntime(node="/nonexistent/node").problem() == (
         "/nonexistent/node not found: install Node.js 20 or newer (Debian/Ubuntu: apt-get install nodejs)"
     )
+
+
+async def test_the_gateway_loads_its_pool_at_start_and_kills_it_on_exit(tmp_path: Path) -> None:
+    from aperture.config import parse_config
+    from aperture.execution import CallContext
+    from aperture.gateway import META_TOOLS_BY_NAME, Gateway
+
+    config = parse_config({"execution": {"code": {"enabled": True, "runtime": "wasm", "pool_size": 1}}})
+    async with Gateway(config) as gw:
+        assert gw.code is not None and isinstance(gw.code.runtime, WasmRuntime)
+        runtime = gw.code.runtime
+        deadline = time.monotonic() + 30
+        while not runtime.waiting and time.monotonic() < deadline:  # loading started with the gateway
+            await anyio.sleep(0.05)
+        (warm,) = runtime.waiting
+        answer = await META_TOOLS_BY_NAME["execute_code"].call(gw, CallContext(), {"code": "6 * 7"})
+        assert isinstance(answer, Outcome) and answer.value == 42, answer
+        assert warm not in runtime.waiting  # each interpreter runs one program, then is gone
+        while not runtime.waiting and time.monotonic() < deadline:  # and another one loads
+            await anyio.sleep(0.05)
+        waiting = runtime.waiting
+    assert waiting and not runtime.waiting
+    for pid in waiting:  # killed with the gateway, not left to --die-with-parent
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)

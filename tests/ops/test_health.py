@@ -133,8 +133,17 @@ class UnavailableRuntime:
 
     name = "test-unavailable"
 
+    def __init__(self, **_options: object) -> None:
+        pass
+
     def problem(self) -> str | None:
         return "nothing to run programs with here: install it"
+
+    async def warm(self, limits: Limits) -> None:
+        raise AssertionError("never warmed: problem() is not None")
+
+    async def aclose(self) -> None:
+        pass
 
     async def run(self, code: str, limits: Limits, on_call: OnCall) -> Outcome:
         raise AssertionError("never started: problem() is not None")

@@ -217,6 +217,9 @@ class Gateway:
                 self.index.update(self.registry.snapshot, version=self.registry.snapshot.version)
             task_group.start_soon(self.registry.watch_changes)
             task_group.start_soon(self.ops.run)  # the audit writer
+            if self.code is not None:  # warm interpreters load while the gateway serves; stopped on the way out
+                stack.push_async_callback(self.code.aclose)
+                task_group.start_soon(self.code.start)
             self._stack = stack.pop_all()
         try:  # (outside the task group, so that the error surfaces as itself)
             self.check_toolsets(starting=True)

@@ -12,6 +12,7 @@ import sysconfig
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from aperture.execution.code import seccomp
 from aperture.execution.code.runtime import Limits, OnCall, Outcome, register_runtime
@@ -28,9 +29,15 @@ class BwrapRuntime:
 
     name = "bwrap"
 
-    def __init__(self, *, interpreter: str | None = None) -> None:
+    def __init__(self, *, interpreter: str | None = None, **_options: Any) -> None:
         self.interpreter = os.path.realpath(interpreter or sys.executable)
         self.prefix = os.path.realpath(sys.base_prefix)
+
+    async def warm(self, limits: Limits) -> None:
+        """Nothing to do: a sandbox starts in tens of milliseconds."""
+
+    async def aclose(self) -> None:
+        """Nothing runs between executions."""
 
     def problem(self) -> str | None:
         """Why bwrap cannot run here, with the fix; None when it can."""

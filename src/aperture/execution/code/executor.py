@@ -18,13 +18,21 @@ class CodeExecutor:
 
     def __init__(self, settings: CodeSettings, runtime: Runtime | None = None) -> None:
         self.settings = settings
-        self.runtime = runtime or runtime_named(settings.runtime)
+        self.runtime = runtime or runtime_named(settings.runtime, pool_size=settings.pool_size)
         self._slots = anyio.CapacityLimiter(settings.concurrency)
         self.problem = self.runtime.problem()
         if self.problem is not None:
             logger.error("code mode: the %s runtime is unavailable: %s", self.runtime.name, self.problem)
         else:
             logger.info("code mode: the %s runtime is ready", self.runtime.name)
+
+    async def start(self) -> None:
+        """Get the runtime ready for the default limits (a wasm pool loads in the background of the start)."""
+        if self.problem is None:
+            await self.runtime.warm(self.settings.limits())
+
+    async def aclose(self) -> None:
+        await self.runtime.aclose()
 
     async def run(self, code: str, limits: Limits, on_call: OnCall) -> Outcome:
         """Run `code` once a slot is free. The wait does not count against the program's time."""

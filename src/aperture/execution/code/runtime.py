@@ -107,8 +107,18 @@ class Runtime(Protocol):
         the program does (its failures, and the limits it hits, are in the `Outcome`)."""
         ...
 
+    async def warm(self, limits: Limits) -> None:
+        """Get ready for executions with `limits` ahead of the first (a pool of loaded interpreters); may do
+        nothing."""
+        ...
 
-RuntimeFactory = Callable[[], Runtime]
+    async def aclose(self) -> None:
+        """Stop whatever it keeps running between executions."""
+        ...
+
+
+RuntimeFactory = Callable[..., Runtime]
+"""Makes a runtime from the keyword options of the `execution.code` settings it takes (others it ignores)."""
 _RUNTIMES: dict[str, RuntimeFactory] = {}
 
 
@@ -122,10 +132,10 @@ def runtime_names() -> list[str]:
     return sorted(_RUNTIMES)
 
 
-def runtime_named(name: str) -> Runtime:
-    """A new runtime of kind `name`.
+def runtime_named(name: str, **options: Any) -> Runtime:
+    """A new runtime of kind `name`, given the settings' `options` (`pool_size`, ...).
 
     Raises:
         KeyError: no runtime has that name.
     """
-    return _RUNTIMES[name]()
+    return _RUNTIMES[name](**options)

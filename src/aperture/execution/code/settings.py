@@ -14,12 +14,22 @@ class CodeSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = Field(False, description="Offer execute_code.")
-    runtime: str = Field("bwrap", description="Where programs run: bwrap (bubblewrap sandbox, Linux).")
+    runtime: str = Field(
+        "bwrap",
+        description="Where programs run: bwrap (CPython in bubblewrap) or wasm (Pyodide in Node, in bubblewrap).",
+    )
     roles: list[str] = Field(
         default_factory=list,
         description="Only callers with one of these roles see and may call execute_code (empty: every caller).",
     )
     concurrency: int = Field(2, ge=1, le=64, description="Executions running at once; more wait their turn.")
+    pool_size: int = Field(
+        1,
+        ge=0,
+        le=16,
+        description="wasm: interpreters kept loaded ahead of time (each runs one program and is then replaced), "
+        "so an execution does not wait the seconds Pyodide takes to load; 0: every execution starts cold.",
+    )
     timeout_ms: int = Field(10_000, ge=1, le=60_000, description="Default wall-clock limit of one execution.")
     max_tool_calls: int = Field(100, ge=1, le=1000, description="Default cap on one execution's tool calls.")
     memory_mb: int = Field(512, ge=64, description="Address space of the sandbox's interpreter, in MB.")

@@ -16,6 +16,7 @@ import time
 from collections import deque
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -63,7 +64,9 @@ class WasmRuntime:
 
     name = "wasm"
 
-    def __init__(self, *, node: str | None = None, pyodide: str | None = None, pool_size: int = 1) -> None:
+    def __init__(
+        self, *, node: str | None = None, pyodide: str | None = None, pool_size: int = 1, **_options: Any
+    ) -> None:
         found = node or which("node")
         self.node = os.path.realpath(found) if found else None
         self.pyodide = Path(pyodide).resolve() if pyodide else _default_pyodide()
@@ -184,6 +187,11 @@ class WasmRuntime:
                 duration_ms=(time.perf_counter() - started) * 1000,
             )
         return await run_in(sandbox, code, limits, on_call, started=started)
+
+    @property
+    def waiting(self) -> list[int]:
+        """The process ids of the loaded interpreters waiting for a program."""
+        return [sandbox.process.pid for pool in self._pool.values() for sandbox in pool]
 
     async def aclose(self) -> None:
         """Kill the waiting interpreters."""
