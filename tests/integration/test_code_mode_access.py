@@ -18,7 +18,7 @@ import yaml
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from aperture.execution.code import BwrapRuntime
+from aperture.execution.code import BwrapRuntime, runtime_named
 from tests.conftest import ROOT
 from tests.integration.conftest import serving_http
 from tests.mcp_helpers import error_of, run
@@ -44,13 +44,18 @@ def key(name: str, secret: str, roles: list[str], toolsets: list[str] | None = N
     return entry
 
 
-@pytest.fixture(scope="module")
-def gateway_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@pytest.fixture(scope="module", params=["bwrap", "wasm"])
+def gateway_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    runtime: str = request.param  # every test in both runtimes: the bridge is the same fence in each
+    if (problem := runtime_named(runtime).problem()) is not None:
+        pytest.skip(f"the {runtime} runtime cannot run here: {problem}")
     config = {
         "search": {"strategy": "bm25"},
         "backends": [{"name": "toolbox", "kind": "python", "module": "toolbox", "path": str(ROOT / "examples")}],
         "toolsets": [{"name": "text", "include": {"tags": ["text"]}}],
-        "execution": {"code": {"enabled": True, "roles": ["coder"], "timeout_ms": 5000}},
+        "execution": {
+            "code": {"enabled": True, "runtime": runtime, "roles": ["coder"], "timeout_ms": 5000, "pool_size": 2}
+        },
         "ops": {
             "auth": {
                 "enabled": True,
