@@ -35,11 +35,11 @@ from rich.table import Table
 
 from aperture.config import parse_config
 from aperture.execution import CallContext
-from aperture.execution.code import Limits, Outcome, runtime_named, runtime_names
+from aperture.execution.code import Limits, Outcome, Runtime, runtime_named, runtime_names
 from aperture.gateway import META_TOOLS_BY_NAME, Gateway
 from aperture.surface.mcp import McpSurface
 from bench._processes import ROOT, percentile, write_results
-from bench.compose import Approach, Step, Transcript, discover, text_of, tokens
+from bench.compose import Approach, Step, Transcript, discover, play, text_of
 
 console = Console(width=150)
 TASK = (
@@ -120,34 +120,57 @@ def summary(samples: list[float]) -> dict[str, float]:
 # --- 1. start -------------------------------------------------------------------------------------------------
 
 
+async def settled(runtime: Runtime) -> None:
+    """Wait (up to 30 s) until a pooling runtime has an interpreter loaded: a warm figure is one from the pool."""
+    if not getattr(runtime, "pool_size", 0):
+        return
+    deadline = time.monotonic() + 30
+    while not getattr(runtime, "waiting", [0]) and time.monotonic() < deadline:
+        await anyio.sleep(0.02)
+
+
+async def no_calls(method: str, params: dict[str, Any]) -> Any:
+    raise RuntimeError("no tool calls here")
+
+
+async def start_row(label: str, name: str, samples: int, **options: Any) -> dict[str, Any]:
+    """Start figures of runtime `name` with `options`: `runtime.run` to the program's first instruction (on the
+    wall clock, the one clock a wasm interpreter shares with the host), and `1 + 1` through execute_code."""
+    runtime = runtime_named(name, **options)
+    first: list[float] = []
+    trivial: list[float] = []
+    async with Gateway(gateway_config(name, **options)) as gateway:
+        assert gateway.code is not None
+        for _ in range(2):  # warm up (the page cache; a pool, if the runtime keeps one, fills)
+            await settled(runtime)
+            await runtime.run("1 + 1", Limits(), no_calls)
+            await settled(gateway.code.runtime)
+            await execute(gateway, "1 + 1")
+        for _ in range(samples):
+            await settled(runtime)
+            started = time.time()
+            outcome = await runtime.run("__import__('time').time()", Limits(), no_calls)
+            first.append((float(outcome.value) - started) * 1000)
+            await settled(gateway.code.runtime)
+            started = time.perf_counter()
+            body = await execute(gateway, "1 + 1")
+            trivial.append((time.perf_counter() - started) * 1000)
+            assert body["value"] == 2, body
+    await runtime.aclose()
+    return {"runtime": label, "first_instruction_ms": summary(first), "trivial_e2e_ms": summary(trivial)}
+
+
 async def start_rows(samples: int) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for name in runtime_names():
-        runtime = runtime_named(name)
-        problem = runtime.problem()
+        problem = runtime_named(name).problem()
         if problem is not None:
             console.print(f"[yellow]skipped the {name} runtime: {problem}[/yellow]")
             rows.append({"runtime": name, "skipped": problem})
             continue
-
-        async def no_calls(method: str, params: dict[str, Any]) -> Any:
-            raise RuntimeError("no tool calls here")
-
-        first: list[float] = []
-        trivial: list[float] = []
-        async with Gateway(gateway_config(name)) as gateway:
-            for _ in range(3):  # warm up (page cache, a pool if the runtime keeps one)
-                await runtime.run("1 + 1", Limits(), no_calls)
-                await execute(gateway, "1 + 1")
-            for _ in range(samples):
-                started = time.perf_counter()
-                outcome = await runtime.run("__import__('time').perf_counter()", Limits(), no_calls)
-                first.append((float(outcome.value) - started) * 1000)
-                started = time.perf_counter()
-                body = await execute(gateway, "1 + 1")
-                trivial.append((time.perf_counter() - started) * 1000)
-                assert body["value"] == 2, body
-        rows.append({"runtime": name, "first_instruction_ms": summary(first), "trivial_e2e_ms": summary(trivial)})
+        rows.append(await start_row(name, name, samples))
+        if hasattr(runtime_named(name), "waiting"):  # a pooling runtime: the cold start too (pool drained)
+            rows.append(await start_row(f"{name} (cold, no pool)", name, min(samples, 5), pool_size=0))
     return rows
 
 
@@ -227,21 +250,7 @@ APPROACHES = [
 
 
 async def task_rows() -> list[dict[str, Any]]:
-    rows = []
-    async with Gateway(gateway_config()) as gateway, Client(McpSurface(gateway).server) as client:
-        listed = (await client.list_tools()).tools
-        base = tokens([t.model_dump(by_alias=True, exclude_none=True, mode="json") for t in listed]) + tokens(TASK)
-        for approach in APPROACHES:
-            transcript = Transcript(base)
-            final = await approach.play(transcript, client)
-            rows.append({"approach": approach.name, "final": final, **transcript.figures(approach.runs)})
-    first = rows[0]
-    for row in rows:
-        if row["final"] != first["final"]:
-            raise RuntimeError(f"{row['approach']} answered {row['final']!r}, not {first['final']!r}")
-        for figure in ("run_tokens", "context_tokens", "processed_tokens"):
-            row[f"{figure}_saved_pct"] = round(100 * (1 - row[figure] / first[figure]), 1)
-    return rows
+    return await play(gateway_config(), APPROACHES, TASK)
 
 
 # --- 4. none starves ------------------------------------------------------------------------------------------

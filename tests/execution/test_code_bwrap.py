@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 
 from aperture.execution.code import BwrapRuntime, Limits, Outcome
 from aperture.model import InvalidRequestError
+from tests.execution.code_probes import accepted
 from tests.ops.test_audit import free_port, redis_server
 
 pytestmark = [
@@ -94,22 +95,6 @@ async def test_the_tool_call_cap_stops_the_program() -> None:
     outcome = await run("for i in range(10): tools.run('a:b', i=i)", Limits(timeout=3, max_tool_calls=3), calls)
     assert outcome.stopped == "tool_calls" and "limit of 3 tool calls" in (outcome.error or "")
     assert len(calls.seen) == 3
-
-
-@pytest.fixture
-def listener() -> Any:
-    server = socket.create_server(("127.0.0.1", 0))
-    server.setblocking(False)
-    yield server
-    server.close()
-
-
-def accepted(server: socket.socket) -> bool:
-    try:
-        server.accept()[0].close()
-        return True
-    except BlockingIOError:
-        return False
 
 
 async def connections_received(redis: aioredis.Redis) -> int:

@@ -6,6 +6,7 @@ environment variable unchanged and unseen), and that the caller gets one sentenc
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import textwrap
 import time
@@ -19,6 +20,7 @@ import pytest
 from aperture.execution.code import Limits, Outcome
 from aperture.execution.code.wasm import WasmRuntime
 from aperture.model import InvalidRequestError
+from tests.execution.code_probes import accepted
 
 _PROBLEM = WasmRuntime().problem()
 pytestmark = [
@@ -67,22 +69,6 @@ def no_sandbox_left() -> bool:
             return True
         time.sleep(0.05)
     return False
-
-
-@pytest.fixture
-def listener() -> Any:
-    server = socket.create_server(("127.0.0.1", 0))
-    server.setblocking(False)
-    yield server
-    server.close()
-
-
-def accepted(server: socket.socket) -> bool:
-    try:
-        server.accept()[0].close()
-        return True
-    except BlockingIOError:
-        return False
 
 
 async def test_value_stdout_tools_and_tool_errors_as_in_the_bwrap_runtime(runtime: WasmRuntime) -> None:
@@ -327,3 +313,16 @@ async def test_the_gateway_loads_its_pool_at_start_and_kills_it_on_exit(tmp_path
     for pid in waiting:  # killed with the gateway, not left to --die-with-parent
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+async def test_a_checkout_under_tmp_is_not_hidden_by_the_sandboxes_own_tmp(tmp_path: Path) -> None:
+    # A clone in /tmp (as CI's was) put Pyodide, the host script and the prelude under the path the sandbox
+    # mounts its own /tmp on: Node found no host script. They are seen at fixed places inside now.
+    installed = WasmRuntime().pyodide
+    assert installed is not None
+    copy = tmp_path / "node_modules" / "pyodide"
+    shutil.copytree(installed, copy)
+    runtime = WasmRuntime(pyodide=str(copy), pool_size=0)
+    assert str(runtime.pyodide).startswith("/tmp/")
+    outcome = await run(runtime, "6 * 7")
+    assert outcome.value == 42, outcome

@@ -50,6 +50,8 @@ def _default_pyodide() -> Path | None:
 
 
 PoolKey = tuple[int, int, int]
+INSIDE = "/opt/aperture"
+"""Where the sandbox sees Pyodide, the host script and the prelude."""
 
 
 class WasmRuntime:
@@ -114,20 +116,23 @@ class WasmRuntime:
         assert self.node is not None and self.pyodide is not None and self.node_version is not None
         node_dir = os.path.dirname(self.node)
         mounts = ["--ro-bind", self.node, self.node, *system_library_mounts(skip=node_dir)]
-        for path in (str(self.pyodide), str(HOST), str(PRELUDE)):
-            mounts += ["--ro-bind", path, path]
+        # At fixed places inside, whatever the checkout's path: one under /tmp would be hidden by the sandbox's
+        # own /tmp.
+        pyodide, host, prelude = f"{INSIDE}/pyodide", f"{INSIDE}/{HOST.name}", f"{INSIDE}/{PRELUDE.name}"
+        for outside, inside in ((str(self.pyodide), pyodide), (str(HOST), host), (str(PRELUDE), prelude)):
+            mounts += ["--ro-bind", outside, inside]
         permission = "--permission" if self.node_version >= (22, 13) else "--experimental-permission"
         node = [
             self.node,
             "--no-warnings",
             permission,
-            f"--allow-fs-read={self.pyodide}/",
-            f"--allow-fs-read={HOST}",
-            f"--allow-fs-read={PRELUDE}",
+            f"--allow-fs-read={pyodide}/",
+            f"--allow-fs-read={host}",
+            f"--allow-fs-read={prelude}",
             "--disable-proto=delete",
-            str(HOST),
-            str(self.pyodide),
-            str(PRELUDE),
+            host,
+            pyodide,
+            prelude,
         ]
         # Wasm reserves far more address space than it uses, so memory is capped with RLIMIT_DATA (pages made
         # writable), not RLIMIT_AS; CPU covers loading plus the longest program (the wall clock stops it sooner).
