@@ -2,7 +2,47 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import time
+from pathlib import Path
+
+_since = 0
+"""When (in clock ticks since boot, as /proc/PID/stat counts) the current test began: set by conftest."""
+
+
+def mark_test_start() -> None:
+    global _since
+    _since = _uptime_ticks()
+
+
+def sandboxes_left(marker: bytes, *, wait: float = 0.0) -> list[int]:
+    """The processes whose command line holds `marker` and that started during the current test (so that a
+    sandbox of another process on the machine, started before, is not counted), after waiting up to `wait`
+    seconds for them to go."""
+    deadline = time.monotonic() + wait
+    while True:
+        left = [pid for pid, started in _processes(marker) if started >= _since]
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.05)
+
+
+def _processes(marker: bytes) -> list[tuple[int, int]]:
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if marker in Path(f"/proc/{name}/cmdline").read_bytes():
+                    stat = Path(f"/proc/{name}/stat").read_text()
+                    found.append((int(name), int(stat.rsplit(")", 1)[1].split()[19])))  # field 22: start time
+            except (OSError, ValueError, IndexError):
+                continue
+    return found
+
+
+def _uptime_ticks() -> int:
+    return int(float(Path("/proc/uptime").read_text().split()[0]) * os.sysconf("SC_CLK_TCK"))
 
 
 def accepted(server: socket.socket) -> bool:

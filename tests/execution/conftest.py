@@ -7,6 +7,14 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.execution import code_probes
+
+
+@pytest.fixture(autouse=True)
+def _test_start() -> None:
+    """Sandbox censuses count only what started during the test (code_probes.sandboxes_left)."""
+    code_probes.mark_test_start()
+
 
 @pytest.fixture
 def listener() -> Iterator[socket.socket]:

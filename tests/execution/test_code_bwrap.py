@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 
 from aperture.execution.code import BwrapRuntime, Limits, Outcome
 from aperture.model import InvalidRequestError
-from tests.execution.code_probes import accepted
+from tests.execution.code_probes import accepted, sandboxes_left
 from tests.ops.test_audit import free_port, redis_server
 
 pytestmark = [
@@ -44,14 +44,8 @@ async def run(code: str, limits: Limits = SHORT, calls: Calls | None = None) -> 
 
 
 def no_sandbox_left() -> bool:
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                if b"_BRIDGE" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    return False
-            except OSError:
-                continue
-    return True
+    """No sandbox this test started is left (its command line carries the prelude, hence `_BRIDGE`)."""
+    return not sandboxes_left(b"_BRIDGE")
 
 
 async def test_the_final_expression_is_the_value_and_stdout_is_kept() -> None:

@@ -20,7 +20,7 @@ import pytest
 from aperture.execution.code import Limits, Outcome
 from aperture.execution.code.wasm import WasmRuntime
 from aperture.model import InvalidRequestError
-from tests.execution.code_probes import accepted
+from tests.execution.code_probes import accepted, sandboxes_left
 
 _PROBLEM = WasmRuntime().problem()
 pytestmark = [
@@ -55,20 +55,8 @@ async def run(runtime: WasmRuntime, code: str, limits: Limits = SHORT, calls: Ca
 
 
 def no_sandbox_left() -> bool:
-    """No interpreter of this test process is left (bubblewrap's --die-with-parent takes a moment)."""
-    for _ in range(40):
-        left = []
-        for pid in os.listdir("/proc"):
-            if pid.isdigit():
-                try:
-                    if b"wasm_host.mjs" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                        left.append(pid)
-                except OSError:
-                    continue
-        if not left:
-            return True
-        time.sleep(0.05)
-    return False
+    """No interpreter this test started is left (bubblewrap's --die-with-parent takes a moment)."""
+    return not sandboxes_left(b"wasm_host.mjs", wait=2.0)
 
 
 async def test_value_stdout_tools_and_tool_errors_as_in_the_bwrap_runtime(runtime: WasmRuntime) -> None:
