@@ -193,6 +193,12 @@ class WasmRuntime:
             )
         return await run_in(sandbox, code, limits, on_call, started=started)
 
+    async def loaded(self, timeout: float = LOAD_TIMEOUT) -> None:
+        """Wait until every pooled interpreter has loaded (for measurements: a warm figure starts from one)."""
+        for pool in list(self._pool.values()):
+            for sandbox in list(pool):
+                await sandbox.wait_ready(timeout)
+
     @property
     def waiting(self) -> list[int]:
         """The process ids of the loaded interpreters waiting for a program."""
