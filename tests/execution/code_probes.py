@@ -6,6 +6,9 @@ import os
 import socket
 import time
 from pathlib import Path
+from typing import Any
+
+from aperture.model import InvalidRequestError
 
 _since = 0
 """When (in clock ticks since boot, as /proc/PID/stat counts) the current test began: set by conftest."""
@@ -52,3 +55,16 @@ def accepted(server: socket.socket) -> bool:
         return True
     except BlockingIOError:
         return False
+
+
+class Calls:
+    """A bridge callback that records each call, fails for 'bad:tool' as an unknown tool would, else echoes."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, dict[str, Any]]] = []
+
+    async def __call__(self, method: str, params: dict[str, Any]) -> Any:
+        self.seen.append((method, params))
+        if params.get("tool_id") == "bad:tool":
+            raise InvalidRequestError("No tool 'bad:tool'.")
+        return {"method": method, "echo": params}

@@ -9,14 +9,12 @@ import socket
 import subprocess
 import textwrap
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
 from aperture.execution.code import BwrapRuntime, Limits, Outcome
-from aperture.model import InvalidRequestError
-from tests.execution.code_probes import accepted, sandboxes_left
+from tests.execution.code_probes import Calls, accepted, sandboxes_left
 from tests.ops.test_audit import free_port, redis_server
 
 pytestmark = [
@@ -26,17 +24,6 @@ pytestmark = [
 
 CANARY = "aperture-canary-7f3a9c"
 SHORT = Limits(timeout=3.0, cpu_seconds=3)
-
-
-class Calls:
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, dict[str, Any]]] = []
-
-    async def __call__(self, method: str, params: dict[str, Any]) -> Any:
-        self.seen.append((method, params))
-        if params.get("tool_id") == "bad:tool":
-            raise InvalidRequestError("No tool 'bad:tool'.")
-        return {"method": method, "echo": params}
 
 
 async def run(code: str, limits: Limits = SHORT, calls: Calls | None = None) -> Outcome:

@@ -12,15 +12,13 @@ import textwrap
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
 
 from aperture.execution.code import Limits, Outcome
 from aperture.execution.code.wasm import WasmRuntime
-from aperture.model import InvalidRequestError
-from tests.execution.code_probes import accepted, sandboxes_left
+from tests.execution.code_probes import Calls, accepted, sandboxes_left
 
 _PROBLEM = WasmRuntime().problem()
 pytestmark = [
@@ -30,17 +28,6 @@ pytestmark = [
 
 CANARY = "aperture-canary-wasm-5d1e"
 SHORT = Limits(timeout=5.0, cpu_seconds=5)
-
-
-class Calls:
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, dict[str, Any]]] = []
-
-    async def __call__(self, method: str, params: dict[str, Any]) -> Any:
-        self.seen.append((method, params))
-        if params.get("tool_id") == "bad:tool":
-            raise InvalidRequestError("No tool 'bad:tool'.")
-        return {"method": method, "echo": params}
 
 
 @pytest.fixture
