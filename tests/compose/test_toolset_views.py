@@ -131,6 +131,8 @@ async def test_a_renamed_tool_is_found_described_and_run_by_its_new_id_and_its_o
     async with gateway() as gw:
         with through("words"):
             assert ids(gw.search("look a word up")) == ["t:append", "t:find"]
+            named = gw.search("t:find append word end")["tools"]  # (append fits better, but find is named)
+            assert [hit["id"] for hit in named] == ["t:find", "t:append"]
             doc = gw.describe("t:find")
             assert doc["id"] == "t:find"
             appended = gw.describe("t:append", "summary")

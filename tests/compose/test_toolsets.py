@@ -202,3 +202,16 @@ def test_toolset_names_are_unique_and_bindings_name_configured_toolsets() -> Non
         parse_config({"ops": {"auth": {"enabled": True, "bindings": [binding]}}})
     with pytest.raises(ConfigError, match="a binding needs roles or scopes"):
         parse_config({"toolsets": [{"name": "a"}], "ops": {"auth": {"bindings": [{"toolsets": ["a"]}]}}})
+
+
+def test_a_query_naming_a_renamed_tool_reads_as_its_catalog_id_and_its_old_id_as_words() -> None:
+    view = toolset(rename={"toolbox:slugify": "make_slug", "toolbox:hash_text": "digest"}).view(CATALOG)
+    assert view.catalog_query("toolbox:make_slug") == "toolbox:slugify"
+    assert view.catalog_query("use make_slug on the title") == "use toolbox:slugify on the title"
+    assert view.catalog_query("digest") == "toolbox:hash_text"  # (a plain-word name: only as the whole query)
+    assert view.catalog_query("digest the text") == "digest the text"
+    assert view.catalog_query("call toolbox:slugify") == "call toolbox slugify"
+    assert view.catalog_query("hash_text please") == "hash text please"
+    swapped = toolset(rename={"toolbox:slugify": "hash_text", "toolbox:hash_text": "slugify"}).view(CATALOG)
+    assert swapped.catalog_query("toolbox:hash_text or toolbox:slugify") == "toolbox:slugify or toolbox:hash_text"
+    assert toolset().view(CATALOG).catalog_query("toolbox:slugify") == "toolbox:slugify"

@@ -28,6 +28,9 @@ TOOLSET_ID_PREFIX = "toolset:"
 """How list_toolsets names a toolset (`toolset:readonly`), as the reference server does."""
 TOOLSET_NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 """A toolset's name: lowercase, as it appears in a URL path (`/mcp/readonly`)."""
+# Ids and names as a query may hold them, and which of them look like identifiers (as the index tells them).
+_IDENTIFIER_RUN = re.compile(r"[A-Za-z0-9_.:/\-]*[A-Za-z0-9_]")
+_IDENTIFIER_LIKE = re.compile(r"[_.:/\-]|[a-z][A-Z]")
 
 Hint = Literal["readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint"]
 
@@ -241,6 +244,7 @@ class ToolsetView:
     _public: Mapping[str, str] = field(default_factory=dict)  # catalog key -> public key, renamed tools only
     _catalog: Mapping[str, str] = field(default_factory=dict)  # public key -> catalog key, renamed tools only
     _descriptions: Mapping[str, str] = field(default_factory=dict)  # catalog key -> description in the view
+    _query_words: Mapping[str, str] = field(default_factory=dict)  # see `catalog_query`
     changed: frozenset[str] = frozenset()
     """The catalog keys of the tools the view shows otherwise than the catalog (a new id or description)."""
 
@@ -259,6 +263,7 @@ class ToolsetView:
             _catalog=MappingProxyType(catalog),
             _descriptions=MappingProxyType(dict(described)),
             changed=frozenset(renamed).union(described),
+            _query_words=MappingProxyType(_query_words(renamed)),
         )
 
     @classmethod
@@ -291,6 +296,23 @@ class ToolsetView:
             return key
         return public if public in self.keys and public not in self._public else None
 
+    def catalog_query(self, query: str) -> str:
+        """`query` as the catalog's index reads it: a renamed tool's new id or name becomes its catalog id, so
+        naming it exactly finds it first, as for any tool; its old id or name, unknown in the view, becomes plain
+        words (found by meaning). As in the index, a plain-word name counts only as the whole query."""
+        words = self._query_words
+        if not words:
+            return query
+        whole = words.get(query.strip().strip("`'\"").lower())
+        if whole is not None:
+            return whole
+
+        def swap(run: re.Match[str]) -> str:
+            text = run.group(0)
+            return words.get(text.lower(), text) if _IDENTIFIER_LIKE.search(text) else text
+
+        return _IDENTIFIER_RUN.sub(swap, query)
+
     def public_key(self, key: str) -> str:
         """The id the view shows the catalog's tool `key` under."""
         return self._public.get(key, key)
@@ -316,6 +338,17 @@ class ToolsetView:
             name=hit.name if public is None else public.partition(":")[2],
             short_description=hit.short_description if description is None else short_description(description),
         )
+
+
+def _query_words(renamed: Mapping[str, str]) -> dict[str, str]:
+    """Lowercased id or name -> what `ToolsetView.catalog_query` puts in its place."""
+    words: dict[str, str] = {}
+    for key in renamed:  # old ids first: in a swap, one tool's old name is the other's new one
+        for old in (key, key.partition(":")[2]):
+            words[old.lower()] = re.sub(r"[_.:/\-]+", " ", old)
+    for key, public in renamed.items():
+        words[public.lower()] = words[public.partition(":")[2].lower()] = key
+    return words
 
 
 EMPTY_VIEW = ToolsetView(names=(), keys=frozenset(), namespaces=frozenset())

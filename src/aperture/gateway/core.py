@@ -386,7 +386,7 @@ class Gateway:
                 return {"tools": [], "total": 0, "reason": reason, "confidence": "none"}
             unavailable = {ns: why for ns, why in unavailable.items() if counts.get(ns)}
         page = self.index.search(
-            query,
+            query if access.view is None else access.view.catalog_query(query),
             limit=limit,
             offset=offset,
             namespace=namespace,
