@@ -51,6 +51,8 @@ def config(**changes: Any) -> dict[str, Any]:
             {"name": "text", "description": "Text tools.", "include": {"tags": ["text"]}},
             {"name": "docs", "include": {"namespaces": ["docs"]}},
             {"name": "hashing", "include": {"tools": ["toolbox:hash_text"]}, "rename": {"toolbox:hash_text": "digest"}},
+            # docs' resources and prompts without its tool: a toolset naming a namespace whole holds them.
+            {"name": "notes", "include": {"namespaces": ["docs"]}, "exclude": {"tools": ["docs:*"]}},
         ],
         "ops": {
             "auth": {
@@ -144,6 +146,7 @@ async def test_an_unbound_key_sees_the_named_view_at_its_path(gateway_url: str) 
             ("toolset:text", 3),
             ("toolset:docs", 1),
             ("toolset:hashing", 1),
+            ("toolset:notes", 0),
         ]
 
 
@@ -170,6 +173,19 @@ async def test_a_toolset_over_another_namespace_shows_that_namespaces_resources_
     async with connect(gateway_url, FREE_KEY) as client:  # the whole catalog at /mcp
         assert (await call(client, "list_tools"))["total"] == 15
         assert len((await client.list_resources()).resources) == 4
+
+
+async def test_a_toolset_naming_a_namespace_whole_shows_its_resources_and_prompts_without_tools(
+    gateway_url: str,
+) -> None:
+    async with connect(f"{gateway_url}/notes", FREE_KEY) as client:
+        assert (await call(client, "list_tools"))["total"] == 0
+        uris = sorted(str(r.uri) for r in (await client.list_resources()).resources)
+        assert uris == ["docs://notes/private", "docs://notes/public"]
+        assert (await client.read_resource("docs://notes/public")).contents
+        assert "No upstream offers" in await refused(client.read_resource("secret://notes/public"))
+        assert [p.name for p in (await client.list_prompts()).prompts] == ["docs__summarize", "docs__brief"]
+        assert "No tool" in text_of(await client.call_tool("run_tool", {"tool_id": "docs:touch", "args": {}}))
 
 
 async def test_a_cursor_made_in_one_toolset_does_not_page_another(gateway_url: str) -> None:
@@ -201,7 +217,8 @@ async def test_an_unknown_toolset_path_is_404_naming_only_toolsets_the_caller_ma
         free = await http.post(f"{gateway_url}/nope", json=body, headers={"x-api-key": FREE_KEY})
         assert free.status_code == 404
         assert free.json()["message"] == (
-            "No toolset 'nope' here. Toolsets: /mcp/text, /mcp/docs, /mcp/hashing. The whole catalog is at /mcp."
+            "No toolset 'nope' here. Toolsets: /mcp/text, /mcp/docs, /mcp/hashing, /mcp/notes. The whole catalog is at "
+            "/mcp."
         )
         deeper = await http.post(f"{gateway_url}/text/more", json=body, headers={"x-api-key": FREE_KEY})
         assert deeper.status_code == 404

@@ -277,7 +277,7 @@ class Gateway:
         if not self.toolsets:
             return []
         snapshot = self.registry.snapshot
-        problems = [str(p) for p in self.toolsets.problems(list(snapshot.tools.values()))]
+        problems = [str(p) for p in self.toolsets.problems(list(snapshot.tools.values()), self.registry.names())]
         missing = sorted({*snapshot.failures, *self.unavailable(), *(h.split(":", 1)[0] for h in snapshot.held)})
         if problems and starting and not missing:
             raise ConfigError("Toolsets that select nothing (fix the rule, or remove it):\n  " + "\n  ".join(problems))
@@ -499,12 +499,13 @@ class Gateway:
         parsed = ToolId.parse(tool_id)
         access = self.access()
         # The id as the caller knows it: in a toolset view, a renamed tool's new id (and never its old one).
-        key = access.find(parsed.key)
+        # (Or, in a toolset view, the tool it would be if its backend listed it: a backend down is said so.)
+        key = access.find(parsed.key) or access.find_absent(parsed.key)
         tool = self.index.get(key) if key is not None else None
         # A tool the caller may not run is one it does not see: not whether it is held or down, nor in the
         # "did you mean" of another miss, which names only visible tools.
         if key is None or tool is None or (parsed.version is not None and tool.version not in (None, parsed.version)):
-            if key == parsed.key:  # (a renamed tool is in the catalog: the caller's view was made from it)
+            if key is not None:
                 try:
                     raise_unavailable_or_unknown(tool_id, parsed, self.registry.snapshot)
                 except UnknownToolError:
