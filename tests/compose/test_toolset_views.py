@@ -330,6 +330,8 @@ async def test_a_tool_of_a_backend_that_is_down_is_said_down_in_a_toolset_that_n
                 ran = await gw.run("down:t0", {})
                 assert isinstance(ran.error, BackendUnavailableError), through_toolset
                 assert "Backend 'down' is unavailable" in ran.text
+                with pytest.raises(BackendUnavailableError):
+                    gw.describe("down:t0")
                 assert isinstance((await gw.run("t:nope", {})).error, UnknownToolError)
         with through("tagged"):  # (whether the tool has the tag is unknown while it is absent: as any unknown id)
             assert isinstance((await gw.run("down:t0", {})).error, UnknownToolError)
