@@ -216,11 +216,9 @@ async def _run_step(state: _Run, step: Step) -> None:
             items = _items(step, step.foreach.evaluate(data), state.limits, state.recipe.name)
             if state.calls + len(items) > state.limits.max_tool_calls:
                 raise _too_many_calls(state.recipe.name, state.calls + len(items), state.limits)
-            values = []
-            for index, item in enumerate(items):
-                args = step.args.render({**data, "item": item, "index": index})
-                values.append(await _call(state, step, args, index))
-            value = values
+            # Every item's arguments first: a template that fails on one item fails the step before any call.
+            each = [step.args.render({**data, "item": item, "index": index}) for index, item in enumerate(items)]
+            value = await _call_each(state, step, each)
             entry["calls"] = len(items)
     except ExpressionError as exc:
         cause = {"code": str(ErrorCode.VALIDATION_INPUT), "message": f"a template failed: {exc}"}
@@ -254,6 +252,34 @@ async def _call(state: _Run, step: Step, args: Any, item: int | None = None) -> 
             cause = {**cause, "item_index": item}
         raise _StepFailed(_error(cause, step, state.recipe))
     return result.structured if result.structured is not None else {"text": result.text}
+
+
+async def _call_each(state: _Run, step: Step, each: list[Any]) -> list[Any]:
+    """A foreach step's calls, `step.concurrency` at a time, their results in the items' order. The first
+    failure stops the rest (calls not started are not made, those running are cancelled); of the failures
+    seen by then, the one of the lowest item is the step's."""
+    if step.concurrency == 1:
+        return [await _call(state, step, args, index) for index, args in enumerate(each)]
+    values: list[Any] = [None] * len(each)
+    failures: dict[int, Exception] = {}
+    slots = anyio.Semaphore(step.concurrency)
+
+    async def one(index: int, args: Any) -> None:
+        async with slots:
+            if failures:
+                return
+            try:
+                values[index] = await _call(state, step, args, index)
+            except (_StepFailed, ApertureError) as exc:
+                failures[index] = exc
+                calls.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as calls:
+        for index, args in enumerate(each):
+            calls.start_soon(one, index, args)
+    if failures:
+        raise failures[min(failures)]
+    return values
 
 
 def _fail(state: _Run, step: Step, entry: dict[str, Any], cause: dict[str, Any], started: float) -> None:
