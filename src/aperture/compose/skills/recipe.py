@@ -279,7 +279,13 @@ def _compile_step(
         when = Expression.parse("`false`")
     foreach = expressions.get("foreach")
     return Step(
-        id=spec.id, index=index, tool_id=spec.tool_id, args=args, when=when, foreach=foreach, concurrency=spec.concurrency
+        id=spec.id,
+        index=index,
+        tool_id=spec.tool_id,
+        args=args,
+        when=when,
+        foreach=foreach,
+        concurrency=spec.concurrency,
     )
 
 
