@@ -391,6 +391,32 @@ async def test_a_skill_never_grants_a_tool_its_caller_may_not_run(tmp_path: Path
 # --- plans and inline skills --------------------------------------------------------------------------
 
 
+async def test_a_nested_skills_tool_the_caller_may_not_run_stops_the_run_before_its_first_step(tmp_path: Path) -> None:
+    write(tmp_path, "reset.yaml", RESET.format(name="resetter"))
+    write(
+        tmp_path,
+        "wrapper.yaml",
+        """
+        name: wrapper
+        steps:
+          - {id: look, tool_id: "t:lookup", args: {word: first}}
+          - {id: nested, tool_id: "skills:resetter"}
+        """,
+    )
+    calls = Calls()
+    ops = {"auth": {"enabled": True, "rules": RULES, "local_roles": []}}
+    async with skills_gateway(tmp_path, ops=ops, calls=calls) as gw:
+        ran = await gw.run("skills:wrapper", {}, CallContext(meta={IDENTITY_KEY: DEV}))
+        assert ran.error is not None and ran.error.code == "tool_not_found"
+        assert ran.error.message.startswith(
+            "Skill 'wrapper', step 'nested' (2 of 2) → Skill 'resetter', step 'reset' (2 of 2): No tool 'admin:reset'."
+        )
+        assert ran.error.details["step_id"] == "nested"
+        assert calls.counts == {}  # neither the wrapper's first step nor the nested skill's ran
+        ok = await gw.run("skills:wrapper", {}, CallContext(meta={IDENTITY_KEY: ADMIN}))
+        assert not ok.is_error and calls.counts == {"lookup": 2}
+
+
 async def test_plan_skill_shows_the_resolved_steps_without_running_them() -> None:
     calls = Calls()
     async with skills_gateway(calls=calls) as gw:
