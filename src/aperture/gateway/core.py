@@ -33,6 +33,7 @@ from aperture.discovery import (
 )
 from aperture.engines import EngineBackend
 from aperture.execution import (
+    Availability,
     Backend,
     BackendRegistry,
     CallContext,
@@ -48,11 +49,12 @@ from aperture.execution import (
     NewTools,
     Policy,
     PythonBackend,
+    Reloadable,
     Runner,
     RunResult,
+    Startable,
     StdioTarget,
     ToolCall,
-    UpstreamState,
     raise_unavailable_or_unknown,
 )
 from aperture.execution.code import CodeExecutor, Outcome
@@ -204,7 +206,7 @@ class Gateway:
             # Upstream servers start concurrently: a slow one does not hold up the others.
             async with anyio.create_task_group() as starting:
                 for backend in backends:
-                    if isinstance(backend, McpBackend | CapabilityBackend):
+                    if isinstance(backend, Startable):
                         starting.start_soon(backend.start, task_group)
             for backend in backends:
                 await self.registry.register(backend)
@@ -296,11 +298,12 @@ class Gateway:
         return problems
 
     async def reload_capabilities(self) -> dict[str, LoadReport]:
-        """Read every capabilities backend's files again now and reindex (what SIGHUP to `serve` does)."""
-        reports = {}
+        """Read every capabilities backend's files again now and reindex (what SIGHUP to `serve` does): every
+        backend that reads files (`Reloadable`) but the skills, which `reload_skills` reads."""
+        reports: dict[str, LoadReport] = {}
         for name in self.registry.names():
             backend = self.registry.get(name)
-            if isinstance(backend, CapabilityBackend):
+            if isinstance(backend, Reloadable) and backend is not self.skills:
                 reports[name] = await backend.reload()
                 await self.registry.refresh(name)
         return reports
@@ -423,11 +426,13 @@ class Gateway:
         return {name: self.redactor.text(line) for name, line in out.items()}
 
     def _stopped(self) -> Iterator[tuple[str, str]]:
-        """(name, last error) of each upstream that is not running: it could not start, or it stopped."""
+        """(name, why) of each backend that cannot run calls now (see `Availability`): it could not start, or it
+        stopped."""
         for name in self.registry.names():
             backend = self.registry.get(name)
-            if isinstance(backend, McpBackend) and backend.state in (UpstreamState.DOWN, UpstreamState.CLOSED):
-                yield name, backend.last_error or "it is not running"
+            why = backend.down_reason() if isinstance(backend, Availability) else None
+            if why is not None:
+                yield name, why
 
     def list_tools(
         self,
