@@ -4,6 +4,8 @@ Adding a kind: write its module here (a `BackendSettings` model with `kind: Lite
 a `BackendKind`) and add that `BackendKind` to `BUILTIN_KINDS` (docs/backend-kinds.md).
 """
 
+from typing import Any
+
 from aperture.config.kinds.capabilities import CAPABILITIES, CapabilitiesBackendConfig
 from aperture.config.kinds.engine import ENGINE, EngineBackendConfig
 from aperture.config.kinds.mcp import MCP, InheritEnv, McpBackendConfig, check_inherit_env
@@ -22,7 +24,7 @@ from aperture.config.kinds.registry import (
     unregister_kind,
 )
 
-BUILTIN_KINDS: tuple[BackendKind, ...] = (PYTHON, MCP, CAPABILITIES, ENGINE)  # type: ignore[type-arg]
+BUILTIN_KINDS: tuple[BackendKind[Any], ...] = (PYTHON, MCP, CAPABILITIES, ENGINE)
 """The kinds every gateway has, in the order `kind:` errors list them."""
 
 for _kind in BUILTIN_KINDS:
