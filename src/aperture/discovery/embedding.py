@@ -29,6 +29,7 @@ from typing import IO, TYPE_CHECKING, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from aperture.discovery._quantize import quantized_model
 from aperture.discovery.text import STOP_WORDS
 from aperture.model.errors import ConfigError
 
@@ -168,8 +169,18 @@ class MiniLMEmbedder:
     dimension = 384
 
     def __init__(
-        self, *, max_length: int = 256, batch_size: int = 32, workers: int | None = None, threads: int = 1
+        self,
+        *,
+        max_length: int = 256,
+        batch_size: int = 32,
+        workers: int | None = None,
+        threads: int = 1,
+        model_dir: Path | None = None,
+        quantized: bool = True,
     ) -> None:
+        """`model_dir` keeps the small model made from the packaged one (default: the user cache directory);
+        with `quantized` false, or where it cannot be made, the packaged model runs as it is (see
+        `aperture.discovery._quantize`)."""
         if max_length < 8 or batch_size < 1 or threads < 1 or (workers is not None and workers < 1):
             raise ValueError(
                 "need max_length >= 8 and batch_size, threads, workers >= 1; "
@@ -182,14 +193,18 @@ class MiniLMEmbedder:
         self.max_length = max_length
         self.batch_size = batch_size
         self.workers = workers if workers is not None else max(1, min(2, os.cpu_count() or 1))
-        self.model_id = f"all-MiniLM-L6-v2-int8-{MODEL_FILE.sha256[:12]}-{TOKENIZER_FILE.sha256[:12]}-t{max_length}"
+        source = MODEL_FILE.locate()
+        model = quantized_model(source, MODEL_FILE.sha256, model_dir or default_cache_dir()) if quantized else None
+        self.quantized = model is not None
+        kind = "w8e4" if self.quantized else "int8"  # (vectors of the two differ slightly: each has its own cache)
+        self.model_id = f"all-MiniLM-L6-v2-{kind}-{MODEL_FILE.sha256[:12]}-{TOKENIZER_FILE.sha256[:12]}-t{max_length}"
         self.texts_encoded = 0  # how many texts went through the model (queries included)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         self._session: onnxruntime.InferenceSession = onnxruntime.InferenceSession(
-            str(MODEL_FILE.locate()), options, providers=["CPUExecutionProvider"]
+            str(model or source), options, providers=["CPUExecutionProvider"]
         )
         self._inputs = {i.name for i in self._session.get_inputs()}
         # Batches of long texts grow ONNX Runtime's memory arena to hundreds of MB, which it keeps for good;
@@ -215,7 +230,7 @@ class MiniLMEmbedder:
             return out
         encoded = [e.ids for e in self._tokenizer.encode_batch(list(texts))]
         order = np.argsort(np.fromiter((len(ids) for ids in encoded), dtype=np.int64, count=len(encoded)))
-        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        batches = _batches(order, [len(ids) for ids in encoded], self.batch_size)
 
         def run(batch: npt.NDArray[np.int64]) -> int:
             out[batch] = self._run([encoded[i] for i in batch])
@@ -325,6 +340,27 @@ def _progress(show: bool, total: int) -> Iterator[Callable[[int], None]]:
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("embed", total=total)
         yield lambda done: bar.advance(task, done)
+
+
+_ATTENTION_BUDGET = 256 * 256
+"""Most of texts * tokens**2 in one batch: attention holds 12 heads * tokens**2 floats per text, so 32 texts of
+256 tokens took about 900 MB at once, where one takes a few MB (short texts still go 32 at a time)."""
+
+
+def _batches(order: npt.NDArray[np.int64], lengths: Sequence[int], most: int) -> list[npt.NDArray[np.int64]]:
+    """`order` (indices sorted by length) cut into batches of at most `most` texts and `_ATTENTION_BUDGET`."""
+    batches = []
+    start = 0
+    while start < len(order):
+        end = start + 1
+        while end < len(order) and end - start < most:
+            longest = lengths[order[end]]  # (sorted: the last one is the longest)
+            if (end + 1 - start) * longest * longest > _ATTENTION_BUDGET:
+                break
+            end += 1
+        batches.append(order[start:end])
+        start = end
+    return batches
 
 
 def default_cache_dir() -> Path:

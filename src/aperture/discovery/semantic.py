@@ -158,7 +158,7 @@ class DenseStrategy:
         if self._embedder is None:
             with self._lock:
                 if self._embedder is None:
-                    self._embedder = MiniLMEmbedder()
+                    self._embedder = MiniLMEmbedder(model_dir=self.cache.directory)
         return self._embedder
 
     def build(self, docs: Sequence[SearchDoc]) -> DenseScorer:
