@@ -16,6 +16,7 @@ from aperture.config.schema import (
     SessionsConfig,
 )
 from aperture.config.variables import interpolate
+from aperture.execution.grpc.config import GrpcBackendConfig
 
 __all__ = [
     "BackendConfig",
@@ -23,6 +24,7 @@ __all__ = [
     "Config",
     "EngineBackendConfig",
     "ExecutionConfig",
+    "GrpcBackendConfig",
     "IntegrityConfig",
     "McpBackendConfig",
     "PythonBackendConfig",

@@ -14,6 +14,7 @@ from aperture.discovery import default_cache_dir, semantic_available
 from aperture.discovery.embedding import INSTALL_HINT
 from aperture.execution.backends.mcp_env import DEFAULT_INHERITED_ENV, INHERIT_ALL
 from aperture.execution.code import CodeSettings
+from aperture.execution.grpc.config import GrpcBackendConfig
 from aperture.model.errors import InvalidToolIdError
 from aperture.model.ids import validate_part
 from aperture.ops.settings import OpsSettings
@@ -266,10 +267,10 @@ class EngineBackendConfig(_Section):
 
 
 BackendConfig = Annotated[
-    PythonBackendConfig | McpBackendConfig | CapabilitiesBackendConfig | EngineBackendConfig,
+    PythonBackendConfig | McpBackendConfig | CapabilitiesBackendConfig | EngineBackendConfig | GrpcBackendConfig,
     Field(discriminator="kind"),
 ]
-BACKEND_KINDS = ("python", "mcp", "capabilities", "engine")
+BACKEND_KINDS = ("python", "mcp", "capabilities", "engine", "grpc")
 
 
 class SearchConfig(_Section):
@@ -338,7 +339,9 @@ class IntegrityConfig(_Section):
         "hold", description="hold: keep the tool out until approved; warn: serve and log; accept: serve and re-approve."
     )
     store: str = Field(".aperture/fingerprints.json", description="Approved fingerprints, relative to this file.")
-    kinds: list[str] = Field(default_factory=lambda: ["mcp"], description="Backend kinds whose tools are checked.")
+    kinds: list[str] = Field(
+        default_factory=lambda: ["mcp", "grpc"], description="Backend kinds whose tools are checked."
+    )
     new_tools: Literal["accept", "hold"] = Field(
         "accept",
         description="A tool a backend adds after its first listing: accept (serve it, trusted on first use) or "

@@ -22,7 +22,14 @@ from aperture.compose import (
     Toolsets,
     run_chain,
 )
-from aperture.config import BackendConfig, CapabilitiesBackendConfig, Config, EngineBackendConfig, PythonBackendConfig
+from aperture.config import (
+    BackendConfig,
+    CapabilitiesBackendConfig,
+    Config,
+    EngineBackendConfig,
+    GrpcBackendConfig,
+    PythonBackendConfig,
+)
 from aperture.discovery import (
     BM25Strategy,
     SearchPage,
@@ -95,6 +102,10 @@ def build_backend(
     if isinstance(spec, EngineBackendConfig):
         engine_path = config.resolve(spec.path) if spec.path else None
         return EngineBackend.from_modules(spec.name, spec.engines, path=engine_path)
+    if isinstance(spec, GrpcBackendConfig):
+        from aperture.execution.grpc.backend import GrpcBackend
+
+        return GrpcBackend(spec, base_dir=config.base_dir, default_timeout=config.execution.timeout)
     if isinstance(spec, CapabilitiesBackendConfig):
         settings = CapabilitySettings(
             watch=spec.watch,
@@ -204,8 +215,8 @@ class Gateway:
             # Upstream servers start concurrently: a slow one does not hold up the others.
             async with anyio.create_task_group() as starting:
                 for backend in backends:
-                    if isinstance(backend, McpBackend | CapabilityBackend):
-                        starting.start_soon(backend.start, task_group)
+                    if isinstance(backend, McpBackend | CapabilityBackend) or backend.kind == "grpc":
+                        starting.start_soon(backend.start, task_group)  # type: ignore[attr-defined]
             for backend in backends:
                 await self.registry.register(backend)
             if self.config.skills is not None:  # last: its recipes are checked against the others' tools
@@ -428,6 +439,9 @@ class Gateway:
             backend = self.registry.get(name)
             if isinstance(backend, McpBackend) and backend.state in (UpstreamState.DOWN, UpstreamState.CLOSED):
                 yield name, backend.last_error or "it is not running"
+            down = getattr(backend, "down_reason", None) if backend is not None and backend.kind == "grpc" else None
+            if down is not None:  # until backend kinds share an availability protocol (issue 22, item 1)
+                yield name, down
 
     def list_tools(
         self,

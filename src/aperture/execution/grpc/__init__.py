@@ -1,0 +1,51 @@
+"""gRPC servers as tools: one tool per unary and server-streaming method (the `grpc` extra: grpcio and friends).
+
+The configuration model imports without the extra; the backend and its parts load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import TYPE_CHECKING, Any
+
+from aperture.execution.grpc.config import KIND, GrpcBackendConfig, GrpcTlsConfig
+
+if TYPE_CHECKING:
+    from aperture.execution.grpc.backend import GrpcBackend
+    from aperture.execution.grpc.discovery import Discovered, DiscoveryError
+    from aperture.execution.grpc.schema import message_schema
+
+INSTALL_HINT = "pip install 'aperture-gateway[grpc]'"
+_LAZY = {
+    "Discovered": "discovery",
+    "DiscoveryError": "discovery",
+    "GrpcBackend": "backend",
+    "message_schema": "schema",
+}
+
+__all__ = [
+    "INSTALL_HINT",
+    "KIND",
+    "Discovered",
+    "DiscoveryError",
+    "GrpcBackend",
+    "GrpcBackendConfig",
+    "GrpcTlsConfig",
+    "grpc_available",
+    "message_schema",
+]
+
+
+def grpc_available() -> bool:
+    """Whether the `grpc` extra (grpcio, grpcio-tools, grpcio-reflection, grpcio-health-checking) is installed."""
+    return all(
+        importlib.util.find_spec(m) is not None for m in ("grpc", "grpc_tools", "grpc_reflection", "grpc_health")
+    )
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

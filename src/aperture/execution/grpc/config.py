@@ -1,0 +1,136 @@
+"""The `grpc` backend's configuration entry: where the server is, how to reach it, and where its methods come from.
+
+Plain pydantic, no grpcio: the configuration loads (and says what is wrong) without the `grpc` extra installed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from aperture.model.errors import InvalidToolIdError
+from aperture.model.ids import validate_part
+
+KIND = "grpc"
+_TARGET = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
+_METADATA_KEY = re.compile(r"^[0-9a-z_.-]+$")
+
+
+class GrpcTlsConfig(BaseModel):
+    """TLS towards the server: the system's roots unless `ca_file` names others; a client certificate on request."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ca_file: str | None = Field(None, description="PEM file of the CA(s) to trust, relative to the config file.")
+    cert_file: str | None = Field(None, description="PEM client certificate (mutual TLS); needs key_file.")
+    key_file: str | None = Field(None, description="PEM private key of cert_file.")
+    server_name: str | None = Field(
+        None, description="Name to check the server's certificate against (default: the target's host)."
+    )
+
+    @model_validator(mode="after")
+    def _pair(self) -> GrpcTlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("give both 'cert_file' and 'key_file' (a client certificate and its key), or neither")
+        return self
+
+
+class GrpcBackendConfig(BaseModel):
+    """A gRPC server whose unary and server-streaming methods become tools (see docs/grpc.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="Backend name; becomes the namespace of its tools.")
+    kind: Literal["grpc"]
+    target: str = Field(description="host:port of the server (IPv6 as [::1]:port).")
+    tls: GrpcTlsConfig | bool = Field(
+        False, description="false: plaintext; true: TLS with the system's roots; a mapping: ca_file, cert_file, ..."
+    )
+    metadata: dict[str, str] = Field(
+        default_factory=dict,
+        description="Metadata (headers) sent with every call; ${VAR} values are secrets, never shown.",
+    )
+    reflection: bool | None = Field(
+        None,
+        description="Discover methods by server reflection (default: yes unless protos or descriptor_set are given).",
+    )
+    protos: list[str] = Field(
+        default_factory=list, description=".proto files to compile at start (grpcio-tools), relative to this file."
+    )
+    import_paths: list[str] = Field(
+        default_factory=list,
+        description="Directories the protos and their imports are found in, relative to this file (default: the file's "
+        "own directory).",
+    )
+    descriptor_set: str | None = Field(
+        None, description="A FileDescriptorSet (protoc --descriptor_set_out --include_imports), relative to this file."
+    )
+    include: list[str] = Field(
+        default_factory=list,
+        description="Globs over package.Service or package.Service.Method; only matching methods become tools.",
+    )
+    exclude: list[str] = Field(default_factory=list, description="Globs of methods to leave out (win over include).")
+    descriptions: dict[str, str] = Field(
+        default_factory=dict, description="package.Service.Method -> a description that replaces the derived one."
+    )
+    timeout: float | None = Field(None, gt=0, description="Seconds a call may take (default: execution.timeout).")
+    connect_timeout: float = Field(10.0, gt=0, description="Seconds to reach the server for reflection and health.")
+    keepalive: float | None = Field(
+        30.0, gt=0, description="Seconds between keepalive pings on an idle connection (null: none)."
+    )
+    refresh_interval: float = Field(
+        30.0, gt=0, description="Seconds between health checks and reflection refreshes (new methods)."
+    )
+    max_message_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="Largest response message taken; larger ones fail the call."
+    )
+    max_stream_messages: int = Field(
+        1000, ge=1, description="Server-streaming: messages kept in the result; the stream is stopped past it."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        try:
+            return validate_part(value, "backend name")
+        except InvalidToolIdError as exc:
+            raise ValueError(exc.details["reason"] + " (the name becomes the namespace of tool ids)") from None
+
+    @field_validator("target")
+    @classmethod
+    def _valid_target(cls, value: str) -> str:
+        match = _TARGET.match(value)
+        if match is None or not 0 < int(match.group(2)) < 65536:
+            raise ValueError(f"target '{value}' is not host:port (e.g. 127.0.0.1:50051, [::1]:50051)")
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _valid_metadata(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not _METADATA_KEY.match(key) or key.startswith("grpc-"):
+                raise ValueError(
+                    f"metadata key '{key}' is not allowed: use lower-case letters, digits, '-', '_' and '.', "
+                    "and no 'grpc-' prefix (gRPC reserves it)"
+                )
+            if key.endswith("-bin"):
+                raise ValueError(f"metadata key '{key}': binary ('-bin') metadata is not supported; use a text key")
+        return value
+
+    @model_validator(mode="after")
+    def _some_source(self) -> GrpcBackendConfig:
+        if self.reflection is False and not self.protos and self.descriptor_set is None:
+            raise ValueError(
+                "reflection is off and neither 'protos' nor 'descriptor_set' is given: nothing says which methods "
+                "the server has; give .proto files, a descriptor set, or turn reflection on"
+            )
+        return self
+
+    @property
+    def uses_reflection(self) -> bool:
+        """Whether methods are discovered by server reflection (else from protos / the descriptor set)."""
+        if self.reflection is not None:
+            return self.reflection
+        return not self.protos and self.descriptor_set is None
