@@ -50,6 +50,7 @@ class GrpcBackendConfig(BaseModel):
     )
     metadata: dict[str, str] = Field(
         default_factory=dict,
+        repr=False,
         description="Metadata (headers) sent with every call; ${VAR} values are secrets, never shown.",
     )
     reflection: bool | None = Field(

@@ -6,6 +6,7 @@ messages under another service name), which servers in other languages may offer
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import grpc
@@ -48,40 +49,45 @@ async def fetch_files(
     """
     last: grpc.aio.AioRpcError | None = None
     for path in _PATHS:
-        stream = channel.stream_stream(
-            path,
-            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
-            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
-        )
-        call = stream(metadata=tuple(metadata), timeout=timeout)
         try:
-            return await _Session(call).files()
+            return await _Session(channel, path, metadata, timeout).files()
         except grpc.aio.AioRpcError as exc:
             if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
                 raise
             last = exc
-        finally:
-            call.cancel()
     raise ReflectionUnavailableError(
         "the server does not offer server reflection"
-        + (f" ({last.details()})" if last is not None and last.details() else "")
+        + (" (UNIMPLEMENTED)" if last is not None else "")
         + "; turn it on in the server, or give the backend 'protos' (.proto files) or a 'descriptor_set'"
     )
 
 
 class _Session:
-    """One reflection stream: requests go one at a time, each answered before the next."""
+    """Reflection requests, each sent as a call of its own on the bidirectional method (one request, one answer).
 
-    def __init__(self, call: grpc.aio.StreamStreamCall) -> None:  # type: ignore[type-arg]
-        self._call = call
+    A single long stream would do too, but grpcio reports a server's immediate UNIMPLEMENTED on a stream whose
+    first request is still being written as INTERNAL ("Internal error from Core") now and then: separate calls
+    get the server's status as it is.
+    """
+
+    def __init__(self, channel: grpc.aio.Channel, path: str, metadata: Sequence[tuple[str, str]], timeout: float):
+        self._ask_once = channel.unary_unary(
+            path,
+            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+        )
+        self._metadata = tuple(metadata)
+        self._deadline = time.monotonic() + timeout
+        self._timeout = timeout
         self._files: dict[str, descriptor_pb2.FileDescriptorProto] = {}
 
     async def _ask(self, request: reflection_pb2.ServerReflectionRequest) -> reflection_pb2.ServerReflectionResponse:
-        await self._call.write(request)
-        response = await self._call.read()
-        if response is grpc.aio.EOF:
-            raise DiscoveryError("the server closed the reflection stream without answering")
-        assert isinstance(response, reflection_pb2.ServerReflectionResponse)
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise DiscoveryError(f"reflection took longer than {self._timeout:g} s (connect_timeout)")
+        response: reflection_pb2.ServerReflectionResponse = await self._ask_once(
+            request, metadata=self._metadata, timeout=left
+        )
         return response
 
     def _take(self, response: reflection_pb2.ServerReflectionResponse) -> None:
