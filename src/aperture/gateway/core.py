@@ -439,9 +439,10 @@ class Gateway:
             backend = self.registry.get(name)
             if isinstance(backend, McpBackend) and backend.state in (UpstreamState.DOWN, UpstreamState.CLOSED):
                 yield name, backend.last_error or "it is not running"
-            down = getattr(backend, "down_reason", None) if backend is not None and backend.kind == "grpc" else None
-            if down is not None:  # until backend kinds share an availability protocol (issue 22, item 1)
-                yield name, down
+            if backend is not None and backend.kind == "grpc":  # until the kinds registry's Availability (issue 22)
+                down = backend.down_reason()  # type: ignore[attr-defined]
+                if down is not None:
+                    yield name, down
 
     def list_tools(
         self,

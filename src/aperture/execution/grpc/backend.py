@@ -22,6 +22,7 @@ import anyio.to_thread
 import grpc
 import grpc.aio
 import mcp_types
+from google.protobuf.descriptor_pb2 import FileDescriptorProto
 from grpc_health.v1 import health_pb2
 
 from aperture.execution.backend import CallContext, HealthStatus
@@ -33,7 +34,7 @@ from aperture.execution.grpc.errors import grpc_error
 from aperture.execution.grpc.reflection import fetch_files
 from aperture.execution.grpc.schema import message_schema
 from aperture.execution.result import ToolOutput, dump_json
-from aperture.model import ApertureError, Tool, ToolAnnotations, ToolId, UnknownToolError
+from aperture.model import ApertureError, ConfigError, Tool, ToolAnnotations, ToolId, UnknownToolError
 
 logger = logging.getLogger(__name__)
 
@@ -100,13 +101,16 @@ class GrpcBackend:
         self._listener: Callable[[str], None] | None = None
         self._failure: DiscoveryError | None = None
         self._lock = anyio.Lock()
-        self.down_reason: str | None = None
-        """Why the server cannot take calls now (None: it can, as far as the last check knows)."""
+        self._down: str | None = None
         self.refreshes = 0
 
     @property
     def name(self) -> str:
         return self.config.name
+
+    def down_reason(self) -> str | None:
+        """Why the server cannot take calls now (None: it can, as far as the last check or call knows)."""
+        return self._down
 
     @property
     def target(self) -> str:
@@ -144,16 +148,16 @@ class GrpcBackend:
         """
         async with self._lock:
             try:
-                files = await self._files()
-                discovered = await anyio.to_thread.run_sync(self._build, files)
-            except DiscoveryError as exc:
-                self.down_reason = exc.message
-                self._failure = exc
-                raise
+                files, services = await self._files()
+                discovered = await anyio.to_thread.run_sync(self._build, files, services)
+            except ConfigError as exc:  # a DiscoveryError, or TLS files that cannot be read
+                failure = exc if isinstance(exc, DiscoveryError) else DiscoveryError(exc.message)
+                self._down, self._failure = failure.message, failure
+                raise failure from None
             before = [m.tool for m in self._methods.values()]
             self._discovered = discovered
             self._methods = {m.full_name: self._method(m, discovered) for m in discovered.methods}
-            self.down_reason = self._failure = None
+            self._down = self._failure = None
             self.refreshes += 1
         if discovered.skipped:
             logger.info("grpc %s: client-streaming methods are not tools: %s", self.name, ", ".join(discovered.skipped))
@@ -167,20 +171,21 @@ class GrpcBackend:
             return f"reflection at {self.target}"
         return "the descriptor set" if self._descriptor_set else f"{len(self._protos)} proto file(s)"
 
-    def _build(self, files: list[Any]) -> Discovered:
+    def _build(self, files: list[FileDescriptorProto], services: list[str] | None) -> Discovered:
+        config = self.config
         return build(
-            files, include=self.config.include, exclude=self.config.exclude, descriptions=self.config.descriptions
+            files, services=services, include=config.include, exclude=config.exclude, descriptions=config.descriptions
         )
 
-    async def _files(self) -> list[Any]:
+    async def _files(self) -> tuple[list[FileDescriptorProto], list[str] | None]:
+        """The proto files, and the services to serve (those reflection lists; None: every service in the files)."""
         if not self.config.uses_reflection:
+            files = []
             if self._descriptor_set is not None:
                 files = await anyio.to_thread.run_sync(read_descriptor_set, self._descriptor_set)
-            else:
-                files = []
             if self._protos:
                 files += await anyio.to_thread.run_sync(compile_protos, self._protos, self._import_paths)
-            return files
+            return files, None
         try:
             return await fetch_files(self.channel, metadata=self._metadata, timeout=self.config.connect_timeout)
         except grpc.aio.AioRpcError as exc:
@@ -235,12 +240,12 @@ class GrpcBackend:
 
     async def check(self) -> HealthStatus:
         """Probe the server now: mark it down or up, and (with reflection, or after it came back) discover again."""
-        was_down = self.down_reason is not None
+        was_down = self._down is not None
         status = await self.health()
         if not status.healthy:
-            if self.down_reason != status.message:
+            if self._down != status.message:
                 logger.warning("grpc %s is down: %s", self.name, status.message)
-            self.down_reason = status.message
+            self._down = status.message
             return status
         if was_down or self.config.uses_reflection or self._discovered is None:
             try:
@@ -314,7 +319,7 @@ class GrpcBackend:
         pool = self._discovered.pool if self._discovered is not None else None
         error = grpc_error(exc, method=method.codec.method.full_name, target=self.target, pool=pool)
         if exc.code() == grpc.StatusCode.UNAVAILABLE:
-            self.down_reason = f"{exc.code().name}: {exc.details() or 'unreachable'}"
+            self._down = f"{exc.code().name}: {exc.details() or 'unreachable'}"
         return error
 
     async def health(self) -> HealthStatus:

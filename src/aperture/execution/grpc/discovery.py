@@ -109,11 +109,13 @@ def read_descriptor_set(path: Path) -> list[descriptor_pb2.FileDescriptorProto]:
 def build(
     files: Iterable[descriptor_pb2.FileDescriptorProto],
     *,
+    services: Sequence[str] | None = None,
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     descriptions: dict[str, str] | None = None,
 ) -> Discovered:
-    """A pool of `files` (added in dependency order) and the methods `include` / `exclude` select.
+    """A pool of `files` (added in dependency order) and the methods of `services` (None: of every service the files
+    define) that `include` / `exclude` select.
 
     Raises:
         DiscoveryError: when a file imports one that is missing, the files import each other in a cycle, or a
@@ -134,6 +136,8 @@ def build(
     for proto in by_name.values():
         for service in proto.service:
             full = f"{proto.package}.{service.name}" if proto.package else service.name
+            if services is not None and full not in services:
+                continue
             for method in pool.FindServiceByName(full).methods:
                 if not _selected(method.full_name, include, exclude):
                     continue

@@ -40,8 +40,9 @@ class ReflectionUnavailableError(DiscoveryError):
 
 async def fetch_files(
     channel: grpc.aio.Channel, *, metadata: Sequence[tuple[str, str]] = (), timeout: float = 10.0
-) -> list[descriptor_pb2.FileDescriptorProto]:
-    """The proto files of every service the server lists (reflection's own left out), imports included.
+) -> tuple[list[descriptor_pb2.FileDescriptorProto], list[str]]:
+    """The services the server lists (reflection's own left out) and the proto files that define them, imports
+    included (a file may define services the server does not list: only the listed ones are served).
 
     Raises:
         ReflectionUnavailableError: when neither reflection version is served.
@@ -95,7 +96,7 @@ class _Session:
             proto = descriptor_pb2.FileDescriptorProto.FromString(data)
             self._files.setdefault(proto.name, proto)
 
-    async def files(self) -> list[descriptor_pb2.FileDescriptorProto]:
+    async def files(self) -> tuple[list[descriptor_pb2.FileDescriptorProto], list[str]]:
         listed = await self._ask(reflection_pb2.ServerReflectionRequest(list_services=""))
         if listed.HasField("error_response"):
             raise DiscoveryError(f"reflection could not list services: {listed.error_response.error_message}")
@@ -108,7 +109,7 @@ class _Session:
                 )
             self._take(answer)
         await self._imports()
-        return list(self._files.values())
+        return list(self._files.values()), services
 
     async def _imports(self) -> None:
         """Ask for every imported file not yet sent; the well-known types come from protobuf itself if the server
