@@ -105,7 +105,7 @@ def build_backend(
     if isinstance(spec, GrpcBackendConfig):
         from aperture.execution.grpc.backend import GrpcBackend
 
-        return GrpcBackend(spec, base_dir=config.base_dir, default_timeout=config.execution.timeout)
+        return GrpcBackend(spec.name, spec.settings(config.resolve, config.execution.timeout))
     if isinstance(spec, CapabilitiesBackendConfig):
         settings = CapabilitySettings(
             watch=spec.watch,

@@ -9,7 +9,8 @@ import importlib
 import importlib.util
 from typing import TYPE_CHECKING, Any
 
-from aperture.execution.grpc.config import KIND, GrpcBackendConfig, GrpcTlsConfig
+from aperture.execution.grpc.config import GrpcBackendConfig, GrpcTlsConfig
+from aperture.execution.grpc.settings import KIND, ChannelSettings, GrpcSettings, TlsFiles
 
 if TYPE_CHECKING:
     from aperture.execution.grpc.backend import GrpcBackend
@@ -27,11 +28,14 @@ _LAZY = {
 __all__ = [
     "INSTALL_HINT",
     "KIND",
+    "ChannelSettings",
     "Discovered",
     "DiscoveryError",
     "GrpcBackend",
     "GrpcBackendConfig",
+    "GrpcSettings",
     "GrpcTlsConfig",
+    "TlsFiles",
     "grpc_available",
     "message_schema",
 ]

@@ -13,26 +13,25 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.abc
 import anyio.to_thread
-import grpc
 import grpc.aio
 import mcp_types
 from google.protobuf.descriptor_pb2 import FileDescriptorProto
 from grpc_health.v1 import health_pb2
 
+import grpc
 from aperture.execution.backend import CallContext, HealthStatus
-from aperture.execution.grpc.channel import ChannelSettings, TlsFiles, open_channel
-from aperture.execution.grpc.config import KIND, GrpcBackendConfig
+from aperture.execution.grpc.channel import open_channel
 from aperture.execution.grpc.convert import MethodCodec
 from aperture.execution.grpc.discovery import Discovered, DiscoveryError, build, compile_protos, read_descriptor_set
 from aperture.execution.grpc.errors import grpc_error
 from aperture.execution.grpc.reflection import fetch_files
 from aperture.execution.grpc.schema import message_schema
+from aperture.execution.grpc.settings import KIND, GrpcSettings
 from aperture.execution.result import ToolOutput, dump_json
 from aperture.model import ApertureError, ConfigError, Tool, ToolAnnotations, ToolId, UnknownToolError
 
@@ -57,7 +56,7 @@ class GrpcBackend:
 
     Example:
         ```python
-        backend = GrpcBackend(GrpcBackendConfig(name="shop", kind="grpc", target="127.0.0.1:50051"))
+        backend = GrpcBackend("shop", GrpcSettings(channel=ChannelSettings(target="127.0.0.1:50051")))
         async with anyio.create_task_group() as tg:
             await backend.start(tg)  # discovers the methods, then watches the server
         ```
@@ -65,36 +64,11 @@ class GrpcBackend:
 
     kind = KIND
 
-    def __init__(
-        self, config: GrpcBackendConfig, *, base_dir: Path | None = None, default_timeout: float = 30.0
-    ) -> None:
-        ToolId(config.name, "x")  # validates the namespace, with a clear message
-        self.config = config
-        base = base_dir or Path.cwd()
-
-        def resolve(path: str) -> Path:
-            candidate = Path(path).expanduser()
-            return candidate if candidate.is_absolute() else (base / candidate).resolve()
-
-        self._protos = [resolve(p) for p in config.protos]
-        self._import_paths = [resolve(p) for p in config.import_paths] or [base]
-        self._descriptor_set = resolve(config.descriptor_set) if config.descriptor_set else None
-        tls = config.tls
-        files = None
-        if tls is True:
-            files = TlsFiles()
-        elif tls is not False:
-            files = TlsFiles(
-                ca_file=resolve(tls.ca_file) if tls.ca_file else None,
-                cert_file=resolve(tls.cert_file) if tls.cert_file else None,
-                key_file=resolve(tls.key_file) if tls.key_file else None,
-                server_name=tls.server_name,
-            )
-        self._settings = ChannelSettings(
-            target=config.target, tls=files, keepalive=config.keepalive, max_message_bytes=config.max_message_bytes
-        )
-        self._metadata = tuple(config.metadata.items())
-        self.timeout = config.timeout or default_timeout
+    def __init__(self, name: str, settings: GrpcSettings) -> None:
+        ToolId(name, "x")  # validates the namespace, with a clear message
+        self._name = name
+        self.settings = settings
+        self._metadata = settings.metadata
         self._channel: grpc.aio.Channel | None = None
         self._methods: dict[str, _Method] = {}
         self._discovered: Discovered | None = None
@@ -106,7 +80,7 @@ class GrpcBackend:
 
     @property
     def name(self) -> str:
-        return self.config.name
+        return self._name
 
     def down_reason(self) -> str | None:
         """Why the server cannot take calls now (None: it can, as far as the last check or call knows)."""
@@ -114,7 +88,7 @@ class GrpcBackend:
 
     @property
     def target(self) -> str:
-        return self.config.target
+        return self.settings.target
 
     @property
     def discovered(self) -> Discovered | None:
@@ -124,7 +98,7 @@ class GrpcBackend:
     @property
     def channel(self) -> grpc.aio.Channel:
         if self._channel is None:
-            self._channel = open_channel(self._settings)
+            self._channel = open_channel(self.settings.channel)
         return self._channel
 
     # --- discovery and monitoring ---------------------------------------------------------------
@@ -167,27 +141,32 @@ class GrpcBackend:
         return discovered
 
     def _source(self) -> str:
-        if self.config.uses_reflection:
+        if self.settings.reflection:
             return f"reflection at {self.target}"
-        return "the descriptor set" if self._descriptor_set else f"{len(self._protos)} proto file(s)"
+        return "the descriptor set" if self.settings.descriptor_set else f"{len(self.settings.protos)} proto file(s)"
 
     def _build(self, files: list[FileDescriptorProto], services: list[str] | None) -> Discovered:
-        config = self.config
+        settings = self.settings
         return build(
-            files, services=services, include=config.include, exclude=config.exclude, descriptions=config.descriptions
+            files,
+            services=services,
+            include=settings.include,
+            exclude=settings.exclude,
+            descriptions=dict(settings.descriptions),
         )
 
     async def _files(self) -> tuple[list[FileDescriptorProto], list[str] | None]:
         """The proto files, and the services to serve (those reflection lists; None: every service in the files)."""
-        if not self.config.uses_reflection:
+        settings = self.settings
+        if not settings.reflection:
             files = []
-            if self._descriptor_set is not None:
-                files = await anyio.to_thread.run_sync(read_descriptor_set, self._descriptor_set)
-            if self._protos:
-                files += await anyio.to_thread.run_sync(compile_protos, self._protos, self._import_paths)
+            if settings.descriptor_set is not None:
+                files = await anyio.to_thread.run_sync(read_descriptor_set, settings.descriptor_set)
+            if settings.protos:
+                files += await anyio.to_thread.run_sync(compile_protos, settings.protos, settings.import_paths)
             return files, None
         try:
-            return await fetch_files(self.channel, metadata=self._metadata, timeout=self.config.connect_timeout)
+            return await fetch_files(self.channel, metadata=self._metadata, timeout=self.settings.connect_timeout)
         except grpc.aio.AioRpcError as exc:
             raise DiscoveryError(f"reflection at {self.target} failed: {self._unreachable(exc)}") from None
 
@@ -195,9 +174,9 @@ class GrpcBackend:
         """Why the server could not be reached, for its operator."""
         said = exc.details() or exc.code().name
         if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-            tls = "TLS" if self._settings.tls is not None else "plaintext"
+            tls = "TLS" if self.settings.channel.tls is not None else "plaintext"
             return (
-                f"no answer within {self.config.connect_timeout:g} s ({said}); check that {self.target} is a gRPC "
+                f"no answer within {self.settings.connect_timeout:g} s ({said}); check that {self.target} is a gRPC "
                 f"server and speaks {tls} as configured"
             )
         return f"{exc.code().name}: {said}"
@@ -235,7 +214,7 @@ class GrpcBackend:
 
     async def _monitor(self) -> None:
         while True:
-            await anyio.sleep(self.config.refresh_interval)
+            await anyio.sleep(self.settings.refresh_interval)
             await self.check()
 
     async def check(self) -> HealthStatus:
@@ -247,7 +226,7 @@ class GrpcBackend:
                 logger.warning("grpc %s is down: %s", self.name, status.message)
             self._down = status.message
             return status
-        if was_down or self.config.uses_reflection or self._discovered is None:
+        if was_down or self.settings.reflection or self._discovered is None:
             try:
                 await self.discover()
             except DiscoveryError as exc:
@@ -280,7 +259,7 @@ class GrpcBackend:
         if method is None:
             raise UnknownToolError(f"{self.name}:{name}", [f"{self.name}:{n}" for n in list(self._methods)[:3]])
         request = method.codec.request(args)
-        timeout = ctx.timeout or self.timeout
+        timeout = ctx.timeout or self.settings.timeout
         try:
             if method.streaming:
                 return await self._stream(method, request, timeout, ctx)
@@ -291,7 +270,7 @@ class GrpcBackend:
         return ToolOutput(content=(mcp_types.TextContent(text=dump_json(data)),), structured=data)
 
     async def _stream(self, method: _Method, request: Any, timeout: float, ctx: CallContext) -> ToolOutput:
-        cap = self.config.max_stream_messages
+        cap = self.settings.max_stream_messages
         messages: list[dict[str, Any]] = []
         call = method.invoke(request, metadata=self._metadata, timeout=timeout)
         truncated = False
@@ -332,7 +311,9 @@ class GrpcBackend:
         )
         try:
             answer = await check(
-                health_pb2.HealthCheckRequest(service=""), metadata=self._metadata, timeout=self.config.connect_timeout
+                health_pb2.HealthCheckRequest(service=""),
+                metadata=self._metadata,
+                timeout=self.settings.connect_timeout,
             )
         except grpc.aio.AioRpcError as exc:
             if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
@@ -345,7 +326,7 @@ class GrpcBackend:
     async def _connectivity(self, started: float) -> HealthStatus:
         channel = self.channel
         state = channel.get_state(try_to_connect=True)
-        with anyio.move_on_after(self.config.connect_timeout):
+        with anyio.move_on_after(self.settings.connect_timeout):
             while state != grpc.ChannelConnectivity.READY:
                 await channel.wait_for_state_change(state)
                 state = channel.get_state(try_to_connect=True)

@@ -3,33 +3,13 @@ pings, and a cap on the size of answers."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
 import grpc.aio
 
+import grpc
+from aperture.execution.grpc.settings import ChannelSettings, TlsFiles
 from aperture.model import ConfigError
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TlsFiles:
-    """TLS towards the server; every path already resolved against the configuration file."""
-
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    server_name: str | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChannelSettings:
-    """Everything that shapes the channel (none of it secret: metadata travels per call)."""
-
-    target: str
-    tls: TlsFiles | None = None
-    keepalive: float | None = 30.0
-    max_message_bytes: int = 16 * 1024 * 1024
 
 
 def _read(path: Path, what: str) -> bytes:

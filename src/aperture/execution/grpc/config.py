@@ -6,14 +6,16 @@ Plain pydantic, no grpcio: the configuration loads (and says what is wrong) with
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from aperture.execution.grpc.settings import ChannelSettings, GrpcSettings, TlsFiles
 from aperture.model.errors import InvalidToolIdError
 from aperture.model.ids import validate_part
 
-KIND = "grpc"
 _TARGET = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 _METADATA_KEY = re.compile(r"^[0-9a-z_.-]+$")
 
@@ -135,3 +137,34 @@ class GrpcBackendConfig(BaseModel):
         if self.reflection is not None:
             return self.reflection
         return not self.protos and self.descriptor_set is None
+
+    def settings(self, resolve: Callable[[str], Path], default_timeout: float) -> GrpcSettings:
+        """The backend's settings, paths resolved with `resolve` (against the configuration file's directory)."""
+        tls = None
+        if self.tls is True:
+            tls = TlsFiles()
+        elif self.tls is not False:
+            tls = TlsFiles(
+                ca_file=resolve(self.tls.ca_file) if self.tls.ca_file else None,
+                cert_file=resolve(self.tls.cert_file) if self.tls.cert_file else None,
+                key_file=resolve(self.tls.key_file) if self.tls.key_file else None,
+                server_name=self.tls.server_name,
+            )
+        channel = ChannelSettings(
+            target=self.target, tls=tls, keepalive=self.keepalive, max_message_bytes=self.max_message_bytes
+        )
+        return GrpcSettings(
+            channel=channel,
+            metadata=tuple(self.metadata.items()),
+            reflection=self.uses_reflection,
+            protos=tuple(resolve(p) for p in self.protos),
+            import_paths=tuple(resolve(p) for p in self.import_paths) or (resolve("."),),
+            descriptor_set=resolve(self.descriptor_set) if self.descriptor_set else None,
+            include=tuple(self.include),
+            exclude=tuple(self.exclude),
+            descriptions=dict(self.descriptions),
+            timeout=self.timeout or default_timeout,
+            connect_timeout=self.connect_timeout,
+            refresh_interval=self.refresh_interval,
+            max_stream_messages=self.max_stream_messages,
+        )
