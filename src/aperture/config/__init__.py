@@ -1,25 +1,37 @@
 """Configuration: the YAML file's schema and its loader, which also reads the JSON files of MCP clients."""
 
 from aperture.config.client_files import from_mcp_servers
-from aperture.config.loader import load_config, parse_config
-from aperture.config.schema import (
+from aperture.config.kinds import (
     BackendConfig,
+    BackendKind,
+    BackendSettings,
+    BuildContext,
     CapabilitiesBackendConfig,
-    Config,
     EngineBackendConfig,
-    ExecutionConfig,
-    IntegrityConfig,
+    GrpcBackendConfig,
     McpBackendConfig,
     PythonBackendConfig,
+    backend_kinds,
+    kind_named,
+    register_kind,
+    unregister_kind,
+)
+from aperture.config.loader import load_config, parse_config
+from aperture.config.schema import (
+    Config,
+    ExecutionConfig,
+    IntegrityConfig,
     SearchConfig,
     ServerConfig,
     SessionsConfig,
 )
 from aperture.config.variables import interpolate
-from aperture.execution.grpc.config import GrpcBackendConfig
 
 __all__ = [
     "BackendConfig",
+    "BackendKind",
+    "BackendSettings",
+    "BuildContext",
     "CapabilitiesBackendConfig",
     "Config",
     "EngineBackendConfig",
@@ -31,8 +43,12 @@ __all__ = [
     "SearchConfig",
     "ServerConfig",
     "SessionsConfig",
+    "backend_kinds",
     "from_mcp_servers",
     "interpolate",
+    "kind_named",
     "load_config",
     "parse_config",
+    "register_kind",
+    "unregister_kind",
 ]

@@ -1,6 +1,7 @@
 """gRPC servers as tools: one tool per unary and server-streaming method (the `grpc` extra: grpcio and friends).
 
-The configuration model imports without the extra; the backend and its parts load on first use.
+The settings import without the extra; the backend and its parts load on first use. The configuration entry is
+`aperture.config.kinds.grpc`.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ import importlib
 import importlib.util
 from typing import TYPE_CHECKING, Any
 
-from aperture.execution.grpc.config import GrpcBackendConfig, GrpcTlsConfig
 from aperture.execution.grpc.settings import KIND, ChannelSettings, GrpcSettings, TlsFiles
 
 if TYPE_CHECKING:
@@ -32,9 +32,7 @@ __all__ = [
     "Discovered",
     "DiscoveryError",
     "GrpcBackend",
-    "GrpcBackendConfig",
     "GrpcSettings",
-    "GrpcTlsConfig",
     "TlsFiles",
     "grpc_available",
     "message_schema",

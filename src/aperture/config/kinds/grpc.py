@@ -1,6 +1,6 @@
-"""The `grpc` backend's configuration entry: where the server is, how to reach it, and where its methods come from.
+"""`kind: grpc`: a gRPC server whose unary and server-streaming methods become tools (docs/grpc.md).
 
-Plain pydantic, no grpcio: the configuration loads (and says what is wrong) without the `grpc` extra installed.
+The model loads without grpcio; building the backend needs the `grpc` extra, and says so when it is missing.
 """
 
 from __future__ import annotations
@@ -10,20 +10,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from aperture.execution.grpc.settings import ChannelSettings, GrpcSettings, TlsFiles
-from aperture.model.errors import InvalidToolIdError
-from aperture.model.ids import validate_part
+from aperture.config.kinds.registry import BackendKind, BackendSettings, BuildContext, Section
+from aperture.execution import Backend
+from aperture.execution.grpc import INSTALL_HINT, KIND, ChannelSettings, GrpcSettings, TlsFiles
+from aperture.model import ConfigError
 
 _TARGET = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 _METADATA_KEY = re.compile(r"^[0-9a-z_.-]+$")
 
 
-class GrpcTlsConfig(BaseModel):
+class GrpcTlsConfig(Section):
     """TLS towards the server: the system's roots unless `ca_file` names others; a client certificate on request."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     ca_file: str | None = Field(None, description="PEM file of the CA(s) to trust, relative to the config file.")
     cert_file: str | None = Field(None, description="PEM client certificate (mutual TLS); needs key_file.")
@@ -39,12 +38,9 @@ class GrpcTlsConfig(BaseModel):
         return self
 
 
-class GrpcBackendConfig(BaseModel):
+class GrpcBackendConfig(BackendSettings):
     """A gRPC server whose unary and server-streaming methods become tools (see docs/grpc.md)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(description="Backend name; becomes the namespace of its tools.")
     kind: Literal["grpc"]
     target: str = Field(description="host:port of the server (IPv6 as [::1]:port).")
     tls: GrpcTlsConfig | bool = Field(
@@ -92,14 +88,6 @@ class GrpcBackendConfig(BaseModel):
     max_stream_messages: int = Field(
         1000, ge=1, description="Server-streaming: messages kept in the result; the stream is stopped past it."
     )
-
-    @field_validator("name")
-    @classmethod
-    def _valid_name(cls, value: str) -> str:
-        try:
-            return validate_part(value, "backend name")
-        except InvalidToolIdError as exc:
-            raise ValueError(exc.details["reason"] + " (the name becomes the namespace of tool ids)") from None
 
     @field_validator("target")
     @classmethod
@@ -168,3 +156,22 @@ class GrpcBackendConfig(BaseModel):
             refresh_interval=self.refresh_interval,
             max_stream_messages=self.max_stream_messages,
         )
+
+
+def build_grpc(spec: GrpcBackendConfig, context: BuildContext) -> Backend:
+    """The backend of one gRPC server (it discovers the methods when started).
+
+    Raises:
+        ConfigError: the `grpc` extra is not installed.
+    """
+    try:
+        from aperture.execution.grpc.backend import GrpcBackend
+    except ImportError as exc:
+        raise ConfigError(
+            f"backend '{spec.name}' is of kind grpc, which needs the grpc extra ({exc.name} is not installed): "
+            f"{INSTALL_HINT}"
+        ) from None
+    return GrpcBackend(spec.name, spec.settings(context.resolve, context.config.execution.timeout))
+
+
+GRPC = BackendKind(KIND, GrpcBackendConfig, build_grpc)
