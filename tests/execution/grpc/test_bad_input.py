@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 from grpc_shop import Shop, ShopServer
 
+import aperture.execution.grpc
 from aperture.config import parse_config
+from aperture.gateway.core import build_backend
 from aperture.model import ConfigError
 from tests.execution.grpc.conftest import gateway_client, shop_config
 from tests.mcp_helpers import error_of, run, text_of
@@ -49,6 +51,17 @@ async def test_status_codes_become_aperture_errors_with_the_status_in_details(
     assert error["details"]["metadata"] == {"retry-hint": "later"}
     if expected == "config":
         assert "operator" in error["message"] and error["details"]["fix_by"] == "operator"
+
+
+async def test_rich_status_details_are_decoded_where_the_backend_knows_the_type(shop: ShopServer) -> None:
+    args = {"code": "FAILED_PRECONDITION", "message": "out of stock", "rich": True}
+    async with gateway_client(shop_config(shop.target)) as (_, client):
+        error = error_of(await run(client, "shop:shop.v1.Inventory.Fail", args))
+    assert error["code"] == "execution_failed" and "out of stock" in error["message"]
+    assert error["details"]["status_details"] == [
+        {"@type": "type.googleapis.com/shop.v1.Money", "currency": "EUR", "cents": "5"},
+        {"@type": "type.googleapis.com/x.Secret", "value": "AQI="},
+    ]
 
 
 @pytest.mark.parametrize(
@@ -140,6 +153,18 @@ async def test_reflection_off_and_no_protos_says_what_to_configure(dark_shop: Sh
     async with gateway_client(shop_config(dark_shop.target)) as (gateway, _):
         failure = gateway.backend_failures()["shop"]
         assert "does not offer server reflection" in failure and "'protos'" in failure
+
+
+def test_without_the_grpc_extra_the_kind_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Simulated: one more module the extra would bring, which no one installed.
+    monkeypatch.setattr(aperture.execution.grpc, "REQUIRED_MODULES", ("grpc", "grpc_not_installed_here"))
+    config = parse_config(shop_config("127.0.0.1:1"))
+    with pytest.raises(ConfigError) as caught:
+        build_backend(config.backends[0], config)
+    assert caught.value.message == (
+        "backend 'shop' is of kind grpc, which needs the grpc extra (grpc_not_installed_here cannot be imported); "
+        "install it with: pip install 'aperture-gateway[grpc]'"
+    )
 
 
 def test_reflection_turned_off_without_protos_is_a_configuration_error() -> None:

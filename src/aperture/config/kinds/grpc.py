@@ -14,7 +14,7 @@ from pydantic import Field, field_validator, model_validator
 
 from aperture.config.kinds.registry import BackendKind, BackendSettings, BuildContext, Section
 from aperture.execution import Backend
-from aperture.execution.grpc import INSTALL_HINT, KIND, ChannelSettings, GrpcSettings, TlsFiles
+from aperture.execution.grpc import INSTALL_HINT, KIND, ChannelSettings, GrpcSettings, TlsFiles, missing_modules
 from aperture.model import ConfigError
 
 _TARGET = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
@@ -164,13 +164,14 @@ def build_grpc(spec: GrpcBackendConfig, context: BuildContext) -> Backend:
     Raises:
         ConfigError: the `grpc` extra is not installed.
     """
-    try:
-        from aperture.execution.grpc.backend import GrpcBackend
-    except ImportError as exc:
+    missing = missing_modules()
+    if missing:
         raise ConfigError(
-            f"backend '{spec.name}' is of kind grpc, which needs the grpc extra ({exc.name} is not installed): "
-            f"{INSTALL_HINT}"
-        ) from None
+            f"backend '{spec.name}' is of kind grpc, which needs the grpc extra ({', '.join(missing)} cannot be "
+            f"imported); install it with: {INSTALL_HINT}"
+        )
+    from aperture.execution.grpc.backend import GrpcBackend
+
     return GrpcBackend(spec.name, spec.settings(context.resolve, context.config.execution.timeout))
 
 

@@ -28,22 +28,33 @@ _LAZY = {
 __all__ = [
     "INSTALL_HINT",
     "KIND",
+    "REQUIRED_MODULES",
     "ChannelSettings",
     "Discovered",
     "DiscoveryError",
     "GrpcBackend",
     "GrpcSettings",
     "TlsFiles",
-    "grpc_available",
     "message_schema",
+    "missing_modules",
 ]
 
 
-def grpc_available() -> bool:
-    """Whether the `grpc` extra (grpcio, grpcio-tools, grpcio-reflection, grpcio-health-checking) is installed."""
-    return all(
-        importlib.util.find_spec(m) is not None for m in ("grpc", "grpc_tools", "grpc_reflection", "grpc_health")
-    )
+REQUIRED_MODULES = ("grpc", "grpc_tools", "grpc_reflection", "grpc_health", "google.protobuf")
+"""What the `grpc` extra installs (grpcio, grpcio-tools, grpcio-reflection, grpcio-health-checking, protobuf)."""
+
+
+def missing_modules() -> list[str]:
+    """The modules of the `grpc` extra that cannot be imported here (empty: the extra is installed)."""
+    missing = []
+    for name in REQUIRED_MODULES:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except ModuleNotFoundError:  # a missing parent package (google)
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
 
 
 def __getattr__(name: str) -> Any:
