@@ -170,6 +170,15 @@ async def test_a_long_stream_is_cut_at_max_stream_messages(shop: ShopServer) -> 
     assert "max_stream_messages" in data["note"]
 
 
+async def test_a_stream_is_also_cut_at_max_message_bytes_in_total(shop: ShopServer) -> None:
+    # (from the protos: reflection's own answers are bigger than 1 kB, and the limit holds for them too)
+    async with gateway_client(shop_config(shop.target, **PROTOS, max_message_bytes=1024)) as (_, client):
+        result = await run(client, "shop:shop.v1.Inventory.Ticks", {"everyMs": 0})
+    data = result.structured_content["result"]
+    assert data["truncated"] is True and "(max_message_bytes)" in data["note"]
+    assert 300 < data["count"] < 520  # 2-3 bytes a tick
+
+
 @pytest.mark.parametrize(
     ("config", "expected"),
     [

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
 import pytest
 from grpc_shop import ShopServer
 
@@ -83,3 +84,27 @@ async def test_a_new_method_is_held_for_review_when_integrity_says_so(own_shop: 
         error = error_of(await run(client, PURGE, {"confirm": True}))
         assert error["code"] == "tool_held" and "aperture tools approve" in error["message"]
         assert PURGE not in gateway.registry.snapshot.tools and PURGE not in await hits(client, "purge")
+
+
+async def test_a_call_that_finds_the_server_away_marks_it_down_until_a_call_gets_through(own_shop: ShopServer) -> None:
+    config = shop_config(own_shop.target, refresh_interval=3600)  # no monitor in between: the calls decide
+    async with gateway_client(config) as (gateway, client):
+        own_shop.stop()
+        error = error_of(await run(client, GET, {"sku": "SKU-1"}))
+        assert error["code"] == "backend_unavailable"
+        assert "shop" in gateway.unavailable()
+        own_shop.start()
+        with anyio.fail_after(10):  # the channel retries its connection with a backoff: calls fail fast meanwhile
+            while (result := await run(client, GET, {"sku": "SKU-1"})).is_error:
+                assert "shop" in gateway.unavailable(), text_of(result)
+                await anyio.sleep(0.05)
+        assert gateway.unavailable() == {}
+
+
+async def test_an_unchanged_server_is_not_rediscovered_from_scratch(own_shop: ShopServer) -> None:
+    async with gateway_client(shop_config(own_shop.target, **FAST)) as (gateway, _):
+        backend: Any = gateway.registry.get("shop")
+        checks = backend.refreshes
+        for _ in range(3):
+            await backend.check()
+        assert backend.refreshes == checks  # the same files: the pool and tools stay as they are

@@ -8,6 +8,7 @@ is away and up when it returns, and with reflection picks up methods the server 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import time
@@ -74,6 +75,7 @@ class GrpcBackend:
         self._discovered: Discovered | None = None
         self._listener: Callable[[str], None] | None = None
         self._failure: DiscoveryError | None = None
+        self._digest = ""
         self._lock = anyio.Lock()
         self._down: str | None = None
         self.refreshes = 0
@@ -123,11 +125,16 @@ class GrpcBackend:
         async with self._lock:
             try:
                 files, services = await self._files()
+                digest = _digest(files, services)
+                if digest == self._digest and self._discovered is not None:  # nothing new: keep pool and tools
+                    self._down = self._failure = None
+                    return self._discovered
                 discovered = await anyio.to_thread.run_sync(self._build, files, services)
             except ConfigError as exc:  # a DiscoveryError, or TLS files that cannot be read
                 failure = exc if isinstance(exc, DiscoveryError) else DiscoveryError(exc.message)
                 self._down, self._failure = failure.message, failure
                 raise failure from None
+            self._digest = digest
             before = [m.tool for m in self._methods.values()]
             self._discovered = discovered
             self._methods = {m.full_name: self._method(m, discovered) for m in discovered.methods}
@@ -266,20 +273,29 @@ class GrpcBackend:
             response = await method.invoke(request, metadata=self._metadata, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
             raise self._error(exc, method) from None
+        if self._down is not None and self._failure is None:  # it answered: whatever marked it down has passed
+            self._down = None
         data = method.codec.to_json(response)
         return ToolOutput(content=(mcp_types.TextContent(text=dump_json(data)),), structured=data)
 
     async def _stream(self, method: _Method, request: Any, timeout: float, ctx: CallContext) -> ToolOutput:
-        cap = self.settings.max_stream_messages
+        cap, byte_cap = self.settings.max_stream_messages, self.settings.channel.max_message_bytes
         messages: list[dict[str, Any]] = []
         call = method.invoke(request, metadata=self._metadata, timeout=timeout)
-        truncated = False
+        truncated: str | None = None
+        size = 0
         try:
             async for response in call:
                 messages.append(method.codec.to_json(response))
+                size += response.ByteSize()
                 await ctx.report_progress(len(messages), None, f"{len(messages)} message(s) from {method.tool.name}")
                 if len(messages) >= cap:
-                    truncated = True
+                    truncated = f"the stream was stopped after {cap} messages (max_stream_messages)"
+                elif size >= byte_cap:
+                    truncated = (
+                        f"the stream was stopped after {size} bytes in {len(messages)} messages (max_message_bytes)"
+                    )
+                if truncated:
                     break
         except grpc.aio.AioRpcError as exc:
             error = self._error(exc, method)
@@ -289,9 +305,9 @@ class GrpcBackend:
             raise error from None
         finally:
             call.cancel()
-        data: dict[str, Any] = {"messages": messages, "count": len(messages), "truncated": truncated}
+        data: dict[str, Any] = {"messages": messages, "count": len(messages), "truncated": truncated is not None}
         if truncated:
-            data["note"] = f"the stream was stopped after {cap} messages (max_stream_messages)"
+            data["note"] = truncated
         return ToolOutput(content=(mcp_types.TextContent(text=dump_json(data)),), structured=data)
 
     def _error(self, exc: grpc.aio.AioRpcError, method: _Method) -> ApertureError:
@@ -338,6 +354,14 @@ class GrpcBackend:
         channel, self._channel = self._channel, None
         if channel is not None:
             await channel.close(grace=None)
+
+
+def _digest(files: list[FileDescriptorProto], services: list[str] | None) -> str:
+    """A fingerprint of what discovery found: the same files and services need no new pool."""
+    hashed = hashlib.sha256(repr(services).encode())
+    for proto in sorted(files, key=lambda f: f.name):
+        hashed.update(proto.SerializeToString(deterministic=True))
+    return hashed.hexdigest()
 
 
 def _ms(started: float) -> float:
