@@ -4,8 +4,10 @@ same run; and 20 concurrent clients' calls per second of each.
 The server is the test shop (tests/fixtures/grpc_shop.py, a grpcio server in a process of its own, methods found
 by reflection); the gateway is `aperture serve` over streamable HTTP with two backends, `shop` (kind grpc) and
 `base` (kind python, bench/_noop_tools.py). Rows run interleaved, in rounds, so drift on a noisy machine hits them
-alike. A third row calls the server directly with grpcio, for scale. The goals (issue 22): the gRPC call adds at
-most 0.5 ms p50 over the no-op tool, and keeps at least half of its calls per second with 20 clients.
+alike. A third row calls the server directly with grpcio, for scale. Then the gateway's runner in this process
+(no MCP, no HTTP, no other process to wait for) against grpcio's direct call: the gateway's own share. The goals
+(issue 22): the gRPC call adds at most 0.5 ms p50 over the no-op tool, and keeps at least half of its calls per
+second with 20 clients.
 Prints a table and writes bench/results/grpc_calls.json.
 
     .venv/bin/python -m bench.grpc_calls [--calls 1000] [--concurrent-calls 4000] [--clients 20]
@@ -26,13 +28,15 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import grpc
 import grpc.aio
 from google.protobuf import message_factory
 from mcp import Client
 from rich.console import Console
 from rich.table import Table
 
+import grpc
+from aperture.config import load_config
+from aperture.gateway import Gateway
 from bench._processes import APERTURE, ROOT, free_port, http_process, percentile, write_results
 
 SHOP = ROOT / "tests" / "fixtures" / "grpc_shop.py"
@@ -132,6 +136,32 @@ def config(path: Path, shop_port: int) -> Path:
     return path
 
 
+async def runner_rows(cfg: Path, channel: grpc.aio.Channel, calls: int) -> list[dict[str, Any]]:
+    """The gateway's own cost, without the MCP and HTTP layers and the other processes' scheduling: its runner in
+    this process calls the no-op tool and GetItem, interleaved with grpcio's direct call."""
+    async with Gateway(load_config(cfg)) as gateway:
+
+        def via_runner(tool_id: str) -> Call:
+            async def call() -> None:
+                result = await gateway.runner.run(tool_id, ARGS)
+                if result.is_error:
+                    raise RuntimeError(f"{tool_id} failed: {result.text}")
+
+            return call
+
+        rows = [
+            Row("no-op tool, runner", via_runner("base:noop")),
+            Row("gRPC GetItem, runner", via_runner(GET_ITEM)),
+            Row("gRPC GetItem, grpcio direct", direct_call(channel)),
+        ]
+        await interleaved(rows, calls)
+    figures = [row.figures() for row in rows]
+    figures[1]["added_p50_ms"] = round(figures[1]["p50_ms"] - figures[0]["p50_ms"], 3)
+    figures[1]["added_p99_ms"] = round(figures[1]["p99_ms"] - figures[0]["p99_ms"], 3)
+    figures[1]["over_direct_p50_ms"] = round(figures[1]["p50_ms"] - figures[2]["p50_ms"], 3)
+    return figures
+
+
 async def run(calls: int, concurrent_calls: int, clients: int) -> dict[str, Any]:
     shop_port, gateway_port = free_port(), free_port()
     with tempfile.TemporaryDirectory() as tmp:
@@ -164,10 +194,13 @@ async def run(calls: int, concurrent_calls: int, clients: int) -> dict[str, Any]
                     rates["noop"].append(await throughput(noop_calls, concurrent_calls))
                     rates["grpc"].append(await throughput(grpc_calls, concurrent_calls))
                     rates["direct"].append(await throughput([direct_call(channel)] * clients, concurrent_calls))
+            console.print(f"{calls} calls per row in this process (the gateway's runner, no MCP, no HTTP) ...")
+            in_process = await runner_rows(cfg, channel, calls)
             await channel.close()
     concurrent = {name: round(statistics.fmean(values), 1) for name, values in rates.items()}
     return {
         "sequential": sequential,
+        "in_process": in_process,
         "concurrent": {
             "clients": clients,
             "calls_per_row": concurrent_calls,
@@ -194,6 +227,13 @@ def main() -> None:
         added = (f"{r['added_p50_ms']:+.3f}", f"{r['added_p99_ms']:+.3f}") if "added_p50_ms" in r else ("", "")
         table.add_row(r["row"], f"{r['p50_ms']:.3f}", f"{r['p99_ms']:.3f}", f"{r['mean_ms']:.3f}", *added)
     console.print(table)
+    inner = Table(title="The same in this process: the gateway's runner, no MCP or HTTP layer")
+    for column in ("row", "p50 ms", "p99 ms", "+p50 ms vs no-op", "+p50 ms vs grpcio"):
+        inner.add_column(column, justify="right")
+    for r in result["in_process"]:
+        extra = (f"{r['added_p50_ms']:+.3f}", f"{r['over_direct_p50_ms']:+.3f}") if "added_p50_ms" in r else ("", "")
+        inner.add_row(r["row"], f"{r['p50_ms']:.3f}", f"{r['p99_ms']:.3f}", *extra)
+    console.print(inner)
     c = result["concurrent"]
     rates = Table(title=f"{c['clients']} concurrent clients: calls per second")
     for column in ("no-op via gateway", "gRPC via gateway", "share of no-op", "gRPC direct (grpcio)"):
