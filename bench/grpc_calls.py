@@ -28,13 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import grpc
 import grpc.aio
 from google.protobuf import message_factory
 from mcp import Client
 from rich.console import Console
 from rich.table import Table
 
-import grpc
 from aperture.config import load_config
 from aperture.gateway import Gateway
 from bench._processes import APERTURE, ROOT, free_port, http_process, percentile, write_results

@@ -1,4 +1,4 @@
-"""The demo's gRPC service (examples/grpc/weather.proto): a grpcio server on 127.0.0.1 with server reflection and
+"""The demo's gRPC service (examples/protos/weather.proto): a grpcio server on 127.0.0.1 with server reflection and
 the health service. The .proto is compiled when the server starts (grpcio-tools); no generated code is kept.
 
     python examples/grpc_server.py [PORT]     # default 50051
@@ -16,14 +16,13 @@ from concurrent import futures
 from pathlib import Path
 from typing import Any
 
+import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_tools import protoc
 
-import grpc
-
-PROTO = Path(__file__).resolve().parent / "grpc" / "weather.proto"
+PROTO = Path(__file__).resolve().parent / "protos" / "weather.proto"
 SERVICE = "weather.v1.Forecasts"
 
 

@@ -19,12 +19,12 @@ from typing import Any
 import anyio
 import anyio.abc
 import anyio.to_thread
+import grpc
 import grpc.aio
 import mcp_types
 from google.protobuf.descriptor_pb2 import FileDescriptorProto
 from grpc_health.v1 import health_pb2
 
-import grpc
 from aperture.execution.backend import CallContext, HealthStatus
 from aperture.execution.grpc.channel import open_channel
 from aperture.execution.grpc.convert import MethodCodec

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import grpc
 import grpc.aio
 
-import grpc
 from aperture.execution.grpc.settings import ChannelSettings, TlsFiles
 from aperture.model import ConfigError
 
