@@ -269,16 +269,16 @@ class GrpcBackend:
         timeout = ctx.timeout or self.settings.timeout
         try:
             if method.streaming:
-                return await self._stream(method, request, timeout, ctx)
-            response = await method.invoke(request, metadata=self._metadata, timeout=timeout)
+                data = await self._stream(method, request, timeout, ctx)
+            else:
+                data = method.codec.to_json(await method.invoke(request, metadata=self._metadata, timeout=timeout))
         except grpc.aio.AioRpcError as exc:
             raise self._error(exc, method) from None
         if self._down is not None and self._failure is None:  # it answered: whatever marked it down has passed
             self._down = None
-        data = method.codec.to_json(response)
         return ToolOutput(content=(mcp_types.TextContent(text=dump_json(data)),), structured=data)
 
-    async def _stream(self, method: _Method, request: Any, timeout: float, ctx: CallContext) -> ToolOutput:
+    async def _stream(self, method: _Method, request: Any, timeout: float, ctx: CallContext) -> dict[str, Any]:
         cap, byte_cap = self.settings.max_stream_messages, self.settings.channel.max_message_bytes
         messages: list[dict[str, Any]] = []
         call = method.invoke(request, metadata=self._metadata, timeout=timeout)
@@ -308,7 +308,7 @@ class GrpcBackend:
         data: dict[str, Any] = {"messages": messages, "count": len(messages), "truncated": truncated is not None}
         if truncated:
             data["note"] = truncated
-        return ToolOutput(content=(mcp_types.TextContent(text=dump_json(data)),), structured=data)
+        return data
 
     def _error(self, exc: grpc.aio.AioRpcError, method: _Method) -> ApertureError:
         pool = self._discovered.pool if self._discovered is not None else None
