@@ -168,7 +168,9 @@ class IntegrityConfig(Section):
         "hold", description="hold: keep the tool out until approved; warn: serve and log; accept: serve and re-approve."
     )
     store: str = Field(".aperture/fingerprints.json", description="Approved fingerprints, relative to this file.")
-    kinds: list[str] = Field(default_factory=lambda: ["mcp"], description="Backend kinds whose tools are checked.")
+    kinds: list[str] = Field(
+        default_factory=lambda: ["mcp", "grpc"], description="Backend kinds whose tools are checked."
+    )
     new_tools: Literal["accept", "hold"] = Field(
         "accept",
         description="A tool a backend adds after its first listing: accept (serve it, trusted on first use) or "

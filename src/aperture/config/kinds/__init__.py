@@ -8,6 +8,7 @@ from typing import Any
 
 from aperture.config.kinds.capabilities import CAPABILITIES, CapabilitiesBackendConfig
 from aperture.config.kinds.engine import ENGINE, EngineBackendConfig
+from aperture.config.kinds.grpc import GRPC, GrpcBackendConfig, GrpcTlsConfig
 from aperture.config.kinds.mcp import MCP, InheritEnv, McpBackendConfig, check_inherit_env
 from aperture.config.kinds.python import PYTHON, PythonBackendConfig
 from aperture.config.kinds.registry import (
@@ -24,7 +25,7 @@ from aperture.config.kinds.registry import (
     unregister_kind,
 )
 
-BUILTIN_KINDS: tuple[BackendKind[Any], ...] = (PYTHON, MCP, CAPABILITIES, ENGINE)
+BUILTIN_KINDS: tuple[BackendKind[Any], ...] = (PYTHON, MCP, CAPABILITIES, ENGINE, GRPC)
 """The kinds every gateway has, in the order `kind:` errors list them."""
 
 for _kind in BUILTIN_KINDS:
@@ -34,6 +35,7 @@ __all__ = [
     "BUILTIN_KINDS",
     "CAPABILITIES",
     "ENGINE",
+    "GRPC",
     "MCP",
     "PYTHON",
     "BackendConfig",
@@ -42,6 +44,8 @@ __all__ = [
     "BuildContext",
     "CapabilitiesBackendConfig",
     "EngineBackendConfig",
+    "GrpcBackendConfig",
+    "GrpcTlsConfig",
     "InheritEnv",
     "McpBackendConfig",
     "PythonBackendConfig",
