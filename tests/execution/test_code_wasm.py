@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import subprocess
 import textwrap
 import time
 from collections.abc import AsyncIterator
@@ -19,7 +18,7 @@ import pytest
 
 from aperture.execution.code import CodeExecutor, CodeSettings, Limits, Outcome
 from aperture.execution.code.wasm import WasmRuntime
-from tests.execution.code_probes import Calls, accepted, sandboxes_left
+from tests.execution.code_probes import Calls, accepted, canary_process, kill_program, sandboxes_left
 
 _PROBLEM = WasmRuntime().problem()
 pytestmark = [
@@ -305,25 +304,9 @@ async def test_a_checkout_under_tmp_is_not_hidden_by_the_sandboxes_own_tmp(tmp_p
 
 
 async def test_the_gateway_and_other_processes_cannot_be_signalled(runtime: WasmRuntime) -> None:
-    canary = subprocess.Popen(["sleep", "30"])
-    try:
-        code = f"""
-        import os, signal
-        out = []
-        for pid in ({os.getpid()}, {canary.pid}):
-            try:
-                os.kill(pid, signal.SIGKILL)
-                out.append('killed')
-            except (OSError, AttributeError) as e:
-                out.append(type(e).__name__)
-        out
-        """
-        outcome = await run(runtime, code)
+    with canary_process() as canary:
+        outcome = await run(runtime, kill_program(os.getpid(), canary))
         assert outcome.error is None and "killed" not in outcome.value, outcome
-        assert canary.poll() is None  # still running (and so is this process)
-    finally:
-        canary.kill()
-        canary.wait()
 
 
 async def test_the_cpu_reported_is_the_programs_not_the_interpreters_load(runtime: WasmRuntime) -> None:
