@@ -124,7 +124,7 @@ def test_evidence_and_thresholds() -> None:
     assert evidence(overlap, 0.5) == pytest.approx(0.5 + 0.2 * 1.0 + 0.9 * overlap.described)
     assert evidence(overlap, None) == pytest.approx(2.0 + overlap.described)
     assert judge(0.0, dense=True) is Confidence.NONE and judge(0.5, dense=True) is Confidence.WEAK
-    assert judge(0.9, dense=True) is Confidence.STRONG and judge(0.4, dense=False) is Confidence.NONE
+    assert judge(0.9, dense=True) is Confidence.STRONG and judge(0.2, dense=False) is Confidence.NONE
     assert LEXICAL_THRESHOLDS.judge(2.0) is Confidence.STRONG
     assert Thresholds(none_below=1, strong_from=2).judge(1.5) is Confidence.WEAK
 
