@@ -41,6 +41,10 @@ async def test_every_search_answers_a_confidence(gateway: Gateway) -> None:
     assert "tell the user no available tool can do this" in unrelated["reason"]
     named = gateway.search("toolbox:hash_text")
     assert named["tools"][0]["id"] == "toolbox:hash_text" and named["confidence"] == "strong"
+    # A request made of the tool's own words that names it: strong, though its description is long.
+    near = gateway.search("calculate 2+2")
+    assert near["tools"][0]["id"] == "toolbox:calculate" and near["confidence"] == "strong"
+    assert gateway.search("evaluate 2+2")["confidence"] != "none"  # said none before the calibration on all sets
 
 
 async def test_intent_is_checked_and_used(gateway: Gateway) -> None:

@@ -111,6 +111,19 @@ def evidence(overlap: Overlap, cosine: float | None) -> float:
     return overlap.query + overlap.name + overlap.described
 
 
+# A near-exact match needs at least this cosine too, so that a request made of a tool's words in another sense
+# ("calculate the odds" against `calculate`, read as arithmetic) is not called strong on words alone.
+NEAR_EXACT_COSINE = 0.4
+
+
+def near_exact(overlap: Overlap, cosine: float | None) -> bool:
+    """Whether a request names a tool in its own words: every specific word of the request is in the tool's
+    text and every word of the tool's name is in the request ("calculate 2+2" for `calculate`), with a cosine
+    of at least `NEAR_EXACT_COSINE` when embeddings are there. Such a match is `strong` whatever the evidence
+    (a long description lowers the share of its words a short request can name)."""
+    return overlap.query >= 1.0 and overlap.name >= 1.0 and (cosine is None or cosine >= NEAR_EXACT_COSINE)
+
+
 def judge(value: float, *, dense: bool) -> Confidence:
     """The confidence for an `evidence` value, with the default thresholds of its kind."""
     return (DENSE_THRESHOLDS if dense else LEXICAL_THRESHOLDS).judge(value)

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from aperture.discovery.bm25 import BM25Strategy
-from aperture.discovery.confidence import Confidence, Overlap, evidence, judge
+from aperture.discovery.confidence import Confidence, Overlap, evidence, judge, near_exact
 from aperture.discovery.document import SearchDoc
 from aperture.discovery.semantic import DenseScorer, DenseStrategy, HybridScorer, HybridStrategy
 from aperture.discovery.strategy import Scorer, SearchStrategy
@@ -374,8 +374,9 @@ class ToolIndex:
         doc = snap.docs[top]
         dense = _dense_part(snap.scorer)
         cosine = dense.cosine(query, top) if dense is not None and len(dense.vectors) > top else None
-        value = evidence(Overlap.of(tokenize(query), doc), cosine)
-        if exact:
+        overlap = Overlap.of(tokenize(query), doc)
+        value = evidence(overlap, cosine)
+        if exact or near_exact(overlap, cosine):
             return Confidence.STRONG, value
         return judge(value, dense=cosine is not None), value
 
