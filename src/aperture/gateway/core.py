@@ -349,6 +349,11 @@ class Gateway:
         )
         result = self._page_result(page, scope, "tools", access)
         result["confidence"] = page.confidence.value
+        if not self.index.ready:  # ranked by the stand-in (BM25) while the semantic index is built: say so
+            result["strategy"] = self.index.serving
+            warming = self.index.warming
+            if warming is not None:
+                result["warming"] = f"{int(warming * 100)}%"
         return result
 
     def unavailable(self) -> dict[str, str]:
