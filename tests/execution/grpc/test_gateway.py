@@ -43,7 +43,7 @@ async def test_reflection_turns_every_unary_and_server_streaming_method_into_a_t
     async with gateway_client(shop_config(shop.target)) as (_, client):
         listed = await client.call_tool("list_tools", {"namespace": "shop"})
         ids = sorted(t["id"] for t in listed.structured_content["tools"])
-        assert ids == METHODS  # Upload (client streaming) is not a tool
+        assert ids == METHODS  # Upload (client streaming) is not a tool, nor gRPC's own health service
         # Reflection carries no comments: the description rests on the names.
         doc = await describe(client, "shop:shop.v1.Inventory.GetItem", "full")
         assert doc["description"].startswith("Get item (Inventory service).")
