@@ -9,6 +9,7 @@ is away and up when it returns, and with reflection picks up methods the server 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 import time
@@ -33,7 +34,7 @@ from aperture.execution.grpc.errors import grpc_error
 from aperture.execution.grpc.reflection import fetch_files
 from aperture.execution.grpc.schema import message_schema
 from aperture.execution.grpc.settings import KIND, GrpcSettings
-from aperture.execution.result import ToolOutput, dump_json
+from aperture.execution.result import ToolOutput
 from aperture.model import (
     ApertureError,
     ConfigError,
@@ -300,7 +301,9 @@ class GrpcBackend:
             raise self._error(exc, method) from None
         if self._down is not None and self._failure is None:  # it answered: whatever marked it down has passed
             self._down = None
-        return ToolOutput(content=(mcp_types.TextContent(text=dump_json(data)),), structured=data)
+        # One line of JSON: the C encoder (an indented dump runs json's Python encoder, a third of the backend's
+        # own time on a small answer), and fewer tokens for the model that reads it.
+        return ToolOutput(content=(mcp_types.TextContent(text=json.dumps(data, ensure_ascii=False)),), structured=data)
 
     async def _stream(self, method: _Method, request: Any, timeout: float, ctx: CallContext) -> dict[str, Any]:
         cap, byte_cap = self.settings.max_stream_messages, self.settings.channel.max_message_bytes
