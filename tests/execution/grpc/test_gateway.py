@@ -198,9 +198,10 @@ async def test_include_and_exclude_select_methods_by_glob(
         assert sorted(gateway.registry.snapshot.tools) == expected
 
 
-async def test_the_configuration_overrides_a_description(shop: ShopServer) -> None:
+@pytest.mark.parametrize("source", [{}, PROTOS], ids=["reflection", "protos"])
+async def test_the_configuration_overrides_a_description(shop: ShopServer, source: dict[str, Any]) -> None:
     override = {"shop.v1.Inventory.Blob": "Download a firmware image of the given size."}
-    async with gateway_client(shop_config(shop.target, **PROTOS, descriptions=override)) as (_, client):
+    async with gateway_client(shop_config(shop.target, **source, descriptions=override)) as (_, client):
         doc = await describe(client, "shop:shop.v1.Inventory.Blob", "full")
         assert doc["description"].startswith("Download a firmware image of the given size.")
         assert await search(client, "firmware image", 1) == ["shop:shop.v1.Inventory.Blob"]
