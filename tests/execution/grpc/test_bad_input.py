@@ -212,6 +212,18 @@ async def test_protos_that_do_not_compile_are_reported_with_protocs_message(
         assert error["code"] == "backend_unavailable" and says in error["message"]
 
 
+async def test_a_method_whose_name_is_too_long_for_a_tool_id_is_left_out(shop: ShopServer, tmp_path: Path) -> None:
+    long_package = ".".join(["averyverylongpackagename"] * 5)  # 124 characters: with ".S.Method", past 128
+    (tmp_path / "long.proto").write_text(
+        f'syntax = "proto3";\npackage {long_package};\nmessage M {{}}\nservice S {{ rpc Method(M) returns (M); }}'
+    )
+    config = shop_config(shop.target, reflection=False, protos=[str(tmp_path / "long.proto"), "shop/v1/shop.proto"])
+    async with gateway_client(config) as (gateway, _):
+        tools = gateway.registry.snapshot.tools
+        assert "shop:shop.v1.Inventory.GetItem" in tools
+        assert not any(key.endswith(".S.Method") for key in tools)
+
+
 async def test_a_file_that_is_not_a_descriptor_set_is_reported(shop: ShopServer, tmp_path: Path) -> None:
     bogus = tmp_path / "set.pb"
     bogus.write_bytes(b"\xff\xff not protobuf")

@@ -43,7 +43,7 @@ async def test_reflection_turns_every_unary_and_server_streaming_method_into_a_t
     async with gateway_client(shop_config(shop.target)) as (_, client):
         listed = await client.call_tool("list_tools", {"namespace": "shop"})
         ids = sorted(t["id"] for t in listed.structured_content["tools"])
-        assert ids == METHODS  # Upload (client streaming) is not a tool
+        assert ids == METHODS  # Upload (client streaming) is not a tool, nor gRPC's own health service
         # Reflection carries no comments: the description rests on the names.
         doc = await describe(client, "shop:shop.v1.Inventory.GetItem", "full")
         assert doc["description"].startswith("Get item (Inventory service).")
@@ -198,9 +198,10 @@ async def test_include_and_exclude_select_methods_by_glob(
         assert sorted(gateway.registry.snapshot.tools) == expected
 
 
-async def test_the_configuration_overrides_a_description(shop: ShopServer) -> None:
+@pytest.mark.parametrize("source", [{}, PROTOS], ids=["reflection", "protos"])
+async def test_the_configuration_overrides_a_description(shop: ShopServer, source: dict[str, Any]) -> None:
     override = {"shop.v1.Inventory.Blob": "Download a firmware image of the given size."}
-    async with gateway_client(shop_config(shop.target, **PROTOS, descriptions=override)) as (_, client):
+    async with gateway_client(shop_config(shop.target, **source, descriptions=override)) as (_, client):
         doc = await describe(client, "shop:shop.v1.Inventory.Blob", "full")
         assert doc["description"].startswith("Download a firmware image of the given size.")
         assert await search(client, "firmware image", 1) == ["shop:shop.v1.Inventory.Blob"]

@@ -91,3 +91,14 @@ def test_comments_describe_fields_enums_and_their_values(tmp_path: Path) -> None
     order = schema["properties"]["order"]
     assert order["description"] == "The sort order of the results. How to sort. NONE: As stored. NEWEST: Newest first."
     assert schema["properties"]["plain"]["description"] == "Trailing note."
+
+
+def test_proto2_required_fields_are_required(tmp_path: Path) -> None:
+    (tmp_path / "p2.proto").write_text(
+        'syntax = "proto2";\npackage p;\nmessage Req { required string id = 1; optional int32 n = 2; }'
+    )
+    found = build(compile_protos([tmp_path / "p2.proto"], [tmp_path]))
+    schema = message_schema(found.pool.FindMessageTypeByName("p.Req"))
+    assert schema["required"] == ["id"]
+    with pytest.raises(InputValidationError, match="missing required argument 'id'"):
+        ArgumentValidator(schema, tool_id="p:x").validate({"n": 1})

@@ -4,11 +4,12 @@ the operator is told when the certificates do not fit."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from grpc_shop import ServerTls, ShopServer
 
-from tests.execution.grpc.conftest import Pki, gateway_client, shop_config
+from tests.execution.grpc.conftest import Pki, gateway_client, shop_config, until
 from tests.mcp_helpers import run, text_of
 
 pytestmark = pytest.mark.anyio
@@ -73,8 +74,13 @@ async def test_the_server_name_can_differ_from_the_target_host(tls_shop: ShopSer
 async def test_a_ca_file_that_is_not_pem_is_reported(tls_shop: ShopServer, pki: Pki) -> None:
     bogus = pki.directory / "bogus.pem"
     bogus.write_text("not a certificate")
-    async with gateway_client(shop_config(tls_shop.target, tls={"ca_file": str(bogus)})) as (gateway, _):
+    config = shop_config(tls_shop.target, tls={"ca_file": str(bogus)}, refresh_interval=0.05)
+    async with gateway_client(config) as (gateway, client):
         assert "is not a PEM file" in gateway.backend_failures()["shop"]
+        backend: Any = gateway.registry.get("shop")
+        await until(gateway, lambda: backend.checks >= 3)  # the health checks meet it too, and go on
+        assert "is not a PEM file" in backend.down_reason()
+        assert not (await client.call_tool("search_tools", {"query": "anything"})).is_error
 
 
 def test_a_client_certificate_without_its_key_is_a_configuration_error(pki: Pki) -> None:

@@ -9,6 +9,7 @@ is away and up when it returns, and with reflection picks up methods the server 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 import time
@@ -33,8 +34,16 @@ from aperture.execution.grpc.errors import grpc_error
 from aperture.execution.grpc.reflection import fetch_files
 from aperture.execution.grpc.schema import message_schema
 from aperture.execution.grpc.settings import KIND, GrpcSettings
-from aperture.execution.result import ToolOutput, dump_json
-from aperture.model import ApertureError, ConfigError, Tool, ToolAnnotations, ToolId, UnknownToolError
+from aperture.execution.result import ToolOutput
+from aperture.model import (
+    ApertureError,
+    ConfigError,
+    InvalidToolIdError,
+    Tool,
+    ToolAnnotations,
+    ToolId,
+    UnknownToolError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +88,7 @@ class GrpcBackend:
         self._lock = anyio.Lock()
         self._down: str | None = None
         self.refreshes = 0
+        self.checks = 0
 
     @property
     def name(self) -> str:
@@ -137,7 +147,7 @@ class GrpcBackend:
             self._digest = digest
             before = [m.tool for m in self._methods.values()]
             self._discovered = discovered
-            self._methods = {m.full_name: self._method(m, discovered) for m in discovered.methods}
+            self._methods = self._served(discovered)
             self._down = self._failure = None
             self.refreshes += 1
         if discovered.skipped:
@@ -188,6 +198,16 @@ class GrpcBackend:
             )
         return f"{exc.code().name}: {said}"
 
+    def _served(self, discovered: Discovered) -> dict[str, _Method]:
+        """The tools of the discovered methods; one whose name cannot be a tool id is left out, and logged."""
+        served = {}
+        for method in discovered.methods:
+            try:
+                served[method.full_name] = self._method(method, discovered)
+            except InvalidToolIdError as exc:
+                logger.warning("grpc %s: method %s is not served: %s", self.name, method.full_name, exc.message)
+        return served
+
     def _method(self, method: Any, discovered: Discovered) -> _Method:
         codec = MethodCodec(method, discovered.pool)
         streaming = bool(method.server_streaming)
@@ -222,10 +242,15 @@ class GrpcBackend:
     async def _monitor(self) -> None:
         while True:
             await anyio.sleep(self.settings.refresh_interval)
-            await self.check()
+            try:
+                await self.check()
+            except Exception as exc:  # the watch goes on whatever one check meets (it runs in the gateway's group)
+                self._down = f"{type(exc).__name__}: {exc}"
+                logger.exception("grpc %s: the health check failed", self.name)
 
     async def check(self) -> HealthStatus:
         """Probe the server now: mark it down or up, and (with reflection, or after it came back) discover again."""
+        self.checks += 1
         was_down = self._down is not None
         status = await self.health()
         if not status.healthy:
@@ -276,7 +301,9 @@ class GrpcBackend:
             raise self._error(exc, method) from None
         if self._down is not None and self._failure is None:  # it answered: whatever marked it down has passed
             self._down = None
-        return ToolOutput(content=(mcp_types.TextContent(text=dump_json(data)),), structured=data)
+        # One line of JSON: the C encoder (an indented dump runs json's Python encoder, a third of the backend's
+        # own time on a small answer), and fewer tokens for the model that reads it.
+        return ToolOutput(content=(mcp_types.TextContent(text=json.dumps(data, ensure_ascii=False)),), structured=data)
 
     async def _stream(self, method: _Method, request: Any, timeout: float, ctx: CallContext) -> dict[str, Any]:
         cap, byte_cap = self.settings.max_stream_messages, self.settings.channel.max_message_bytes
@@ -320,7 +347,11 @@ class GrpcBackend:
     async def health(self) -> HealthStatus:
         """grpc.health.v1's answer for the whole server, else (where it is not served) the channel's connectivity."""
         started = time.perf_counter()
-        check = self.channel.unary_unary(
+        try:
+            channel = self.channel
+        except ConfigError as exc:  # TLS files that cannot be read
+            return HealthStatus(healthy=False, message=exc.message)
+        check = channel.unary_unary(
             _HEALTH_PATH,
             request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
             response_deserializer=health_pb2.HealthCheckResponse.FromString,

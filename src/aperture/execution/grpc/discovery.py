@@ -22,6 +22,8 @@ from aperture.model import ConfigError
 _MESSAGE, _ENUM, _SERVICE = 4, 5, 6
 _FIELD, _NESTED, _NESTED_ENUM, _ENUM_VALUE, _METHOD = 2, 3, 4, 2, 2
 COMPILE_TIMEOUT = 60.0
+INFRASTRUCTURE = ("grpc.health.v1.*", "grpc.reflection.*", "grpc.channelz.*", "grpc.lb.*")
+"""gRPC's own services, which servers list beside theirs: tools only when `include` names them."""
 
 
 class DiscoveryError(ConfigError):
@@ -149,11 +151,14 @@ def build(
 
 
 def _selected(full_name: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
+    """Whether `include` (empty: everything but gRPC's own services) and `exclude` let a method through."""
     service = full_name.rpartition(".")[0]
 
     def matches(patterns: Sequence[str]) -> bool:
         return any(fnmatch.fnmatchcase(full_name, p) or fnmatch.fnmatchcase(service, p) for p in patterns)
 
+    if not include and matches(INFRASTRUCTURE):
+        return False
     return (not include or matches(include)) and not matches(exclude)
 
 

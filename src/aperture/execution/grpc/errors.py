@@ -7,7 +7,7 @@ from typing import Any
 
 import grpc
 import grpc.aio
-from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
+from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool, json_format, message_factory
 from google.protobuf.message import DecodeError, Message
 
 from aperture.model import (
@@ -28,8 +28,6 @@ _SHOWN_MESSAGE = 500
 
 def _status_class() -> type[Message]:
     """`google.rpc.Status`, built here: its .proto ships with neither protobuf nor grpcio."""
-    from google.protobuf import any_pb2
-
     pool = descriptor_pool.DescriptorPool()
     any_file = descriptor_pb2.FileDescriptorProto()
     any_pb2.DESCRIPTOR.CopyToProto(any_file)

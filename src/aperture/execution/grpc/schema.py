@@ -121,6 +121,9 @@ class _Builder:
         for fld in message.fields:
             properties[fld.json_name] = self._field(fld, optional=fld.containing_oneof is not None and fld in synthetic)
         schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
+        required = [f.json_name for f in message.fields if f.is_required]  # proto2's `required`
+        if required:
+            schema["required"] = required
         description = self.comments.get(message.full_name)
         if description:
             schema["description"] = description
