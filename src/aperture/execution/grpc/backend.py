@@ -32,7 +32,7 @@ from aperture.execution.grpc.convert import MethodCodec
 from aperture.execution.grpc.discovery import Discovered, DiscoveryError, build, compile_protos, read_descriptor_set
 from aperture.execution.grpc.errors import grpc_error
 from aperture.execution.grpc.reflection import fetch_files
-from aperture.execution.grpc.schema import message_schema
+from aperture.execution.grpc.schema import message_schema, response_schema
 from aperture.execution.grpc.settings import KIND, GrpcSettings
 from aperture.execution.result import ToolOutput
 from aperture.model import (
@@ -234,6 +234,7 @@ class GrpcBackend:
             description=description,
             title=f"{service.name}.{method.name}",
             input_schema=message_schema(method.input_type, discovered.comments),
+            output_schema=response_schema(method.output_type, discovered.comments, streaming=streaming),
             tags=("grpc", service.name, *(["streaming"] if streaming else [])),
             annotations=ToolAnnotations(title=f"{service.name}.{method.name}", open_world=True),
             backend_kind=KIND,
@@ -296,7 +297,7 @@ class GrpcBackend:
             if method.streaming:
                 data = await self._stream(method, request, timeout, ctx)
             else:
-                data = method.codec.to_json(await method.invoke(request, metadata=self._metadata, timeout=timeout))
+                data = method.codec.result(await method.invoke(request, metadata=self._metadata, timeout=timeout))
         except grpc.aio.AioRpcError as exc:
             raise self._error(exc, method) from None
         if self._down is not None and self._failure is None:  # it answered: whatever marked it down has passed
@@ -307,7 +308,7 @@ class GrpcBackend:
 
     async def _stream(self, method: _Method, request: Any, timeout: float, ctx: CallContext) -> dict[str, Any]:
         cap, byte_cap = self.settings.max_stream_messages, self.settings.channel.max_message_bytes
-        messages: list[dict[str, Any]] = []
+        messages: list[Any] = []
         call = method.invoke(request, metadata=self._metadata, timeout=timeout)
         truncated: str | None = None
         size = 0

@@ -8,6 +8,7 @@ from google.protobuf import descriptor_pool, json_format, message_factory
 from google.protobuf.descriptor import Descriptor, MethodDescriptor
 from google.protobuf.message import DecodeError, Message
 
+from aperture.execution.grpc.schema import RESULT_KEY, wraps_response
 from aperture.model import ExecutionError, InputValidationError
 
 
@@ -20,6 +21,7 @@ class MethodCodec:
         self.request_class = message_class(method.input_type)
         self.response_class = message_class(method.output_type)
         self.path = f"/{method.containing_service.full_name}/{method.name}"
+        self.wrapped = wraps_response(method.output_type)
 
     def request(self, args: dict[str, Any]) -> Message:
         """The request message for validated arguments.
@@ -52,9 +54,17 @@ class MethodCodec:
                 "Its API may have changed; the catalog refreshes soon."
             ) from None
 
-    def to_json(self, message: Message) -> dict[str, Any]:
-        """The message in its JSON mapping (lowerCamelCase names, enums by name, 64-bit integers as strings)."""
+    def to_json(self, message: Message) -> Any:
+        """The message in its JSON mapping (lowerCamelCase names, enums by name, 64-bit integers as strings, fields
+        at their default left out): what `schema.response_schema` describes. An object, except for the well-known
+        types written as other JSON (a Timestamp is a string)."""
         return json_format.MessageToDict(message, descriptor_pool=self.pool)
+
+    def result(self, message: Message) -> dict[str, Any]:
+        """A unary method's answer as structured content: its JSON mapping, as `{"result": ...}` when not an
+        object."""
+        data = self.to_json(message)
+        return {RESULT_KEY: data} if self.wrapped else data  # type: ignore[no-any-return]
 
 
 def message_class(descriptor: Descriptor) -> type[Message]:

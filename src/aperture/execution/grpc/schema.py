@@ -1,8 +1,11 @@
-"""JSON Schema for a protobuf message, as its JSON mapping (ProtoJSON) reads: the input schema of a gRPC tool.
+"""JSON Schema for a protobuf message in its JSON mapping (ProtoJSON): the input schema of a gRPC tool (what
+`json_format.ParseDict` reads) and its output schema (what `json_format.MessageToDict` writes).
 
 Scalars carry their ranges, enums their names, `oneof` groups become `oneOf` (none or exactly one member), the
 well-known types take their JSON forms, and messages that contain themselves are `$defs` entries reached by `$ref`
-instead of an endless expansion.
+instead of an endless expansion. Output differs where the writer does: 64-bit integers are strings, floating point
+numbers may be "NaN" or "Infinity", an open enum may be a number no name in the descriptors matches, and wrappers
+are never null.
 """
 
 from __future__ import annotations
@@ -79,6 +82,39 @@ _WELL_KNOWN: dict[str, dict[str, Any]] = {
     "google.protobuf.StringValue": _nullable({"type": "string"}, "A string, or null."),
     "google.protobuf.BytesValue": _nullable(_BYTES, "Base64-encoded bytes, or null."),
 }
+_NOT_FINITE = "^(NaN|-?Infinity)$"  # how MessageToDict writes the values JSON numbers cannot hold
+_INT64_TEXT = {"type": "string", "pattern": "^-?[0-9]+$"}
+_UINT64_TEXT = {"type": "string", "pattern": "^[0-9]+$"}
+_DOUBLE_OUT = {"type": ["number", "string"], "pattern": _NOT_FINITE}
+_FLOAT_OUT = {**_FLOAT, "type": ["number", "string"], "pattern": _NOT_FINITE}
+_OUTPUT_SCALARS: dict[int, dict[str, Any]] = {
+    **_SCALARS,
+    FieldDescriptor.TYPE_INT64: _INT64_TEXT,
+    FieldDescriptor.TYPE_SINT64: _INT64_TEXT,
+    FieldDescriptor.TYPE_SFIXED64: _INT64_TEXT,
+    FieldDescriptor.TYPE_UINT64: _UINT64_TEXT,
+    FieldDescriptor.TYPE_FIXED64: _UINT64_TEXT,
+    FieldDescriptor.TYPE_DOUBLE: _DOUBLE_OUT,
+    FieldDescriptor.TYPE_FLOAT: _FLOAT_OUT,
+}
+_OUTPUT_WELL_KNOWN: dict[str, dict[str, Any]] = {
+    **_WELL_KNOWN,  # a wrapper that is not set is left out, never written as null
+    "google.protobuf.DoubleValue": _DOUBLE_OUT,
+    "google.protobuf.FloatValue": _FLOAT_OUT,
+    "google.protobuf.Int64Value": _INT64_TEXT,
+    "google.protobuf.UInt64Value": _UINT64_TEXT,
+    "google.protobuf.Int32Value": _INT32,
+    "google.protobuf.UInt32Value": _UINT32,
+    "google.protobuf.BoolValue": {"type": "boolean"},
+    "google.protobuf.StringValue": {"type": "string"},
+    "google.protobuf.BytesValue": _BYTES,
+}
+RESULT_KEY = "result"
+"""Where a response whose JSON is not an object (a Timestamp, a wrapper, a Value, ...) sits in the tool's result."""
+_OUTPUT_NOTE = (
+    "The response in protobuf's JSON mapping: fields at their default value (0, '', false, empty, the first enum "
+    "value) are left out; 64-bit integers are strings."
+)
 _F = FieldDescriptor
 _SIGNED = (_F.TYPE_INT32, _F.TYPE_INT64, _F.TYPE_SINT32, _F.TYPE_SINT64, _F.TYPE_SFIXED32, _F.TYPE_SFIXED64)
 _UNSIGNED = (_F.TYPE_UINT32, _F.TYPE_UINT64, _F.TYPE_FIXED32, _F.TYPE_FIXED64)
@@ -99,15 +135,66 @@ def message_schema(message: Descriptor, comments: Mapping[str, str] | None = Non
     return _Builder(comments or {}).root(message)
 
 
+def wraps_response(message: Descriptor) -> bool:
+    """Whether a response of this type is JSON other than an object (e.g. a Timestamp is a string), so that the tool
+    returns it as `{"result": ...}`: structured content is always an object."""
+    known = _OUTPUT_WELL_KNOWN.get(message.full_name)
+    return known is not None and known.get("type") != "object"
+
+
+def response_schema(
+    message: Descriptor, comments: Mapping[str, str] | None = None, *, streaming: bool = False
+) -> dict[str, Any]:
+    """The output schema of a method that answers with `message`: the message as `json_format.MessageToDict` writes
+    it with its default options (fields at their default left out, 64-bit integers as strings, enums by name), or
+    for a server-streaming method the backend's `{"messages": [...], "count", "truncated", "note"}`."""
+    builder = _Builder(comments or {}, output=True)
+    if not streaming:
+        if wraps_response(message):
+            item = builder.item(message)
+            return {"type": "object", "properties": {RESULT_KEY: item}, "required": [RESULT_KEY], **_CLOSED}
+        schema = builder.root(message)
+        schema["description"] = " ".join(filter(None, [schema.get("description"), _OUTPUT_NOTE]))
+        return schema
+    item = builder.item(message)
+    schema = {
+        "type": "object",
+        "description": f"The messages the server streamed, in order, each in protobuf's JSON mapping. {_STREAM_NOTE}",
+        "properties": {
+            "messages": {"type": "array", "items": item},
+            "count": {"type": "integer", "minimum": 0, "description": "How many messages arrived."},
+            "truncated": {"type": "boolean", "description": "Whether the gateway stopped the stream at a limit."},
+            "note": {"type": "string", "description": "Which limit stopped the stream (only when truncated)."},
+        },
+        "required": ["messages", "count", "truncated"],
+        **_CLOSED,
+    }
+    if builder.defs:
+        schema["$defs"] = builder.defs
+    return schema
+
+
+_CLOSED = {"additionalProperties": False}
+_STREAM_NOTE = "Fields at their default value are left out of each; 64-bit integers are strings."
+
+
 class _Builder:
-    def __init__(self, comments: Mapping[str, str]) -> None:
+    def __init__(self, comments: Mapping[str, str], *, output: bool = False) -> None:
         self.comments = comments
+        self.output = output
+        self.scalars = _OUTPUT_SCALARS if output else _SCALARS
+        self.well_known = _OUTPUT_WELL_KNOWN if output else _WELL_KNOWN
         self.recursive: set[str] = set()
         self.defs: dict[str, dict[str, Any]] = {}
 
+    def item(self, message: Descriptor) -> dict[str, Any]:
+        """`message` as a part of a larger schema; its recursive messages go to `self.defs`."""
+        self.recursive = recursive_messages(message)
+        return self._message(message)
+
     def root(self, message: Descriptor) -> dict[str, Any]:
-        if message.full_name in _WELL_KNOWN:  # e.g. google.protobuf.Empty as a request
-            schema = dict(_WELL_KNOWN[message.full_name])
+        if message.full_name in self.well_known:  # e.g. google.protobuf.Empty as a request
+            schema = dict(self.well_known[message.full_name])
             return schema if schema.get("type") == "object" else {"type": "object", "properties": {}}
         self.recursive = recursive_messages(message)
         schema = self._body(message)
@@ -148,10 +235,14 @@ class _Builder:
             schema = self._single(fld)
         notes = [self.comments.get(fld.full_name, "")]
         if optional:
-            notes.append("(optional: leaving it out differs from giving the default)")
+            notes.append(
+                "(optional: present whenever set, even to the default)"
+                if self.output
+                else "(optional: leaving it out differs from giving the default)"
+            )
         if fld.containing_oneof is not None and not optional:
             members = ", ".join(f.json_name for f in fld.containing_oneof.fields)
-            notes.append(f"(one of {members}: give at most one)")
+            notes.append(f"(one of {members}: {'at most one is present' if self.output else 'give at most one'})")
         description = " ".join(n for n in notes if n)
         if description:
             inner = schema.get("description")
@@ -164,10 +255,10 @@ class _Builder:
             return self._enum(fld.enum_type)
         if fld.type in (FieldDescriptor.TYPE_MESSAGE, FieldDescriptor.TYPE_GROUP):
             return self._message(_message_type(fld))
-        return dict(_SCALARS[fld.type])
+        return dict(self.scalars[fld.type])
 
     def _message(self, message: Descriptor) -> dict[str, Any]:
-        known = _WELL_KNOWN.get(message.full_name)
+        known = self.well_known.get(message.full_name)
         if known is not None:
             return dict(known)
         if message.full_name not in self.recursive:
@@ -187,6 +278,8 @@ class _Builder:
             if self._noted(enum, v)
         ]
         intro = self.comments.get(enum.full_name, "")
+        if self.output and not enum.is_closed:  # MessageToDict writes a number no name matches as the number
+            schema = {"anyOf": [schema, {"type": "integer", "description": "A value these descriptors do not name."}]}
         if intro or notes:
             schema["description"] = " ".join([intro, *(f"{n}." for n in notes)]).strip()
         return schema
