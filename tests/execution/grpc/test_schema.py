@@ -6,9 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
-from aperture.execution.grpc import message_schema
+from aperture.execution.grpc import message_schema, response_schema
 from aperture.execution.grpc.discovery import build, compile_protos
 from aperture.model import ArgumentValidator, InputValidationError
 
@@ -102,3 +103,103 @@ def test_proto2_required_fields_are_required(tmp_path: Path) -> None:
     assert schema["required"] == ["id"]
     with pytest.raises(InputValidationError, match="missing required argument 'id'"):
         ArgumentValidator(schema, tool_id="p:x").validate({"n": 1})
+
+
+OUTPUTS = """
+import "google/protobuf/any.proto";
+import "google/protobuf/duration.proto";
+import "google/protobuf/empty.proto";
+import "google/protobuf/field_mask.proto";
+import "google/protobuf/struct.proto";
+import "google/protobuf/timestamp.proto";
+import "google/protobuf/wrappers.proto";
+enum Level { LEVEL_UNSPECIFIED = 0; LOW = 1; }
+message Out {
+  uint64 u = 1; fixed64 f = 2; sint64 s = 3; sfixed64 sf = 4; double d = 5; float fl = 6; bytes b = 7;
+  Level level = 8; repeated Level levels = 9; map<uint64, Level> by_id = 10; map<bool, int64> flags = 11;
+  google.protobuf.Int64Value i64 = 12; google.protobuf.UInt64Value u64 = 13; google.protobuf.DoubleValue dv = 14;
+  google.protobuf.BytesValue bv = 15; google.protobuf.Any any = 16; google.protobuf.FieldMask mask = 17;
+  google.protobuf.ListValue list = 18; google.protobuf.Empty nothing = 19; google.protobuf.Value value = 20;
+  repeated google.protobuf.Timestamp times = 21; optional int64 maybe = 22;
+}
+message Req {}
+service S {
+  rpc All(Req) returns (Out);
+  rpc Now(Req) returns (google.protobuf.Timestamp);
+  rpc Wrapped(Req) returns (google.protobuf.Int64Value);
+  rpc Anything(Req) returns (google.protobuf.Value);
+  rpc Nothing(Req) returns (google.protobuf.Empty);
+  rpc Times(Req) returns (stream google.protobuf.Duration);
+}
+"""
+
+
+def codecs(tmp_path: Path) -> dict[str, Any]:
+    from aperture.execution.grpc.convert import MethodCodec
+
+    (tmp_path / "t.proto").write_text('syntax = "proto3";\npackage t;\n' + OUTPUTS)
+    found = build(compile_protos([tmp_path / "t.proto"], [tmp_path]))
+    return {m.name: MethodCodec(m, found.pool) for m in found.methods}
+
+
+def test_output_schemas_describe_what_the_json_mapping_writes_at_the_edges(tmp_path: Path) -> None:
+    from google.protobuf import timestamp_pb2, wrappers_pb2
+
+    codec = codecs(tmp_path)["All"]
+    schema = response_schema(codec.method.output_type)
+    message = codec.response_class(
+        u=2**64 - 1, f=2**64 - 1, s=-(2**63), sf=-1, d=float("nan"), fl=float("-inf"), b=b"\xff\xfe", maybe=0
+    )
+    message.level = 7  # a number the descriptors do not name (an open enum keeps it): written as 7
+    message.levels.extend([1, 9])
+    message.by_id[2**64 - 1] = 1
+    message.flags[True] = -5
+    message.i64.value, message.u64.value, message.dv.value = -(2**63), 2**64 - 1, float("inf")
+    message.bv.SetInParent()
+    message.any.Pack(wrappers_pb2.Int64Value(value=3))
+    message.mask.paths.extend(["a_b", "c"])
+    message.list.extend([1, "x", None])
+    message.nothing.SetInParent()
+    message.value.string_value = "v"
+    message.times.add().FromSeconds(5)
+    data = codec.result(message)
+    assert data["u"] == "18446744073709551615" and data["d"] == "NaN" and data["fl"] == "-Infinity"
+    assert data["level"] == 7 and data["levels"] == ["LOW", 9] and data["byId"] == {"18446744073709551615": "LOW"}
+    assert data["i64"] == "-9223372036854775808" and data["dv"] == "Infinity" and data["bv"] == ""
+    assert data["maybe"] == "0" and data["mask"] == "aB,c" and data["nothing"] == {}
+    jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER).validate(data)
+    empty = codec.result(codec.response_class())
+    assert empty == {}
+    jsonschema.validate(empty, schema)
+    assert not jsonschema.Draft202012Validator(schema).is_valid({"i64": None})  # an unset wrapper is left out
+    assert not jsonschema.Draft202012Validator(schema).is_valid({"u": "-1"})
+    # Responses whose JSON is not an object are returned as {"result": ...}; the schema says so.
+    now = codecs(tmp_path)
+    stamp = now["Now"].result(timestamp_pb2.Timestamp(seconds=1, nanos=5_000_000))
+    assert stamp == {"result": "1970-01-01T00:00:01.005Z"}
+    for name, answer in [("Now", stamp), ("Wrapped", now["Wrapped"].result(wrappers_pb2.Int64Value(value=-1)))]:
+        jsonschema.validate(answer, response_schema(now[name].method.output_type))
+    value = now["Anything"]
+    for answer in [value.result(value.response_class()), value.result(value.response_class(number_value=1))]:
+        jsonschema.validate(answer, response_schema(value.method.output_type))
+    assert value.result(value.response_class()) == {"result": None}
+    nothing = now["Nothing"]
+    assert nothing.result(nothing.response_class()) == {}
+    assert response_schema(nothing.method.output_type) == {
+        "type": "object",
+        "properties": {},
+        "additionalProperties": False,
+    }
+    times = response_schema(now["Times"].method.output_type, streaming=True)
+    assert times["properties"]["messages"]["items"]["pattern"].endswith("s$")  # a stream of Durations, unwrapped
+
+
+def test_a_closed_proto2_enum_is_written_by_name_only(tmp_path: Path) -> None:
+    (tmp_path / "p2.proto").write_text(
+        'syntax = "proto2";\npackage p;\nenum E { A = 0; B = 1; }\n'
+        "message Out { required E e = 1; optional int64 n = 2; }"
+    )
+    found = build(compile_protos([tmp_path / "p2.proto"], [tmp_path]))
+    schema = response_schema(found.pool.FindMessageTypeByName("p.Out"))
+    assert schema["properties"]["e"] == {"type": "string", "enum": ["A", "B"]}
+    assert schema["required"] == ["e"] and schema["properties"]["n"]["type"] == "string"

@@ -15,7 +15,7 @@ from aperture.execution.grpc.settings import KIND, ChannelSettings, GrpcSettings
 if TYPE_CHECKING:
     from aperture.execution.grpc.backend import GrpcBackend
     from aperture.execution.grpc.discovery import Discovered, DiscoveryError
-    from aperture.execution.grpc.schema import message_schema
+    from aperture.execution.grpc.schema import message_schema, response_schema
 
 INSTALL_HINT = "pip install 'aperture-gateway[grpc]'"
 _LAZY = {
@@ -23,6 +23,7 @@ _LAZY = {
     "DiscoveryError": "discovery",
     "GrpcBackend": "backend",
     "message_schema": "schema",
+    "response_schema": "schema",
 }
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "TlsFiles",
     "message_schema",
     "missing_modules",
+    "response_schema",
 ]
 
 

@@ -154,7 +154,8 @@ def response_schema(
             item = builder.item(message)
             return {"type": "object", "properties": {RESULT_KEY: item}, "required": [RESULT_KEY], **_CLOSED}
         schema = builder.root(message)
-        schema["description"] = " ".join(filter(None, [schema.get("description"), _OUTPUT_NOTE]))
+        if message.full_name not in _OUTPUT_WELL_KNOWN:  # (Empty, Struct, Any: JSON of their own)
+            schema["description"] = " ".join(filter(None, [schema.get("description"), _OUTPUT_NOTE]))
         return schema
     item = builder.item(message)
     schema = {
