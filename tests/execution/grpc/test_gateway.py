@@ -184,10 +184,17 @@ async def test_a_stream_is_also_cut_at_max_message_bytes_in_total(shop: ShopServ
     ("config", "expected"),
     [
         ({"exclude": ["shop.v1.Admin"]}, [m for m in METHODS if "Admin" not in m]),
-        ({"include": ["*.Inventory.Get*", "shop.v1.Admin"]}, ["shop:shop.v1.Admin.Purge", "shop:shop.v1.Inventory.GetItem"]),
+        (
+            {"include": ["*.Inventory.Get*", "shop.v1.Admin"]},
+            ["shop:shop.v1.Admin.Purge", "shop:shop.v1.Inventory.GetItem"],
+        ),
         (
             {"include": ["shop.v1.Inventory"], "exclude": ["*Ticks", "*.Fail", "*Blob", "*Echo*"]},
-            ["shop:shop.v1.Inventory.CountTree", "shop:shop.v1.Inventory.GetItem", "shop:shop.v1.Inventory.SearchItems"],
+            [
+                "shop:shop.v1.Inventory.CountTree",
+                "shop:shop.v1.Inventory.GetItem",
+                "shop:shop.v1.Inventory.SearchItems",
+            ],
         ),
     ],
     ids=["exclude-a-service", "include-a-method-and-a-service", "include-then-exclude"],

@@ -43,7 +43,7 @@ EVERYTHING = {
     "nullableText": "",
 }
 TREE = {"name": "root", "children": [{"name": "a", "children": [{"name": "a1"}], "parentHint": {"name": "root"}}]}
-CALLS = [
+CALLS: list[tuple[str, dict[str, Any]]] = [
     ("GetItem", {"sku": "SKU-1"}),
     ("GetItem", {"sku": "SKU-3"}),  # COLOR_UNSPECIFIED: the enum's default is left out
     ("Echo", EVERYTHING),
@@ -114,7 +114,7 @@ async def test_the_schema_refuses_what_the_json_mapping_never_writes(shop: ShopS
     async with gateway_client(shop_config(shop.target)) as (_, client):
         echo = _validator((await describe(client, INVENTORY + "Echo"))["output_schema"])
         search = _validator((await describe(client, INVENTORY + "SearchItems"))["output_schema"])
-    for wrong in (
+    wrong_shapes: list[dict[str, Any]] = [
         {"big": 5},  # 64-bit integers are strings
         {"small": "5"},
         {"nullableCount": None},  # an unset wrapper is left out
@@ -123,7 +123,8 @@ async def test_the_schema_refuses_what_the_json_mapping_never_writes(shop: ShopS
         {"counts": {"x": "1"}},
         {"ratio": "1.5"},
         {"small_": 1},
-    ):
+    ]
+    for wrong in wrong_shapes:
         assert not echo.is_valid(wrong), wrong
     assert not search.is_valid({"messages": [{"sku": 1}], "count": 1, "truncated": False})
     assert not search.is_valid({"messages": []})

@@ -167,7 +167,8 @@ def test_output_schemas_describe_what_the_json_mapping_writes_at_the_edges(tmp_p
     assert data["level"] == 7 and data["levels"] == ["LOW", 9] and data["byId"] == {"18446744073709551615": "LOW"}
     assert data["i64"] == "-9223372036854775808" and data["dv"] == "Infinity" and data["bv"] == ""
     assert data["maybe"] == "0" and data["mask"] == "aB,c" and data["nothing"] == {}
-    jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER).validate(data)
+    checker = jsonschema.Draft202012Validator.FORMAT_CHECKER
+    jsonschema.Draft202012Validator(schema, format_checker=checker).validate(data)
     empty = codec.result(codec.response_class())
     assert empty == {}
     jsonschema.validate(empty, schema)

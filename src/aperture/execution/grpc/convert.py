@@ -64,7 +64,7 @@ class MethodCodec:
         """A unary method's answer as structured content: its JSON mapping, as `{"result": ...}` when not an
         object."""
         data = self.to_json(message)
-        return {RESULT_KEY: data} if self.wrapped else data  # type: ignore[no-any-return]
+        return {RESULT_KEY: data} if self.wrapped else data
 
 
 def message_class(descriptor: Descriptor) -> type[Message]:
