@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import jsonschema
 import pytest
 
 from aperture.model import ArgumentValidator, InputValidationError, OutputValidationError, OutputValidator
@@ -132,6 +134,45 @@ def test_output_validation() -> None:
         validator.check({"n": "one"})
     with pytest.raises(OutputValidationError, match="no structured content"):
         validator.check_missing()
+
+
+OUTPUT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "big": {"type": "string", "pattern": "^-?[0-9]+$"},
+        "ratio": {"type": ["number", "string"], "pattern": "^(NaN|-?Infinity)$"},
+        "color": {"anyOf": [{"type": "string", "enum": ["RED"]}, {"type": "integer"}]},
+        "tree": {"$ref": "#/$defs/Node"},
+    },
+    "additionalProperties": False,
+    "$defs": {"Node": {"type": "object", "properties": {"kids": {"type": "array", "items": {"$ref": "#/$defs/Node"}}}}},
+}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {},
+        {"big": "-12", "ratio": 1.5, "color": "RED", "tree": {"kids": [{"kids": []}]}},
+        {"ratio": "NaN", "color": 7},
+        {"big": 12},
+        {"ratio": "1.5"},
+        {"color": "BLUE"},
+        {"tree": {"kids": [{"kids": "no"}]}},
+        {"other": 1},
+        [],
+    ],
+    ids=lambda v: json.dumps(v)[:40],
+)
+def test_the_compiled_output_check_agrees_with_the_python_validator(value: Any) -> None:
+    validator = OutputValidator(OUTPUT_SCHEMA, tool_id="t:x")
+    expected = jsonschema.Draft202012Validator(OUTPUT_SCHEMA).is_valid(value)
+    assert validator._fast is not None and validator._fast.is_valid(value) == expected
+    if expected:
+        validator.check(value)
+    else:
+        with pytest.raises(OutputValidationError, match="does not match its output schema"):
+            validator.check(value)
 
 
 @pytest.mark.parametrize("depth", [65, 100_000], ids=["65", "100k"])
