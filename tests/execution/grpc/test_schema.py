@@ -8,6 +8,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+from google.protobuf import json_format, message_factory
 
 from aperture.execution.grpc import message_schema, response_schema
 from aperture.execution.grpc.discovery import build, compile_protos
@@ -169,6 +170,9 @@ def test_output_schemas_describe_what_the_json_mapping_writes_at_the_edges(tmp_p
     assert data["maybe"] == "0" and data["mask"] == "aB,c" and data["nothing"] == {}
     checker = jsonschema.Draft202012Validator.FORMAT_CHECKER
     jsonschema.Draft202012Validator(schema, format_checker=checker).validate(data)
+    largest = codec.result(codec.response_class(fl=3.4028234663852886e38))  # written as 3.4028235e+38
+    jsonschema.validate(largest, schema)
+    assert not jsonschema.Draft202012Validator(schema).is_valid({"fl": 3.5e38})
     empty = codec.result(codec.response_class())
     assert empty == {}
     jsonschema.validate(empty, schema)
@@ -198,9 +202,17 @@ def test_output_schemas_describe_what_the_json_mapping_writes_at_the_edges(tmp_p
 def test_a_closed_proto2_enum_is_written_by_name_only(tmp_path: Path) -> None:
     (tmp_path / "p2.proto").write_text(
         'syntax = "proto2";\npackage p;\nenum E { A = 0; B = 1; }\n'
-        "message Out { required E e = 1; optional int64 n = 2; }"
+        "message Out { required E e = 1; optional int64 n = 2; extensions 100 to 199; }\n"
+        "extend Out { optional int32 note = 100; }"
     )
     found = build(compile_protos([tmp_path / "p2.proto"], [tmp_path]))
-    schema = response_schema(found.pool.FindMessageTypeByName("p.Out"))
+    out = found.pool.FindMessageTypeByName("p.Out")
+    schema = response_schema(out)
     assert schema["properties"]["e"] == {"type": "string", "enum": ["A", "B"]}
     assert schema["required"] == ["e"] and schema["properties"]["n"]["type"] == "string"
+    message = message_factory.GetMessageClass(out)(e=1)
+    message.Extensions[found.pool.FindExtensionByName("p.note")] = 5
+    written = json_format.MessageToDict(message, descriptor_pool=found.pool)
+    assert written == {"e": "B", "[p.note]": 5}
+    jsonschema.validate(written, schema)
+    assert not jsonschema.Draft202012Validator(schema).is_valid({"e": "B", "note": 5})

@@ -86,7 +86,13 @@ _NOT_FINITE = "^(NaN|-?Infinity)$"  # how MessageToDict writes the values JSON n
 _INT64_TEXT = {"type": "string", "pattern": "^-?[0-9]+$"}
 _UINT64_TEXT = {"type": "string", "pattern": "^[0-9]+$"}
 _DOUBLE_OUT = {"type": ["number", "string"], "pattern": _NOT_FINITE}
-_FLOAT_OUT = {**_FLOAT, "type": ["number", "string"], "pattern": _NOT_FINITE}
+_FLOAT_MAX_WRITTEN = 3.4028235e38  # the largest float as MessageToDict writes it: its shortest form, a bit above
+_FLOAT_OUT = {
+    "type": ["number", "string"],
+    "minimum": -_FLOAT_MAX_WRITTEN,
+    "maximum": _FLOAT_MAX_WRITTEN,
+    "pattern": _NOT_FINITE,
+}
 _OUTPUT_SCALARS: dict[int, dict[str, Any]] = {
     **_SCALARS,
     FieldDescriptor.TYPE_INT64: _INT64_TEXT,
@@ -209,6 +215,8 @@ class _Builder:
         for fld in message.fields:
             properties[fld.json_name] = self._field(fld, optional=fld.containing_oneof is not None and fld in synthetic)
         schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
+        if self.output and message.extension_ranges:  # proto2 extensions are written as "[pkg.name]": value
+            schema["patternProperties"] = {r"^\[[A-Za-z0-9_.]+\]$": {}}
         required = [f.json_name for f in message.fields if f.is_required]  # proto2's `required`
         if required:
             schema["required"] = required
