@@ -210,8 +210,9 @@ def test_a_closed_proto2_enum_is_written_by_name_only(tmp_path: Path) -> None:
     schema = response_schema(out)
     assert schema["properties"]["e"] == {"type": "string", "enum": ["A", "B"]}
     assert schema["required"] == ["e"] and schema["properties"]["n"]["type"] == "string"
-    message = message_factory.GetMessageClass(out)(e=1)
-    message.Extensions[found.pool.FindExtensionByName("p.note")] = 5
+    message: Any = message_factory.GetMessageClass(out)(e=1)  # (fields known at run time only)
+    extension: Any = found.pool.FindExtensionByName("p.note")
+    message.Extensions[extension] = 5
     written = json_format.MessageToDict(message, descriptor_pool=found.pool)
     assert written == {"e": "B", "[p.note]": 5}
     jsonschema.validate(written, schema)
