@@ -210,7 +210,8 @@ def test_a_closed_proto2_enum_is_written_by_name_only(tmp_path: Path) -> None:
     schema = response_schema(out)
     assert schema["properties"]["e"] == {"type": "string", "enum": ["A", "B"]}
     assert schema["required"] == ["e"] and schema["properties"]["n"]["type"] == "string"
-    message: Any = message_factory.GetMessageClass(out)(e=1)  # (fields known at run time only)
+    out_class: Any = message_factory.GetMessageClass(out)  # (its fields are known at run time only)
+    message = out_class(e=1)
     extension: Any = found.pool.FindExtensionByName("p.note")
     message.Extensions[extension] = 5
     written = json_format.MessageToDict(message, descriptor_pool=found.pool)
