@@ -86,7 +86,7 @@ _NOT_FINITE = "^(NaN|-?Infinity)$"  # how MessageToDict writes the values JSON n
 _INT64_TEXT = {"type": "string", "pattern": "^-?[0-9]+$"}
 _UINT64_TEXT = {"type": "string", "pattern": "^[0-9]+$"}
 _DOUBLE_OUT = {"type": ["number", "string"], "pattern": _NOT_FINITE}
-_FLOAT_MAX_WRITTEN = 3.4028235e38  # the largest float as MessageToDict writes it: its shortest form, a bit above
+_FLOAT_MAX_WRITTEN = 3.4028235e38  # FLT_MAX as MessageToDict writes it (its shortest form), a bit above FLT_MAX
 _FLOAT_OUT = {
     "type": ["number", "string"],
     "minimum": -_FLOAT_MAX_WRITTEN,
