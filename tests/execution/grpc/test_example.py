@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 from mcp import Client
@@ -17,14 +18,17 @@ from tests.mcp_helpers import run, text_of
 pytestmark = pytest.mark.anyio
 
 
-async def test_the_example_grpc_service_is_federated_next_to_the_python_tools() -> None:
+async def test_the_example_grpc_service_is_federated_next_to_the_python_tools(tmp_path: Path) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     server = serve(port)
     try:
         config = load_config(ROOT / "examples" / "grpc.yaml", env={"DEMO_GRPC_PORT": str(port)})
-        config = config.model_copy(update={"search": config.search.model_copy(update={"strategy": "bm25"})})
+        # (Fingerprints of this test's own: those beside the example, from an earlier demo, may hold tools.)
+        integrity = config.integrity.model_copy(update={"store": str(tmp_path / "fingerprints.json")})
+        search = config.search.model_copy(update={"strategy": "bm25"})
+        config = config.model_copy(update={"search": search, "integrity": integrity})
         async with Gateway(config) as gateway, Client(McpSurface(gateway).server) as client:
             assert {"toolbox", "weather"} <= set(gateway.registry.names())
             found = await client.call_tool("search_tools", {"query": "weather forecast for a city", "limit": 1})
