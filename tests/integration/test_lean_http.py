@@ -29,7 +29,10 @@ SDK_PATH = {"example.com/force-sdk-path": True}
 def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     upstream = {"command": sys.executable, "args": [str(FIXTURES / "upstream_server.py")]}
     config = tmp_path_factory.mktemp("lean") / "lean.json"
-    config.write_text(json.dumps({"server": {"expose": "both"}, "mcpServers": {"up": upstream}}))
+    # (BM25: a first search while the semantic index warms would rank otherwise than the next one)
+    config.write_text(
+        json.dumps({"server": {"expose": "both"}, "search": {"strategy": "bm25"}, "mcpServers": {"up": upstream}})
+    )
     with serving_http(config) as url:
         yield url
 

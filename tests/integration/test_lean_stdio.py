@@ -79,6 +79,8 @@ class RawSession:
 def write_config(tmp_path: Path) -> Path:
     config = {
         "server": {"expose": "both"},
+        # (BM25: a first search while the semantic index warms would rank otherwise than the next one)
+        "search": {"strategy": "bm25"},
         "mcpServers": {"up": {"command": sys.executable, "args": [str(FIXTURES / "upstream_server.py")]}},
     }
     path = tmp_path / "lean.json"

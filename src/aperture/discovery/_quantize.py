@@ -9,8 +9,9 @@ model's, and each text's vector independent of the batch it is embedded in (docs
 
 The conversion needs the `onnx` and `onnx-ir` packages and runs in a child process (`python -m
 aperture.discovery._quantize SOURCE TARGET`), so that the float32 copy it goes through never adds to the
-gateway's own memory. The result is kept under the embedding cache directory, named by the packaged file's
-hash and ONNX Runtime's version; where it cannot be made, the packaged model is used as it is.
+gateway's own memory. The result is kept under the user's cache directory (once per user, not per catalog),
+named by the packaged file's hash and ONNX Runtime's version; where it cannot be made, the packaged model is
+used as it is.
 """
 
 from __future__ import annotations

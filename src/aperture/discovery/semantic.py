@@ -161,7 +161,7 @@ class DenseStrategy:
         if self._embedder is None:
             with self._lock:
                 if self._embedder is None:
-                    self._embedder = MiniLMEmbedder(model_dir=self.cache.directory)
+                    self._embedder = MiniLMEmbedder()  # (the small model is kept once per user, not per catalog)
         return self._embedder
 
     def build(self, docs: Sequence[SearchDoc]) -> DenseScorer:
