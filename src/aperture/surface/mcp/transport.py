@@ -196,7 +196,7 @@ def http_app(surface: McpSurface, *, path: str = "/mcp", host: str = "127.0.0.1"
     # Health, metrics and authentication sit outside both call paths (the SDK's and the lean one); inside
     # them, first the guard that refuses bodies no parser should read, then the session limits (authentication
     # tells who the caller is, and the limits read the bodies of sessions not yet initialised).
-    authenticated = surface.gateway.ops.auth is not None
+    authenticated = surface.gateway.requires_auth
     guarded = SessionGuard(calls, manager, sessions, path=path, authenticated=authenticated)
     # Toolsets' virtual servers (`{path}/{toolset}`) behind authentication: a 404 names only what the caller may use.
     toolsets = ToolsetPaths(JsonRpcGuard(guarded, path=path), surface.gateway, path=path)
