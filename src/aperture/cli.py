@@ -134,6 +134,22 @@ def _root(
     _setup_logging(log_level)
 
 
+def _a2a_surface(gateway: Gateway) -> Any:
+    """The A2A surface to serve beside MCP over HTTP: None when `server.a2a.enabled` is false, or when the `a2a`
+    extra is not installed (said once, as a warning)."""
+    if not gateway.config.server.a2a.enabled:
+        return None
+    try:
+        from aperture.surface.a2a import A2aSurface
+    except ModuleNotFoundError as exc:
+        err.print(
+            f"[yellow]warning:[/yellow] A2A is not served: the 'a2a' extra is not installed ({escape(str(exc))}); "
+            "install it with .venv/bin/pip install -e '.[a2a]', or set server.a2a.enabled: false"
+        )
+        return None
+    return A2aSurface(gateway)
+
+
 @app.command()
 def serve(
     config: ConfigOption = None,
@@ -183,15 +199,24 @@ def serve(
             if (warning := exposure_warning(server.host, auth_enabled=cfg.ops.auth.enabled)) is not None:
                 err.print(f"[yellow]warning:[/yellow] {escape(warning)}")
             listener = bind_listener(server.host, server.port)
+            a2a = _a2a_surface(gateway)
             err.print(f"aperture: {tools} tools, MCP at http://{server.host}:{server.port}{server.path}")
-            await serve_http(
-                gateway,
-                host=server.host,
-                port=server.port,
-                path=server.path,
-                termination=termination,
-                listener=listener,
-            )
+            if a2a is not None:
+                err.print(f"aperture: A2A at http://{server.host}:{server.port}{a2a.path} (agent card at /.well-known)")
+            try:
+                await serve_http(
+                    gateway,
+                    host=server.host,
+                    port=server.port,
+                    path=server.path,
+                    termination=termination,
+                    listener=listener,
+                    beside=a2a.beside if a2a is not None else None,
+                )
+            finally:
+                if a2a is not None:
+                    with anyio.CancelScope(shield=True):
+                        await a2a.aclose()
         else:
             logging.getLogger("aperture").info("serving %d tools on stdio", tools)
             await serve_stdio(gateway, termination, toolset=toolset)

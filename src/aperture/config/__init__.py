@@ -1,5 +1,6 @@
 """Configuration: the YAML file's schema and its loader, which also reads the JSON files of MCP clients."""
 
+from aperture.config.a2a import A2aConfig
 from aperture.config.client_files import from_mcp_servers
 from aperture.config.loader import load_config, parse_config
 from aperture.config.schema import (
@@ -18,6 +19,7 @@ from aperture.config.schema import (
 from aperture.config.variables import interpolate
 
 __all__ = [
+    "A2aConfig",
     "BackendConfig",
     "CapabilitiesBackendConfig",
     "Config",

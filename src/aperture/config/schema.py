@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from aperture.compose import ChainSettings, ToolsetConfig
 from aperture.compose.skills.settings import SkillsSettings
+from aperture.config.a2a import A2aConfig
 from aperture.discovery import default_cache_dir, semantic_available
 from aperture.discovery.embedding import INSTALL_HINT
 from aperture.execution.backends.mcp_env import DEFAULT_INHERITED_ENV, INHERIT_ALL
@@ -127,6 +128,9 @@ class ServerConfig(_Section):
         le=600,
         description="Seconds calls in flight may take to finish after SIGTERM; those still running then are "
         "answered with a shutting_down error before the gateway stops.",
+    )
+    a2a: A2aConfig = Field(
+        default_factory=A2aConfig, description="HTTP: the Agent2Agent surface beside MCP (docs/a2a.md)."
     )
 
 

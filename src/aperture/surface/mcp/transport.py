@@ -211,10 +211,13 @@ async def serve_http(
     path: str = "/mcp",
     termination: Termination | None = None,
     listener: socket.socket | None = None,
+    beside: Callable[[ASGIApp], ASGIApp] | None = None,
 ) -> None:
     """Answer MCP over streamable HTTP until cancelled (or SIGTERM). The gateway must be entered.
 
     `listener` is a socket from `bind_listener` (bound to `host:port`); without one, it is bound here.
+    `beside` serves another surface next to MCP: it gets the MCP app and returns the app to serve (the A2A
+    surface's `A2aSurface.beside`).
 
     On SIGTERM the server stops accepting connections, calls in flight finish for up to
     `server.shutdown_grace` seconds and the rest are answered `shutting_down`; then it stops.
@@ -223,6 +226,8 @@ async def serve_http(
     surface = McpSurface(gateway)
     grace = gateway.config.server.shutdown_grace
     app = http_app(surface, path=path, host=host)
+    if beside is not None:
+        app = beside(app)
     config = uvicorn.Config(
         app,
         host=host,

@@ -1,0 +1,135 @@
+"""The agent behind the A2A surface: each message becomes one task that runs one meta-tool call through the
+gateway, as its caller (the same rights, toolsets, limits, cache, breakers, audit and metrics as over MCP).
+
+A task reports `working`, then each progress notice of the tool as a `working` status update, then the answer as
+an artifact and `completed`; a failure is `failed` with a message saying what to fix (text, and the structured
+error as a data part). Cancelling the task cancels the call, and so the backend's work.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from a2a.helpers import new_data_part, new_task, new_text_part
+from a2a.server.agent_execution import AgentExecutor, RequestContext
+from a2a.server.events import EventQueue
+from a2a.server.request_handlers import DefaultRequestHandler
+from a2a.server.tasks import TaskUpdater
+from a2a.types import Part, TaskState
+from a2a.utils.errors import InvalidParamsError
+
+from aperture.execution import CallContext
+from aperture.gateway import Reply, call_meta_tool, offered_meta_tools
+from aperture.model import InvalidRequestError
+from aperture.surface.a2a.operations import Operation, operation_of
+from aperture.surface.a2a.tasks import identity_in
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator
+
+    from a2a.server.context import ServerCallContext
+    from a2a.server.events import Event
+    from a2a.types import Message, SendMessageRequest, Task
+
+    from aperture.gateway import Gateway
+
+logger = logging.getLogger(__name__)
+
+SURFACE_KEY = "aperture.surface"
+"""Where a call's `CallContext.meta` names the surface it came through (`a2a` here)."""
+
+
+class GatewayExecutor(AgentExecutor):
+    """Runs the operation a message asks for (see `aperture.surface.a2a.operations`) as a task."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    def operation(self, message: Message) -> Operation:
+        """The operation `message` asks for (refusals raise `InvalidParamsError`, see `operation_of`)."""
+        return operation_of(message, {tool.name: tool for tool in offered_meta_tools(self.gateway)})
+
+    async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
+        task_id, context_id = context.task_id or "", context.context_id or ""
+        updater = TaskUpdater(event_queue, task_id, context_id)
+        if context.current_task is None:
+            history = [context.message] if context.message is not None else []
+            submitted = new_task(task_id, context_id, TaskState.TASK_STATE_SUBMITTED, history=history)
+            await event_queue.enqueue_event(submitted)
+        who = identity_in(context.call_context, self.gateway.caller())
+        with self.gateway.acting_as(who):
+            try:
+                if context.message is None:
+                    raise InvalidParamsError(message="The request carries no message.")
+                operation = self.operation(context.message)
+            except InvalidParamsError as refused:  # (checked before the task too; a follow-up message lands here)
+                error = InvalidRequestError(refused.message or "The message asks for nothing this agent does.")
+                await updater.failed(updater.new_agent_message(_failure_parts(Reply.failure(error))))
+                return
+            await updater.start_work(updater.new_agent_message([new_text_part(operation.label)]))
+
+            async def progress(done: float, total: float | None, message: str | None) -> None:
+                shown = f"{done:g}/{total:g}" if total else f"{done:g}"
+                text = f"{shown} {message}" if message else shown
+                meta: dict[str, Any] = {"progress": done, "total": total, "message": message}
+                await updater.update_status(
+                    TaskState.TASK_STATE_WORKING,
+                    updater.new_agent_message([new_text_part(text)]),
+                    metadata={k: v for k, v in meta.items() if v is not None},
+                )
+
+            call = CallContext(progress=progress, request_id=task_id, meta={SURFACE_KEY: "a2a"})
+            reply = await call_meta_tool(self.gateway, operation.meta_tool, operation.arguments, call)
+        if reply.is_error:
+            await updater.failed(updater.new_agent_message(_failure_parts(reply)))
+            return
+        await updater.add_artifact(_answer_parts(operation, reply), name=operation.meta_tool)
+        await updater.complete()
+
+    async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
+        """Mark the task cancelled; the SDK then cancels `execute`, and with it the tool call and its backend."""
+        updater = TaskUpdater(event_queue, context.task_id or "", context.context_id or "")
+        await updater.cancel(updater.new_agent_message([new_text_part("Cancelled by the caller.")]))
+
+
+def _answer_parts(operation: Operation, reply: Reply) -> list[Part]:
+    """An answer as artifact parts: for a run, the tool's own text (and the structured result as data); for a
+    search, the ranked ids with the confidence label as text, and the whole answer as data."""
+    parts: list[Part] = []
+    if reply.run is not None:
+        text = reply.run.text
+        if text:
+            parts.append(new_text_part(text))
+    elif operation.meta_tool == "search_tools":
+        hits = enumerate(reply.data.get("tools", []), 1)
+        rows = [f"{i}. {hit['id']}: {hit.get('short_description', '')}" for i, hit in hits]
+        reason = f" ({reply.data['reason']})" if reply.data.get("reason") else ""
+        parts.append(new_text_part("\n".join([f"confidence: {reply.data.get('confidence', 'none')}{reason}", *rows])))
+    parts.append(new_data_part(reply.data, media_type="application/json"))
+    return parts
+
+
+def _failure_parts(reply: Reply) -> list[Part]:
+    return [new_text_part(reply.text), new_data_part(reply.data, media_type="application/json")]
+
+
+class GatewayRequestHandler(DefaultRequestHandler):
+    """The SDK's request handler, refusing a message that asks for nothing the gateway does before a task exists
+    (a JSON-RPC `InvalidParams` error, HTTP 400 over REST), with what to send instead."""
+
+    def __init__(self, executor: GatewayExecutor, **options: Any) -> None:
+        super().__init__(agent_executor=executor, **options)
+        self.executor = executor
+
+    async def on_message_send(self, params: SendMessageRequest, context: ServerCallContext) -> Message | Task:
+        self.executor.operation(params.message)
+        answer: Message | Task = await super().on_message_send(params, context)
+        return answer
+
+    async def on_message_send_stream(
+        self, params: SendMessageRequest, context: ServerCallContext
+    ) -> AsyncGenerator[Event, None]:
+        self.executor.operation(params.message)
+        async for event in super().on_message_send_stream(params, context):
+            yield event
