@@ -7,9 +7,19 @@ import anyio
 import httpx
 import pytest
 from a2a.client import A2AClientError
-from a2a.types import CancelTaskRequest, GetExtendedAgentCardRequest, GetTaskRequest, SubscribeToTaskRequest, TaskState
+from a2a.helpers import get_data_parts
+from a2a.types import (
+    CancelTaskRequest,
+    GetExtendedAgentCardRequest,
+    GetTaskRequest,
+    SubscribeToTaskRequest,
+    Task,
+    TaskState,
+)
 from a2a.utils.errors import TaskNotFoundError
+from mcp import Client
 
+from aperture.surface.mcp import McpSurface
 from tests.surface.a2a_serving import (
     ADMIN_KEY,
     AUTH,
@@ -27,6 +37,12 @@ from tests.surface.a2a_serving import (
 )
 
 pytestmark = pytest.mark.anyio
+
+
+def artifact_error(task: Task) -> object:
+    """The structured error a failed task's status message carries."""
+    (error,) = get_data_parts(task.status.message.parts)
+    return error
 
 
 async def test_the_card_names_the_operations_the_toolsets_and_both_bindings() -> None:
@@ -174,3 +190,28 @@ async def test_a_task_of_another_caller_is_answered_as_an_unknown_one() -> None:
         async with a2a_client(served.base_url, key=ADMIN_KEY, streaming=False) as owner:
             assert (await owner.get_task(GetTaskRequest(id=task.id))).status.state == TaskState.TASK_STATE_WORKING
             served.gate.go.set()
+
+
+async def test_one_operations_configuration_governs_both_surfaces_and_metrics_name_the_surface() -> None:
+    ops = {
+        "observe": {"enabled": True, "tracing": False},
+        "cache": {"enabled": True},
+        "resilience": {"enabled": True, "rate_limits": {"tools": {"toolbox:hash_text": "2/hour"}}},
+    }
+    async with a2a_gateway(ops) as served, a2a_client(served.base_url, streaming=False) as client:
+        mcp = Client(McpSurface(served.gateway).server)
+        async with mcp:
+            first = await final_task(client, data({"op": "run", "tool_id": "toolbox:slugify", "args": {"text": "A b"}}))
+            assert first.status.state == TaskState.TASK_STATE_COMPLETED
+            await mcp.call_tool("run_tool", {"tool_id": "toolbox:slugify", "args": {"text": "A b"}})  # from the cache
+            hashed = {"op": "run", "tool_id": "toolbox:hash_text", "args": {"text": "x"}}
+            assert (await final_task(client, data(hashed))).status.state == TaskState.TASK_STATE_COMPLETED
+            await mcp.call_tool("run_tool", {"tool_id": "toolbox:hash_text", "args": {"text": "y"}})
+            limited = await final_task(client, data({**hashed, "args": {"text": "z"}}))
+        assert limited.status.state == TaskState.TASK_STATE_FAILED
+        assert "rate_limited" in str(artifact_error(limited))
+        async with httpx.AsyncClient() as http:
+            metrics = (await http.get(served.base_url + "/metrics")).text
+    slug = 'tool_id="toolbox:slugify",tool_name="slugify",tool_namespace="toolbox"'
+    assert f'tool_exec_total{{surface="a2a",{slug}}} 1.0' in metrics
+    assert 'tool_cache_lookups_total{result="hit",tool_id="toolbox:slugify"} 1.0' in metrics

@@ -22,6 +22,7 @@ from a2a.utils.errors import InvalidParamsError
 from aperture.execution import CallContext
 from aperture.gateway import Reply, call_meta_tool, offered_meta_tools
 from aperture.model import InvalidRequestError
+from aperture.ops.access import SURFACE_KEY
 from aperture.surface.a2a.operations import Operation, operation_of
 from aperture.surface.a2a.tasks import identity_in
 
@@ -35,9 +36,6 @@ if TYPE_CHECKING:
     from aperture.gateway import Gateway
 
 logger = logging.getLogger(__name__)
-
-SURFACE_KEY = "aperture.surface"
-"""Where a call's `CallContext.meta` names the surface it came through (`a2a` here)."""
 
 
 class GatewayExecutor(AgentExecutor):
