@@ -142,3 +142,24 @@ async def test_an_unreachable_agent_and_a_private_address_are_refused_with_what_
         await guarded.load()
     await down.aclose()
     await guarded.aclose()
+
+
+async def test_the_card_is_read_again_after_the_interval_and_a_change_is_announced() -> None:
+    from a2a.server.request_handlers.response_helpers import agent_card_to_dict
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    card = a2a_agent.card("http://127.0.0.1:9/rpc")
+    served = {"card": agent_card_to_dict(card)}
+    routes = [Route("/card.json", lambda request: JSONResponse(served["card"]))]
+    changes: list[str] = []
+    async with serving_at(lambda base: Starlette(routes=routes)) as base:
+        backend = A2aBackend("remote", base + "/card.json", allow_private_networks=True, refresh_interval=0.0)
+        backend.set_change_listener(changes.append)
+        assert [t.name for t in await backend.list_tools()] == ["echo", "refuse", "wait"]
+        del card.skills[1:]
+        served["card"] = agent_card_to_dict(card)
+        assert [t.name for t in await backend.list_tools()] == ["echo"]
+        assert changes == ["remote"]
+        await backend.aclose()

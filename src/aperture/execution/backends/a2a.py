@@ -114,6 +114,7 @@ class A2aBackend:
         self._last_error: str | None = None
         self._listener: Callable[[str], None] | None = None
         self._lock = anyio.Lock()
+        self._loaded_at = 0.0
 
     # --- the card ---------------------------------------------------------------------------------
 
@@ -170,7 +171,23 @@ class A2aBackend:
                 config = ClientConfig(streaming=card.capabilities.streaming, httpx_client=self._http)
                 self._client = ClientFactory(config).create(card)
             self._last_error = None
+            self._loaded_at = time.monotonic()
             return changed
+
+    async def _current(self) -> None:
+        """Read the card when it has not been yet, or is older than `refresh_interval` (also without `start`);
+        a re-read that fails keeps the tools last read."""
+        if self.card is None:
+            await self.load()
+        elif time.monotonic() - self._loaded_at > self.refresh_interval:
+            try:
+                changed = await self.load()
+            except BackendUnavailableError as error:
+                logger.warning("a2a backend %s: %s (its tools stay as last read)", self.name, error.message)
+                self._loaded_at = time.monotonic()  # (tried: not again on every call)
+                return
+            if changed and self._listener is not None:
+                self._listener(self.name)
 
     def _tool(self, name: str, skill: AgentSkill) -> Tool:
         examples = tuple(ToolExample(description=e[:200], args={"text": e}) for e in list(skill.examples)[:5])
@@ -213,19 +230,16 @@ class A2aBackend:
     # --- the Backend protocol --------------------------------------------------------------------
 
     async def list_tools(self) -> Sequence[Tool]:
-        if self.card is None:
-            await self.load()
+        await self._current()
         return list(self._tools.values())
 
     async def get_tool(self, name: str) -> Tool | None:
-        if self.card is None:
-            await self.load()
+        await self._current()
         return self._tools.get(name)
 
     async def call(self, name: str, args: dict[str, Any], ctx: CallContext) -> Any:
         """Send the message; the task's final artifacts are the result (see the module docstring)."""
-        if self.card is None:
-            await self.load()
+        await self._current()
         if name not in self._tools or self._client is None:
             raise InvalidRequestError(f"The agent has no skill '{name}' (any more); search again.")
         parts: list[Part] = []
@@ -318,9 +332,11 @@ class A2aBackend:
     async def health(self) -> HealthStatus:
         started = time.perf_counter()
         try:
-            await self.load()
+            changed = await self.load()
         except BackendUnavailableError as error:
             return HealthStatus(healthy=False, message=error.message)
+        if changed and self._listener is not None:
+            self._listener(self.name)
         elapsed = (time.perf_counter() - started) * 1000
         return HealthStatus(healthy=True, message=f"{len(self._tools)} skills", latency_ms=elapsed)
 
