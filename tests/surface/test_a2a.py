@@ -112,11 +112,13 @@ async def test_a_streaming_run_reports_progress_then_the_result_as_an_artifact(b
         served.gate.go.set()
         stream = await events(client, data({"op": "run", "tool_id": "work:slow"}))
     kinds = [event.WhichOneof("payload") for event in stream]
-    assert kinds == ["task", "status_update", "status_update", "artifact_update", "status_update"]
-    progress = stream[2].status_update
+    assert kinds == ["task", "status_update", "artifact_update", "status_update"]
+    started = stream[0].task.status
+    assert started.state == TaskState.TASK_STATE_WORKING and status_text(started.message) == "run_tool work:slow"
+    progress = stream[1].status_update
     assert status_text(progress.status.message) == "1/2 halfway" and progress.metadata["total"] == 2
-    assert stream[3].artifact_update.artifact.parts[0].text == "done"
-    assert stream[4].status_update.status.state == TaskState.TASK_STATE_COMPLETED
+    assert stream[2].artifact_update.artifact.parts[0].text == "done"
+    assert stream[3].status_update.status.state == TaskState.TASK_STATE_COMPLETED
 
 
 async def test_cancelling_a_task_cancels_the_tool_call_at_its_backend() -> None:

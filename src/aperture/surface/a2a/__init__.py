@@ -1,5 +1,6 @@
 """The A2A surface: the gateway as an Agent2Agent agent on the official `a2a-sdk` (the `a2a` extra), beside MCP."""
 
+import aperture.execution.backends  # noqa: F401  (first: it switches the SDK's own tracing off, see there)
 from aperture.surface.a2a.app import A2aSurface, BodyLimit
 from aperture.surface.a2a.executor import GatewayExecutor, GatewayRequestHandler
 from aperture.surface.a2a.operations import Operation, operation_of

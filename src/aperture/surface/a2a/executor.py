@@ -9,6 +9,7 @@ error as a data part). Cancelling the task cancels the call, and so the backend'
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from a2a.helpers import new_data_part, new_task, new_text_part
@@ -16,7 +17,7 @@ from a2a.server.agent_execution import AgentExecutor, RequestContext
 from a2a.server.events import EventQueue
 from a2a.server.request_handlers import DefaultRequestHandler
 from a2a.server.tasks import TaskUpdater
-from a2a.types import Part, TaskState
+from a2a.types import Artifact, Message, Part, TaskState
 from a2a.utils.errors import InvalidParamsError
 
 from aperture.execution import CallContext
@@ -31,11 +32,14 @@ if TYPE_CHECKING:
 
     from a2a.server.context import ServerCallContext
     from a2a.server.events import Event
-    from a2a.types import Message, SendMessageRequest, Task
+    from a2a.types import SendMessageRequest, Task
 
     from aperture.gateway import Gateway
 
 logger = logging.getLogger(__name__)
+
+STREAMING_STATE = "aperture.streaming"
+"""Whether the caller streams the task (a `ServerCallContext` state key the request handler sets)."""
 
 
 class GatewayExecutor(AgentExecutor):
@@ -51,10 +55,15 @@ class GatewayExecutor(AgentExecutor):
     async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
         task_id, context_id = context.task_id or "", context.context_id or ""
         updater = TaskUpdater(event_queue, task_id, context_id)
-        if context.current_task is None:
-            history = [context.message] if context.message is not None else []
-            submitted = new_task(task_id, context_id, TaskState.TASK_STATE_SUBMITTED, history=history)
-            await event_queue.enqueue_event(submitted)
+        history = [context.message] if context.message is not None else []
+        # A caller that waits for the answer sees only the finished task: it is sent as one event (each event
+        # costs the SDK a trip through its queues and store). One that streams, or polls, sees every step.
+        state = context.call_context.state if context.call_context is not None else {}
+        stepwise = bool(
+            state.get(STREAMING_STATE, True)
+            or (context.configuration is not None and context.configuration.return_immediately)
+            or context.current_task is not None
+        )
         who = identity_in(context.call_context, self.gateway.caller())
         with self.gateway.acting_as(who):
             try:
@@ -63,26 +72,44 @@ class GatewayExecutor(AgentExecutor):
                 operation = self.operation(context.message)
             except InvalidParamsError as refused:  # (checked before the task too; a follow-up message lands here)
                 error = InvalidRequestError(refused.message or "The message asks for nothing this agent does.")
-                await updater.failed(updater.new_agent_message(_failure_parts(Reply.failure(error))))
+                failure = updater.new_agent_message(_failure_parts(Reply.failure(error)))
+                await _finish(event_queue, context, updater, history, TaskState.TASK_STATE_FAILED, failure)
                 return
-            await updater.start_work(updater.new_agent_message([new_text_part(operation.label)]))
+            progress = None
+            if stepwise:
+                working = updater.new_agent_message([new_text_part(operation.label)])
+                if context.current_task is None:
+                    task = new_task(task_id, context_id, TaskState.TASK_STATE_WORKING, history=history)
+                    task.status.message.CopyFrom(working)
+                    await event_queue.enqueue_event(task)
+                else:
+                    await updater.start_work(working)
 
-            async def progress(done: float, total: float | None, message: str | None) -> None:
-                shown = f"{done:g}/{total:g}" if total else f"{done:g}"
-                text = f"{shown} {message}" if message else shown
-                meta: dict[str, Any] = {"progress": done, "total": total, "message": message}
-                await updater.update_status(
-                    TaskState.TASK_STATE_WORKING,
-                    updater.new_agent_message([new_text_part(text)]),
-                    metadata={k: v for k, v in meta.items() if v is not None},
-                )
+                async def progress(done: float, total: float | None, message: str | None) -> None:
+                    shown = f"{done:g}/{total:g}" if total else f"{done:g}"
+                    text = f"{shown} {message}" if message else shown
+                    meta: dict[str, Any] = {"progress": done, "total": total, "message": message}
+                    await updater.update_status(
+                        TaskState.TASK_STATE_WORKING,
+                        updater.new_agent_message([new_text_part(text)]),
+                        metadata={k: v for k, v in meta.items() if v is not None},
+                    )
 
             call = CallContext(progress=progress, request_id=task_id, meta={SURFACE_KEY: "a2a"})
             reply = await call_meta_tool(self.gateway, operation.meta_tool, operation.arguments, call)
         if reply.is_error:
-            await updater.failed(updater.new_agent_message(_failure_parts(reply)))
+            failure = updater.new_agent_message(_failure_parts(reply))
+            if stepwise:
+                await updater.failed(failure)
+            else:
+                await _finish(event_queue, context, updater, history, TaskState.TASK_STATE_FAILED, failure)
             return
-        await updater.add_artifact(_answer_parts(operation, reply), name=operation.meta_tool)
+        parts = _answer_parts(operation, reply)
+        if not stepwise:
+            artifact = Artifact(artifact_id=uuid.uuid4().hex, name=operation.meta_tool, parts=parts)
+            await _finish(event_queue, context, updater, history, TaskState.TASK_STATE_COMPLETED, None, artifact)
+            return
+        await updater.add_artifact(parts, name=operation.meta_tool)
         await updater.complete()
 
     async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
@@ -108,6 +135,30 @@ def _answer_parts(operation: Operation, reply: Reply) -> list[Part]:
     return parts
 
 
+async def _finish(
+    queue: EventQueue,
+    context: RequestContext,
+    updater: TaskUpdater,
+    history: list[Message],
+    state: TaskState,
+    message: Message | None,
+    artifact: Artifact | None = None,
+) -> None:
+    """End the task in `state`: as one finished `Task` event when none was sent yet, else as a status update."""
+    if context.current_task is not None:
+        if artifact is not None:
+            await updater.add_artifact(list(artifact.parts), name=artifact.name)
+        await updater.update_status(state, message)
+        return
+    task = new_task(context.task_id or "", context.context_id or "", state, history=history)
+    if message is not None:
+        task.status.message.CopyFrom(message)
+    task.status.timestamp.GetCurrentTime()
+    if artifact is not None:
+        task.artifacts.append(artifact)
+    await queue.enqueue_event(task)
+
+
 def _failure_parts(reply: Reply) -> list[Part]:
     return [new_text_part(reply.text), new_data_part(reply.data, media_type="application/json")]
 
@@ -122,6 +173,7 @@ class GatewayRequestHandler(DefaultRequestHandler):
 
     async def on_message_send(self, params: SendMessageRequest, context: ServerCallContext) -> Message | Task:
         self.executor.operation(params.message)
+        context.state[STREAMING_STATE] = False
         answer: Message | Task = await super().on_message_send(params, context)
         return answer
 
@@ -129,5 +181,6 @@ class GatewayRequestHandler(DefaultRequestHandler):
         self, params: SendMessageRequest, context: ServerCallContext
     ) -> AsyncGenerator[Event, None]:
         self.executor.operation(params.message)
+        context.state[STREAMING_STATE] = True
         async for event in super().on_message_send_stream(params, context):
             yield event
