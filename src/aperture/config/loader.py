@@ -14,7 +14,8 @@ import pydantic
 import yaml
 
 from aperture.config.client_files import SERVERS_BESIDE_OWN_KEYS, VSCODE, client_section, from_mcp_servers
-from aperture.config.schema import BACKEND_KINDS, Config
+from aperture.config.kinds import backend_kinds
+from aperture.config.schema import Config
 from aperture.config.variables import interpolate, secret_values
 from aperture.model import ConfigError
 
@@ -25,7 +26,7 @@ DEFAULT_FILE = "aperture.yaml"
 def _location(loc: tuple[int | str, ...], labels: Mapping[int, str]) -> str:
     parts = list(loc)
     if len(parts) > 1 and parts[0] == "backends" and isinstance(parts[1], int):
-        if len(parts) > 2 and parts[2] in BACKEND_KINDS:
+        if len(parts) > 2 and parts[2] in backend_kinds():
             del parts[2]  # the discriminator tag is noise here
         if parts[1] in labels:
             parts[:2] = [labels[parts[1]]]  # a server of mcpServers or servers is named as the file names it
@@ -33,6 +34,15 @@ def _location(loc: tuple[int | str, ...], labels: Mapping[int, str]) -> str:
     for part in parts:
         out += f"[{part}]" if isinstance(part, int) else f".{part}" if out else str(part)
     return out or "(top level)"
+
+
+def _kind_problem(entry: Any) -> str:
+    """What is wrong with a backend entry's `kind:` (missing, or no kind of that name), and the kinds there are."""
+    kinds = ", ".join(f"'{kind}'" for kind in backend_kinds())
+    kind = entry.get("kind") if isinstance(entry, dict) else None
+    if kind is None:
+        return f"give 'kind': the kind of backend, one of {kinds}"
+    return f"unknown backend kind {kind!r}; the kinds are {kinds} (see docs/configuration.md)"
 
 
 def parse_config(
@@ -78,7 +88,9 @@ def parse_config(
         problems = []
         for error in exc.errors():
             message = error["msg"].removeprefix("Value error, ")
-            if error["type"] == "extra_forbidden":
+            if error["type"] in ("union_tag_invalid", "union_tag_not_found") and error["loc"][:1] == ("backends",):
+                message = _kind_problem(error["input"])
+            elif error["type"] == "extra_forbidden":
                 message = (
                     SERVERS_BESIDE_OWN_KEYS
                     if error["loc"] == ("servers",)

@@ -2,37 +2,20 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from aperture.compose import ChainSettings, ToolsetConfig
 from aperture.compose.skills.settings import SkillsSettings
 from aperture.config.a2a import A2aConfig
+from aperture.config.kinds import BackendConfig, InheritEnv, Section, check_inherit_env, on_kinds_changed
 from aperture.discovery import default_cache_dir, semantic_available
 from aperture.discovery.embedding import INSTALL_HINT
 from aperture.execution.backends.mcp_env import DEFAULT_INHERITED_ENV, INHERIT_ALL
 from aperture.execution.code import CodeSettings
-from aperture.model.errors import InvalidToolIdError
-from aperture.model.ids import validate_part
 from aperture.ops.settings import OpsSettings
-
-InheritEnv = bool | Literal["all"] | list[str]
-"""Which variables of the gateway's environment stdio upstreams get (see `_inherit_env`)."""
-_ENV_PATTERN = re.compile(r"^[A-Za-z0-9_*?\[\]!-]+$")
-
-
-def _inherit_env(value: InheritEnv) -> InheritEnv:
-    if isinstance(value, list):
-        bad = [p for p in value if not _ENV_PATTERN.match(p)]
-        if bad:
-            raise ValueError(
-                f"{', '.join(repr(p) for p in bad)} is not a variable name or glob (letters, digits, _ and * ? [ ]); "
-                "write names such as SSL_CERT_FILE or globs such as 'AWS_*'"
-            )
-    return value
 
 
 def _patterns(value: InheritEnv) -> tuple[str, ...]:
@@ -45,18 +28,7 @@ def _patterns(value: InheritEnv) -> tuple[str, ...]:
     return (*DEFAULT_INHERITED_ENV, *value)
 
 
-def _backend_name(value: str) -> str:
-    try:
-        return validate_part(value, "backend name")
-    except InvalidToolIdError as exc:
-        raise ValueError(exc.details["reason"] + " (the name becomes the namespace of tool ids)") from None
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SessionsConfig(_Section):
+class SessionsConfig(Section):
     """Limits on streamable-HTTP sessions, so that no one client can fill the gateway's session table."""
 
     max_per_identity: int = Field(
@@ -89,7 +61,7 @@ class SessionsConfig(_Section):
     )
 
 
-class ServerConfig(_Section):
+class ServerConfig(Section):
     """How the gateway is reached."""
 
     name: str = Field("aperture", description="The server name MCP clients see.")
@@ -134,149 +106,7 @@ class ServerConfig(_Section):
     )
 
 
-class PythonBackendConfig(_Section):
-    """Plain Python functions marked with `@aperture.tool`, loaded from a module."""
-
-    name: str = Field(description="Backend name; becomes the namespace of its tools.")
-    kind: Literal["python"]
-    module: str = Field(description="Dotted name of the module that defines the tools.")
-    path: str | None = Field(None, description="Directory to import the module from, relative to this file.")
-    timeout: float | None = Field(None, gt=0, description="Seconds a call may take (default: execution.timeout).")
-
-    _valid_name = field_validator("name")(classmethod(lambda cls, v: _backend_name(v)))
-
-
-class McpBackendConfig(_Section):
-    """An upstream MCP server: a command to start (stdio) or a URL (streamable HTTP)."""
-
-    name: str = Field(description="Backend name; becomes the namespace of its tools.")
-    kind: Literal["mcp"]
-    command: str | list[str] | None = Field(None, description="Program to start, or [program, arg, ...] (stdio).")
-    args: list[str] = Field(default_factory=list, description="Arguments after the command.")
-    env: dict[str, str] = Field(
-        default_factory=dict,
-        description="Environment variables for the process; they win over inherited ones (inherit_env).",
-    )
-    inherit_env: InheritEnv = Field(
-        True,
-        description="Variables of the gateway's environment the process gets (command only). true: those of "
-        "execution.inherit_env; a list of names or globs: those and these; false: none (only env); all: every "
-        "one, the gateway's own secrets included.",
-    )
-    cwd: str | None = Field(None, description="Working directory of the process, relative to this file.")
-    url: str | None = Field(None, description="Endpoint of a running server (streamable HTTP, or SSE).")
-    transport: Literal["http", "sse"] = Field("http", description="For url: streamable HTTP, or legacy SSE.")
-    headers: dict[str, str] = Field(default_factory=dict, description="HTTP headers for every request (url only).")
-    timeout: float | None = Field(None, gt=0, description="Seconds a call may take (default: execution.timeout).")
-    init_timeout: float = Field(30.0, gt=0, description="Seconds the upstream may take to start and initialize.")
-    lazy: bool = Field(
-        False,
-        description="Start on the first call, listing the tools approved last time (starts at once the first time).",
-    )
-    max_message_bytes: int = Field(
-        64 * 1024 * 1024,
-        ge=1024,
-        description="Largest message (one stdio line, one HTTP answer or SSE event) taken from the upstream. "
-        "A longer stdio line stops the upstream (it is restarted); a longer HTTP answer fails its call.",
-    )
-    isolation: Literal["shared", "per_client"] = Field(
-        "shared",
-        description="shared: one upstream session carries every client's calls. per_client: each client gets a "
-        "session of its own (a process of its own, for a command), so sampling and elicitation requests reach "
-        "the right client even when calls overlap on stdio.",
-    )
-    client_sessions: int = Field(
-        16, ge=1, le=1000, description="With isolation per_client: most per-client sessions open at once."
-    )
-    client_idle_timeout: float = Field(
-        300.0, gt=0, description="With isolation per_client: seconds a client's session stays open after its last call."
-    )
-
-    _valid_name = field_validator("name")(classmethod(lambda cls, v: _backend_name(v)))
-    code: CodeSettings = Field(
-        default_factory=CodeSettings,
-        description="Code mode: the execute_code meta-tool, off unless enabled (docs/code-mode.md).",
-    )
-
-    _valid_inherit_env = field_validator("inherit_env")(classmethod(lambda cls, v: _inherit_env(v)))
-
-    @model_validator(mode="after")
-    def _one_target(self) -> McpBackendConfig:
-        if (self.command is None) == (self.url is None):
-            raise ValueError("give exactly one of 'command' (start a process, stdio) or 'url' (streamable HTTP)")
-        if self.url is not None and self.inherit_env is not True:
-            raise ValueError("'inherit_env' is for a 'command' (a process the gateway starts); remove it for a url")
-        if isinstance(self.command, list) and not self.command:
-            raise ValueError("'command' is an empty list; give the program to start")
-        return self
-
-    def argv(self) -> list[str]:
-        """The command and its arguments."""
-        command = self.command if isinstance(self.command, list) else [self.command or ""]
-        return [*command, *self.args]
-
-
-class CapabilitiesBackendConfig(_Section):
-    """REST endpoints described in YAML capability files (see docs/capabilities.md)."""
-
-    name: str = Field(description="Backend name; becomes the namespace of its tools.")
-    kind: Literal["capabilities"]
-    directories: list[str] = Field(
-        default_factory=list, description="Directories of *.yaml / *.yml capability files, relative to this file."
-    )
-    directory: str | None = Field(None, description="One directory (shorthand for directories: [DIR]).")
-    watch: bool = Field(True, description="Reload when a file changes (also: aperture capabilities reload).")
-    allow_private_networks: bool = Field(
-        False, description="Allow requests to private, loopback and link-local addresses (off: public APIs only)."
-    )
-    timeout: float | None = Field(None, gt=0, description="Seconds a call may take, retries and fallbacks included.")
-    request_timeout: float | None = Field(
-        None, gt=0, description="Seconds per HTTP request, for every provider (default: each provider's timeout)."
-    )
-    retries: int = Field(2, ge=0, le=10, description="Retries of connection errors (and timeouts of safe methods).")
-    backoff: float = Field(0.2, ge=0, description="Seconds before the first retry; doubles each time.")
-    max_redirects: int = Field(5, ge=0, le=20, description="Redirects followed (each one re-checked).")
-    max_response_bytes: int = Field(10 * 1024 * 1024, gt=0, description="Larger answers are refused.")
-
-    _valid_name = field_validator("name")(classmethod(lambda cls, v: _backend_name(v)))
-
-    @model_validator(mode="after")
-    def _some_directory(self) -> CapabilitiesBackendConfig:
-        if not self.directories and self.directory is None:
-            raise ValueError("give 'directories' (a list) or 'directory': where the capability files are")
-        return self
-
-    def all_directories(self) -> list[str]:
-        """`directory` and `directories` together."""
-        return [*([self.directory] if self.directory else []), *self.directories]
-
-
-class EngineBackendConfig(_Section):
-    """Build, test and test-environment engines (aperture.engines), mounted in-process (see docs/engines.md)."""
-
-    name: str = Field(description="Backend name; becomes the namespace of its tools.")
-    kind: Literal["engine"]
-    engines: list[str] = Field(
-        min_length=1,
-        description="Engines as 'module' or 'module:attribute'; with several, tool names get the engine's name "
-        "as a prefix (wheel-builder.build).",
-    )
-    path: str | None = Field(None, description="Directory to import the modules from, relative to this file.")
-    timeout: float | None = Field(
-        600.0, gt=0, description="Seconds a call may take (builds and test runs take longer than most tools)."
-    )
-
-    _valid_name = field_validator("name")(classmethod(lambda cls, v: _backend_name(v)))
-
-
-BackendConfig = Annotated[
-    PythonBackendConfig | McpBackendConfig | CapabilitiesBackendConfig | EngineBackendConfig,
-    Field(discriminator="kind"),
-]
-BACKEND_KINDS = ("python", "mcp", "capabilities", "engine")
-
-
-class SearchConfig(_Section):
+class SearchConfig(Section):
     """How search_tools ranks tools (see docs/search.md)."""
 
     strategy: Literal["auto", "hybrid", "semantic", "bm25", "lexical"] = Field(
@@ -308,7 +138,7 @@ class SearchConfig(_Section):
         return value
 
 
-class ExecutionConfig(_Section):
+class ExecutionConfig(Section):
     """How run_tool runs tools."""
 
     timeout: float = Field(30.0, gt=0, description="Default seconds a tool call may take.")
@@ -325,7 +155,7 @@ class ExecutionConfig(_Section):
         description="Code mode: the execute_code meta-tool, off unless enabled (docs/code-mode.md).",
     )
 
-    _valid_inherit_env = field_validator("inherit_env")(classmethod(lambda cls, v: _inherit_env(v)))
+    _valid_inherit_env = field_validator("inherit_env")(classmethod(lambda cls, v: check_inherit_env(v)))
 
     def inherited(self, backend: InheritEnv = True) -> tuple[str, ...]:
         """The names and globs a stdio upstream whose own setting is `backend` inherits."""
@@ -335,7 +165,7 @@ class ExecutionConfig(_Section):
         return shared if backend is True else (*shared, *backend)
 
 
-class IntegrityConfig(_Section):
+class IntegrityConfig(Section):
     """What happens when an upstream changes a tool's definition after it was first seen."""
 
     policy: Literal["hold", "warn", "accept"] = Field(
@@ -350,7 +180,7 @@ class IntegrityConfig(_Section):
     )
 
 
-class Config(_Section):
+class Config(Section):
     """The whole gateway configuration (one YAML file)."""
 
     server: ServerConfig = ServerConfig()
@@ -431,3 +261,11 @@ class Config(_Section):
         """A path from the file, resolved against the file's directory."""
         candidate = Path(path).expanduser()
         return candidate if candidate.is_absolute() else (self.base_dir / candidate).resolve()
+
+
+def _rebuild() -> None:
+    """Accept the backend kinds registered now (and no others) in `backends:`."""
+    Config.model_rebuild(force=True)
+
+
+on_kinds_changed(_rebuild)

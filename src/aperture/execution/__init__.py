@@ -1,13 +1,22 @@
 """Execution: the `Backend` protocol, the registry, backends and the run pipeline."""
 
 from aperture.execution.backend import (
+    Availability,
     Backend,
     CallContext,
     ChangeNotifier,
+    CompletionSource,
     CountsUnrouted,
     HealthStatus,
+    LogListener,
+    LogSource,
     ProgressFn,
+    PromptSource,
+    Reloadable,
+    ResourceListener,
+    ResourceNotifier,
     ResourceSource,
+    Startable,
     ToolResources,
 )
 from aperture.execution.backends import (
@@ -29,6 +38,7 @@ from aperture.execution.runner import Middleware, RunFn, Runner, ToolCall, close
 from aperture.execution.watching import FileWatch
 
 __all__ = [
+    "Availability",
     "Backend",
     "BackendRegistry",
     "CallContext",
@@ -36,6 +46,7 @@ __all__ = [
     "CapabilitySettings",
     "CatalogSnapshot",
     "ChangeNotifier",
+    "CompletionSource",
     "CountsUnrouted",
     "DiffSpan",
     "FieldDiff",
@@ -48,17 +59,24 @@ __all__ = [
     "IntegrityGuard",
     "LoadProblem",
     "LoadReport",
+    "LogListener",
+    "LogSource",
     "McpBackend",
     "Middleware",
     "NewTools",
     "Policy",
     "ProgressFn",
+    "PromptSource",
     "PythonBackend",
+    "Reloadable",
+    "ResourceListener",
+    "ResourceNotifier",
     "ResourceSource",
     "RestartPolicy",
     "RunFn",
     "RunResult",
     "Runner",
+    "Startable",
     "StdioTarget",
     "ToolCall",
     "ToolOutput",

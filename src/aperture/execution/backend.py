@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
+import anyio.abc
 import mcp_types
 
 from aperture.model import Tool
@@ -120,3 +121,77 @@ class ToolResources(Protocol):
     def resource_tool(self, uri: str) -> str | None:
         """The id of the tool `uri` belongs to (None: to none)."""
         ...
+
+
+# --- what the gateway asks of a backend beyond `Backend` (each checked structurally, never by class) -------------
+
+
+@runtime_checkable
+class Startable(Protocol):
+    """A backend with work of its own to run (a supervised process, a file watch): the gateway starts it in its
+    task group before registering it, and every backend's start runs concurrently with the others'."""
+
+    async def start(self, task_group: anyio.abc.TaskGroup) -> None:
+        """Start the background work in `task_group`; return once the backend has tools to list (or failed)."""
+        ...
+
+
+@runtime_checkable
+class Availability(Protocol):
+    """A backend that can be down while the gateway runs (a process that could not start, a server that went
+    away): while it is, its tools are marked down (or hidden) in search and its namespace says why."""
+
+    def down_reason(self) -> str | None:
+        """Why the backend cannot run calls now, for the operator (may quote a command); None while it can."""
+        ...
+
+
+@runtime_checkable
+class Reloadable(Protocol):
+    """A backend that reads files, and reads them again when told (SIGHUP to `serve`, `aperture capabilities
+    reload`), besides any watching of its own."""
+
+    async def reload(self) -> Any:
+        """Read the files again now; returns a report with a one-line `summary()`."""
+        ...
+
+
+@runtime_checkable
+class PromptSource(Protocol):
+    """A backend that offers MCP prompts (an upstream MCP server); the MCP surface lists them together."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def list_prompts(self) -> list[mcp_types.Prompt]: ...
+
+    async def get_prompt(self, name: str, arguments: dict[str, str] | None) -> mcp_types.GetPromptResult: ...
+
+
+@runtime_checkable
+class CompletionSource(Protocol):
+    """A backend that completes the arguments of its prompts and resource templates."""
+
+    async def complete(
+        self, ref: mcp_types.PromptReference | mcp_types.ResourceTemplateReference, argument: dict[str, str]
+    ) -> mcp_types.CompleteResult: ...
+
+
+ResourceListener = Callable[[str, str], Coroutine[Any, Any, None]]
+"""`(backend, uri)`: a resource the backend offers changed."""
+LogListener = Callable[[str, mcp_types.LoggingMessageNotificationParams, CallContext], Coroutine[Any, Any, None]]
+"""`(backend, params, caller)`: a log message of the backend's, and the one call it belongs to."""
+
+
+@runtime_checkable
+class ResourceNotifier(Protocol):
+    """A resource source that tells when one of its resources changed (for subscriptions)."""
+
+    def set_resource_listener(self, listener: ResourceListener | None) -> None: ...
+
+
+@runtime_checkable
+class LogSource(Protocol):
+    """A backend that sends log messages during calls, each forwarded to the client whose call it belongs to."""
+
+    def set_log_listener(self, listener: LogListener | None) -> None: ...

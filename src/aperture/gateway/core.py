@@ -24,7 +24,7 @@ from aperture.compose import (
     Toolsets,
     run_chain,
 )
-from aperture.config import BackendConfig, CapabilitiesBackendConfig, Config, EngineBackendConfig, PythonBackendConfig
+from aperture.config import BackendConfig, BuildContext, Config, kind_named
 from aperture.discovery import (
     BM25Strategy,
     SearchPage,
@@ -33,28 +33,22 @@ from aperture.discovery import (
     resolve_strategy,
     strategy_named,
 )
-from aperture.engines import EngineBackend
 from aperture.execution import (
+    Availability,
     Backend,
     BackendRegistry,
     CallContext,
-    CapabilityBackend,
-    CapabilitySettings,
     CatalogSnapshot,
     FingerprintStore,
-    HttpSettings,
-    HttpTarget,
     IntegrityGuard,
     LoadReport,
-    McpBackend,
     NewTools,
     Policy,
-    PythonBackend,
+    Reloadable,
     Runner,
     RunResult,
-    StdioTarget,
+    Startable,
     ToolCall,
-    UpstreamState,
     raise_unavailable_or_unknown,
 )
 from aperture.execution.code import CodeExecutor, Outcome
@@ -87,60 +81,16 @@ MAX_TOOLSET_TOOLS = 200  # tool summaries describe_toolset gives
 def build_backend(
     spec: BackendConfig, config: Config, guard: IntegrityGuard | None = None, redactor: Redactor | None = None
 ) -> Backend:
-    """Create the backend a configuration entry describes (not yet started).
+    """Create the backend a configuration entry describes (not yet started), with the factory of its kind.
 
     Args:
-        redactor: learns the credentials a capabilities backend's files name, as they load.
+        redactor: learns the credentials a backend finds as it loads (a capabilities backend's files).
+
+    Raises:
+        ConfigError: no kind of that name is registered (it lists the kinds there are).
     """
-    if isinstance(spec, PythonBackendConfig):
-        path = config.resolve(spec.path) if spec.path else None
-        return PythonBackend.from_module(spec.name, spec.module, path=path)
-    if isinstance(spec, EngineBackendConfig):
-        engine_path = config.resolve(spec.path) if spec.path else None
-        return EngineBackend.from_modules(spec.name, spec.engines, path=engine_path)
-    if isinstance(spec, CapabilitiesBackendConfig):
-        settings = CapabilitySettings(
-            watch=spec.watch,
-            allow_private_networks=spec.allow_private_networks,
-            http=HttpSettings(
-                retries=spec.retries,
-                backoff=spec.backoff,
-                max_redirects=spec.max_redirects,
-                max_response_bytes=spec.max_response_bytes,
-                request_timeout=spec.request_timeout,
-            ),
-        )
-        directories = [config.resolve(d) for d in spec.all_directories()]
-        return CapabilityBackend(spec.name, directories, settings, redactor=redactor)
-    target: StdioTarget | HttpTarget
-    if spec.url is not None:
-        target = HttpTarget(
-            url=spec.url, headers=spec.headers, sse=spec.transport == "sse", max_message_bytes=spec.max_message_bytes
-        )
-    else:
-        program, *args = spec.argv()
-        if "/" in program and not program.startswith("/"):
-            program = str(config.resolve(program))  # a relative path is relative to the configuration file
-        cwd = str(config.resolve(spec.cwd)) if spec.cwd else None
-        target = StdioTarget(
-            command=program,
-            args=tuple(args),
-            env=spec.env,
-            inherit_env=config.execution.inherited(spec.inherit_env),
-            cwd=cwd,
-            max_message_bytes=spec.max_message_bytes,
-        )
-    known = guard.store.known_tools(spec.name, McpBackend.kind) if guard is not None and spec.lazy else []
-    return McpBackend(
-        spec.name,
-        target,
-        init_timeout=spec.init_timeout,
-        lazy=spec.lazy,
-        known_tools=known,
-        isolation=spec.isolation,
-        client_sessions=spec.client_sessions,
-        client_idle_timeout=spec.client_idle_timeout,
-    )
+    context = BuildContext(config=config, guard=guard, redactor=redactor)
+    return kind_named(spec.kind).build(spec, context)
 
 
 class Gateway:
@@ -207,7 +157,7 @@ class Gateway:
             # Upstream servers start concurrently: a slow one does not hold up the others.
             async with anyio.create_task_group() as starting:
                 for backend in backends:
-                    if isinstance(backend, McpBackend | CapabilityBackend):
+                    if isinstance(backend, Startable):
                         starting.start_soon(backend.start, task_group)
             for backend in backends:
                 await self.registry.register(backend)
@@ -299,11 +249,12 @@ class Gateway:
         return problems
 
     async def reload_capabilities(self) -> dict[str, LoadReport]:
-        """Read every capabilities backend's files again now and reindex (what SIGHUP to `serve` does)."""
-        reports = {}
+        """Read every capabilities backend's files again now and reindex (what SIGHUP to `serve` does): every
+        backend that reads files (`Reloadable`) but the skills, which `reload_skills` reads."""
+        reports: dict[str, LoadReport] = {}
         for name in self.registry.names():
             backend = self.registry.get(name)
-            if isinstance(backend, CapabilityBackend):
+            if isinstance(backend, Reloadable) and backend is not self.skills:
                 reports[name] = await backend.reload()
                 await self.registry.refresh(name)
         return reports
@@ -477,11 +428,13 @@ class Gateway:
         return {name: self.redactor.text(line) for name, line in out.items()}
 
     def _stopped(self) -> Iterator[tuple[str, str]]:
-        """(name, last error) of each upstream that is not running: it could not start, or it stopped."""
+        """(name, why) of each backend that cannot run calls now (see `Availability`): it could not start, or it
+        stopped."""
         for name in self.registry.names():
             backend = self.registry.get(name)
-            if isinstance(backend, McpBackend) and backend.state in (UpstreamState.DOWN, UpstreamState.CLOSED):
-                yield name, backend.last_error or "it is not running"
+            why = backend.down_reason() if isinstance(backend, Availability) else None
+            if why is not None:
+                yield name, why
 
     def list_tools(
         self,

@@ -13,7 +13,7 @@ import logging
 import math
 import time
 import warnings
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
 from typing import Any, TypeVar
@@ -30,7 +30,7 @@ from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp.shared.message import SessionMessage
 from pydantic import BaseModel, ValidationError
 
-from aperture.execution.backend import CallContext, HealthStatus
+from aperture.execution.backend import CallContext, HealthStatus, LogListener, ResourceListener
 from aperture.execution.backends._http import SessionHeaders, upstream_http_client
 from aperture.execution.backends.mcp_clients import ClientSessions
 from aperture.execution.backends.mcp_http_raw import HttpPoster
@@ -62,9 +62,6 @@ from aperture.model.errors import shorten
 logger = logging.getLogger(__name__)
 
 ResultT = TypeVar("ResultT", bound=BaseModel)
-LogListener = Callable[[str, mcp_types.LoggingMessageNotificationParams, CallContext], Coroutine[Any, Any, None]]
-"""`(backend, params, caller)`: the one call the message belongs to (see `mcp_routing`). A message that matches
-no call is counted and goes to no listener."""
 
 
 class McpBackend:
@@ -107,7 +104,7 @@ class McpBackend:
         self._retry_at = 0.0
         self._watch: ProcessWatch | None = None
         self._reconnect = False  # the next start is planned (a lost session), not a crash: no backoff
-        self._resource_listener: Callable[[str, str], Coroutine[Any, Any, None]] | None = None
+        self._resource_listener: ResourceListener | None = None
         self._log_listener: LogListener | None = None
         # Which call each message the upstream sends back belongs to; over HTTP its stream says so.
         self._routes = CallRoutes(name, related=isinstance(target, HttpTarget) and not target.sse)
@@ -523,6 +520,13 @@ class McpBackend:
             raise BackendUnavailableError(self._unavailable_message(), backend_kind=self.kind)
         return client
 
+    def down_reason(self) -> str | None:
+        """Why calls cannot run now: the upstream could not start, or it stopped (None while it runs, starts or
+        waits, lazy, for its first call). The `Availability` the gateway asks of a backend."""
+        if self.state in (UpstreamState.DOWN, UpstreamState.CLOSED):
+            return self.last_error or "it is not running"
+        return None
+
     def _unavailable_message(self) -> str:
         """Why calls fail now, and when the next start attempt is: from the time of asking, never of failing."""
         wait = self._retry_at - time.monotonic()
@@ -534,10 +538,12 @@ class McpBackend:
     # --- resources and prompts (forwarded as they are) ------------------------------------------
 
     def set_log_listener(self, listener: LogListener | None) -> None:
-        """Call `listener(backend_name, params, caller)` for every log message the upstream sends."""
+        """Call `listener(backend_name, params, caller)` for every log message the upstream sends: on the one
+        call the message belongs to (see `mcp_routing`); a message that matches no call is counted and goes to
+        no listener."""
         self._log_listener = listener
 
-    def set_resource_listener(self, listener: Callable[[str, str], Coroutine[Any, Any, None]] | None) -> None:
+    def set_resource_listener(self, listener: ResourceListener | None) -> None:
         """Call `listener(backend_name, uri)` when the upstream reports that a resource changed."""
         self._resource_listener = listener
 

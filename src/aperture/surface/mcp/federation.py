@@ -25,7 +25,7 @@ from mcp.server.subscriptions import ResourceUpdated, ServerEvent, SubscriptionB
 from mcp.shared.exceptions import MCPError
 from mcp.shared.uri_template import InvalidUriTemplate, UriTemplate
 
-from aperture.execution import McpBackend, ResourceSource, ToolResources
+from aperture.execution import Backend, CompletionSource, PromptSource, ResourceNotifier, ResourceSource, ToolResources
 from aperture.execution.registry import BackendRegistry
 from aperture.model import ApertureError, ErrorCode
 from aperture.ops.access import OPEN, Access
@@ -69,18 +69,13 @@ class Federation:
         self._relisted_at: dict[str, float] = {}  # "resources", "templates", "prompts" -> last listed for a miss
         self._relisting: dict[str, anyio.Lock] = {}
 
-    def upstreams(self) -> list[McpBackend]:
-        backends = (self.registry.get(name) for name in self.registry.names())
-        return [b for b in backends if isinstance(b, McpBackend)]
+    def backends(self) -> list[Backend]:
+        """Every registered backend; what each offers is asked of it by protocol (`execution.backend`)."""
+        return [backend for name in self.registry.names() if (backend := self.registry.get(name)) is not None]
 
     def sources(self) -> list[ResourceSource]:
         """Every backend offering resources: the upstreams, and others such as the skills (their files)."""
-        sources: list[ResourceSource] = []
-        for name in self.registry.names():
-            backend = self.registry.get(name)
-            if isinstance(backend, ResourceSource):
-                sources.append(backend)
-        return sources
+        return [backend for backend in self.backends() if isinstance(backend, ResourceSource)]
 
     def _may_read(self, access: Access, owner: str, uri: str) -> bool:
         """May the caller read `uri` of `owner`: by the rules on resources and, for a resource that belongs to a
@@ -114,8 +109,9 @@ class Federation:
                 owners[uri] = backend.name
                 listed.append((backend.name, resource))
         self._owners = owners
-        for backend in self.upstreams():
-            backend.set_resource_listener(self._on_resource_updated)
+        for notifier in self.backends():
+            if isinstance(notifier, ResourceNotifier):
+                notifier.set_resource_listener(self._on_resource_updated)
         return listed
 
     async def list_templates(self, access: Access) -> list[mcp_types.ResourceTemplate]:
@@ -286,7 +282,7 @@ class Federation:
 
     async def _list_prompts(self) -> None:
         found: list[tuple[str, mcp_types.Prompt]] = []
-        for backend in self.upstreams():
+        for backend in (b for b in self.backends() if isinstance(b, PromptSource)):
             found += [(backend.name, p) for p in await _quietly(backend.list_prompts(), backend.name, "prompts")]
         self._found = found
 
@@ -333,7 +329,7 @@ class Federation:
                 owner = self._template_owners.get(template)
             backend_name = owner if owner is not None and access.may_see_template(owner, template) else None
         backend = self.registry.get(backend_name) if backend_name else None
-        if not isinstance(backend, McpBackend):
+        if not isinstance(backend, CompletionSource):
             return mcp_types.CompleteResult(completion=mcp_types.Completion(values=[]))
         try:
             return await backend.complete(ref, argument)
@@ -351,7 +347,7 @@ class Federation:
         """
         route = await self._prompt_route(name, access)
         backend = self.registry.get(route[0]) if route else None
-        if route is None or not isinstance(backend, McpBackend):
+        if route is None or not isinstance(backend, PromptSource):
             known = ", ".join(list(self._routes(access))[:10]) or "none"
             raise MCPError(code=mcp_types.INVALID_PARAMS, message=f"No prompt {name!r}. Prompts: {known}.")
         try:

@@ -22,7 +22,7 @@ from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 import aperture
-from aperture.execution import CallContext, RunResult
+from aperture.execution import CallContext, LogSource, RunResult
 from aperture.gateway import META_TOOLS, Gateway, MetaTool, internal_failure, offered_meta_tool, offered_meta_tools
 from aperture.model import ApertureError, ShuttingDownError, Tool, UnknownToolError
 from aperture.ops.access import Access
@@ -309,8 +309,9 @@ class McpSurface:
         self._log_levels.pop(connection, None)
 
     def _listen_to_upstreams(self) -> None:
-        for backend in self.federation.upstreams():
-            backend.set_log_listener(self._on_upstream_log)
+        for backend in self.federation.backends():
+            if isinstance(backend, LogSource):
+                backend.set_log_listener(self._on_upstream_log)
 
     async def _on_upstream_log(
         self, backend: str, params: mcp_types.LoggingMessageNotificationParams, caller: CallContext
