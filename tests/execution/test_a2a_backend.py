@@ -19,7 +19,7 @@ from aperture.config import parse_config
 from aperture.execution import BackendRegistry, CallContext
 from aperture.execution.backends.a2a import A2aBackend
 from aperture.gateway import Gateway
-from aperture.model import BackendUnavailableError
+from aperture.model import BackendUnavailableError, ConfigError
 from tests.surface.a2a_serving import a2a_gateway
 
 pytestmark = pytest.mark.anyio
@@ -163,3 +163,25 @@ async def test_the_card_is_read_again_after_the_interval_and_a_change_is_announc
         assert [t.name for t in await backend.list_tools()] == ["echo"]
         assert changes == ["remote"]
         await backend.aclose()
+
+
+async def test_kind_a2a_in_the_configuration_starts_the_backend_and_federates_the_agent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ECHO_AGENT_KEY", "s3cret-agent-key")
+    async with echo_agent() as (_, card):
+        backend = {
+            "name": "echo",
+            "kind": "a2a",
+            "card_url": card,
+            "allow_private_networks": True,
+            "headers": {"X-API-Key": "${ECHO_AGENT_KEY}"},
+            "refresh_interval": 60,
+        }
+        config = parse_config({"search": {"strategy": "bm25"}, "backends": [backend]})
+        assert "s3cret-agent-key" in config.secret_values
+        async with Gateway(config) as gateway:
+            assert [t["id"] for t in gateway.list_tools()["tools"]] == ["echo:echo", "echo:refuse", "echo:wait"]
+            assert (await gateway.run("echo:echo", {"text": "configured"})).text == "echo: configured"
+    with pytest.raises(ConfigError, match="card_url"):
+        parse_config({"backends": [{"name": "x", "kind": "a2a", "card_url": "file:///etc/passwd"}]})
