@@ -107,7 +107,7 @@ async def sequential(base: str, calls: int, rounds: int = 10) -> list[dict[str, 
             for row in rows:
                 for _ in range(min(per_round, calls - len(row.latencies))):
                     await row.once()
-    figures = []
+    figures: list[dict[str, Any]] = []
     for row in rows:
         figures.append(
             {
