@@ -1,8 +1,9 @@
 """`aperture serve --transport http` serves A2A beside MCP in one process: the card, the SDK client's calls, and
-MCP calls on the same port; with `server.a2a.enabled: false`, only MCP."""
+MCP calls on the same port; with `server.a2a.enabled: false`, only MCP; with `--transport a2a`, only A2A."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -11,7 +12,7 @@ import yaml
 from mcp import Client
 
 from tests.conftest import TEST_CONFIG
-from tests.integration.conftest import serving_http
+from tests.integration.conftest import APERTURE, free_port, serving_http, wait_for_port
 from tests.surface.a2a_serving import a2a_client, artifact_data, data, final_task, text
 
 pytestmark = pytest.mark.anyio
@@ -43,3 +44,21 @@ async def test_a2a_can_be_switched_off(tmp_path: Path) -> None:
     with serving_http(path) as mcp_url:
         async with httpx.AsyncClient() as http:
             assert (await http.get(mcp_url.removesuffix("/mcp") + "/.well-known/agent-card.json")).status_code == 404
+
+
+async def test_serve_with_transport_a2a_serves_a2a_alone() -> None:
+    port = free_port()
+    argv = [APERTURE, "serve", "--config", str(TEST_CONFIG), "--transport", "a2a", "--port", str(port)]
+    process = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        base = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient() as http:
+            assert (await http.post(base + "/mcp", json={})).status_code == 404
+            assert (await http.get(base + "/healthz")).status_code == 200
+        async with a2a_client(base, streaming=False) as client:
+            ran = await final_task(client, data({"op": "run", "tool_id": "faulty:echo", "args": {"text": "alone"}}))
+        assert ran.artifacts[0].parts[0].text == "alone"
+    finally:
+        process.terminate()
+        assert process.wait(10) == 0

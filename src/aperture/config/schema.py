@@ -65,7 +65,9 @@ class ServerConfig(Section):
     """How the gateway is reached."""
 
     name: str = Field("aperture", description="The server name MCP clients see.")
-    transport: Literal["stdio", "http"] = Field("stdio", description="stdio, or streamable HTTP.")
+    transport: Literal["stdio", "http", "a2a"] = Field(
+        "stdio", description="stdio; streamable HTTP (with A2A beside it, server.a2a); or a2a: A2A alone over HTTP."
+    )
     host: str = Field("127.0.0.1", description="Address the HTTP transport binds; loopback unless told otherwise.")
     port: int = Field(8080, ge=1, le=65535, description="Port of the HTTP transport.")
     path: str = Field("/mcp", pattern=r"^/", description="URL path of the MCP endpoint.")
