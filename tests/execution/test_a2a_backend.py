@@ -43,10 +43,11 @@ async def serving_at(make: Callable[[str], ASGIApp]) -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def federating(card_url: str, **options: object) -> AsyncIterator[Gateway]:
+async def federating(card_url: str, timeout: float = 10.0) -> AsyncIterator[Gateway]:
     registry = BackendRegistry()
-    await registry.register(A2aBackend("remote", card_url, allow_private_networks=True, **options))  # type: ignore[arg-type]
-    async with Gateway(parse_config({"search": {"strategy": "bm25"}}), registry=registry) as gateway:
+    await registry.register(A2aBackend("remote", card_url, allow_private_networks=True))
+    config = parse_config({"search": {"strategy": "bm25"}, "execution": {"timeout": timeout}})
+    async with Gateway(config, registry=registry) as gateway:
         yield gateway
 
 
@@ -93,6 +94,14 @@ async def test_cancelling_the_call_cancels_the_remote_task() -> None:
             with anyio.fail_after(5):
                 await agent.started.wait()
             tg.cancel_scope.cancel()
+        with anyio.fail_after(5):
+            await agent.cancelled.wait()
+
+
+async def test_an_agent_that_never_finishes_times_out_and_its_task_is_cancelled() -> None:
+    async with echo_agent() as (agent, card), federating(card, timeout=0.5) as gateway:
+        result = await gateway.run("remote:wait", {"text": "forever"})
+        assert result.error is not None and result.error.code == "timeout"
         with anyio.fail_after(5):
             await agent.cancelled.wait()
 
