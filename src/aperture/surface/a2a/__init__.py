@@ -2,7 +2,8 @@
 
 import aperture.execution.backends  # noqa: F401  (first: it switches the SDK's own tracing off, see there)
 from aperture.surface.a2a.app import A2aSurface, BodyLimit
-from aperture.surface.a2a.executor import GatewayExecutor, GatewayRequestHandler
+from aperture.surface.a2a.executor import GatewayExecutor
+from aperture.surface.a2a.handler import GatewayRequestHandler
 from aperture.surface.a2a.operations import Operation, operation_of
 from aperture.surface.a2a.tasks import BoundedTaskStore, CallerContextBuilder, CallerUser
 

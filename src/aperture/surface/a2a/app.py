@@ -19,7 +19,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aperture.ops.http import OpsHttpApp
 from aperture.surface.a2a.card import agent_card
-from aperture.surface.a2a.executor import GatewayExecutor, GatewayRequestHandler
+from aperture.surface.a2a.executor import GatewayExecutor
+from aperture.surface.a2a.handler import GatewayRequestHandler
 from aperture.surface.a2a.tasks import BASE_URL_STATE, BoundedTaskStore, CallerContextBuilder, identity_in
 
 if TYPE_CHECKING:

@@ -15,12 +15,11 @@ from typing import TYPE_CHECKING, Any
 from a2a.helpers import new_data_part, new_task, new_text_part
 from a2a.server.agent_execution import AgentExecutor, RequestContext
 from a2a.server.events import EventQueue
-from a2a.server.request_handlers import DefaultRequestHandler
 from a2a.server.tasks import TaskUpdater
-from a2a.types import Artifact, Message, Part, TaskState
+from a2a.types import Artifact, Message, Part, Role, TaskState
 from a2a.utils.errors import InvalidParamsError
 
-from aperture.execution import CallContext
+from aperture.execution import CallContext, ProgressFn
 from aperture.gateway import Reply, call_meta_tool, offered_meta_tools
 from aperture.model import InvalidRequestError
 from aperture.ops.access import SURFACE_KEY
@@ -28,11 +27,7 @@ from aperture.surface.a2a.operations import Operation, operation_of
 from aperture.surface.a2a.tasks import identity_in
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator
-
-    from a2a.server.context import ServerCallContext
-    from a2a.server.events import Event
-    from a2a.types import SendMessageRequest, Task
+    from a2a.types import Task
 
     from aperture.gateway import Gateway
 
@@ -95,8 +90,7 @@ class GatewayExecutor(AgentExecutor):
                         metadata={k: v for k, v in meta.items() if v is not None},
                     )
 
-            call = CallContext(progress=progress, request_id=task_id, meta={SURFACE_KEY: "a2a"})
-            reply = await call_meta_tool(self.gateway, operation.meta_tool, operation.arguments, call)
+            reply = await self.reply(operation, task_id, progress)
         if reply.is_error:
             failure = updater.new_agent_message(_failure_parts(reply))
             if stepwise:
@@ -111,6 +105,15 @@ class GatewayExecutor(AgentExecutor):
             return
         await updater.add_artifact(parts, name=operation.meta_tool)
         await updater.complete()
+
+    async def reply(self, operation: Operation, task_id: str, progress: ProgressFn | None = None) -> Reply:
+        """Run `operation` through the gateway for the current caller (see `Gateway.acting_as`)."""
+        call = CallContext(progress=progress, request_id=task_id, meta={SURFACE_KEY: "a2a"})
+        return await call_meta_tool(self.gateway, operation.meta_tool, operation.arguments, call)
+
+    def answer_parts(self, operation: Operation, reply: Reply) -> list[Part]:
+        """The artifact's parts for a successful reply (see `_answer_parts`)."""
+        return _answer_parts(operation, reply)
 
     async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
         """Mark the task cancelled; the SDK then cancels `execute`, and with it the tool call and its backend."""
@@ -150,37 +153,39 @@ async def _finish(
             await updater.add_artifact(list(artifact.parts), name=artifact.name)
         await updater.update_status(state, message)
         return
-    task = new_task(context.task_id or "", context.context_id or "", state, history=history)
+    await queue.enqueue_event(
+        finished_task(context.task_id or "", context.context_id or "", history, state, message, artifact)
+    )
+
+
+def finished_task(
+    task_id: str,
+    context_id: str,
+    history: list[Message],
+    state: TaskState,
+    message: Message | None,
+    artifact: Artifact | None = None,
+) -> Task:
+    """A task in its final `state`, with its status message or its artifact."""
+    task = new_task(task_id, context_id, state, history=history)
     if message is not None:
         task.status.message.CopyFrom(message)
     task.status.timestamp.GetCurrentTime()
     if artifact is not None:
         task.artifacts.append(artifact)
-    await queue.enqueue_event(task)
+    return task
+
+
+def failure_message(task_id: str, context_id: str, reply: Reply) -> Message:
+    """The agent's status message for a failed reply: the error text, and the structured error as data."""
+    return Message(
+        message_id=str(uuid.uuid4()),
+        role=Role.ROLE_AGENT,
+        task_id=task_id,
+        context_id=context_id,
+        parts=_failure_parts(reply),
+    )
 
 
 def _failure_parts(reply: Reply) -> list[Part]:
     return [new_text_part(reply.text), new_data_part(reply.data, media_type="application/json")]
-
-
-class GatewayRequestHandler(DefaultRequestHandler):
-    """The SDK's request handler, refusing a message that asks for nothing the gateway does before a task exists
-    (a JSON-RPC `InvalidParams` error, HTTP 400 over REST), with what to send instead."""
-
-    def __init__(self, executor: GatewayExecutor, **options: Any) -> None:
-        super().__init__(agent_executor=executor, **options)
-        self.executor = executor
-
-    async def on_message_send(self, params: SendMessageRequest, context: ServerCallContext) -> Message | Task:
-        self.executor.operation(params.message)
-        context.state[STREAMING_STATE] = False
-        answer: Message | Task = await super().on_message_send(params, context)
-        return answer
-
-    async def on_message_send_stream(
-        self, params: SendMessageRequest, context: ServerCallContext
-    ) -> AsyncGenerator[Event, None]:
-        self.executor.operation(params.message)
-        context.state[STREAMING_STATE] = True
-        async for event in super().on_message_send_stream(params, context):
-            yield event
