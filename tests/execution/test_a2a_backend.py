@@ -9,6 +9,7 @@ import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import a2a_agent
 import anyio
@@ -161,8 +162,8 @@ async def test_the_card_is_read_again_after_the_interval_and_a_change_is_announc
     from starlette.routing import Route
 
     card = a2a_agent.card("http://127.0.0.1:9/rpc")
-    served = {"card": agent_card_to_dict(card)}
-    routes = [Route("/card.json", lambda request: JSONResponse(served["card"]))]
+    served: dict[str, Any] = {"card": agent_card_to_dict(card)}
+    routes = [Route("/card.json", lambda request: JSONResponse(served["card"], status_code=served.get("status", 200)))]
     changes: list[str] = []
     async with serving_at(lambda base: Starlette(routes=routes)) as base:
         backend = A2aBackend("remote", base + "/card.json", allow_private_networks=True, refresh_interval=0.0)
@@ -172,6 +173,12 @@ async def test_the_card_is_read_again_after_the_interval_and_a_change_is_announc
         served["card"] = agent_card_to_dict(card)
         assert [t.name for t in await backend.list_tools()] == ["echo"]
         assert changes == ["remote"]
+        served["status"] = 503  # the agent goes away: its tools stay as last read, its health says why
+        assert [t.name for t in await backend.list_tools()] == ["echo"]
+        health = await backend.health()
+        assert not health.healthy and "HTTPStatusError" in health.message
+        del served["status"]
+        assert (await backend.health()).message == "1 skills"
         await backend.aclose()
 
 
