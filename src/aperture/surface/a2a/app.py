@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from a2a.server.request_handlers.response_helpers import agent_card_to_dict
@@ -15,6 +16,7 @@ from a2a.utils.constants import AGENT_CARD_WELL_KNOWN_PATH
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aperture.ops.http import OpsHttpApp
@@ -92,9 +94,7 @@ class A2aSurface:
         await self.handler.aclose()
 
 
-def _card_routes(endpoint: Any) -> list[Any]:
-    from starlette.routing import Route
-
+def _card_routes(endpoint: Callable[[Request], Awaitable[Response]]) -> list[Route]:
     return [Route(path, endpoint, methods=["GET"]) for path in CARD_PATHS]
 
 

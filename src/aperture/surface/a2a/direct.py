@@ -17,7 +17,7 @@ from a2a.types import Artifact, Message, SendMessageRequest, Task, TaskState
 from a2a.utils.proto_utils import validate_proto_required_fields
 from a2a.utils.task import apply_history_length, validate_history_length
 
-from aperture.surface.a2a.executor import GatewayExecutor, failure_message, finished_task
+from aperture.surface.a2a.executor import GatewayExecutor, answer_parts, failure_message, finished_task
 from aperture.surface.a2a.operations import Operation
 from aperture.surface.a2a.tasks import identity_in
 
@@ -58,7 +58,7 @@ async def answer_directly(
         task = finished_task(task_id, context_id, [message], TaskState.TASK_STATE_FAILED, failed)
     else:
         artifact = Artifact(
-            artifact_id=str(uuid.uuid4()), name=operation.meta_tool, parts=executor.answer_parts(operation, reply)
+            artifact_id=str(uuid.uuid4()), name=operation.meta_tool, parts=answer_parts(operation, reply)
         )
         task = finished_task(task_id, context_id, [message], TaskState.TASK_STATE_COMPLETED, None, artifact)
     await store.save(task, context)

@@ -98,7 +98,7 @@ class GatewayExecutor(AgentExecutor):
             else:
                 await _finish(event_queue, context, updater, history, TaskState.TASK_STATE_FAILED, failure)
             return
-        parts = _answer_parts(operation, reply)
+        parts = answer_parts(operation, reply)
         if not stepwise:
             artifact = Artifact(artifact_id=uuid.uuid4().hex, name=operation.meta_tool, parts=parts)
             await _finish(event_queue, context, updater, history, TaskState.TASK_STATE_COMPLETED, None, artifact)
@@ -111,17 +111,13 @@ class GatewayExecutor(AgentExecutor):
         call = CallContext(progress=progress, request_id=task_id, meta={SURFACE_KEY: "a2a"})
         return await call_meta_tool(self.gateway, operation.meta_tool, operation.arguments, call)
 
-    def answer_parts(self, operation: Operation, reply: Reply) -> list[Part]:
-        """The artifact's parts for a successful reply (see `_answer_parts`)."""
-        return _answer_parts(operation, reply)
-
     async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
         """Mark the task cancelled; the SDK then cancels `execute`, and with it the tool call and its backend."""
         updater = TaskUpdater(event_queue, context.task_id or "", context.context_id or "")
         await updater.cancel(updater.new_agent_message([new_text_part("Cancelled by the caller.")]))
 
 
-def _answer_parts(operation: Operation, reply: Reply) -> list[Part]:
+def answer_parts(operation: Operation, reply: Reply) -> list[Part]:
     """An answer as artifact parts: for a run, the tool's own text (and the structured result as data); for a
     search, the ranked ids with the confidence label as text, and the whole answer as data."""
     parts: list[Part] = []
