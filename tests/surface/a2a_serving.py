@@ -89,7 +89,10 @@ async def a2a_gateway(ops: dict[str, Any] | None = None, **extra: Any) -> AsyncI
     raw: dict[str, Any] = {
         "search": {"strategy": "bm25"},
         "backends": [{"name": "toolbox", "kind": "python", "module": "toolbox", "path": str(ROOT / "examples")}],
-        "toolsets": [{"name": "text", "description": "Text tools.", "include": {"tags": ["text"]}}],
+        "toolsets": [
+            {"name": "text", "description": "Text tools.", "include": {"tags": ["text"]}},
+            {"name": "dates", "description": "Date tools.", "include": {"tags": ["date"]}},
+        ],
         "ops": ops or {},
         **extra,
     }

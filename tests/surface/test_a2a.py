@@ -48,7 +48,7 @@ def artifact_error(task: Task) -> object:
 async def test_the_card_names_the_operations_the_toolsets_and_both_bindings() -> None:
     async with a2a_gateway() as served, httpx.AsyncClient() as http:
         card = (await http.get(served.base_url + "/.well-known/agent-card.json")).json()
-    assert [s["id"] for s in card["skills"]] == ["search", "describe", "run", "toolset:text"]
+    assert [s["id"] for s in card["skills"]] == ["search", "describe", "run", "toolset:text", "toolset:dates"]
     assert {(i["protocolBinding"], i["url"]) for i in card["supportedInterfaces"]} == {
         ("JSONRPC", served.base_url + "/a2a"),
         ("HTTP+JSON", served.base_url + "/a2a"),
@@ -74,10 +74,13 @@ async def test_with_auth_the_public_card_lists_the_operations_and_the_extended_c
             }
         }
         assert public["capabilities"]["extendedAgentCard"] is True
-        for binding in (JSONRPC, REST):
+        for binding in (JSONRPC, REST):  # the dev key is bound to the toolset text: only it is listed
             async with a2a_client(served.base_url, key=DEV_KEY, binding=binding) as client:
                 extended = await client.get_extended_agent_card(GetExtendedAgentCardRequest())
             assert [s.id for s in extended.skills] == ["search", "describe", "run", "toolset:text"]
+        async with a2a_client(served.base_url, key=ADMIN_KEY) as client:
+            extended = await client.get_extended_agent_card(GetExtendedAgentCardRequest())
+        assert [s.id for s in extended.skills] == ["search", "describe", "run", "toolset:text", "toolset:dates"]
 
 
 async def test_a_search_describe_run_conversation_in_data_parts() -> None:
