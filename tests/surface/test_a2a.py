@@ -26,6 +26,7 @@ from tests.surface.a2a_serving import (
     DEV_KEY,
     JSONRPC,
     REST,
+    ROOT,
     a2a_client,
     a2a_gateway,
     artifact_data,
@@ -220,3 +221,16 @@ async def test_one_operations_configuration_governs_both_surfaces_and_metrics_na
     slug = 'tool_id="toolbox:slugify",tool_name="slugify",tool_namespace="toolbox"'
     assert f'tool_exec_total{{surface="a2a",{slug}}} 1.0' in metrics
     assert 'tool_cache_lookups_total{result="hit",tool_id="toolbox:slugify"} 1.0' in metrics
+
+
+async def test_recipe_skills_are_card_skills_and_run_as_data_parts() -> None:
+    skills = {"paths": [str(ROOT / "examples" / "skills")]}
+    async with a2a_gateway(skills=skills) as served:
+        async with httpx.AsyncClient() as http:
+            card = (await http.get(served.base_url + "/.well-known/agent-card.json")).json()
+        recipe = next(s for s in card["skills"] if s["id"] == "skills:slug_fingerprint")
+        assert recipe["description"].startswith("Fingerprint a title") and "recipe" in recipe["tags"]
+        async with a2a_client(served.base_url, streaming=False) as client:
+            ask = {"op": "run", "tool_id": "skills:slug_fingerprint", "args": {"title": "Hello A2A"}}
+            ran = await final_task(client, data(ask))
+        assert ran.status.state == TaskState.TASK_STATE_COMPLETED, ran.status
