@@ -11,6 +11,14 @@ through `ToolIndex`, so what is measured is what the command and the gateway ser
   joined; gold = the functions the answer calls. Names keep their dots (`math.factorial` becomes
   `bfcl:math.factorial`); characters a tool id cannot hold become `_`, in tools and gold alike.
 
+- seal-tools, restbench, gorilla-apibench: ../shared/benchmarks/<set>/tools.jsonl and queries.jsonl, already in
+  the `eval retrieval` format (their SOURCE.md files say how they were converted), copied (or sampled).
+
+The five development sets every change is judged on together are metatool-single, bfcl-pooled, seal-tools,
+restbench and gorilla-apibench (`JUDGED_SETS`): each strategy's R@5, nDCG@5 and Comp@10 as a ratio to plain
+BM25 in the same run, with a seeded bootstrap 95% interval per set, and the geometric mean of the ratios over
+the five (printed last, and under "geometric_mean" in retrieval.json). metatool-multi is reported beside them.
+
 - abstention: BFCL entries, each searched in a catalog of its own functions: the answerable categories
   (simple_python, multiple, live_simple, live_multiple) against irrelevance and live_irrelevance. Reports the
   AUROC of the calibrated top score (`SearchPage.evidence`) and how often the default thresholds answer
@@ -23,6 +31,7 @@ writes bench/results/retrieval.json.
     .venv/bin/python -m bench.retrieval [--datasets metatool-single,bfcl-pooled] [--strategies bm25,lexical]
                                         [--limit 500]
     .venv/bin/python -m bench.retrieval --datasets abstention --strategies hybrid,bm25
+    .venv/bin/python -m bench.retrieval --strategies hybrid,bm25 --limit 400   # every set, quick (~400 queries each)
 """
 
 from __future__ import annotations
@@ -53,12 +62,17 @@ from aperture.discovery.strategy import Scores
 from aperture.model import ApertureError
 from bench._catalogs import SHARED, json_schema, missing_data
 from bench._processes import RESULTS
+from bench._retrieval_stats import JUDGED, compare, confidence_shares, geometric_means, per_query
 
 # Wide enough for the tables when piped to a file (rich assumes 80 columns then).
 console = Console(width=None if sys.stdout.isatty() else 120)
 
 METATOOL = SHARED / "metatool"
 BFCL = SHARED / "bfcl"
+# The sets of ../shared/benchmarks that come in the `eval retrieval` format already: data set -> folder.
+SHARED_SETS = {"seal-tools": "seal_tools", "restbench": "restbench", "gorilla-apibench": "gorilla_apibench"}
+# The development sets a change is judged on together (geometric mean of the ratios to plain BM25).
+JUDGED_SETS = ("metatool-single", "bfcl-pooled", "seal-tools", "restbench", "gorilla-apibench")
 BFCL_POOLED = ["simple_python", "multiple", "parallel_multiple", "live_simple", "live_multiple"]
 # Strategies tried in this order; those the install lacks (no semantic extra, say) are skipped with a note.
 CANDIDATE_STRATEGIES = ("bm25", "lexical", "semantic", "hybrid")
@@ -184,10 +198,20 @@ def abstention(out: Path, limit: int | None) -> Dataset:
     return Dataset(name="abstention", tools=path, queries=path, measure="abstention")
 
 
+def shared_set(name: str, out: Path, limit: int | None) -> Dataset:
+    """One of `SHARED_SETS`: its tools as they are, its queries sampled to `limit` (seeded)."""
+    folder = SHARED / SHARED_SETS[name]
+    tools = [json.loads(line) for line in (folder / "tools.jsonl").read_text(encoding="utf-8").splitlines() if line]
+    lines = (folder / "queries.jsonl").read_text(encoding="utf-8").splitlines()
+    queries = [json.loads(line) for line in lines if line.strip()]
+    return _write(out, name, tools, _subsample(queries, limit))
+
+
 CONVERTERS: dict[str, Callable[[Path, int | None], Dataset]] = {
     "metatool-single": metatool_single,
     "metatool-multi": metatool_multi,
     "bfcl-pooled": bfcl_pooled,
+    **{name: partial(shared_set, name) for name in SHARED_SETS},
     "abstention": abstention,
 }
 
@@ -264,7 +288,11 @@ def _retrieval(dataset: Dataset, strategy: SearchStrategy, started: Callable[[in
     queries = load_queries(dataset.queries, tools)
     started(len(queries))
     report = evaluate(tools, queries, strategy, on_query=lambda: started(0))
-    return report.to_dict()
+    row = report.to_dict()
+    if strategy.name != PLAIN:  # plain BM25 has no confidence of its own
+        row["confidence"] = {k: round(v, 4) for k, v in confidence_shares(report.rankings).items()}
+    row["_per_query"] = per_query(report.rankings)  # for the intervals and ratios; not written out
+    return row
 
 
 def auroc(positive: Sequence[float], negative: Sequence[float]) -> float:
@@ -434,16 +462,24 @@ def main(argv: Sequence[str] | None = None) -> None:
 
                 rows.append(measure.run(dataset, strategy, advance))
                 progress.remove_task(task)
+            if dataset.measure == "retrieval":
+                compare(rows, {row["strategy"]: row.pop("_per_query") for row in rows}, PLAIN)
             results[name] = {"measure": dataset.measure, "files": str(dataset.tools.parent), "rows": rows}
             _print(name, measure, rows)
+    means = geometric_means(results, JUDGED_SETS)
+    if any(name in results for name in JUDGED_SETS):
+        _print_summary(results, means)
     meta = {
         "python": platform.python_version(),
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
         "limit": args.limit,
+        "judged_sets": [name for name in JUDGED_SETS if name in results],
+        "bootstrap": "1000 resamples of the queries, seed 0, percentile 95% interval",
     }
     path = args.out / "retrieval.json"
-    path.write_text(json.dumps({"meta": meta, "datasets": results}, indent=2), encoding="utf-8")
+    document = {"meta": meta, "geometric_mean": means, "datasets": results}
+    path.write_text(json.dumps(document, indent=2), encoding="utf-8")
     console.print(f"wrote {path}")
 
 
@@ -455,6 +491,30 @@ def _print(name: str, measure: Measure, rows: Sequence[dict[str, Any]]) -> None:
         table.add_column(label, justify="right")
     for row in rows:
         table.add_row(row["strategy"], *(_cell(label, _field(row, key)) for label, key in measure.columns))
+    console.print(table)
+
+
+def _print_summary(results: dict[str, Any], means: dict[str, dict[str, float]]) -> None:
+    """One row per judged set and strategy: the figures, their ratio to plain BM25 and the 95% intervals."""
+    table = Table(title="x = ratio to plain bm25s (same run); ± = half the 95% bootstrap interval of the figure")
+    headers = [c for label, _, _ in JUDGED for c in (label, "x")]
+    for header in ("data set", "strategy", *headers, "none", "strong"):
+        table.add_column(header, justify="left" if header in ("data set", "strategy") else "right")
+    for name in (n for n in (*JUDGED_SETS, "metatool-multi") if n in results):
+        if results[name]["measure"] != "retrieval":
+            continue
+        for row in results[name]["rows"]:
+            cells = []
+            for label, key, _ in JUDGED:
+                low, high = row["interval95"][label]
+                cells.append(f"{row['metrics'][key]:.3f} ±{(high - low) / 2:.3f}")
+                ratio = row.get("ratio_to_plain", {}).get(label)
+                cells.append(f"{ratio:.3f}" if ratio is not None else "")
+            said = row.get("confidence", {})
+            cells += [f"{said[level]:.3f}" if level in said else "" for level in ("none", "strong")]
+            table.add_row(name, row["strategy"], *cells)
+    for strategy, figures in means.items():
+        table.add_row("geometric mean", strategy, *(c for label, _, _ in JUDGED for c in ("", f"{figures[label]:.3f}")))
     console.print(table)
 
 

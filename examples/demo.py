@@ -2,15 +2,16 @@
 
 Runs the gateway as a real subprocess, over stdio and then over streamable HTTP on 127.0.0.1, and walks
 the three steps an agent takes: search_tools -> describe_tool -> run_tool, plus the errors a model sees;
-then puts it in front of real MCP servers (examples/federation.yaml), mounts the build, test and
-test-environment engines of examples/engines/ (examples/engines.yaml), serves toolsets to a client bound
-to one and to one that is not (examples/toolsets.yaml), and runs a recipe skill, an instruction skill and
-run_chain (examples/compose.yaml, examples/skills/), and runs an agent's program through execute_code in a
-bubblewrap sandbox (examples/code.yaml); then talks to the gateway as an A2A agent with the official a2a-sdk
-client, and has a second gateway federate it as a `kind: a2a` backend.
+then puts it in front of real MCP servers (examples/federation.yaml) and a gRPC service (examples/grpc.yaml),
+mounts the build, test and test-environment engines of examples/engines/ (examples/engines.yaml), serves
+toolsets to a client bound to one and to one that is not (examples/toolsets.yaml), and runs a recipe skill, an
+instruction skill and run_chain (examples/compose.yaml, examples/skills/), and runs an agent's program through
+execute_code in a bubblewrap sandbox (examples/code.yaml); then talks to the gateway as an A2A agent with the
+official a2a-sdk client, and has a second gateway federate it as a `kind: a2a` backend.
 
     python examples/demo.py            # what `make demo` runs
-    python examples/demo.py federation # only some parts: stdio, http, federation, engines, toolsets, compose, code, a2a
+    python examples/demo.py federation # only some parts: stdio, http, federation, grpc, engines, toolsets, compose,
+                                       # code, a2a
 """
 
 from __future__ import annotations
@@ -190,6 +191,41 @@ async def federated_session(config: Path, env: dict[str, str], has_node: bool) -
         if has_node:
             args = {"tool_id": "everything:get-sum", "args": {"a": 2, "b": "40"}}
             show_call("run_tool", args, await client.call_tool("run_tool", args))
+
+
+async def grpc_service() -> None:
+    """A gRPC service (examples/grpc_server.py) federated next to the Python tools: its methods are tools."""
+    config = HERE / "grpc.yaml"
+    step(f"gRPC: a grpcio server's methods as tools ({config.name})")
+    port = free_port()
+    server = subprocess.Popen([sys.executable, str(HERE / "grpc_server.py"), str(port)], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the demo's gRPC server did not start")
+            await anyio.sleep(0.1)
+        env = {**os.environ, "DEMO_GRPC_PORT": str(port)}
+        params = StdioServerParameters(command=str(APERTURE), args=["serve", "--config", str(config)], env=env)
+        async with Client(params) as client:
+            args: dict[str, Any] = {"query": "will it rain tomorrow in Lisbon", "limit": 2}
+            found = await client.call_tool("search_tools", args)
+            show_call("search_tools", args, found)
+            forecast = "weather:weather.v1.Forecasts.GetForecast"
+            args = {"tool_id": forecast, "detail_level": "schema"}
+            show_call("describe_tool", args, await client.call_tool("describe_tool", args))
+            args = {"tool_id": forecast, "args": {"city": "Lisbon", "unit": "CELSIUS"}}
+            show_call("run_tool", args, await client.call_tool("run_tool", args))
+            console.print(
+                "[dim]A server-streaming method: each message arrives as progress, the result is the list.[/dim]"
+            )
+            args = {"tool_id": "weather:weather.v1.Forecasts.StreamHourly", "args": {"city": "Lisbon", "hours": 3}}
+            show_call("run_tool", args, await client.call_tool("run_tool", args))
+            args = {"tool_id": forecast, "args": {"city": "Lisbon", "unit": "KELVIN"}}
+            show_call("run_tool", args, await client.call_tool("run_tool", args))
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
 
 
 async def engines() -> None:
@@ -449,6 +485,7 @@ PARTS = {
     "stdio": over_stdio,
     "http": over_http,
     "federation": federation,
+    "grpc": grpc_service,
     "engines": engines,
     "toolsets": toolsets,
     "compose": compose,

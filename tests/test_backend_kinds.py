@@ -40,7 +40,7 @@ from aperture.model import BackendUnavailableError, ConfigError, Tool, ToolId
 
 pytestmark = pytest.mark.anyio
 
-BUILTIN = ("python", "mcp", "capabilities", "engine", "a2a")
+BUILTIN = ("python", "mcp", "capabilities", "engine", "grpc", "a2a")
 
 
 # --- the test's kind: one model, one factory, one entry ----------------------------------------------------------
@@ -183,12 +183,12 @@ def test_an_unknown_or_missing_kind_is_a_config_error_listing_the_kinds() -> Non
         parse_config({"backends": [{"name": "a", "kind": "telepathy"}]})
     assert caught.value.message == (
         "<config>: invalid configuration:\n  backends[0]: unknown backend kind 'telepathy'; the kinds are "
-        "'python', 'mcp', 'capabilities', 'engine', 'a2a' (see docs/configuration.md)"
+        "'python', 'mcp', 'capabilities', 'engine', 'grpc', 'a2a' (see docs/configuration.md)"
     )
     with pytest.raises(ConfigError, match=r"backends\[0\]: give 'kind': the kind of backend, one of 'python', "):
         parse_config({"backends": [{"name": "a", "command": "server"}]})
-    with pytest.raises(ConfigError, match=r"backends\[1\]: unknown backend kind 'grpc'"):
-        parse_config({"backends": [{"name": "a", "kind": "python", "module": "m"}, {"name": "b", "kind": "grpc"}]})
+    with pytest.raises(ConfigError, match=r"backends\[1\]: unknown backend kind 'soap'"):
+        parse_config({"backends": [{"name": "a", "kind": "python", "module": "m"}, {"name": "b", "kind": "soap"}]})
 
 
 def test_a_kind_is_registered_only_with_a_model_that_names_it() -> None:

@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
+import threading
+import time
 from pathlib import Path
 
 import anyio
 import pytest
 from mcp import Client
+from rich.console import Console
 
 import aperture.config.schema
+from aperture import cli
 from aperture.config import Config, SearchConfig, parse_config
-from aperture.discovery import HybridStrategy
+from aperture.discovery import BM25Strategy, DenseStrategy, EmbeddingCache, HybridStrategy, MiniLMEmbedder, ToolIndex
 from aperture.execution import McpBackend, StdioTarget, UpstreamState
 from aperture.gateway import META_TOOLS_BY_NAME, Gateway
 from aperture.model import ConfigError, InvalidCursorError, InvalidRequestError, Tool, ToolId
+from aperture.surface.mcp import McpSurface
 from tests.conftest import TEST_CONFIG
+from tests.discovery.held import Held
 from tests.mcp_helpers import error_of
 
 pytestmark = pytest.mark.anyio
@@ -34,6 +41,10 @@ async def test_every_search_answers_a_confidence(gateway: Gateway) -> None:
     assert "tell the user no available tool can do this" in unrelated["reason"]
     named = gateway.search("toolbox:hash_text")
     assert named["tools"][0]["id"] == "toolbox:hash_text" and named["confidence"] == "strong"
+    # A request made of the tool's own words that names it: strong, though its description is long.
+    near = gateway.search("calculate 2+2")
+    assert near["tools"][0]["id"] == "toolbox:calculate" and near["confidence"] == "strong"
+    assert gateway.search("evaluate 2+2")["confidence"] != "none"  # said none before the calibration on all sets
 
 
 async def test_intent_is_checked_and_used(gateway: Gateway) -> None:
@@ -163,3 +174,64 @@ async def test_a_cursor_no_server_issued_is_refused_without_decoding_it(gateway:
     for cursor in ("x" * 100_000, base64.urlsafe_b64encode(b"[" * 3000 + b"]" * 3000).decode()):
         with pytest.raises(InvalidCursorError):
             gateway.search("convert", cursor=cursor)
+
+
+async def test_the_first_search_waits_a_bounded_time_then_says_the_semantic_index_is_warming(
+    config: Config, tmp_path: Path
+) -> None:
+    release = threading.Event()
+    gateway = Gateway(with_search(config, cache_dir=str(tmp_path / "vectors"), warm_wait=0.5))
+    assert isinstance(gateway.index.strategy, HybridStrategy)
+    held = Held(MiniLMEmbedder(), release)
+    gateway.index.strategy.dense._embedder = held  # embeds half the catalog, then waits for `release`
+    try:
+        async with gateway, Client(McpSurface(gateway).server) as client:
+            assert await anyio.to_thread.run_sync(held.halfway.wait, 60)
+            started = time.monotonic()
+            early = (
+                await client.call_tool("search_tools", {"query": "convert kilometres to miles"})
+            ).structured_content
+            waited = time.monotonic() - started
+            assert early is not None and 0.5 <= waited < 5  # waited warm_wait for the semantic index, no longer
+            assert early["strategy"] == "bm25" and early["tools"][0]["id"] == "toolbox:convert_units"
+            assert 0 < int(early["warming"].rstrip("%")) < 100
+            release.set()
+            assert await anyio.to_thread.run_sync(gateway.index.wait_ready, 60) and gateway.index.ready
+            ready = (
+                await client.call_tool("search_tools", {"query": "convert kilometres to miles"})
+            ).structured_content
+            assert ready is not None and "strategy" not in ready and "warming" not in ready
+    finally:
+        release.set()
+
+
+async def test_a_search_during_a_short_warm_up_waits_for_the_semantic_index(config: Config, tmp_path: Path) -> None:
+    release = threading.Event()
+    gateway = Gateway(with_search(config, cache_dir=str(tmp_path / "vectors"), warm_wait=10))
+    held = Held(MiniLMEmbedder(), release)
+    gateway.index.strategy.dense._embedder = held  # type: ignore[attr-defined]
+    try:
+        async with gateway, Client(McpSurface(gateway).server) as client:
+            assert await anyio.to_thread.run_sync(held.halfway.wait, 60)
+            threading.Timer(0.3, release.set).start()  # ready well within warm_wait
+            result = (await client.call_tool("search_tools", {"query": "sha256 hash"})).structured_content
+            assert result is not None and "warming" not in result and "strategy" not in result
+            assert gateway.index.ready
+    finally:
+        release.set()
+
+
+def test_search_waits_for_first_embedding_with_a_progress_bar(tmp_path: Path) -> None:
+    release = threading.Event()
+    held = Held(MiniLMEmbedder(), release)
+    index = ToolIndex(
+        HybridStrategy(dense=DenseStrategy(held, cache=EmbeddingCache(tmp_path))), fallback=BM25Strategy()
+    )
+    index.update([Tool(id=ToolId("t", f"tool_{i}"), description=f"Tool {i} does task {i % 5}.") for i in range(40)])
+    assert held.halfway.wait(60)
+    assert index.warming == 0.5
+    threading.Timer(1.0, release.set).start()
+    shown = io.StringIO()
+    cli._wait_for_index(index, Console(file=shown, force_terminal=True, width=100))
+    assert index.ready and index.warming is None
+    assert "embedding tools" in shown.getvalue() and "50%" in shown.getvalue()

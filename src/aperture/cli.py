@@ -17,13 +17,21 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
 import aperture
 from aperture.config import Config, load_config
-from aperture.discovery import SearchStrategy, default_strategy, strategy_named
+from aperture.discovery import SearchStrategy, ToolIndex, default_strategy, strategy_named
 from aperture.execution import FieldDiff, RunResult
 from aperture.gateway import Gateway
 from aperture.model import ApertureError, BackendUnavailableError, ConfigError, InvalidRequestError
@@ -621,7 +629,7 @@ def search(
 
     async def work(gateway: Gateway) -> dict[str, Any]:
         # One search from a shell: wait for the semantic index rather than answer from its BM25 stand-in.
-        await anyio.to_thread.run_sync(gateway.index.wait_ready)
+        await anyio.to_thread.run_sync(_wait_for_index, gateway.index)
         return gateway.search(query, limit=limit, namespace=namespace, tags=tag or (), intent=intent)
 
     result, failures = _with_catalog(_load(config), work)
@@ -632,6 +640,18 @@ def search(
     else:
         _print_hits(query, result)
     _fail_if_incomplete(failures)
+
+
+def _wait_for_index(index: ToolIndex, console: Console = err) -> None:
+    """Wait until the index serves with its own strategy, with a progress bar on stderr while tools are
+    embedded (the first time, a large catalog takes a while; later runs read the embedding cache)."""
+    if index.warming is None or index.wait_ready(0.5):
+        return
+    columns = (TextColumn("embedding tools"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("embed", total=len(index))
+        while not index.wait_ready(0.2):
+            bar.update(task, completed=int((index.warming or 0.0) * len(index)))
 
 
 def _print_hits(query: str, result: dict[str, Any]) -> None:

@@ -28,8 +28,23 @@ def write(directory: Path, name: str, text: str) -> Path:
 
 
 def counting_backend(calls: Calls) -> PythonBackend:
-    """`t:lookup`, `t:append`, `t:boom`, `t:slow` (see tests/ops/conftest.py) and `t:numbers`."""
+    """`t:lookup`, `t:append`, `t:boom`, `t:slow` (see tests/ops/conftest.py), `t:numbers` and `t:overlap`."""
     backend = tools_backend(calls)
+    running = [0]
+
+    @backend.tool(read_only=True)
+    async def overlap(item: int, fail: bool = False) -> int:
+        """Waits a moment, counting as `overlap_most` the most calls of it ever running at once; fails if asked."""
+        calls.hit("overlap")
+        running[0] += 1
+        calls.counts["overlap_most"] = max(calls.counts.get("overlap_most", 0), running[0])
+        try:
+            await anyio.sleep(0.05)
+            if fail:
+                raise RuntimeError(f"item {item} failed")
+            return item * 10
+        finally:
+            running[0] -= 1
 
     @backend.tool(read_only=True)
     def numbers(count: int) -> list[int]:

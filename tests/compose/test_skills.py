@@ -241,6 +241,38 @@ steps:
 """
 
 
+CONCURRENT = """
+name: fan_out
+inputs: {properties: {items: {type: array}, fail: {type: array}}}
+steps:
+  - id: each
+    tool_id: "t:overlap"
+    foreach: "{{ inputs.items }}"
+    concurrency: 4
+    args: {item: "{{ item }}", fail: "{{ contains(inputs.fail || `[]`, item) }}"}
+"""
+
+
+async def test_a_foreach_runs_its_calls_concurrency_at_a_time_in_the_items_order(tmp_path: Path) -> None:
+    write(tmp_path, "fan_out.yaml", CONCURRENT)
+    write(tmp_path, "loop_over.yaml", FOREACH)
+    calls = Calls()
+    async with skills_gateway(tmp_path, calls=calls) as gw:
+        ran = await gw.run("skills:fan_out", {"items": list(range(10))})
+        assert not ran.is_error, ran.text
+        assert ran.structured is not None and ran.structured["value"] == [{"result": i * 10} for i in range(10)]
+        assert calls.counts["overlap"] == 10 and calls.counts["overlap_most"] == 4
+        described = await meta(gw, "describe_skill", {"skill_id": "skills:fan_out"})
+        assert described["skill"]["steps"][0]["concurrency"] == 4
+        # The first failure stops the rest: no call starts after it, and the lowest failed item is the step's.
+        calls.counts.clear()
+        failed = await gw.run("skills:fan_out", {"items": list(range(12)), "fail": [1, 2]})
+        assert failed.is_error and failed.structured is not None
+        error = failed.structured["error"]
+        assert error["item_index"] == 1 and "item 1 failed" in error["message"], error
+        assert calls.counts["overlap"] <= 4  # (the first four started together; none after the failures)
+
+
 async def test_a_foreach_over_100000_items_is_a_clear_limit_before_anything_runs(tmp_path: Path) -> None:
     write(tmp_path, "loop_over.yaml", FOREACH)
     write(tmp_path, "loop_result.yaml", FOREACH_RESULT)
@@ -357,6 +389,32 @@ async def test_a_skill_never_grants_a_tool_its_caller_may_not_run(tmp_path: Path
 
 
 # --- plans and inline skills --------------------------------------------------------------------------
+
+
+async def test_a_nested_skills_tool_the_caller_may_not_run_stops_the_run_before_its_first_step(tmp_path: Path) -> None:
+    write(tmp_path, "reset.yaml", RESET.format(name="resetter"))
+    write(
+        tmp_path,
+        "wrapper.yaml",
+        """
+        name: wrapper
+        steps:
+          - {id: look, tool_id: "t:lookup", args: {word: first}}
+          - {id: nested, tool_id: "skills:resetter"}
+        """,
+    )
+    calls = Calls()
+    ops = {"auth": {"enabled": True, "rules": RULES, "local_roles": []}}
+    async with skills_gateway(tmp_path, ops=ops, calls=calls) as gw:
+        ran = await gw.run("skills:wrapper", {}, CallContext(meta={IDENTITY_KEY: DEV}))
+        assert ran.error is not None and ran.error.code == "tool_not_found"
+        assert ran.error.message.startswith(
+            "Skill 'wrapper', step 'nested' (2 of 2) → Skill 'resetter', step 'reset' (2 of 2): No tool 'admin:reset'."
+        )
+        assert ran.error.details["step_id"] == "nested"
+        assert calls.counts == {}  # neither the wrapper's first step nor the nested skill's ran
+        ok = await gw.run("skills:wrapper", {}, CallContext(meta={IDENTITY_KEY: ADMIN}))
+        assert not ok.is_error and calls.counts == {"lookup": 2}
 
 
 async def test_plan_skill_shows_the_resolved_steps_without_running_them() -> None:
@@ -524,6 +582,14 @@ RECIPE_PROBLEMS: dict[str, tuple[dict[str, Any], str]] = {
     "foreach reads a later step": (
         {"steps": [{**STEP, "foreach": "{{ steps.b.result }}"}, {**STEP, "id": "b"}]},
         "steps[0].foreach: steps.b is step 2",
+    ),
+    "concurrency without foreach": (
+        {"steps": [{**STEP, "concurrency": 3}]},
+        "concurrency applies to a foreach step; add foreach, or remove it",
+    ),
+    "concurrency of 100": (
+        {"steps": [{**STEP, "foreach": "{{ inputs.x }}", "concurrency": 100}]},
+        "steps[0].concurrency",
     ),
     "item outside foreach": ({"steps": [{**STEP, "args": {"word": "{{ item }}"}}]}, "'item' is not something"),
     "output reads no step": ({"steps": [STEP], "output": {"x": "{{ steps.z }}"}}, "output.x: steps.z names no step"),

@@ -18,7 +18,13 @@ from mcp import Client
 from aperture.config import load_config
 from aperture.execution import BackendRegistry, CallContext
 from aperture.gateway import Gateway, offered_meta_tools
-from aperture.model import ConfigError, InvalidCursorError, InvalidRequestError, UnknownToolError
+from aperture.model import (
+    BackendUnavailableError,
+    ConfigError,
+    InvalidCursorError,
+    InvalidRequestError,
+    UnknownToolError,
+)
 from aperture.ops import TOOLSET_KEY, current_toolset
 from aperture.ops.auth import JwtVerifier
 from aperture.ops.identity import IDENTITY_KEY, Identity, current_identity, local_identity
@@ -131,6 +137,8 @@ async def test_a_renamed_tool_is_found_described_and_run_by_its_new_id_and_its_o
     async with gateway() as gw:
         with through("words"):
             assert ids(gw.search("look a word up")) == ["t:append", "t:find"]
+            named = gw.search("t:find append word end")["tools"]  # (append fits better, but find is named)
+            assert [hit["id"] for hit in named] == ["t:find", "t:append"]
             doc = gw.describe("t:find")
             assert doc["id"] == "t:find"
             appended = gw.describe("t:append", "summary")
@@ -253,7 +261,8 @@ async def test_while_a_backend_is_down_a_rule_that_matches_nothing_only_warns_un
     registry = BackendRegistry()
     await registry.register(FakeBackend("t", tools=2))
     await registry.register(FakeBackend("mail", list_fails=True))
-    toolsets = [{"name": "mail", "include": [{"namespaces": ["mail"]}]}]
+    # (A rule of namespaces alone naming a configured backend is no problem: its resources and prompts count.)
+    toolsets = [{"name": "mail", "include": [{"tools": ["mail:*"]}]}]
     with caplog.at_level(logging.WARNING, logger="aperture"):
         async with Gateway(ops_config({}, toolsets=toolsets), registry=registry) as gw:
             warned = [r for r in caplog.records if r.levelno == logging.WARNING and "toolset 'mail'" in r.message]
@@ -269,7 +278,7 @@ async def test_while_a_backend_is_down_a_rule_that_matches_nothing_only_warns_un
             await registry.unregister("mail")  # gone for good, the catalog complete: an error, once
             errors = [r for r in caplog.records if r.levelno == logging.ERROR and "toolset 'mail'" in r.message]
             assert len(errors) == 1 and "shows what it matches" in errors[0].message
-            assert gw.check_toolsets() == ["toolset 'mail': include[0] (namespaces mail) matches no tool"]
+            assert gw.check_toolsets() == ["toolset 'mail': include[0] (tools mail:*) matches no tool"]
             assert len([r for r in caplog.records if r.levelno == logging.ERROR]) == 1
 
 
@@ -305,3 +314,24 @@ def test_a_stdio_caller_holding_a_bound_key_is_bound_too() -> None:
     auth = AuthSettings.model_validate({"enabled": True, "api_keys": [entry]})
     assert local_identity(auth, {"APERTURE_API_KEY": key}).toolsets == ("reads",)
     assert local_identity(auth, {}).toolsets == ()
+
+
+async def test_a_tool_of_a_backend_that_is_down_is_said_down_in_a_toolset_that_names_it_by_id() -> None:
+    registry = BackendRegistry()
+    await registry.register(FakeBackend("t"))
+    await registry.register(FakeBackend("down", list_fails=True))
+    toolsets = [
+        {"name": "both", "include": {"namespaces": ["t", "down"]}},
+        {"name": "tagged", "include": {"namespaces": ["down"], "tags": ["x"]}},
+    ]
+    async with Gateway(ops_config({}, toolsets=toolsets), registry=registry) as gw:
+        for through_toolset in ("both", None):
+            with through(through_toolset):
+                ran = await gw.run("down:t0", {})
+                assert isinstance(ran.error, BackendUnavailableError), through_toolset
+                assert "Backend 'down' is unavailable" in ran.text
+                with pytest.raises(BackendUnavailableError):
+                    gw.describe("down:t0")
+                assert isinstance((await gw.run("t:nope", {})).error, UnknownToolError)
+        with through("tagged"):  # (whether the tool has the tag is unknown while it is absent: as any unknown id)
+            assert isinstance((await gw.run("down:t0", {})).error, UnknownToolError)

@@ -202,3 +202,43 @@ def test_toolset_names_are_unique_and_bindings_name_configured_toolsets() -> Non
         parse_config({"ops": {"auth": {"enabled": True, "bindings": [binding]}}})
     with pytest.raises(ConfigError, match="a binding needs roles or scopes"):
         parse_config({"toolsets": [{"name": "a"}], "ops": {"auth": {"bindings": [{"toolsets": ["a"]}]}}})
+
+
+def test_a_query_naming_a_renamed_tool_reads_as_its_catalog_id_and_its_old_id_as_words() -> None:
+    view = toolset(rename={"toolbox:slugify": "make_slug", "toolbox:hash_text": "digest"}).view(CATALOG)
+    assert view.catalog_query("toolbox:make_slug") == "toolbox:slugify"
+    assert view.catalog_query("use make_slug on the title") == "use toolbox:slugify on the title"
+    assert view.catalog_query("digest") == "toolbox:hash_text"  # (a plain-word name: only as the whole query)
+    assert view.catalog_query("digest the text") == "digest the text"
+    assert view.catalog_query("call toolbox:slugify") == "call toolbox slugify"
+    assert view.catalog_query("hash_text please") == "hash text please"
+    swapped = toolset(rename={"toolbox:slugify": "hash_text", "toolbox:hash_text": "slugify"}).view(CATALOG)
+    assert swapped.catalog_query("toolbox:hash_text or toolbox:slugify") == "toolbox:slugify or toolbox:hash_text"
+    assert toolset().view(CATALOG).catalog_query("toolbox:slugify") == "toolbox:slugify"
+
+
+def test_the_rules_decide_by_id_alone_for_tools_the_catalog_does_not_hold_now() -> None:
+    by_namespace = toolset(include=[{"namespaces": ["git*"]}], exclude=[{"tools": ["*:delete_*"]}])
+    view = by_namespace.view(CATALOG)
+    assert view.absent_key("gitea:list_issues") == "gitea:list_issues"  # (its backend down, say)
+    assert view.absent_key("gitea:delete_repo") is None  # (excluded by its id)
+    assert view.absent_key("shell:run") is None
+    by_tag = toolset(include=[{"namespaces": ["git*"], "tags": ["read"]}]).view(CATALOG)
+    assert by_tag.absent_key("gitea:list_issues") is None  # (the tags are the tool's: unknown while it is absent)
+    renamed = toolset(include=[{"namespaces": ["gitea"]}], rename={"gitea:list_issues": "issues"}).view(CATALOG)
+    assert renamed.absent_key("gitea:issues") == "gitea:list_issues"
+    assert renamed.absent_key("gitea:list_issues") is None  # (the old id is unknown in the toolset)
+
+
+def test_a_toolset_naming_a_namespace_whole_covers_its_resources_without_tools() -> None:
+    whole = toolset(include=[{"namespaces": ["notes", "git*"]}], exclude=[{"namespaces": ["gitlab"]}])
+    view = whole.view(CATALOG)
+    assert view.covers("notes") and view.covers("github") and not view.covers("gitlab")
+    assert not toolset(include=[{"namespaces": ["notes"], "tags": ["read"]}]).view(CATALOG).covers("notes")
+    assert toolset().view(CATALOG).covers("anything")  # (no includes: the whole catalog)
+    resource_only = toolset(include=[{"namespaces": ["notes"]}])
+    assert [str(p) for p in resource_only.problems(CATALOG)] == [
+        "toolset 't': include[0] (namespaces notes) matches no tool"
+    ]
+    assert resource_only.problems(CATALOG, namespaces=["notes", "github"]) == []  # (a backend of that name exists)
+    assert resource_only.problems(CATALOG, namespaces=["other"]) != []

@@ -228,7 +228,7 @@ def test_aperture_keys_beside_mcp_servers_keep_the_file_strict(tmp_path: Path) -
     config = parse_config(
         {"server": {"name": "${env:NAME}"}, "mcpServers": {"up": {"command": "${env:NAME}"}}}, env={"NAME": "gw"}
     )
-    assert config.server.name == "${env:NAME}" and config.backends[0].command == "gw"  # type: ignore[union-attr]
+    assert config.server.name == "${env:NAME}" and config.backends[0].command == "gw"  # type: ignore[attr-defined]
 
 
 def test_a_file_with_servers_but_not_mcp_servers_says_it_looks_like_vscode(tmp_path: Path) -> None:

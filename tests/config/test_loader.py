@@ -88,7 +88,7 @@ def test_bad_yaml_and_missing_files(tmp_path: Path) -> None:
 def test_upstream_message_cap_and_new_tools_have_defaults_and_bad_values_name_the_key() -> None:
     mcp = {"name": "up", "kind": "mcp", "command": "server"}
     config = parse_config({"backends": [mcp]})
-    assert config.backends[0].max_message_bytes == 64 * 1024 * 1024  # type: ignore[union-attr]
+    assert config.backends[0].max_message_bytes == 64 * 1024 * 1024  # type: ignore[attr-defined]
     assert config.integrity.new_tools == "accept"
     with pytest.raises(ConfigError, match=r"backends\[0\]\.max_message_bytes: Input should be greater than or equal"):
         parse_config({"backends": [{**mcp, "max_message_bytes": 10}]})

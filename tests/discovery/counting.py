@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from aperture.discovery import MiniLMEmbedder
-from aperture.discovery.embedding import Vectors
+from aperture.discovery.embedding import Progress, Vectors
 
 
 class Counting:
@@ -17,7 +17,7 @@ class Counting:
         self.dimension = inner.dimension
         self.encoded: list[str] = []
 
-    def embed(self, texts: Sequence[str], *, progress: bool | None = None) -> Vectors:
+    def embed(self, texts: Sequence[str], *, progress: Progress = None) -> Vectors:
         self.encoded += texts
         return self.inner.embed(texts, progress=progress)
 

@@ -124,7 +124,7 @@ def test_evidence_and_thresholds() -> None:
     assert evidence(overlap, 0.5) == pytest.approx(0.5 + 0.2 * 1.0 + 0.9 * overlap.described)
     assert evidence(overlap, None) == pytest.approx(2.0 + overlap.described)
     assert judge(0.0, dense=True) is Confidence.NONE and judge(0.5, dense=True) is Confidence.WEAK
-    assert judge(0.9, dense=True) is Confidence.STRONG and judge(0.4, dense=False) is Confidence.NONE
+    assert judge(0.9, dense=True) is Confidence.STRONG and judge(0.2, dense=False) is Confidence.NONE
     assert LEXICAL_THRESHOLDS.judge(2.0) is Confidence.STRONG
     assert Thresholds(none_below=1, strong_from=2).judge(1.5) is Confidence.WEAK
 
@@ -263,3 +263,13 @@ def test_a_closed_index_builds_nothing_more_in_the_background() -> None:
     index.update(CATALOG[:2])
     index.close()  # joins the worker, which stopped at once
     assert not index.ready and ids(index, "send an email")[0] == "mail:send_email"
+
+
+def test_a_near_exact_request_needs_all_its_words_in_the_tool_and_all_the_name_in_it() -> None:
+    from aperture.discovery.confidence import NEAR_EXACT_COSINE, near_exact
+
+    assert near_exact(Overlap(query=1.0, name=1.0, described=0.05), NEAR_EXACT_COSINE)
+    assert near_exact(Overlap(query=1.0, name=1.0, described=0.05), None)  # lexical: the words alone
+    assert not near_exact(Overlap(query=1.0, name=1.0, described=0.05), NEAR_EXACT_COSINE - 0.01)
+    assert not near_exact(Overlap(query=0.9, name=1.0, described=0.5), 0.9)  # a word the tool lacks
+    assert not near_exact(Overlap(query=1.0, name=0.5, described=0.5), 0.9)  # half of the name

@@ -184,13 +184,16 @@ def test_a_request_and_its_clauses_are_encoded_once_and_cached(embedder: MiniLME
     vectors = strategy.request_vectors(query, spans)
     assert vectors.shape == (3, 384)
     assert strategy.request_vectors(query, spans) is vectors
-    # The same pass gave the request's plain vector, which confidence asks for; ranking uses the
-    # content-pooled one.
+    # The same pass gave the request's plain vector, which confidence asks for and ranking uses too.
     plain = strategy.query_vector(query)
     assert embedder.texts_encoded == before + 1
     assert np.allclose(plain, embedder.embed_query(query), atol=1e-5)
-    assert np.allclose(vectors[0], embedder.embed_request(query)[1], atol=1e-5)
-    assert not np.allclose(vectors[0], plain, atol=1e-3)
+    assert np.allclose(vectors[0], plain, atol=1e-5)
+    # With content pooling, ranking uses the vector pooled over the request's content tokens only.
+    pooled = DenseStrategy(embedder, cache=EmbeddingCache(tmp_path), content_pooling=True)
+    content = pooled.request_vectors(query, spans)
+    assert np.allclose(content[0], embedder.embed_request(query)[1], atol=1e-5)
+    assert not np.allclose(content[0], plain, atol=1e-3) and np.allclose(content[1:], vectors[1:], atol=1e-5)
 
 
 def test_without_late_chunking_the_clauses_go_in_one_batch(embedder: MiniLMEmbedder, tmp_path: Path) -> None:

@@ -1,8 +1,72 @@
-"""Text analysis: verb synonyms, the clauses of a request and its quoted payload."""
+"""Text analysis: words of prose and of identifiers, verb synonyms, the clauses of a request and its quoted
+payload."""
 
 from __future__ import annotations
 
-from aperture.discovery.text import clause_spans, clauses, tokenize, without_quoted
+import pytest
+
+from aperture.discovery import BM25Strategy, ToolIndex
+from aperture.discovery.text import clause_spans, clauses, tokenize, without_quoted, words_of
+from aperture.model import Tool, ToolId
+
+
+@pytest.mark.parametrize("brand", ["GitHub", "YouTube", "JavaScript", "PostgreSQL", "OpenAI", "iPhone"])
+def test_a_brand_in_prose_is_one_word_as_in_a_lowercase_query(brand: str) -> None:
+    assert words_of(f"Search {brand} for it") == ["Search", brand, "for", "it"]
+    assert tokenize(f"the {brand} API") == tokenize(f"the {brand.lower()} api")
+    assert tokenize(brand.lower()) == tokenize(brand) != []
+
+
+@pytest.mark.parametrize(
+    ("identifier", "words"),
+    [
+        ("getUserById", ["get", "User", "By", "Id"]),
+        ("GetUserById", ["Get", "User", "By", "Id"]),
+        ("HTTPResponse2", ["HTTP", "Response", "2"]),
+        ("get_user_name", ["get", "user", "name"]),
+        ("math.factorial", ["math", "factorial"]),
+        ("kebab-case", ["kebab", "case"]),
+    ],
+)
+def test_identifiers_split_in_prose_and_in_names_alike(identifier: str, words: list[str]) -> None:
+    assert words_of(f"call {identifier} now") == ["call", *words, "now"]
+    assert words_of(identifier, identifier=True) == words
+
+
+def test_every_hump_of_a_name_splits() -> None:
+    assert words_of("GitHubSearch", identifier=True) == ["Git", "Hub", "Search"]
+    assert words_of("ResearchHelper", identifier=True) == ["Research", "Helper"]
+    assert words_of("ResearchHelper") == ["ResearchHelper"]  # one word in prose
+
+
+def _tool(name: str, description: str) -> Tool:
+    return Tool(id=ToolId("t", name), description=description, input_schema={"type": "object"})
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("github", "t:repo_search"),
+        ("youtube", "t:video_search"),
+        ("javascript", "t:run_code"),
+        ("postgresql", "t:sql_query"),
+        ("get user by id", "t:getUserById"),
+        ("user by id", "t:getUserById"),
+    ],
+)
+def test_bm25_finds_brands_named_in_descriptions_and_camelcase_names(query: str, expected: str) -> None:
+    index = ToolIndex(BM25Strategy())
+    index.update(
+        [
+            _tool("repo_search", "Search repositories on GitHub."),
+            _tool("video_search", "Find videos on YouTube."),
+            _tool("run_code", "Run a JavaScript snippet in a sandbox."),
+            _tool("sql_query", "Run a read-only query against a PostgreSQL database."),
+            _tool("getUserById", "Look up one account."),
+            _tool("hub_status", "Status of the hub in the office."),
+        ]
+    )
+    assert index.search(query).hits[0].id == expected
 
 
 def test_common_verbs_meet_on_one_stem_on_both_sides() -> None:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import textwrap
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -68,3 +72,32 @@ class Calls:
         if params.get("tool_id") == "bad:tool":
             raise InvalidRequestError("No tool 'bad:tool'.")
         return {"method": method, "echo": params}
+
+
+@contextmanager
+def canary_process() -> Iterator[int]:
+    """A `sleep` process a sandboxed program must not be able to signal; its pid."""
+    canary = subprocess.Popen(["sleep", "30"])
+    try:
+        yield canary.pid
+        assert canary.poll() is None, "the canary was signalled from the sandbox"
+    finally:
+        canary.kill()
+        canary.wait()
+
+
+def kill_program(*pids: int) -> str:
+    """A program that SIGKILLs each of `pids`; its value lists, per pid, 'killed' or the exception it met."""
+    return textwrap.dedent(
+        f"""
+        import os, signal
+        out = []
+        for pid in {pids!r}:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                out.append('killed')
+            except (OSError, AttributeError) as e:
+                out.append(type(e).__name__)
+        out
+        """
+    )

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import textwrap
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from aperture.execution.code import BwrapRuntime, Limits, Outcome
-from tests.execution.code_probes import Calls, accepted, sandboxes_left
+from tests.execution.code_probes import Calls, accepted, canary_process, kill_program, sandboxes_left
 from tests.ops.test_audit import free_port, redis_server
 
 pytestmark = [
@@ -221,25 +220,9 @@ async def test_writes_outside_the_sandbox_tmp_fail_and_leave_the_canary(tmp_path
 
 
 async def test_the_gateway_and_other_processes_cannot_be_signalled() -> None:
-    canary = subprocess.Popen(["sleep", "30"])
-    try:
-        code = f"""
-        import os, signal
-        out = []
-        for pid in ({os.getpid()}, {canary.pid}):
-            try:
-                os.kill(pid, signal.SIGKILL)
-                out.append('killed')
-            except OSError as e:
-                out.append(type(e).__name__)
-        out
-        """
-        outcome = await run(code)
+    with canary_process() as canary:
+        outcome = await run(kill_program(os.getpid(), canary))
         assert outcome.value == ["ProcessLookupError", "ProcessLookupError"]
-        assert canary.poll() is None  # still running
-    finally:
-        canary.kill()
-        canary.wait()
 
 
 async def test_a_spinning_program_is_killed_at_its_time_limit() -> None:

@@ -16,9 +16,9 @@ from pathlib import Path
 import anyio
 import pytest
 
-from aperture.execution.code import Limits, Outcome
+from aperture.execution.code import CodeExecutor, CodeSettings, Limits, Outcome
 from aperture.execution.code.wasm import WasmRuntime
-from tests.execution.code_probes import Calls, accepted, sandboxes_left
+from tests.execution.code_probes import Calls, accepted, canary_process, kill_program, sandboxes_left
 
 _PROBLEM = WasmRuntime().problem()
 pytestmark = [
@@ -301,3 +301,36 @@ async def test_a_checkout_under_tmp_is_not_hidden_by_the_sandboxes_own_tmp(tmp_p
     assert str(runtime.pyodide).startswith("/tmp/")
     outcome = await run(runtime, "6 * 7")
     assert outcome.value == 42, outcome
+
+
+async def test_the_gateway_and_other_processes_cannot_be_signalled(runtime: WasmRuntime) -> None:
+    with canary_process() as canary:
+        outcome = await run(runtime, kill_program(os.getpid(), canary))
+        assert outcome.error is None and "killed" not in outcome.value, outcome
+
+
+async def test_the_cpu_reported_is_the_programs_not_the_interpreters_load(runtime: WasmRuntime) -> None:
+    idle = await run(runtime, "1 + 1")
+    busy = await run(runtime, "sum(i * i for i in range(3_000_000))")
+    assert idle.value == 2 and busy.value is not None, (idle, busy)
+    # Loading Pyodide takes well over a second of CPU in each cold interpreter; 1 + 1 takes next to none.
+    assert idle.resources["cpuMs"] < 300 < busy.resources["cpuMs"], (idle.resources, busy.resources)
+
+
+async def test_several_executions_at_once_wait_their_turn_and_each_gets_its_own_answer() -> None:
+    executor = CodeExecutor(CodeSettings(enabled=True, runtime="wasm", concurrency=2, pool_size=2))
+    await executor.start()
+    outcomes: dict[int, Outcome] = {}
+
+    async def one(n: int) -> None:
+        outcomes[n] = await executor.run(f"x = {n}\nprint(x)\nx * 10", SHORT, Calls())
+
+    try:
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as group:
+                for n in range(6):
+                    group.start_soon(one, n)
+    finally:
+        await executor.aclose()
+    assert {n: (o.value, o.stdout) for n, o in outcomes.items()} == {n: (n * 10, f"{n}\n") for n in range(6)}
+    assert no_sandbox_left()

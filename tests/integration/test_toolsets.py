@@ -7,6 +7,7 @@ view. Bad configurations stop the start with the rule named; the gateway serves 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx2
 import pytest
 import yaml
@@ -51,6 +53,8 @@ def config(**changes: Any) -> dict[str, Any]:
             {"name": "text", "description": "Text tools.", "include": {"tags": ["text"]}},
             {"name": "docs", "include": {"namespaces": ["docs"]}},
             {"name": "hashing", "include": {"tools": ["toolbox:hash_text"]}, "rename": {"toolbox:hash_text": "digest"}},
+            # docs' resources and prompts without its tool: a toolset naming a namespace whole holds them.
+            {"name": "notes", "include": {"namespaces": ["docs"]}, "exclude": {"tools": ["docs:*"]}},
         ],
         "ops": {
             "auth": {
@@ -67,12 +71,20 @@ def config(**changes: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def gateway_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One `aperture serve --transport http` for the module; yields its MCP URL (`.../mcp`)."""
-    path = tmp_path_factory.mktemp("toolsets") / "aperture.yaml"
-    path.write_text(yaml.safe_dump(config()))
-    with serving_http(path) as url:
-        yield url
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """One `aperture serve --transport http` for the module, its audit log in a file: (its MCP URL, the file)."""
+    directory = tmp_path_factory.mktemp("toolsets")
+    found = config()
+    found["ops"]["auth"] |= {"audit": "file", "audit_file": str(directory / "audit.jsonl")}
+    (directory / "aperture.yaml").write_text(yaml.safe_dump(found))
+    with serving_http(directory / "aperture.yaml") as url:
+        yield url, directory / "audit.jsonl"
+
+
+@pytest.fixture(scope="module")
+def gateway_url(served: tuple[str, Path]) -> str:
+    """The module's gateway's MCP URL (`.../mcp`)."""
+    return served[0]
 
 
 @asynccontextmanager
@@ -144,6 +156,7 @@ async def test_an_unbound_key_sees_the_named_view_at_its_path(gateway_url: str) 
             ("toolset:text", 3),
             ("toolset:docs", 1),
             ("toolset:hashing", 1),
+            ("toolset:notes", 0),
         ]
 
 
@@ -170,6 +183,19 @@ async def test_a_toolset_over_another_namespace_shows_that_namespaces_resources_
     async with connect(gateway_url, FREE_KEY) as client:  # the whole catalog at /mcp
         assert (await call(client, "list_tools"))["total"] == 15
         assert len((await client.list_resources()).resources) == 4
+
+
+async def test_a_toolset_naming_a_namespace_whole_shows_its_resources_and_prompts_without_tools(
+    gateway_url: str,
+) -> None:
+    async with connect(f"{gateway_url}/notes", FREE_KEY) as client:
+        assert (await call(client, "list_tools"))["total"] == 0
+        uris = sorted(str(r.uri) for r in (await client.list_resources()).resources)
+        assert uris == ["docs://notes/private", "docs://notes/public"]
+        assert (await client.read_resource("docs://notes/public")).contents
+        assert "No upstream offers" in await refused(client.read_resource("secret://notes/public"))
+        assert [p.name for p in (await client.list_prompts()).prompts] == ["docs__summarize", "docs__brief"]
+        assert "No tool" in text_of(await client.call_tool("run_tool", {"tool_id": "docs:touch", "args": {}}))
 
 
 async def test_a_cursor_made_in_one_toolset_does_not_page_another(gateway_url: str) -> None:
@@ -201,7 +227,8 @@ async def test_an_unknown_toolset_path_is_404_naming_only_toolsets_the_caller_ma
         free = await http.post(f"{gateway_url}/nope", json=body, headers={"x-api-key": FREE_KEY})
         assert free.status_code == 404
         assert free.json()["message"] == (
-            "No toolset 'nope' here. Toolsets: /mcp/text, /mcp/docs, /mcp/hashing. The whole catalog is at /mcp."
+            "No toolset 'nope' here. Toolsets: /mcp/text, /mcp/docs, /mcp/hashing, /mcp/notes. The whole catalog is at "
+            "/mcp."
         )
         deeper = await http.post(f"{gateway_url}/text/more", json=body, headers={"x-api-key": FREE_KEY})
         assert deeper.status_code == 404
@@ -260,3 +287,61 @@ async def test_a_toolset_of_a_backend_down_at_start_is_a_warning_and_the_gateway
             assert (await call(client, "list_tools"))["total"] == 0
             found = await call(client, "search_tools", query="send mail")
             assert found["tools"] == [] and found["total"] == 0
+
+
+MODERN_META = {
+    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+    "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "0"},
+    "io.modelcontextprotocol/clientCapabilities": {},
+}
+
+
+async def modern_call(http: httpx2.AsyncClient, url: str, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """A 2026-07-28 `tools/call` (no session: the method and tool named in headers); its result."""
+    message = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": name, "arguments": arguments, "_meta": MODERN_META},
+    }
+    headers = {
+        "accept": "application/json, text/event-stream",
+        "mcp-protocol-version": "2026-07-28",
+        "mcp-method": "tools/call",
+        "mcp-name": name,
+        "x-api-key": FREE_KEY,
+    }
+    response = await http.post(url, json=message, headers=headers)
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()["result"]
+    return result
+
+
+async def test_a_2026_07_28_call_at_a_toolset_path_is_in_the_view_and_audited_with_it(
+    served: tuple[str, Path],
+) -> None:
+    url, audit = served
+    async with httpx2.AsyncClient(timeout=30) as http:
+        inside = await modern_call(
+            http, f"{url}/text", "run_tool", {"tool_id": "toolbox:slugify", "args": {"text": "A b"}}
+        )
+        assert not inside["isError"] and inside["structuredContent"]["result"] == {"result": "a-b"}
+        outside = await modern_call(http, f"{url}/text", "run_tool", {"tool_id": "toolbox:hash_text", "args": {}})
+        assert outside["isError"] and outside["structuredContent"]["error"]["code"] == "tool_not_found"
+        direct = await modern_call(http, f"{url}/text", "toolbox__hash_text", {"text": "abc"})
+        assert direct["isError"] and "ba7816bf" not in str(direct)
+        renamed = await modern_call(http, f"{url}/hashing", "toolbox__digest", {"text": "abc"})
+        assert not renamed["isError"] and str(renamed["structuredContent"]["result"]).startswith("ba7816bf")
+        await modern_call(http, url, "run_tool", {"tool_id": "toolbox:slugify", "args": {"text": "c"}})
+
+    def runs() -> list[tuple[str, str, str | None]]:
+        lines = [json.loads(line) for line in audit.read_text().splitlines()] if audit.exists() else []
+        return [(r["target"], r["outcome"], r.get("toolset")) for r in lines if r["event"] == "run"]
+
+    with anyio.fail_after(10):
+        while len(runs()) < 3:
+            await anyio.sleep(0.05)
+    found = runs()
+    assert ("toolbox:slugify", "ok", "text") in found  # the toolset the call came through is on its record
+    assert ("toolbox:hash_text", "ok", "hashing") in found  # (under its catalog id, whatever the view calls it)
+    assert ("toolbox:slugify", "ok", None) in found  # at /mcp: no toolset

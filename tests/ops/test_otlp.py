@@ -76,8 +76,8 @@ async def test_spans_and_metrics_are_exported_to_the_configured_collector(collec
     assert by_name["tool.exec.t.boom"]["tool.outcome"] == "execution_failed"
     metrics = set()
     for body in collector.received.get("/v1/metrics", []):
-        request = ExportMetricsServiceRequest.FromString(body)
-        for resource_metrics in request.resource_metrics:
+        exported = ExportMetricsServiceRequest.FromString(body)
+        for resource_metrics in exported.resource_metrics:
             metrics |= {m.name for scope in resource_metrics.scope_metrics for m in scope.metrics}
     assert {"tool.exec.total", "tool.exec.duration", "tool.exec.errors"} <= metrics
 

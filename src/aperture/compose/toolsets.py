@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from types import MappingProxyType
@@ -28,6 +28,9 @@ TOOLSET_ID_PREFIX = "toolset:"
 """How list_toolsets names a toolset (`toolset:readonly`), as the reference server does."""
 TOOLSET_NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 """A toolset's name: lowercase, as it appears in a URL path (`/mcp/readonly`)."""
+# Ids and names as a query may hold them, and which of them look like identifiers (as the index tells them).
+_IDENTIFIER_RUN = re.compile(r"[A-Za-z0-9_.:/\-]*[A-Za-z0-9_]")
+_IDENTIFIER_LIKE = re.compile(r"[_.:/\-]|[a-z][A-Z]")
 
 Hint = Literal["readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint"]
 
@@ -82,6 +85,18 @@ class ToolsetRule(_Model):
         if tags and tags.isdisjoint(t.lower() for t in tool.tags):
             return False
         return all(hint_of(tool, hint) == wanted for hint, wanted in self.annotations.items())
+
+    @property
+    def by_id(self) -> bool:
+        """Is the rule decided by a tool's id alone (namespace and id globs; tags and annotations need the tool)?"""
+        return not (self.tags or self.annotations)
+
+    def matches_id(self, key: str) -> bool:
+        """Do the rule's namespace and id globs match the id `key` (its other criteria aside)?"""
+        namespaces, tools, _ = self._compiled
+        if namespaces is not None and namespaces.match(key.partition(":")[0]) is None:
+            return False
+        return tools is None or tools.match(key) is not None
 
     @cached_property
     def _compiled(self) -> tuple[re.Pattern[str] | None, re.Pattern[str] | None, frozenset[str]]:
@@ -163,16 +178,53 @@ class ToolsetConfig(_Model):
         chosen = frozenset(keys)
         renamed = {key: f"{key.partition(':')[0]}:{name}" for key, name in self.rename.items() if key in chosen}
         described = {key: text for key, text in self.descriptions.items() if key in chosen}
-        return ToolsetView.of((self.name,), chosen, renamed, described)
+        return ToolsetView.of((self.name,), chosen, renamed, described, sources=(self,))
 
-    def problems(self, tools: Sequence[Tool]) -> list[ToolsetProblem]:
+    def selects_id(self, key: str) -> bool:
+        """Would this toolset hold a tool with the catalog id `key`, whatever the tool says of itself? Only where
+        the id decides: an include rule of globs alone matches it (or there are no includes), and no exclude
+        rule's globs do (an exclude rule that also needs the tool might take it out: it counts as matching)."""
+        included = not self.include or any(rule.by_id and rule.matches_id(key) for rule in self.include)
+        return included and not any(rule.matches_id(key) for rule in self.exclude)
+
+    def covers_namespace(self, namespace: str) -> bool:
+        """Does the toolset name `namespace` as a whole (no includes, or an include rule of namespace globs alone;
+        no exclude rule of namespace globs alone)? It then holds the namespace's resources and prompts even
+        while the namespace has no tool in it: a resource-only backend, or one whose tools are not listed yet."""
+
+        def whole(rule: ToolsetRule) -> bool:
+            return bool(rule.namespaces) and not (rule.tools or rule.tags or rule.annotations)
+
+        probe = f"{namespace}:"
+        included = not self.include or any(whole(rule) and rule.matches_id(probe) for rule in self.include)
+        return included and not any(whole(rule) and rule.matches_id(probe) for rule in self.exclude)
+
+    def catalog_key(self, public: str) -> str | None:
+        """The catalog id of the tool this toolset calls `public` (a renamed tool's new id gives its catalog id);
+        None for a renamed tool's old id, which the toolset does not know."""
+        namespace = public.partition(":")[0]
+        for key, name in self.rename.items():
+            if key.partition(":")[0] == namespace and public == f"{namespace}:{name}":
+                return key
+        return None if public in self.rename else public
+
+    def problems(self, tools: Sequence[Tool], namespaces: Collection[str] = ()) -> list[ToolsetProblem]:
         """What in this toolset selects nothing in `tools`: rules that match no tool, the toolset as a whole,
         renames and descriptions of tools it does not hold, renames onto an id it already shows.
 
-        An exclude rule made only of annotations is a safety net for tools yet to come, so it may match none.
+        An exclude rule made only of annotations is a safety net for tools yet to come, so it may match none. A
+        rule of namespace globs alone that names one of `namespaces` (the configured backends) selects that
+        namespace's resources and prompts, so it is no problem without tools (a resource-only backend).
         """
+        covered = any(self.covers_namespace(namespace) for namespace in namespaces)
         # One pass: each rule is tried until it has matched once, besides the selection itself.
-        unmatched = {("include", i): rule for i, rule in enumerate(self.include)}
+        unmatched = {
+            ("include", i): rule
+            for i, rule in enumerate(self.include)
+            if not (
+                rule.namespaces and rule.by_id and not rule.tools and any(rule.matches_id(f"{n}:") for n in namespaces)
+            )
+        }
         unmatched |= {("exclude", i): r for i, r in enumerate(self.exclude) if r.namespaces or r.tools or r.tags}
         included: list[str] = []
         keys: set[str] = set()
@@ -188,9 +240,9 @@ class ToolsetConfig(_Model):
             self._problem(f"{kind}[{i}] ({rule.label()}) matches no tool")
             for (kind, i), rule in sorted(unmatched.items(), key=lambda item: (item[0][0] != "include", item[0][1]))
         ]
-        if not keys and included:
+        if not keys and included and not covered:
             found.append(self._problem(f"its excludes take out all {len(included)} tools its includes select"))
-        elif not keys and not found:
+        elif not keys and not found and not covered:
             found.append(self._problem("matches no tool"))
         for what, named in (("rename", self.rename), ("descriptions", self.descriptions)):
             found += [
@@ -241,12 +293,21 @@ class ToolsetView:
     _public: Mapping[str, str] = field(default_factory=dict)  # catalog key -> public key, renamed tools only
     _catalog: Mapping[str, str] = field(default_factory=dict)  # public key -> catalog key, renamed tools only
     _descriptions: Mapping[str, str] = field(default_factory=dict)  # catalog key -> description in the view
+    _query_words: Mapping[str, str] = field(default_factory=dict)  # see `catalog_query`
+    sources: tuple[ToolsetConfig, ...] = ()
+    """The toolsets the view was made from (their rules answer for what the catalog does not hold now)."""
     changed: frozenset[str] = frozenset()
     """The catalog keys of the tools the view shows otherwise than the catalog (a new id or description)."""
 
     @classmethod
     def of(
-        cls, names: tuple[str, ...], keys: frozenset[str], renamed: Mapping[str, str], described: Mapping[str, str]
+        cls,
+        names: tuple[str, ...],
+        keys: frozenset[str],
+        renamed: Mapping[str, str],
+        described: Mapping[str, str],
+        *,
+        sources: tuple[ToolsetConfig, ...] = (),
     ) -> ToolsetView:
         catalog: dict[str, str] = {}
         for key, public in renamed.items():
@@ -259,6 +320,8 @@ class ToolsetView:
             _catalog=MappingProxyType(catalog),
             _descriptions=MappingProxyType(dict(described)),
             changed=frozenset(renamed).union(described),
+            _query_words=MappingProxyType(_query_words(renamed)),
+            sources=sources,
         )
 
     @classmethod
@@ -272,7 +335,8 @@ class ToolsetView:
             renamed.update(view._public)
             described.update(view._descriptions)
         keys = frozenset().union(*(view.keys for view in views))
-        return cls.of(tuple(name for view in views for name in view.names), keys, renamed, described)
+        names = tuple(name for view in views for name in view.names)
+        return cls.of(names, keys, renamed, described, sources=tuple(c for view in views for c in view.sources))
 
     @property
     def changes(self) -> bool:
@@ -290,6 +354,38 @@ class ToolsetView:
         if key is not None:
             return key
         return public if public in self.keys and public not in self._public else None
+
+    def covers(self, namespace: str) -> bool:
+        """Are `namespace`'s resources and prompts in the view: it has tools of it, or a toolset names it whole
+        (see `ToolsetConfig.covers_namespace`)?"""
+        return namespace in self.namespaces or any(config.covers_namespace(namespace) for config in self.sources)
+
+    def absent_key(self, public: str) -> str | None:
+        """The catalog id that `public` would name in the view, for a tool the catalog does not hold now (its
+        backend is down, say), where the view's rules decide by the id alone; None otherwise. So a call to it
+        says why it cannot run instead of calling it unknown."""
+        for config in self.sources:
+            key = config.catalog_key(public)
+            if key is not None and config.selects_id(key):
+                return key
+        return None
+
+    def catalog_query(self, query: str) -> str:
+        """`query` as the catalog's index reads it: a renamed tool's new id or name becomes its catalog id, so
+        naming it exactly finds it first, as for any tool; its old id or name, unknown in the view, becomes plain
+        words (found by meaning). As in the index, a plain-word name counts only as the whole query."""
+        words = self._query_words
+        if not words:
+            return query
+        whole = words.get(query.strip().strip("`'\"").lower())
+        if whole is not None:
+            return whole
+
+        def swap(run: re.Match[str]) -> str:
+            text = run.group(0)
+            return words.get(text.lower(), text) if _IDENTIFIER_LIKE.search(text) else text
+
+        return _IDENTIFIER_RUN.sub(swap, query)
 
     def public_key(self, key: str) -> str:
         """The id the view shows the catalog's tool `key` under."""
@@ -316,6 +412,17 @@ class ToolsetView:
             name=hit.name if public is None else public.partition(":")[2],
             short_description=hit.short_description if description is None else short_description(description),
         )
+
+
+def _query_words(renamed: Mapping[str, str]) -> dict[str, str]:
+    """Lowercased id or name -> what `ToolsetView.catalog_query` puts in its place."""
+    words: dict[str, str] = {}
+    for key in renamed:  # old ids first: in a swap, one tool's old name is the other's new one
+        for old in (key, key.partition(":")[2]):
+            words[old.lower()] = re.sub(r"[_.:/\-]+", " ", old)
+    for key, public in renamed.items():
+        words[public.lower()] = words[public.partition(":")[2].lower()] = key
+    return words
 
 
 EMPTY_VIEW = ToolsetView(names=(), keys=frozenset(), namespaces=frozenset())
@@ -362,6 +469,6 @@ class Toolsets:
             found = self._views[(name,)] = self.configs[name].view(tools.values())
         return found
 
-    def problems(self, tools: Sequence[Tool]) -> list[ToolsetProblem]:
-        """Every toolset's problems over `tools` (see `ToolsetConfig.problems`)."""
-        return [problem for config in self.configs.values() for problem in config.problems(tools)]
+    def problems(self, tools: Sequence[Tool], namespaces: Collection[str] = ()) -> list[ToolsetProblem]:
+        """Every toolset's problems over `tools` and the backends `namespaces` (see `ToolsetConfig.problems`)."""
+        return [problem for config in self.configs.values() for problem in config.problems(tools, namespaces)]

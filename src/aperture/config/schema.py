@@ -123,6 +123,13 @@ class SearchConfig(Section):
         description="Where tool embeddings are cached, relative to this file (default: .aperture/embeddings "
         "beside the configuration file, or the user cache directory without one).",
     )
+    warm_wait: float = Field(
+        2.0,
+        ge=0,
+        le=60,
+        description="Seconds a search waits for the semantic index while it is first built (embedding a "
+        "large catalog takes a while); after that it answers from BM25 and says so (strategy, warming).",
+    )
     unavailable: Literal["mark", "hide"] = Field(
         "mark",
         description="Tools of a backend that is down: mark them in results (available: false, with the reason), "
@@ -174,7 +181,9 @@ class IntegrityConfig(Section):
         "hold", description="hold: keep the tool out until approved; warn: serve and log; accept: serve and re-approve."
     )
     store: str = Field(".aperture/fingerprints.json", description="Approved fingerprints, relative to this file.")
-    kinds: list[str] = Field(default_factory=lambda: ["mcp"], description="Backend kinds whose tools are checked.")
+    kinds: list[str] = Field(
+        default_factory=lambda: ["mcp", "grpc"], description="Backend kinds whose tools are checked."
+    )
     new_tools: Literal["accept", "hold"] = Field(
         "accept",
         description="A tool a backend adds after its first listing: accept (serve it, trusted on first use) or "

@@ -24,26 +24,26 @@ class SearchDoc:
         return cls(
             tool=tool,
             fields={
-                "name": tokenize_all([tool.name, tool.title or ""]),
-                "namespace": tokenize(tool.namespace),
+                "name": tokenize(tool.name, identifier=True) + tokenize(tool.title or ""),
+                "namespace": tokenize(tool.namespace, identifier=True),
                 "tags": tokenize_all(tool.tags),
                 "description": tokenize(tool.description),
-                "parameters": tokenize_all(_parameter_text(tool.input_schema)),
+                "parameters": _parameter_tokens(tool.input_schema),
             },
         )
 
 
-def _parameter_text(schema: Mapping[str, Any]) -> list[str]:
-    """Names, descriptions and enum values of the top-level parameters."""
+def _parameter_tokens(schema: Mapping[str, Any]) -> list[str]:
+    """Tokens of the top-level parameters: names (identifiers), descriptions and enum values (prose)."""
     properties = schema.get("properties")
     if not isinstance(properties, Mapping):
         return []
-    out = []
+    names, prose = [], []
     for name, prop in properties.items():
-        out.append(str(name))
+        names.append(str(name))
         if isinstance(prop, Mapping):
-            out.append(str(prop.get("description", "")))
+            prose.append(str(prop.get("description", "")))
             enum = prop.get("enum")
             if isinstance(enum, list):
-                out += [str(v) for v in enum]
-    return out
+                prose += [str(v) for v in enum]
+    return tokenize_all(names, identifier=True) + tokenize_all(prose)

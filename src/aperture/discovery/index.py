@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from aperture.discovery.bm25 import BM25Strategy
-from aperture.discovery.confidence import Confidence, Overlap, evidence, judge
+from aperture.discovery.confidence import Confidence, Overlap, evidence, judge, near_exact
 from aperture.discovery.document import SearchDoc
 from aperture.discovery.semantic import DenseScorer, DenseStrategy, HybridScorer, HybridStrategy
 from aperture.discovery.strategy import Scorer, SearchStrategy
@@ -106,6 +106,8 @@ class ToolIndex:
         self._builder: threading.Thread | None = None
         self._closed = False
         self._swap_lock = threading.Lock()
+        # (tools embedded, tools to embed) while the strategy's own index is being built in the background.
+        self._warming: tuple[int, int] | None = None
 
     @property
     def version(self) -> int:
@@ -120,6 +122,16 @@ class ToolIndex:
     def serving(self) -> str:
         """The name of the strategy answering searches now."""
         return self.strategy.name if self._snapshot.complete or self.fallback is None else self.fallback.name
+
+    @property
+    def warming(self) -> float | None:
+        """While the strategy's own index is being built in the background, the share of the catalog
+        embedded so far (0 to 1); None when it serves (or its build failed, or there is no fallback)."""
+        progress = self._warming
+        if progress is None or self._snapshot.complete:
+            return None
+        done, total = progress
+        return min(done / total, 1.0) if total else 0.0
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Block until the strategy's own scorer serves (or its build failed); False on timeout."""
@@ -169,6 +181,7 @@ class ToolIndex:
         with self._swap_lock:
             if background:
                 self._ready.clear()
+                self._warming = (0, len(docs))
             self._snapshot = snapshot
         logger.info("indexed %d tools (%s) in %.1f ms", len(docs), builder.name, (time.perf_counter() - started) * 1000)
         if background:
@@ -197,14 +210,25 @@ class ToolIndex:
             if self._closed or self._snapshot.version != snapshot.version:
                 return  # superseded: the newer update's thread builds its own
             started = time.perf_counter()
+
+            def embedded(count: int) -> None:
+                done, total = self._warming or (0, len(snapshot.docs))
+                self._warming = (done + count, total)
+
             try:
-                _warm(self.strategy, snapshot.docs, lambda: self._closed or self._snapshot.version != snapshot.version)
+                _warm(
+                    self.strategy,
+                    snapshot.docs,
+                    lambda: self._closed or self._snapshot.version != snapshot.version,
+                    embedded,
+                )
                 if self._closed:
                     return
                 scorer = self.strategy.build(snapshot.docs)
             except Exception as exc:  # a worker thread has no caller to raise to: log, keep the fallback
                 logger.exception("building the %s index failed; searches keep using the fallback", self.strategy.name)
                 self.build_error = exc
+                self._warming = None
                 self._ready.set()
                 return
             with self._swap_lock:
@@ -212,6 +236,7 @@ class ToolIndex:
                     return
                 self._snapshot = replace(snapshot, scorer=scorer, complete=True)
                 self.build_error = None
+                self._warming = None
                 self._ready.set()
             _return_freed_memory()
             logger.info(
@@ -349,8 +374,9 @@ class ToolIndex:
         doc = snap.docs[top]
         dense = _dense_part(snap.scorer)
         cosine = dense.cosine(query, top) if dense is not None and len(dense.vectors) > top else None
-        value = evidence(Overlap.of(tokenize(query), doc), cosine)
-        if exact:
+        overlap = Overlap.of(tokenize(query), doc)
+        value = evidence(overlap, cosine)
+        if exact or near_exact(overlap, cosine):
             return Confidence.STRONG, value
         return judge(value, dense=cosine is not None), value
 
@@ -442,20 +468,27 @@ def _dense_part(scorer: Scorer | None) -> DenseScorer | None:
     return None
 
 
-def _warm(strategy: SearchStrategy, docs: Sequence[SearchDoc], superseded: Callable[[], bool]) -> None:
-    """Fill the embedding cache of a dense or hybrid `strategy` in chunks, logging progress, so building its
-    scorer afterwards reads vectors from the cache; stops early when `superseded()`."""
+def _warm(
+    strategy: SearchStrategy,
+    docs: Sequence[SearchDoc],
+    superseded: Callable[[], bool],
+    embedded: Callable[[int], None] = lambda count: None,
+) -> None:
+    """Fill the embedding cache of a dense or hybrid `strategy` in chunks, logging progress and calling
+    `embedded(count)` as tools are embedded (or found cached), so building its scorer afterwards reads vectors
+    from the cache; stops early when `superseded()`."""
     dense = strategy.dense if isinstance(strategy, HybridStrategy) else strategy
-    if not isinstance(dense, DenseStrategy) or len(docs) <= _EMBED_CHUNK:
+    if not isinstance(dense, DenseStrategy):
         return
     texts = [dense.text(doc) for doc in docs]
     started = time.perf_counter()
     for start in range(0, len(texts), _EMBED_CHUNK):
         if superseded():
             return
-        dense.cache.embed(dense.embedder, texts[start : start + _EMBED_CHUNK], progress=False)
+        dense.cache.embed(dense.embedder, texts[start : start + _EMBED_CHUNK], progress=embedded)
         done = min(start + _EMBED_CHUNK, len(texts))
-        logger.info("embedding tools: %d of %d (%.0f s)", done, len(texts), time.perf_counter() - started)
+        if len(texts) > _EMBED_CHUNK:
+            logger.info("embedding tools: %d of %d (%.0f s)", done, len(texts), time.perf_counter() - started)
 
 
 def _return_freed_memory() -> None:

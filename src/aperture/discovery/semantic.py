@@ -18,12 +18,13 @@ request about 3x as slow as a short one (p50 30 ms against 9 ms at 10k tools), a
 cheaper on one thread. Late chunking ranks as well or a little better (MetaTool multi Comp@5 0.551 ->
 0.557, single R@1 and BFCL R@5 +0.000 to +0.005 on 2,000-query samples).
 
-The query's vector for ranking pools the model's output over its content tokens only, leaving out stop
-words, request filler ("can you help me find ...") and punctuation (`MiniLMEmbedder.embed_request`); the
-model still reads the whole request, so this is not stripping words from the text (which was tried and
-hurt). Full runs (with 5 clauses at most): BFCL pooled R@5 0.8953 -> 0.8999, MetaTool multi Comp@5 0.576
--> 0.598, MetaTool single-tool R@1 0.5750 -> 0.5748; BFCL R@1 drops 0.666 -> 0.657. Confidence keeps the
-plain vector, on which its thresholds were fitted; both come from the same pass of the model.
+The query's vector for ranking may pool the model's output over its content tokens only, leaving out stop
+words, request filler ("can you help me find ...") and punctuation (`content_pooling=True`, through
+`MiniLMEmbedder.embed_request`). It is off by default: tuned on MetaTool multi-tool and BFCL (BFCL pooled R@5
+0.8953 -> 0.8999, MetaTool multi Comp@5 0.576 -> 0.598), it did not hold on the other development sets
+(1,000-query samples, without it: RestBench R@5 +0.019, Gorilla +0.009, MetaTool single +0.002, BFCL -0.004,
+Seal-Tools -0.003; geometric mean of the ratios to plain BM25, R@5 1.164 -> 1.178, nDCG@5 1.187 -> 1.198;
+see docs/search.md). Confidence uses the plain vector either way.
 
 Importing this module never needs the `semantic` extra; building a strategy without it raises
 `SemanticUnavailableError`, which says what to install.
@@ -140,10 +141,12 @@ class DenseStrategy:
         query_cache_size: int = 128,
         progress: bool | None = None,
         late_chunking: bool = True,
+        content_pooling: bool = False,
     ) -> None:
         if embedder is None:
             require_semantic()
         self.late_chunking = late_chunking
+        self.content_pooling = content_pooling
         self._embedder = embedder
         self.cache = cache if cache is not None else EmbeddingCache()
         self.text = text
@@ -158,7 +161,7 @@ class DenseStrategy:
         if self._embedder is None:
             with self._lock:
                 if self._embedder is None:
-                    self._embedder = MiniLMEmbedder()
+                    self._embedder = MiniLMEmbedder(model_dir=self.cache.directory)
         return self._embedder
 
     def build(self, docs: Sequence[SearchDoc]) -> DenseScorer:
@@ -192,7 +195,8 @@ class DenseStrategy:
             plain = None
             if self.late_chunking and callable(embed_request):
                 rows = np.asarray(embed_request(query, spans), dtype=np.float32)
-                plain, vectors = rows[0], rows[1:]
+                plain = rows[0]
+                vectors = rows[1:] if self.content_pooling else np.concatenate([rows[:1], rows[2:]])
             elif self.late_chunking and callable(embed_spans):
                 vectors = np.asarray(embed_spans(query, spans), dtype=np.float32)
             else:

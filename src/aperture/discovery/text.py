@@ -12,6 +12,13 @@ import Stemmer
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])|(?<=[A-Za-z])(?=[0-9])|(?<=[0-9])(?=[A-Za-z])")
 # The same split in one pass: an acronym before a capitalised word, a (capitalised) word, an acronym, digits.
 _WORDS = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
+# A run of letters and digits: separators (`_ . - / :` and spaces) always split, whatever the text is.
+_RUNS = re.compile(r"[A-Za-z0-9]+")
+# A run that reads as one word of prose though it has a capital inside: a brand in two capitalised parts
+# (GitHub, YouTube, JavaScript, PostgreSQL, OpenAI) or one lower-case letter before one (iPhone, eBay).
+_PROSE_WORD = re.compile(r"(?:[A-Z][a-z]+|[a-z])(?:[A-Z][a-z]+|[A-Z]+)")
+# Where a run can split inside (a hump or a letter-digit boundary): text without one splits only at separators.
+_INNER_BOUNDARY = re.compile(r"[a-z][A-Z]|[A-Z][A-Z][a-z]|[A-Za-z][0-9]|[0-9][A-Za-z]")
 STOP_WORDS = frozenset(
     [
         "a",
@@ -138,9 +145,28 @@ def _stem(word: str) -> str:
     return stem
 
 
-def tokenize(text: str, *, keep_stop_words: bool = False) -> list[str]:
-    """Words of `text`, identifiers split, lower-cased, stop words dropped, stemmed."""
-    words = _WORDS.findall(text)
+def words_of(text: str, *, identifier: bool = False) -> list[str]:
+    """The words of `text`, as written: separators split everything; case humps split identifiers.
+
+    In prose (`identifier=False`, descriptions and requests alike) a run like `GitHub` or `YouTube` is one
+    word, so a description saying "GitHub" meets the request "github"; a run that can only be an identifier
+    (`getUserById`, `GetUserById`, `HTTPResponse2`) splits into its parts. In an identifier (a tool's or a
+    parameter's name, `identifier=True`) every hump splits: `GitHubSearch` is git, hub, search.
+    """
+    if identifier or not _INNER_BOUNDARY.search(text):
+        return _WORDS.findall(text)
+    out: list[str] = []
+    for run in _RUNS.findall(text):
+        if _PROSE_WORD.fullmatch(run):
+            out.append(run)
+        else:
+            out += _WORDS.findall(run)
+    return out
+
+
+def tokenize(text: str, *, keep_stop_words: bool = False, identifier: bool = False) -> list[str]:
+    """Words of `text` (see `words_of`), lower-cased, stop words dropped, stemmed."""
+    words = words_of(text, identifier=identifier)
     if keep_stop_words:
         return [_stem(w) or str(_stemmer.stemWord(w.lower())) for w in words]
     stems = _STEMS
@@ -154,9 +180,9 @@ def tokenize(text: str, *, keep_stop_words: bool = False) -> list[str]:
     return out
 
 
-def tokenize_all(parts: Iterable[str]) -> list[str]:
+def tokenize_all(parts: Iterable[str], *, identifier: bool = False) -> list[str]:
     """Tokens of several texts, concatenated."""
-    return tokenize(" ".join(parts))
+    return tokenize(" ".join(parts), identifier=identifier)
 
 
 def clauses(text: str, *, min_words: int = 3, most: int = MOST_CLAUSES) -> list[str]:

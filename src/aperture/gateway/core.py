@@ -230,7 +230,7 @@ class Gateway:
         if not self.toolsets:
             return []
         snapshot = self.registry.snapshot
-        problems = [str(p) for p in self.toolsets.problems(list(snapshot.tools.values()))]
+        problems = [str(p) for p in self.toolsets.problems(list(snapshot.tools.values()), self.registry.names())]
         missing = sorted({*snapshot.failures, *self.unavailable(), *(h.split(":", 1)[0] for h in snapshot.held)})
         if problems and starting and not missing:
             raise ConfigError("Toolsets that select nothing (fix the rule, or remove it):\n  " + "\n  ".join(problems))
@@ -391,7 +391,7 @@ class Gateway:
                 return {"tools": [], "total": 0, "reason": reason, "confidence": "none"}
             unavailable = {ns: why for ns, why in unavailable.items() if counts.get(ns)}
         page = self.index.search(
-            query,
+            query if access.view is None else access.view.catalog_query(query),
             limit=limit,
             offset=offset,
             namespace=namespace,
@@ -403,6 +403,11 @@ class Gateway:
         )
         result = self._page_result(page, scope, "tools", access)
         result["confidence"] = page.confidence.value
+        if not self.index.ready:  # ranked by the stand-in (BM25) while the semantic index is built: say so
+            result["strategy"] = self.index.serving
+            warming = self.index.warming
+            if warming is not None:
+                result["warming"] = f"{int(warming * 100)}%"
         return result
 
     def unavailable(self) -> dict[str, str]:
@@ -506,12 +511,13 @@ class Gateway:
         parsed = ToolId.parse(tool_id)
         access = self.access()
         # The id as the caller knows it: in a toolset view, a renamed tool's new id (and never its old one).
-        key = access.find(parsed.key)
+        # (Or, in a toolset view, the tool it would be if its backend listed it: a backend down is said so.)
+        key = access.find(parsed.key) or access.find_absent(parsed.key)
         tool = self.index.get(key) if key is not None else None
         # A tool the caller may not run is one it does not see: not whether it is held or down, nor in the
         # "did you mean" of another miss, which names only visible tools.
         if key is None or tool is None or (parsed.version is not None and tool.version not in (None, parsed.version)):
-            if key == parsed.key:  # (a renamed tool is in the catalog: the caller's view was made from it)
+            if key is not None:
                 try:
                     raise_unavailable_or_unknown(tool_id, parsed, self.registry.snapshot)
                 except UnknownToolError:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
+import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
 from aperture.compose import ChainStep, Recipe, SkillBackend
@@ -244,6 +245,8 @@ def _lean(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _search_tools(gateway: Gateway, call: CallContext, args: SearchToolsArgs) -> Answer:
+    if gateway.index.warming is not None:  # the semantic index is being built: wait for it a bounded time
+        await anyio.to_thread.run_sync(gateway.index.wait_ready, gateway.config.search.warm_wait)
     return gateway.search(
         args.query,
         limit=args.limit,

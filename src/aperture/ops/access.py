@@ -82,7 +82,7 @@ class Access:
         return self.allows is None or self.allows(self.identity, key)
 
     def _in_view(self, namespace: str) -> bool:
-        return self.view is None or namespace in self.view.namespaces
+        return self.view is None or self.view.covers(namespace)
 
     def may_see_tool(self, tool_id: str) -> bool:
         """May the caller see (and so run) the catalog's tool `tool_id` (`namespace:name`, the catalog's id,
@@ -110,6 +110,14 @@ class Access:
         """The catalog key of the tool the caller calls `tool_id` (a key, `namespace:name`, as the caller
         sees it: a view's new id for a renamed tool), if it may see it; None otherwise."""
         key = tool_id if self.view is None else self.view.resolve(tool_id)
+        return key if key is not None and self._check(key) else None
+
+    def find_absent(self, tool_id: str) -> str | None:
+        """The catalog key `tool_id` would name for the caller if the catalog held it (its backend is down, say):
+        where the caller's toolset view chooses it by the id alone and the rules allow it; None otherwise."""
+        if self.view is None:
+            return None
+        key = self.view.absent_key(tool_id)
         return key if key is not None and self._check(key) else None
 
     def public_id(self, key: str) -> str:

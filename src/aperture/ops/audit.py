@@ -21,6 +21,7 @@ from typing import IO, Any, Protocol
 import anyio
 
 from aperture.model import ApertureError, AuditUnavailableError, ConfigError
+from aperture.ops.access import current_toolset
 from aperture.ops.identity import Identity
 from aperture.ops.settings import AuditSpoolSettings
 from aperture.ops.shared import RedisLink
@@ -295,8 +296,15 @@ class AuditLog:
     def record(
         self, event: str, identity: Identity | None, target: str | None = None, outcome: str = "ok", **fields: Any
     ) -> None:
-        """Record that `identity` did `event` on `target` with `outcome` (never arguments: pass only facts)."""
+        """Record that `identity` did `event` on `target` with `outcome` (never arguments: pass only facts).
+
+        The toolset the request came through (`/mcp/{toolset}`, `serve --toolset`) is recorded as `toolset`,
+        unless `fields` names it."""
         self._seq += 1
+        if "toolset" not in fields and (toolset := current_toolset.get()) is not None:
+            fields["toolset"] = toolset
+        elif fields.get("toolset", "") is None:
+            del fields["toolset"]
         record = {
             "ts": datetime.now(UTC).isoformat(),
             "event": event,

@@ -23,7 +23,7 @@ from aperture.model import (
     UnauthorizedError,
     UnknownToolError,
 )
-from aperture.ops.access import Access
+from aperture.ops.access import Access, toolset_of
 from aperture.ops.identity import Identity, identity_of
 from aperture.ops.resilience import OnRefused, first_match
 from aperture.ops.settings import AuthSettings, JwtSettings, RuleSettings
@@ -281,7 +281,8 @@ class Auth:
             if self.audit is not None:
                 outcome = "ok" if not result.is_error else (str(result.error.code) if result.error else "tool_error")
                 elapsed = round((time.perf_counter() - started) * 1000, 3)
-                self.audit.record("run", who, key, outcome, tool_id=key[:200], duration_ms=elapsed)
+                toolset = toolset_of(call.ctx)
+                self.audit.record("run", who, key, outcome, tool_id=key[:200], duration_ms=elapsed, toolset=toolset)
             return result
 
         return run

@@ -36,6 +36,14 @@ def in_view(inner: RunFn, access: Callable[[Any], Access], unknown: Callable[[st
                 return await inner(call)  # the runner explains the malformed id (it names no other tool)
             return _unknown(asked, unknown(asked, call.ctx))
         key = view.resolve(parsed.key)
+        if key is None and (key := view.absent_key(parsed.key)) is not None:
+            # Not in the catalog now, but the view's rules would hold it: the runner says why (its backend is
+            # down, it is held for review); a plain miss is answered from the view, never the whole catalog.
+            named = key if parsed.version is None else f"{key}:{parsed.version}"
+            result = await inner(call if key == parsed.key else replace(call, tool_id=named))
+            if isinstance(result.error, UnknownToolError):
+                return _unknown(asked, unknown(asked, call.ctx))
+            return result if key == parsed.key else _as_asked(result, key, parsed.key, asked)
         if key is None:
             return _unknown(asked, unknown(asked, call.ctx))
         if key == parsed.key:

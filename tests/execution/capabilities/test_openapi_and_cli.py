@@ -169,6 +169,6 @@ def test_the_config_accepts_both_directory_forms(tmp_path: Path) -> None:
     cfg = parse_config(
         {"backends": [{"name": "w", "kind": "capabilities", "directory": "a", "directories": ["b"]}]}, base_dir=tmp_path
     )
-    assert cfg.backends[0].all_directories() == ["a", "b"]  # type: ignore[union-attr]
+    assert cfg.backends[0].all_directories() == ["a", "b"]  # type: ignore[attr-defined]
     with pytest.raises(ConfigError, match="give 'directories'"):
         parse_config({"backends": [{"name": "w", "kind": "capabilities"}]})

@@ -11,7 +11,7 @@ import base64
 import logging
 import mimetypes
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +83,7 @@ class SkillBackend:
             max_foreach=self.settings.max_foreach,
             timeout=self.settings.timeout,
         )
-        self.host = host
+        self.host = None if host is None else replace(host, recipe_of=self._recipe_of)
         self.loader = SkillLoader([Path(p) for p in paths], max_steps=self.settings.max_steps)
         self._sources: list[Source] = []
         self._path_problems: list[LoadProblem] = []
@@ -195,6 +195,11 @@ class SkillBackend:
         self._closed = True
         self._listener = None
         self._watch.close()
+
+    def _recipe_of(self, tool_id: str) -> Recipe | None:
+        namespace, _, name = tool_id.partition(":")
+        skill = self._set.get(name) if namespace == self._name else None
+        return skill if isinstance(skill, Recipe) else None
 
     def _host(self) -> SkillHost:
         if self.host is None:

@@ -20,7 +20,7 @@ import jsonschema.exceptions
 import jsonschema.validators
 import pydantic
 import yaml
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from aperture.compose.templates import Expression, ExpressionError, Template, check_reads
 from aperture.compose.templates import Path as ReadPath
@@ -50,6 +50,19 @@ class StepSpec(BaseModel):
     )
     when: str | bool | None = Field(None, description="Run the step only when this expression is true.")
     foreach: str | None = Field(None, description="Call the tool once per item of the list this expression gives.")
+    concurrency: int = Field(
+        1,
+        ge=1,
+        le=32,
+        description="How many of a foreach's calls run at once (default 1: one after another, in order, for tools "
+        "whose calls must not overlap); the results keep the items' order either way.",
+    )
+
+    @model_validator(mode="after")
+    def _concurrency_needs_foreach(self) -> StepSpec:
+        if self.concurrency > 1 and self.foreach is None:
+            raise ValueError(f"step '{self.id}': concurrency applies to a foreach step; add foreach, or remove it")
+        return self
 
 
 class RecipeSpec(BaseModel):
@@ -75,6 +88,7 @@ class Step:
     args: Template
     when: Expression | None = None
     foreach: Expression | None = None
+    concurrency: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "tool_id": self.tool_id, "args": self.args.source}
@@ -82,6 +96,8 @@ class Step:
             out["when"] = f"{{{{ {self.when.source} }}}}"
         if self.foreach is not None:
             out["foreach"] = f"{{{{ {self.foreach.source} }}}}"
+        if self.concurrency > 1:
+            out["concurrency"] = self.concurrency
         return out
 
 
@@ -261,7 +277,16 @@ def _compile_step(
     when = expressions.get("when")
     if spec.when is False:  # a step switched off by hand: never runs
         when = Expression.parse("`false`")
-    return Step(id=spec.id, index=index, tool_id=spec.tool_id, args=args, when=when, foreach=expressions.get("foreach"))
+    foreach = expressions.get("foreach")
+    return Step(
+        id=spec.id,
+        index=index,
+        tool_id=spec.tool_id,
+        args=args,
+        when=when,
+        foreach=foreach,
+        concurrency=spec.concurrency,
+    )
 
 
 class _Reads:

@@ -42,6 +42,8 @@ class SkillHost:
     """Whether the caller of the context may see (and so run) a tool id: the gateway's one visibility check."""
     unknown: Callable[[str, CallContext], ApertureError]
     """The error for a tool the caller cannot see: an unknown tool, suggesting only ids it may see."""
+    recipe_of: Callable[[str], Recipe | None] = lambda key: None
+    """The recipe behind a tool id, when it is a recipe skill (so its steps are checked before the run too)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -177,16 +179,7 @@ def preflight(recipe: Recipe, inputs: Mapping[str, Any], ctx: CallContext, host:
         )
     catalog = host.catalog()
     for step in recipe.steps:
-        key = ToolId.parse(step.tool_id).key
-        missing = key not in catalog.tools and key not in catalog.held and key.split(":")[0] not in catalog.failures
-        if missing or not host.may_see(key, ctx):
-            error = host.unknown(step.tool_id, ctx)
-            error.message = f"Skill '{recipe.name}', step '{step.id}' ({step.index + 1} of {len(recipe.steps)}): " + (
-                error.message
-            )
-            error.args = (error.message,)
-            error.details = {**error.details, "step_id": step.id, "step_index": step.index}
-            raise error
+        _check_tool(recipe, step, step, ctx, host, catalog, "", frozenset(), 0)
     calls = 0
     data = {"inputs": dict(inputs)}
     for step in recipe.steps:
@@ -196,6 +189,35 @@ def preflight(recipe: Recipe, inputs: Mapping[str, Any], ctx: CallContext, host:
         calls += count
     if calls > limits.max_tool_calls:
         raise _too_many_calls(recipe.name, calls, limits)
+
+
+def _check_tool(
+    recipe: Recipe,
+    step: Step,
+    top: Step,
+    ctx: CallContext,
+    host: SkillHost,
+    catalog: CatalogSnapshot,
+    where: str,
+    seen: frozenset[str],
+    depth: int,
+) -> None:
+    """Raise the unknown-tool error for `step`'s tool if the caller cannot run it; for a step calling a recipe
+    skill, check that skill's steps too (so a nested skill's missing tool stops the run before its first step,
+    not halfway). `top` is the outermost recipe's step, which the error's details name."""
+    key = ToolId.parse(step.tool_id).key
+    here = f"{where}Skill '{recipe.name}', step '{step.id}' ({step.index + 1} of {len(recipe.steps)})"
+    missing = key not in catalog.tools and key not in catalog.held and key.split(":")[0] not in catalog.failures
+    if missing or not host.may_see(key, ctx):
+        error = host.unknown(step.tool_id, ctx)
+        error.message = f"{here}: {error.message}"
+        error.args = (error.message,)
+        error.details = {**error.details, "step_id": top.id, "step_index": top.index}
+        raise error
+    inner = host.recipe_of(key)
+    if inner is not None and key not in seen and depth < MAX_DEPTH:  # (a loop is refused when it runs)
+        for inner_step in inner.steps:
+            _check_tool(inner, inner_step, top, ctx, host, catalog, f"{here} → ", seen | {key}, depth + 1)
 
 
 async def _run_step(state: _Run, step: Step) -> None:
@@ -216,11 +238,9 @@ async def _run_step(state: _Run, step: Step) -> None:
             items = _items(step, step.foreach.evaluate(data), state.limits, state.recipe.name)
             if state.calls + len(items) > state.limits.max_tool_calls:
                 raise _too_many_calls(state.recipe.name, state.calls + len(items), state.limits)
-            values = []
-            for index, item in enumerate(items):
-                args = step.args.render({**data, "item": item, "index": index})
-                values.append(await _call(state, step, args, index))
-            value = values
+            # Every item's arguments first: a template that fails on one item fails the step before any call.
+            each = [step.args.render({**data, "item": item, "index": index}) for index, item in enumerate(items)]
+            value = await _call_each(state, step, each)
             entry["calls"] = len(items)
     except ExpressionError as exc:
         cause = {"code": str(ErrorCode.VALIDATION_INPUT), "message": f"a template failed: {exc}"}
@@ -254,6 +274,34 @@ async def _call(state: _Run, step: Step, args: Any, item: int | None = None) -> 
             cause = {**cause, "item_index": item}
         raise _StepFailed(_error(cause, step, state.recipe))
     return result.structured if result.structured is not None else {"text": result.text}
+
+
+async def _call_each(state: _Run, step: Step, each: list[Any]) -> list[Any]:
+    """A foreach step's calls, `step.concurrency` at a time, their results in the items' order. The first
+    failure stops the rest (calls not started are not made, those running are cancelled); of the failures
+    seen by then, the one of the lowest item is the step's."""
+    if step.concurrency == 1:
+        return [await _call(state, step, args, index) for index, args in enumerate(each)]
+    values: list[Any] = [None] * len(each)
+    failures: dict[int, Exception] = {}
+    slots = anyio.Semaphore(step.concurrency)
+
+    async def one(index: int, args: Any) -> None:
+        async with slots:
+            if failures:
+                return
+            try:
+                values[index] = await _call(state, step, args, index)
+            except (_StepFailed, ApertureError) as exc:
+                failures[index] = exc
+                calls.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as calls:
+        for index, args in enumerate(each):
+            calls.start_soon(one, index, args)
+    if failures:
+        raise failures[min(failures)]
+    return values
 
 
 def _fail(state: _Run, step: Step, entry: dict[str, Any], cause: dict[str, Any], started: float) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from aperture.config.kinds.a2a import A2A, A2aBackendConfig
 from aperture.config.kinds.capabilities import CAPABILITIES, CapabilitiesBackendConfig
 from aperture.config.kinds.engine import ENGINE, EngineBackendConfig
+from aperture.config.kinds.grpc import GRPC, GrpcBackendConfig, GrpcTlsConfig
 from aperture.config.kinds.mcp import MCP, InheritEnv, McpBackendConfig, check_inherit_env
 from aperture.config.kinds.python import PYTHON, PythonBackendConfig
 from aperture.config.kinds.registry import (
@@ -25,7 +26,7 @@ from aperture.config.kinds.registry import (
     unregister_kind,
 )
 
-BUILTIN_KINDS: tuple[BackendKind[Any], ...] = (PYTHON, MCP, CAPABILITIES, ENGINE, A2A)
+BUILTIN_KINDS: tuple[BackendKind[Any], ...] = (PYTHON, MCP, CAPABILITIES, ENGINE, GRPC, A2A)
 """The kinds every gateway has, in the order `kind:` errors list them."""
 
 for _kind in BUILTIN_KINDS:
@@ -36,6 +37,7 @@ __all__ = [
     "BUILTIN_KINDS",
     "CAPABILITIES",
     "ENGINE",
+    "GRPC",
     "MCP",
     "PYTHON",
     "A2aBackendConfig",
@@ -45,6 +47,8 @@ __all__ = [
     "BuildContext",
     "CapabilitiesBackendConfig",
     "EngineBackendConfig",
+    "GrpcBackendConfig",
+    "GrpcTlsConfig",
     "InheritEnv",
     "McpBackendConfig",
     "PythonBackendConfig",

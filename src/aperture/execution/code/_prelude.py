@@ -111,15 +111,27 @@ def _run(code: str) -> Any:
     return eval(compile(tail, "<program>", "eval"), scope) if tail is not None else None
 
 
-def _usage() -> dict[str, Any]:
+def _cpu_ms() -> float:
     if resource is None:
-        return {"cpuMs": round(time.process_time() * 1000, 1)}
+        return time.process_time() * 1000
     own = resource.getrusage(resource.RUSAGE_SELF)
-    return {"cpuMs": round((own.ru_utime + own.ru_stime) * 1000, 1), "maxRssKb": own.ru_maxrss}
+    return (own.ru_utime + own.ru_stime) * 1000
+
+
+_BEGUN = 0.0  # the CPU time spent before the program arrived (loading the interpreter): not the program's
+
+
+def _usage() -> dict[str, Any]:
+    spent = {"cpuMs": round(max(0.0, _cpu_ms() - _BEGUN), 1)}
+    if resource is not None:
+        spent["maxRssKb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return spent
 
 
 def _main() -> None:
+    global _BEGUN
     start = _receive()
+    _BEGUN = _cpu_ms()
     try:
         value = _run(start["code"])
     except _Result as done:

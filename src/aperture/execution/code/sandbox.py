@@ -8,15 +8,15 @@ import logging
 import os
 import signal
 import socket
-import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-from anyio.abc import ByteReceiveStream, Process, UNIXSocketStream
+from anyio.abc import ByteReceiveStream, UNIXSocketStream
 
+from aperture.execution.code._process import SandboxProcess, spawn
 from aperture.execution.code.protocol import Bridge, BridgeError, parse_call
 from aperture.execution.code.runtime import BridgedCall, Limits, OnCall, Outcome
 from aperture.model import ApertureError
@@ -55,7 +55,7 @@ class _Stop(Exception):
 class Sandbox:
     """A started sandbox process with the gateway's end of its bridge, not yet given a program."""
 
-    process: Process
+    process: SandboxProcess
     stream: UNIXSocketStream
     ready: bool = False
 
@@ -90,22 +90,17 @@ async def start_sandbox(argv: Sequence[str], *, pass_fds: Sequence[int] = (), br
     """
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     command = [*argv, str(theirs.fileno())] if bridge_fd_arg else list(argv)
-    try:
-        process = await anyio.open_process(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            pass_fds=(theirs.fileno(), *pass_fds),
-            start_new_session=True,
-            env={},  # bwrap's own pid-1 monitor keeps its environment: /proc/1/environ in the sandbox shows it
-        )
-    except OSError:
-        ours.close()
-        raise
-    finally:
-        theirs.close()
-    return Sandbox(process, await UNIXSocketStream.from_socket(ours))
+    # Shielded: a process started and then forgotten by a cancelled caller would outlive it.
+    with anyio.CancelScope(shield=True):
+        try:
+            process = await spawn(command, pass_fds=(theirs.fileno(), *pass_fds))
+        except OSError:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        sandbox = Sandbox(process, await UNIXSocketStream.from_socket(ours))
+    return sandbox
 
 
 async def run_sandboxed(
@@ -252,7 +247,7 @@ async def _answer(bridge: Bridge, method: str, params: dict[str, Any], on_call: 
     return BridgedCall(method=method, target=target, duration_ms=duration, ok=True)
 
 
-async def _read(source: ByteReceiveStream, output: _Output, process: Process) -> None:
+async def _read(source: ByteReceiveStream, output: _Output, process: SandboxProcess) -> None:
     """Keep the first `cap` bytes of `source`; past them, kill the program (so it cannot fill the disk or
     memory with output, nor block on a full pipe)."""
     try:
@@ -268,7 +263,7 @@ async def _read(source: ByteReceiveStream, output: _Output, process: Process) ->
         return
 
 
-def _kill(process: Process) -> None:
+def _kill(process: SandboxProcess) -> None:
     """SIGKILL the sandbox's process group (the runtime's wrapper and, with it, every process in the sandbox)."""
     if process.returncode is not None:
         return

@@ -181,8 +181,13 @@ class WasmRuntime:
             sandbox = pool.popleft() if pool else await self._start(limits)
         except OSError as exc:
             return Outcome(error=f"The sandbox could not start ({exc}).", stopped="crashed")
-        await self.warm(limits)  # (the replacements load in their own processes while this one runs)
-        if not await sandbox.wait_ready(LOAD_TIMEOUT):
+        try:
+            await self.warm(limits)  # (the replacements load in their own processes while this one runs)
+            ready = await sandbox.wait_ready(LOAD_TIMEOUT)
+        except BaseException:  # (cancelled: the interpreter taken for this run must not outlive it)
+            await sandbox.aclose()
+            raise
+        if not ready:
             stderr = await _stderr_of(sandbox)
             await sandbox.aclose()
             return Outcome(

@@ -1,0 +1,250 @@
+"""gRPC backend overhead: an MCP call to a gRPC method against an MCP call to a no-op Python tool, same gateway,
+same run; and 20 concurrent clients' calls per second of each.
+
+The server is the test shop (tests/fixtures/grpc_shop.py, a grpcio server in a process of its own, methods found
+by reflection); the gateway is `aperture serve` over streamable HTTP with two backends, `shop` (kind grpc) and
+`base` (kind python, bench/_noop_tools.py). Rows run interleaved, in rounds, so drift on a noisy machine hits them
+alike. A third row calls the server directly with grpcio, for scale. Then the gateway's runner in this process
+(no MCP, no HTTP, no other process to wait for) against grpcio's direct call: the gateway's own share. The goals
+(issue 22): the gRPC call adds at most 0.5 ms p50 over the no-op tool, and keeps at least half of its calls per
+second with 20 clients.
+Prints a table and writes bench/results/grpc_calls.json.
+
+    .venv/bin/python -m bench.grpc_calls [--calls 1000] [--concurrent-calls 4000] [--clients 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import grpc
+import grpc.aio
+from google.protobuf import message_factory
+from mcp import Client
+from rich.console import Console
+from rich.table import Table
+
+from aperture.config import load_config
+from aperture.gateway import Gateway
+from bench._processes import APERTURE, ROOT, free_port, http_process, percentile, write_results
+
+SHOP = ROOT / "tests" / "fixtures" / "grpc_shop.py"
+GET_ITEM = "shop:shop.v1.Inventory.GetItem"
+ARGS = {"sku": "SKU-1"}
+console = Console()
+Call = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class Row:
+    label: str
+    call: Call
+    latencies: list[float] = field(default_factory=list)
+
+    async def once(self, record: bool = True) -> None:
+        started = time.perf_counter()
+        await self.call()
+        if record:
+            self.latencies.append((time.perf_counter() - started) * 1000)
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "row": self.label,
+            "calls": len(self.latencies),
+            "p50_ms": round(percentile(self.latencies, 0.5), 3),
+            "p99_ms": round(percentile(self.latencies, 0.99), 3),
+            "mean_ms": round(statistics.fmean(self.latencies), 3),
+        }
+
+
+def mcp_call(client: Client, tool_id: str) -> Call:
+    async def call() -> None:
+        result = await client.call_tool("run_tool", {"tool_id": tool_id, "args": ARGS})
+        if result.is_error:
+            raise RuntimeError(f"{tool_id} failed: {result.content}")
+
+    return call
+
+
+def direct_call(channel: grpc.aio.Channel) -> Call:
+    """GetItem with grpcio alone: the request class from the server's own descriptors (the shop's pool)."""
+    sys.path.insert(0, str(SHOP.parent))
+    from grpc_shop import POOL
+
+    request: Any = message_factory.GetMessageClass(POOL.FindMessageTypeByName("shop.v1.GetItemRequest"))
+    response = message_factory.GetMessageClass(POOL.FindMessageTypeByName("shop.v1.Item"))
+    invoke: grpc.aio.UnaryUnaryMultiCallable[Any, Any] = channel.unary_unary(
+        "/shop.v1.Inventory/GetItem",
+        request_serializer=lambda m: m.SerializeToString(),
+        response_deserializer=response.FromString,
+    )
+
+    async def call() -> None:
+        await invoke(request(sku="SKU-1"), timeout=10)
+
+    return call
+
+
+async def interleaved(rows: list[Row], calls: int, rounds: int = 10) -> None:
+    for row in rows:
+        for _ in range(50):
+            await row.once(record=False)
+    per_round = max(1, calls // rounds)
+    while any(len(r.latencies) < calls for r in rows):
+        for row in rows:
+            for _ in range(min(per_round, calls - len(row.latencies))):
+                await row.once()
+
+
+async def throughput(calls: list[Call], total: int) -> float:
+    """Calls per second of `len(calls)` clients, each calling in a loop until `total` calls are done."""
+    left = total
+
+    async def client(call: Call) -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            await call()
+
+    started = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        for call in calls:
+            tg.start_soon(client, call)
+    return total / (time.perf_counter() - started)
+
+
+def config(path: Path, shop_port: int) -> Path:
+    body = {
+        "search": {"strategy": "bm25"},  # this bench is about calls, not search
+        "backends": [
+            {"name": "shop", "kind": "grpc", "target": f"127.0.0.1:{shop_port}"},
+            {"name": "base", "kind": "python", "module": "_noop_tools", "path": str(ROOT / "bench")},
+        ],
+    }
+    path.write_text(json.dumps(body))
+    return path
+
+
+async def runner_rows(cfg: Path, channel: grpc.aio.Channel, calls: int) -> list[dict[str, Any]]:
+    """The gateway's own cost, without the MCP and HTTP layers and the other processes' scheduling: its runner in
+    this process calls the no-op tool and GetItem, interleaved with grpcio's direct call."""
+    async with Gateway(load_config(cfg)) as gateway:
+
+        def via_runner(tool_id: str) -> Call:
+            async def call() -> None:
+                result = await gateway.runner.run(tool_id, ARGS)
+                if result.is_error:
+                    raise RuntimeError(f"{tool_id} failed: {result.text}")
+
+            return call
+
+        rows = [
+            Row("no-op tool, runner", via_runner("base:noop")),
+            Row("gRPC GetItem, runner", via_runner(GET_ITEM)),
+            Row("gRPC GetItem, grpcio direct", direct_call(channel)),
+        ]
+        await interleaved(rows, calls)
+    figures = [row.figures() for row in rows]
+    figures[1]["added_p50_ms"] = round(figures[1]["p50_ms"] - figures[0]["p50_ms"], 3)
+    figures[1]["added_p99_ms"] = round(figures[1]["p99_ms"] - figures[0]["p99_ms"], 3)
+    figures[1]["over_direct_p50_ms"] = round(figures[1]["p50_ms"] - figures[2]["p50_ms"], 3)
+    return figures
+
+
+async def run(calls: int, concurrent_calls: int, clients: int) -> dict[str, Any]:
+    shop_port, gateway_port = free_port(), free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = config(Path(tmp) / "aperture.json", shop_port)
+        serve = [APERTURE, "serve", "--config", str(cfg), "--transport", "http", "--port", str(gateway_port)]
+        url = f"http://127.0.0.1:{gateway_port}/mcp"
+        with http_process([sys.executable, str(SHOP), str(shop_port)], shop_port), http_process(serve, gateway_port):
+            channel = grpc.aio.insecure_channel(f"127.0.0.1:{shop_port}")
+            async with Client(url) as client:
+                rows = [
+                    Row("no-op tool, gateway", mcp_call(client, "base:noop")),
+                    Row("gRPC GetItem, gateway", mcp_call(client, GET_ITEM)),
+                    Row("gRPC GetItem, grpcio direct", direct_call(channel)),
+                ]
+                console.print(f"{calls} sequential calls per row, interleaved ...")
+                await interleaved(rows, calls)
+            sequential = [row.figures() for row in rows]
+            base = sequential[0]
+            for row in sequential[1:2]:
+                row["added_p50_ms"] = round(row["p50_ms"] - base["p50_ms"], 3)
+                row["added_p99_ms"] = round(row["p99_ms"] - base["p99_ms"], 3)
+            console.print(f"{clients} concurrent clients, {concurrent_calls} calls per row, two rounds ...")
+            rates: dict[str, list[float]] = {"noop": [], "grpc": [], "direct": []}
+            async with AsyncExitStack() as stack:
+                sessions = [await stack.enter_async_context(Client(url)) for _ in range(clients)]
+                noop_calls = [mcp_call(c, "base:noop") for c in sessions]
+                grpc_calls = [mcp_call(c, GET_ITEM) for c in sessions]
+                await throughput(noop_calls + grpc_calls, 200)  # warm-up
+                for _ in range(2):
+                    rates["noop"].append(await throughput(noop_calls, concurrent_calls))
+                    rates["grpc"].append(await throughput(grpc_calls, concurrent_calls))
+                    rates["direct"].append(await throughput([direct_call(channel)] * clients, concurrent_calls))
+            console.print(f"{calls} calls per row in this process (the gateway's runner, no MCP, no HTTP) ...")
+            in_process = await runner_rows(cfg, channel, calls)
+            await channel.close()
+    concurrent = {name: round(statistics.fmean(values), 1) for name, values in rates.items()}
+    return {
+        "sequential": sequential,
+        "in_process": in_process,
+        "concurrent": {
+            "clients": clients,
+            "calls_per_row": concurrent_calls,
+            "noop_calls_per_s": concurrent["noop"],
+            "grpc_calls_per_s": concurrent["grpc"],
+            "direct_grpc_calls_per_s": concurrent["direct"],
+            "grpc_share_of_noop": round(concurrent["grpc"] / concurrent["noop"], 3),
+        },
+        "goals": {"added_p50_ms_at_most": 0.5, "share_of_noop_at_least": 0.5},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=1000, help="sequential calls per row")
+    parser.add_argument("--concurrent-calls", type=int, default=4000, help="calls per row with concurrent clients")
+    parser.add_argument("--clients", type=int, default=20)
+    args = parser.parse_args()
+    result = anyio.run(run, args.calls, args.concurrent_calls, args.clients)
+    table = Table(title=f"gRPC backend overhead: {args.calls} sequential calls per row (streamable HTTP, run_tool)")
+    for column in ("row", "p50 ms", "p99 ms", "mean ms", "+p50 ms vs no-op", "+p99 ms vs no-op"):
+        table.add_column(column, justify="right")
+    for r in result["sequential"]:
+        added = (f"{r['added_p50_ms']:+.3f}", f"{r['added_p99_ms']:+.3f}") if "added_p50_ms" in r else ("", "")
+        table.add_row(r["row"], f"{r['p50_ms']:.3f}", f"{r['p99_ms']:.3f}", f"{r['mean_ms']:.3f}", *added)
+    console.print(table)
+    inner = Table(title="The same in this process: the gateway's runner, no MCP or HTTP layer")
+    for column in ("row", "p50 ms", "p99 ms", "+p50 ms vs no-op", "+p50 ms vs grpcio"):
+        inner.add_column(column, justify="right")
+    for r in result["in_process"]:
+        extra = (f"{r['added_p50_ms']:+.3f}", f"{r['over_direct_p50_ms']:+.3f}") if "added_p50_ms" in r else ("", "")
+        inner.add_row(r["row"], f"{r['p50_ms']:.3f}", f"{r['p99_ms']:.3f}", *extra)
+    console.print(inner)
+    c = result["concurrent"]
+    rates = Table(title=f"{c['clients']} concurrent clients: calls per second")
+    for column in ("no-op via gateway", "gRPC via gateway", "share of no-op", "gRPC direct (grpcio)"):
+        rates.add_column(column, justify="right")
+    rates.add_row(
+        f"{c['noop_calls_per_s']:.0f}", f"{c['grpc_calls_per_s']:.0f}", f"{c['grpc_share_of_noop']:.0%}",
+        f"{c['direct_grpc_calls_per_s']:.0f}",
+    )  # fmt: skip
+    console.print(rates)
+    console.print(f"wrote {write_results('grpc_calls', result)}")
+
+
+if __name__ == "__main__":
+    main()
