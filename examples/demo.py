@@ -6,11 +6,12 @@ then puts it in front of real MCP servers (examples/federation.yaml) and a gRPC 
 mounts the build, test and test-environment engines of examples/engines/ (examples/engines.yaml), serves
 toolsets to a client bound to one and to one that is not (examples/toolsets.yaml), and runs a recipe skill, an
 instruction skill and run_chain (examples/compose.yaml, examples/skills/), and runs an agent's program through
-execute_code in a bubblewrap sandbox (examples/code.yaml).
+execute_code in a bubblewrap sandbox (examples/code.yaml); then talks to the gateway as an A2A agent with the
+official a2a-sdk client, and has a second gateway federate it as a `kind: a2a` backend.
 
     python examples/demo.py            # what `make demo` runs
     python examples/demo.py federation # only some parts: stdio, http, federation, grpc, engines, toolsets, compose,
-                                       # code
+                                       # code, a2a
 """
 
 from __future__ import annotations
@@ -401,6 +402,85 @@ async def code() -> None:
             show_call("execute_code", args, await client.call_tool("execute_code", args))
 
 
+async def a2a() -> None:
+    """The gateway as an A2A agent (the official a2a-sdk client), then federated by a second gateway (kind: a2a)."""
+    from a2a.client import ClientConfig, create_client
+    from a2a.helpers import get_artifact_text, get_message_text, new_data_message, new_text_message
+    from a2a.types import Role, SendMessageRequest, TaskState
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    step(f"A2A: the same gateway as an agent, at {base}/a2a (card at /.well-known/agent-card.json)")
+    process = subprocess.Popen(
+        [str(APERTURE), "serve", "--config", str(CONFIG), "--transport", "http", "--port", str(port)]
+    )
+    try:
+        await wait_for_http(f"{base}/mcp", process)
+        async with httpx2.AsyncClient() as http:
+            card = (await http.get(f"{base}/.well-known/agent-card.json")).json()
+        console.print(f"[bold]agent card[/bold]: {card['name']}, skills {', '.join(s['id'] for s in card['skills'])}")
+        client = await create_client(base, client_config=ClientConfig(streaming=True))
+        marathon = {"value": 42.195, "from_unit": "km", "to_unit": "mi"}
+        asks = [
+            new_text_message("convert kilometres to miles", role=Role.ROLE_USER),
+            new_data_message({"op": "describe", "tool_id": "toolbox:convert_units", "detail_level": "summary"}),
+            new_data_message({"op": "run", "tool_id": "toolbox:convert_units", "args": marathon}),
+            new_data_message({"op": "run", "tool_id": "toolbox:convert_units", "args": {"value": 1}}),
+        ]
+        try:
+            for message in asks:
+                message.role = Role.ROLE_USER
+                part = message.parts[0]
+                shown = part.text if part.HasField("text") else json.dumps(get_data_parts_of(message))
+                console.print(f"[bold]→ message[/bold]: {escape(shown)}")
+                async for event in client.send_message(SendMessageRequest(message=message)):
+                    if event.HasField("task"):
+                        state = TaskState.Name(event.task.status.state)
+                        console.print(f"  [dim]task {event.task.id[:8]}…: {state}[/dim]")
+                    elif event.HasField("status_update"):
+                        status = event.status_update.status
+                        said = get_message_text(status.message) if status.HasField("message") else ""
+                        console.print(f"  [dim]{TaskState.Name(status.state)} {escape(said[:400])}[/dim]")
+                    elif event.HasField("artifact_update"):
+                        artifact = event.artifact_update.artifact
+                        text = get_artifact_text(artifact) or json.dumps(get_data_parts_of(artifact), indent=1)
+                        console.print(Panel(escape(text[:800]), title="artifact", border_style="green"))
+        finally:
+            await client.close()
+        await a2a_federated(base)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def get_data_parts_of(message: Any) -> Any:
+    from a2a.helpers import get_data_parts
+
+    return get_data_parts(message.parts)[0]
+
+
+async def a2a_federated(agent_url: str) -> None:
+    """A second gateway whose backend `peer` (kind: a2a) is the first gateway's agent card."""
+    step("A2A as a backend: a second gateway federates the first one's skills (kind: a2a)")
+    with tempfile.TemporaryDirectory() as scratch:
+        config = Path(scratch) / "peer.yaml"
+        backend = {
+            "name": "peer",
+            "kind": "a2a",
+            "card_url": f"{agent_url}/.well-known/agent-card.json",
+            "allow_private_networks": True,  # the agent is on 127.0.0.1
+        }
+        config.write_text(yaml.safe_dump({"search": {"strategy": "bm25"}, "backends": [backend]}))
+        console.print(f"[dim]{escape(yaml.safe_dump({'backends': [backend]}).strip())}[/dim]")
+        argv = ["serve", "--config", str(config)]
+        async with Client(StdioServerParameters(command=str(APERTURE), args=argv, env=dict(os.environ))) as client:
+            listed = (await client.call_tool("list_tools", {})).structured_content["tools"]
+            console.print(f"[bold]tools of the second gateway[/bold]: {', '.join(t['id'] for t in listed)}")
+            inner = {"op": "run", "tool_id": "toolbox:slugify", "args": {"text": "Agents all the way down"}}
+            args = {"tool_id": "peer:run", "args": {"data": inner}}
+            show_call("run_tool", args, await client.call_tool("run_tool", args))
+
+
 PARTS = {
     "stdio": over_stdio,
     "http": over_http,
@@ -410,6 +490,7 @@ PARTS = {
     "toolsets": toolsets,
     "compose": compose,
     "code": code,
+    "a2a": a2a,
 }
 
 

@@ -63,6 +63,12 @@ def test_the_package_root_exports_only_the_decorator() -> None:
     assert imports_of(SRC / "__init__.py") == {"aperture.execution.backends.python"}
 
 
+def test_the_a2a_surface_imports_nothing_of_the_mcp_surface() -> None:
+    """Both surfaces stand on the gateway: what they share lives below them, not in one of them."""
+    found = {name for path in (SRC / "surface" / "a2a").rglob("*.py") for name in imports_of(path)}
+    assert found and not {name for name in found if name.startswith("aperture.surface.mcp")}
+
+
 @pytest.mark.parametrize(
     "package", ["aperture.model", "aperture.discovery", "aperture.execution", "aperture.engines", "aperture.config"]
 )

@@ -40,7 +40,7 @@ from aperture.model import BackendUnavailableError, ConfigError, Tool, ToolId
 
 pytestmark = pytest.mark.anyio
 
-BUILTIN = ("python", "mcp", "capabilities", "engine", "grpc")
+BUILTIN = ("python", "mcp", "capabilities", "engine", "grpc", "a2a")
 
 
 # --- the test's kind: one model, one factory, one entry ----------------------------------------------------------
@@ -183,7 +183,7 @@ def test_an_unknown_or_missing_kind_is_a_config_error_listing_the_kinds() -> Non
         parse_config({"backends": [{"name": "a", "kind": "telepathy"}]})
     assert caught.value.message == (
         "<config>: invalid configuration:\n  backends[0]: unknown backend kind 'telepathy'; the kinds are "
-        "'python', 'mcp', 'capabilities', 'engine', 'grpc' (see docs/configuration.md)"
+        "'python', 'mcp', 'capabilities', 'engine', 'grpc', 'a2a' (see docs/configuration.md)"
     )
     with pytest.raises(ConfigError, match=r"backends\[0\]: give 'kind': the kind of backend, one of 'python', "):
         parse_config({"backends": [{"name": "a", "command": "server"}]})

@@ -34,7 +34,7 @@ from aperture.config import Config, load_config
 from aperture.discovery import SearchStrategy, ToolIndex, default_strategy, strategy_named
 from aperture.execution import FieldDiff, RunResult
 from aperture.gateway import Gateway
-from aperture.model import ApertureError, BackendUnavailableError, InvalidRequestError
+from aperture.model import ApertureError, BackendUnavailableError, ConfigError, InvalidRequestError
 
 T = TypeVar("T")
 PID_FILE = ".aperture/serve.pid"
@@ -142,12 +142,39 @@ def _root(
     _setup_logging(log_level)
 
 
+def _a2a_surface(gateway: Gateway, *, required: bool = False) -> Any:
+    """The A2A surface to serve over HTTP: None when `server.a2a.enabled` is false, or when the `a2a` extra is
+    not installed (said once, as a warning).
+
+    Raises:
+        ConfigError: `required` (A2A alone) and it cannot be served.
+    """
+    if not gateway.config.server.a2a.enabled and not required:
+        return None
+    try:
+        from aperture.surface.a2a import A2aSurface
+    except ModuleNotFoundError as exc:
+        if required:
+            raise ConfigError(
+                f"--transport a2a needs the 'a2a' extra ({exc}); install it with .venv/bin/pip install -e '.[a2a]'"
+            ) from None
+        err.print(
+            f"[yellow]warning:[/yellow] A2A is not served: the 'a2a' extra is not installed ({escape(str(exc))}); "
+            "install it with .venv/bin/pip install -e '.[a2a]', or set server.a2a.enabled: false"
+        )
+        return None
+    return A2aSurface(gateway)
+
+
 @app.command()
 def serve(
     config: ConfigOption = None,
     transport: Annotated[
-        Literal["stdio", "http"] | None,
-        typer.Option(help="stdio or http (default: server.transport in the configuration)."),
+        Literal["stdio", "http", "a2a"] | None,
+        typer.Option(
+            help="stdio, http (MCP, and A2A beside it) or a2a (A2A alone, over HTTP) (default: server.transport "
+            "in the configuration)."
+        ),
     ] = None,
     host: Annotated[str | None, typer.Option(help="HTTP bind address (default: server.host, 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="HTTP port (default: server.port, 8080).")] = None,
@@ -160,7 +187,7 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the gateway over MCP (stdio for a desktop client, http for many clients at /mcp, each toolset at
-    /mcp/<name>).
+    /mcp/<name>, with A2A beside it at /a2a), or over A2A alone (a2a).
 
     The configuration is Aperture's YAML, or a client's JSON file as it is: mcpServers (Claude Desktop, Cursor,
     Windsurf, Claude Code's .mcp.json) or VS Code's mcp.json (servers).
@@ -179,27 +206,39 @@ def serve(
             known = ", ".join(names) or "none are configured (add a toolsets: section)"
             err.print(f"[red]error:[/red] no toolset {escape(repr(toolset))} in the configuration; toolsets: {known}")
             raise typer.Exit(2)
-        if server.transport == "http":
+        if server.transport != "stdio":
             err.print(f"[red]error:[/red] --toolset is for stdio; over HTTP the toolset is at {server.path}/{toolset}")
             raise typer.Exit(2)
 
     async def run(gateway: Gateway, termination: Termination) -> None:
         tools = len(gateway.index)
-        if server.transport == "http":
+        if server.transport in ("http", "a2a"):
             # Bound before it is announced: a taken port is one line (ConfigError), never "MCP at" and a traceback.
             # (Not before the gateway starts: an open port tells scripts the gateway is up and handles SIGTERM.)
             if (warning := exposure_warning(server.host, auth_enabled=cfg.ops.auth.enabled)) is not None:
                 err.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+            alone = server.transport == "a2a"
+            a2a = _a2a_surface(gateway, required=alone)
             listener = bind_listener(server.host, server.port)
-            err.print(f"aperture: {tools} tools, MCP at http://{server.host}:{server.port}{server.path}")
-            await serve_http(
-                gateway,
-                host=server.host,
-                port=server.port,
-                path=server.path,
-                termination=termination,
-                listener=listener,
-            )
+            if not alone:
+                err.print(f"aperture: {tools} tools, MCP at http://{server.host}:{server.port}{server.path}")
+            if a2a is not None:
+                err.print(f"aperture: A2A at http://{server.host}:{server.port}{a2a.path} (agent card at /.well-known)")
+            try:
+                await serve_http(
+                    gateway,
+                    host=server.host,
+                    port=server.port,
+                    path=server.path,
+                    termination=termination,
+                    listener=listener,
+                    beside=a2a.beside if a2a is not None else None,
+                    mcp=not alone,
+                )
+            finally:
+                if a2a is not None:
+                    with anyio.CancelScope(shield=True):
+                        await a2a.aclose()
         else:
             logging.getLogger("aperture").info("serving %d tools on stdio", tools)
             await serve_stdio(gateway, termination, toolset=toolset)

@@ -60,7 +60,7 @@ def test_errors_name_the_file_and_every_bad_key(tmp_path: Path) -> None:
         load_config(path)
     message = caught.value.message
     assert str(path) in message
-    assert "server.transport: Input should be 'stdio' or 'http'" in message
+    assert "server.transport: Input should be 'stdio', 'http' or 'a2a'" in message
     assert "server.prot: unknown key" in message
     assert "backends[0].module: Field required" in message
 

@@ -1,5 +1,6 @@
 """Configuration: the YAML file's schema and its loader, which also reads the JSON files of MCP clients."""
 
+from aperture.config.a2a import A2aConfig
 from aperture.config.client_files import from_mcp_servers
 from aperture.config.kinds import (
     BackendConfig,
@@ -28,6 +29,7 @@ from aperture.config.schema import (
 from aperture.config.variables import interpolate
 
 __all__ = [
+    "A2aConfig",
     "BackendConfig",
     "BackendKind",
     "BackendSettings",

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from aperture.compose import ChainSettings, ToolsetConfig
 from aperture.compose.skills.settings import SkillsSettings
+from aperture.config.a2a import A2aConfig
 from aperture.config.kinds import BackendConfig, InheritEnv, Section, check_inherit_env, on_kinds_changed
 from aperture.discovery import default_cache_dir, semantic_available
 from aperture.discovery.embedding import INSTALL_HINT
@@ -64,7 +65,9 @@ class ServerConfig(Section):
     """How the gateway is reached."""
 
     name: str = Field("aperture", description="The server name MCP clients see.")
-    transport: Literal["stdio", "http"] = Field("stdio", description="stdio, or streamable HTTP.")
+    transport: Literal["stdio", "http", "a2a"] = Field(
+        "stdio", description="stdio; streamable HTTP (with A2A beside it, server.a2a); or a2a: A2A alone over HTTP."
+    )
     host: str = Field("127.0.0.1", description="Address the HTTP transport binds; loopback unless told otherwise.")
     port: int = Field(8080, ge=1, le=65535, description="Port of the HTTP transport.")
     path: str = Field("/mcp", pattern=r"^/", description="URL path of the MCP endpoint.")
@@ -99,6 +102,9 @@ class ServerConfig(Section):
         le=600,
         description="Seconds calls in flight may take to finish after SIGTERM; those still running then are "
         "answered with a shutting_down error before the gateway stops.",
+    )
+    a2a: A2aConfig = Field(
+        default_factory=A2aConfig, description="HTTP: the Agent2Agent surface beside MCP (docs/a2a.md)."
     )
 
 

@@ -3,6 +3,7 @@ behind every surface (search, list, describe, examples, run). Surfaces translate
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AsyncExitStack
@@ -15,6 +16,7 @@ from aperture.compose import (
     TOOLSET_ID_PREFIX,
     ChainResult,
     ChainStep,
+    Recipe,
     SkillBackend,
     SkillHost,
     SkillReport,
@@ -68,6 +70,7 @@ from aperture.model import (
 from aperture.model.errors import shorten
 from aperture.ops.access import Access
 from aperture.ops.chain import Ops
+from aperture.ops.identity import Identity, current_identity
 
 logger = logging.getLogger(__name__)
 
@@ -282,6 +285,57 @@ class Gateway:
         prompts, resources and resource templates, by the auth rules. Surfaces ask this for every listing,
         lookup and notice, and treat what it hides exactly as something that does not exist."""
         return self.ops.access(ctx)
+
+    @property
+    def requires_auth(self) -> bool:
+        """Whether callers must authenticate (`ops.auth` is on): surfaces then describe and ask for credentials."""
+        return self.ops.auth is not None
+
+    @property
+    def auth_methods(self) -> tuple[str, ...]:
+        """How a caller may authenticate here: `api_key` (X-API-Key, or a key as a bearer token) and `jwt` (bearer
+        tokens), as configured; empty without auth."""
+        if self.ops.auth is None:
+            return ()
+        settings = self.config.ops.auth
+        return (*(("api_key",) if settings.api_keys else ()), *(("jwt",) if settings.jwt is not None else ()))
+
+    def caller(self) -> Identity:
+        """Who the request being served comes from (the local caller outside any request)."""
+        return self.ops.caller()
+
+    @contextlib.contextmanager
+    def acting_as(self, who: Identity) -> Iterator[None]:
+        """Answer as `who` inside the block: listings, lookups and calls see what `who` may see (for work a
+        surface does away from the request that authenticated its caller, such as a task running on)."""
+        token = current_identity.set(who)
+        try:
+            yield
+        finally:
+            current_identity.reset(token)
+
+    def visible_skills(self, ctx: CallContext | None = None) -> list[dict[str, Any]]:
+        """The skills the caller may use, as list_skills shows them: `[{id, name, description, kind, stepCount}]`
+        (empty without skills)."""
+        skills = self.skills
+        if skills is None:
+            return []
+        access = self.access(ctx)
+        rows = []
+        for skill in skills.skills.by_name.values():
+            tool_id = skills.tool_id(skill)
+            if access.may_see_tool(tool_id):
+                steps = len(skill.steps) if isinstance(skill, Recipe) else 0
+                rows.append(
+                    {
+                        "id": tool_id,
+                        "name": skill.name,
+                        "description": skill.description,
+                        "kind": skill.kind,
+                        "stepCount": steps,
+                    }
+                )
+        return rows
 
     # --- discovery ------------------------------------------------------------------------------
 

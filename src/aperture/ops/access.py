@@ -35,6 +35,9 @@ from aperture.ops.identity import LOCAL, Identity
 
 TOOLSET_KEY = "aperture.toolset"
 """Where a surface may put the name of the toolset a call came through, in `CallContext.meta`."""
+SURFACE_KEY = "aperture.surface"
+"""Where a surface other than MCP names itself in `CallContext.meta` (`a2a`): spans, metrics and call logs then
+carry it as `surface` (calls without it came through MCP)."""
 current_toolset: ContextVar[str | None] = ContextVar("aperture_toolset", default=None)
 """The toolset the request being served came through (`/mcp/{toolset}`, `serve --toolset`), set by the surface."""
 

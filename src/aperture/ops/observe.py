@@ -12,6 +12,7 @@ from typing import Any
 
 from aperture.execution import RunFn, RunResult, ToolCall
 from aperture.model import Tool, ToolId
+from aperture.ops.access import SURFACE_KEY
 from aperture.ops.identity import identity_of
 from aperture.ops.resilience import Resolve
 from aperture.ops.settings import ObserveSettings
@@ -186,6 +187,9 @@ class Observer:
 
         async def run(call: ToolCall) -> RunResult:
             span_attrs, metric_attrs = self._attrs(call.tool_id)
+            surface = call.ctx.meta.get(SURFACE_KEY) if call.ctx.meta else None
+            if isinstance(surface, str):  # (MCP calls carry none: their series stay as they were)
+                span_attrs, metric_attrs = {**span_attrs, "surface": surface}, {**metric_attrs, "surface": surface}
             started = time.perf_counter()
             if tracing:
                 name = f"tool.exec.{metric_attrs['tool.namespace']}.{metric_attrs['tool.name']}"
@@ -215,6 +219,8 @@ class Observer:
                     "outcome": outcome,
                     "args": self.redact(call.args),
                 }
+                if isinstance(surface, str):
+                    record["surface"] = surface
                 calls_logger.info(json.dumps(record, default=str, separators=(",", ":")))
             return result
 

@@ -6,6 +6,7 @@ a `BackendKind`) and add that `BackendKind` to `BUILTIN_KINDS` (docs/backend-kin
 
 from typing import Any
 
+from aperture.config.kinds.a2a import A2A, A2aBackendConfig
 from aperture.config.kinds.capabilities import CAPABILITIES, CapabilitiesBackendConfig
 from aperture.config.kinds.engine import ENGINE, EngineBackendConfig
 from aperture.config.kinds.grpc import GRPC, GrpcBackendConfig, GrpcTlsConfig
@@ -25,19 +26,21 @@ from aperture.config.kinds.registry import (
     unregister_kind,
 )
 
-BUILTIN_KINDS: tuple[BackendKind[Any], ...] = (PYTHON, MCP, CAPABILITIES, ENGINE, GRPC)
+BUILTIN_KINDS: tuple[BackendKind[Any], ...] = (PYTHON, MCP, CAPABILITIES, ENGINE, GRPC, A2A)
 """The kinds every gateway has, in the order `kind:` errors list them."""
 
 for _kind in BUILTIN_KINDS:
     register_kind(_kind)
 
 __all__ = [
+    "A2A",
     "BUILTIN_KINDS",
     "CAPABILITIES",
     "ENGINE",
     "GRPC",
     "MCP",
     "PYTHON",
+    "A2aBackendConfig",
     "BackendConfig",
     "BackendKind",
     "BackendSettings",

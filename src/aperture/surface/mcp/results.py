@@ -1,4 +1,5 @@
-"""Shape gateway answers as MCP `CallToolResult`s: JSON text for people, `structuredContent` for programs."""
+"""Shape gateway answers as MCP `CallToolResult`s: JSON text for people, `structuredContent` for programs (the
+structured data is the gateway's, `aperture.gateway.replies`; only the wire shape is MCP's)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 import mcp_types
 
 from aperture.execution import RunResult
+from aperture.gateway.replies import error_data, run_data
 from aperture.model import ApertureError
 
 
@@ -24,7 +26,7 @@ def error_result(error: ApertureError) -> mcp_types.CallToolResult:
     """A failure the model can act on: the message as text, the structured error alongside."""
     return mcp_types.CallToolResult(
         content=[mcp_types.TextContent(text=error.message)],
-        structured_content={"error": error.to_dict()},
+        structured_content=error_data(error),
         is_error=True,
     )
 
@@ -33,9 +35,8 @@ def run_result(result: RunResult) -> mcp_types.CallToolResult:
     """A `run_tool` answer: the tool's own content blocks unchanged, and its structured result wrapped."""
     if result.error is not None:
         return error_result(result.error)
-    structured = {"tool_id": result.tool_id, "result": result.structured, "duration_ms": round(result.duration_ms, 3)}
     return mcp_types.CallToolResult(
-        content=list(result.content), structured_content=structured, is_error=result.is_error
+        content=list(result.content), structured_content=run_data(result), is_error=result.is_error
     )
 
 

@@ -23,8 +23,8 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 import aperture
 from aperture.execution import CallContext, LogSource, RunResult
-from aperture.gateway import META_TOOLS, Gateway, MetaTool, offered_meta_tool, offered_meta_tools
-from aperture.model import ApertureError, InternalError, ShuttingDownError, Tool, UnknownToolError
+from aperture.gateway import META_TOOLS, Gateway, MetaTool, internal_failure, offered_meta_tool, offered_meta_tools
+from aperture.model import ApertureError, ShuttingDownError, Tool, UnknownToolError
 from aperture.ops.access import Access
 from aperture.surface.mcp import lean
 from aperture.surface.mcp.exposure import Exposure
@@ -482,13 +482,7 @@ class McpSurface:
             return error_result(error)
         except Exception as exc:  # the surface boundary: log it, answer with an internal error, keep serving
             logger.exception("meta-tool %s failed", name)
-            return error_result(
-                InternalError(
-                    f"Aperture hit an internal error in {name} ({type(exc).__name__}). This is a bug in the gateway, "
-                    "not in your request; retrying may not help.",
-                    op=name,
-                )
-            )
+            return error_result(internal_failure(name, exc))
 
     def _known_names(self, name: str) -> list[str]:
         names = [t.name for t in offered_meta_tools(self.gateway)] if self._meta else []

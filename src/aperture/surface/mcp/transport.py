@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Iterator
 
 import anyio
 import uvicorn
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aperture.gateway import Gateway
 from aperture.model import ConfigError
@@ -196,11 +196,24 @@ def http_app(surface: McpSurface, *, path: str = "/mcp", host: str = "127.0.0.1"
     # Health, metrics and authentication sit outside both call paths (the SDK's and the lean one); inside
     # them, first the guard that refuses bodies no parser should read, then the session limits (authentication
     # tells who the caller is, and the limits read the bodies of sessions not yet initialised).
-    authenticated = surface.gateway.ops.auth is not None
+    authenticated = surface.gateway.requires_auth
     guarded = SessionGuard(calls, manager, sessions, path=path, authenticated=authenticated)
     # Toolsets' virtual servers (`{path}/{toolset}`) behind authentication: a 404 names only what the caller may use.
     toolsets = ToolsetPaths(JsonRpcGuard(guarded, path=path), surface.gateway, path=path)
     return OpsHttpApp(toolsets, surface.gateway.ops, path=path)
+
+
+async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
+    """What answers where no surface is served: 404 (and the lifespan, which it has nothing to do in)."""
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    body = b'{"error": "not_found", "message": "Nothing is served at this path."}'
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 404, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def serve_http(
@@ -211,10 +224,14 @@ async def serve_http(
     path: str = "/mcp",
     termination: Termination | None = None,
     listener: socket.socket | None = None,
+    beside: Callable[[ASGIApp], ASGIApp] | None = None,
+    mcp: bool = True,
 ) -> None:
     """Answer MCP over streamable HTTP until cancelled (or SIGTERM). The gateway must be entered.
 
     `listener` is a socket from `bind_listener` (bound to `host:port`); without one, it is bound here.
+    `beside` serves another surface next to MCP: it gets the MCP app and returns the app to serve (the A2A
+    surface's `A2aSurface.beside`); with `mcp` false, only it (and the health and metrics endpoints) is served.
 
     On SIGTERM the server stops accepting connections, calls in flight finish for up to
     `server.shutdown_grace` seconds and the rest are answered `shutting_down`; then it stops.
@@ -222,7 +239,9 @@ async def serve_http(
     listener = listener if listener is not None else bind_listener(host, port)
     surface = McpSurface(gateway)
     grace = gateway.config.server.shutdown_grace
-    app = http_app(surface, path=path, host=host)
+    app = http_app(surface, path=path, host=host) if mcp else OpsHttpApp(_not_found, gateway.ops, path=path)
+    if beside is not None:
+        app = beside(app)
     config = uvicorn.Config(
         app,
         host=host,
@@ -233,7 +252,8 @@ async def serve_http(
         http=BoundedHttpToolsProtocol.bounded(gateway.config.server.max_header_bytes),
     )
     server = _Server(config)
-    logger.info("serving MCP on http://%s:%d%s", host, port, path)
+    if mcp:
+        logger.info("serving MCP on http://%s:%d%s", host, port, path)
     stopped = anyio.Event()
 
     async def serve() -> None:
