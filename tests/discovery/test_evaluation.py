@@ -141,8 +141,8 @@ def test_fields_of_a_catalogs_own_are_ignored_with_one_warning_a_file(tmp_path: 
     assert [t.key for t in tools] == ["gh:create_issue", "slack:send_message", "catalog:get_weather", "fs:read_file"]
     assert warnings == [
         f"{tmp_path / 'tools.jsonl'}: ignored field(s) category (3 of them, first at line 1), owner (1 of them, first "
-        "at line 4); the fields read are id, name, namespace, description, input_schema, tags, title, inputSchema, "
-        "short_description"
+        "at line 4); the fields read are id, name, namespace, description, input_schema, tags, title, "
+        "namespace_description, inputSchema, short_description"
     ]
     queries = [{"query": "open an issue", "gold": ["gh:create_issue"], "difficulty": "easy"}]
     warnings.clear()
@@ -286,3 +286,23 @@ def test_rank_times_each_query_and_passes_the_intent(tmp_path: Path) -> None:
     assert strategy.asked[0] == "weather"  # the untimed warm-up
     if "intent" not in inspect.signature(ToolIndex.search).parameters:
         assert strategy.asked[-1] == "weather plan a picnic"
+
+
+def test_a_namespace_description_is_read_indexed_and_pinned(tmp_path: Path) -> None:
+    from aperture.execution.integrity import fingerprint
+
+    path = tmp_path / "TOOLS.jsonl"
+    records = [
+        {"id": "crm:find", "description": "Find records.", "namespace_description": "Salesforce accounts and leads."},
+        {"id": "files:find", "description": "Find records."},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    crm, files = load_tools(path)
+    assert crm.namespace_description == "Salesforce accounts and leads." and files.namespace_description == ""
+    index = ToolIndex(BM25Strategy())
+    index.update([crm, files])
+    assert [hit.id for hit in index.search("find a salesforce lead").hits][:1] == ["crm:find"]
+    # Integrity pins it: a changed description is a changed tool; no description keeps earlier fingerprints.
+    changed = load_tools(path)[0].__class__(id=crm.id, description=crm.description, namespace_description="Other.")
+    assert fingerprint(changed) != fingerprint(crm)
+    assert fingerprint(files) == fingerprint(files.__class__(id=files.id, description=files.description))

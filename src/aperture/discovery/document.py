@@ -25,7 +25,7 @@ class SearchDoc:
             tool=tool,
             fields={
                 "name": tokenize(tool.name, identifier=True) + tokenize(tool.title or ""),
-                "namespace": tokenize(tool.namespace, identifier=True),
+                "namespace": tokenize(tool.namespace, identifier=True) + tokenize(tool.namespace_description),
                 "tags": tokenize_all(tool.tags),
                 "description": tokenize(tool.description),
                 "parameters": _parameter_tokens(tool.input_schema),

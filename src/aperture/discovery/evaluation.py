@@ -2,11 +2,13 @@
 
 Files (one JSON object a line; blank lines are skipped):
 
-- `TOOLS.jsonl`: `{"id", "name", "namespace", "description", "input_schema", "tags", "title"}`. Only `id`
-  or `name`, and `description`, are required. An `id` with a colon is parsed as `namespace:name`; a bare
-  `id` or `name` gets the `namespace` field, else `catalog`. MCP's `inputSchema` is accepted too, and so is
-  a JSON array of such objects: what `aperture tools --json` prints. Without `description`, a
-  `short_description` (what `aperture search --json` prints) is read instead.
+- `TOOLS.jsonl`: `{"id", "name", "namespace", "description", "input_schema", "tags", "title",
+  "namespace_description"}`. Only `id` or `name`, and `description`, are required. `namespace_description`
+  is what the tool's server says about itself (indexed with the namespace). An `id` with a colon is parsed
+  as `namespace:name`; a bare `id` or `name` gets the `namespace` field, else `catalog`. MCP's
+  `inputSchema` is accepted too, and so is a JSON array of such objects: what `aperture tools --json`
+  prints. Without `description`, a `short_description` (what `aperture search --json` prints) is read
+  instead.
 - `QUERIES.jsonl`: `{"query", "gold": [tool ids], "intent"}` (`intent` optional). A gold id may be the full
   `namespace:name` or a bare name that only one tool has.
 
@@ -53,7 +55,7 @@ METRICS = (
     *(f"ndcg@{k}" for k in NDCG_AT),
     *(f"completeness@{k}" for k in COMPLETE_AT),
 )
-_TOOL_KEYS = ("id", "name", "namespace", "description", "input_schema", "tags", "title")
+_TOOL_KEYS = ("id", "name", "namespace", "description", "input_schema", "tags", "title", "namespace_description")
 _TOOL_ALIASES = ("inputSchema", "short_description")
 # What `aperture tools --json` and `search --json` print beside the fields above: read, or known and unused.
 _TOOL_LISTING_KEYS = frozenset({"score", "backend_kind"})
@@ -317,7 +319,13 @@ def _tool(path: Path | str, number: int, record: dict[str, Any], ignored: _Ignor
         raise EvalDataError(path, number, f"'tags' must be a list of strings, got {_shown(tags)}")
     title = _string(path, number, record, "title") or None
     return Tool(
-        id=tool_id, description=description, title=title, input_schema=schema, tags=tuple(tags), backend_kind="eval"
+        id=tool_id,
+        description=description,
+        title=title,
+        input_schema=schema,
+        tags=tuple(tags),
+        backend_kind="eval",
+        namespace_description=_string(path, number, record, "namespace_description"),
     )
 
 

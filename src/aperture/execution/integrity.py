@@ -53,6 +53,8 @@ def definition(tool: Tool) -> dict[str, Any]:
     }
     if tool.instructions:  # only when there are some, so fingerprints approved before stay as they were
         out["instructions"] = tool.instructions
+    if tool.namespace_description:  # search indexes it: a changed description is held like a changed tool
+        out["namespace_description"] = tool.namespace_description
     return out
 
 

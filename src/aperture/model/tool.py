@@ -86,6 +86,9 @@ class Tool:
     """Longer guidance than the description, shown only at detail level `full` (an instruction skill's body)."""
     resources: tuple[str, ...] = ()
     """URIs of resources that belong with the tool (an instruction skill's files), listed at level `full`."""
+    namespace_description: str = ""
+    """What the tool's backend says about itself (its server's instructions or title, a description in its
+    configuration): indexed for search as part of the namespace, and pinned with the tool by integrity."""
 
     @property
     def name(self) -> str:
