@@ -90,11 +90,11 @@ async def test_a_configured_description_is_searched_in_place_of_the_servers_and_
 async def test_a_python_backend_takes_its_description_from_the_configuration(tmp_path: Path) -> None:
     examples = str(FIXTURES.parent.parent / "examples")
     backends = [
-        {"name": "tb", "kind": "python", "module": "toolbox", "path": examples, "description": "Weather station tools."},
+        {"name": "tb", "kind": "python", "module": "toolbox", "path": examples, "description": "Weather station tools"},
         {"name": "other", "kind": "python", "module": "faulty", "path": str(FIXTURES)},
     ]
     async with Gateway(load_config(write(tmp_path, backends))) as gateway:
-        assert gateway.registry.snapshot.tools["tb:slugify"].namespace_description == "Weather station tools."
+        assert gateway.registry.snapshot.tools["tb:slugify"].namespace_description == "Weather station tools"
         assert gateway.registry.snapshot.tools["other:echo"].namespace_description == ""
         found = ids(gateway, "weather station")
         assert found and all(i.startswith("tb:") for i in found)

@@ -599,7 +599,8 @@ def _compile_auth(auth: AuthConfig) -> Auth | None:
 def _unknown_keys(spec: CapabilityFile, listed: list[tuple[Loc, ProviderConfig]]) -> list[str]:
     """Every key no one knows, as `path.to.key` (reported as warnings: usually a typo)."""
     found = spec.unknown_keys("")
-    for part, where in ((spec.auth, "auth."), (spec.cache, "cache."), (spec.metadata, "metadata."), (spec.info, "info.")):
+    parts: list[tuple[_Part, str]] = [(spec.auth, "auth."), (spec.cache, "cache."), (spec.metadata, "metadata.")]
+    for part, where in [*parts, (spec.info, "info.")]:
         found += part.unknown_keys(where)
     for loc, provider in listed:
         where = dotted(loc)
