@@ -260,3 +260,15 @@ def test_a_json_file_is_read_as_json_and_its_errors_have_line_and_column(tmp_pat
     with pytest.raises(ConfigError) as caught:
         load_config(write(tmp_path / "broken.json", '{\n  "mcpServers": {\n    "t": {"command" "x"}\n  }\n}\n'))
     assert caught.value.message == f"{tmp_path / 'broken.json'}: line 3, column 21: Expecting ':' delimiter"
+
+
+def test_a_servers_description_in_a_client_file_is_its_backends_description(tmp_path: Path) -> None:
+    data = {
+        "mcpServers": {
+            "ledger": {"command": "ledger-mcp", "description": "Acme billing: invoices and refunds."},
+            "odd": {"command": "odd-mcp", "description": {"not": "text"}},  # a client's own shape: ignored
+        }
+    }
+    servers = mcp_backends(write(tmp_path / "mcp.json", data))
+    assert servers["ledger"].description == "Acme billing: invoices and refunds."
+    assert servers["odd"].description == ""

@@ -67,6 +67,10 @@ async def test_an_agents_skills_are_found_described_and_run_with_text_and_data()
         assert set(described["input_schema"]["properties"]) == {"text", "data"}
         assert "Input: text/plain, application/json." in described["description"]
         assert described["examples"][0]["args"] == {"text": "hello there"}
+        # The card's name and description are the namespace text of every skill: searched with the namespace.
+        assert gateway.registry.snapshot.tools["remote:refuse"].namespace_description == (
+            "echo-agent. Echoes what it is told."
+        )
         said = await gateway.run("remote:echo", {"text": "hi"})
         assert said.text == "echo: hi" and not said.is_error
         both = await gateway.run("remote:echo", {"text": "n", "data": {"n": 2}})

@@ -145,6 +145,8 @@ def _backend(
     for key, field in _ENTRY_KEYS.items():
         if key in spec and field not in entry:
             entry[field] = interpolate(spec[key], env, f"{where}.{key}", found, workspace=workspace)
+    if isinstance(spec.get("description"), str):  # some clients describe their servers: search uses it
+        entry["description"] = spec["description"]
     kind = str(spec.get("type") or spec.get("transport") or "").lower()
     if kind not in _TRANSPORTS:
         key = "type" if spec.get("type") else "transport"

@@ -32,6 +32,7 @@ from aperture.execution.backends import (
 from aperture.execution.capabilities import CapabilityBackend, CapabilitySettings, HttpSettings, LoadProblem, LoadReport
 from aperture.execution.definition_diff import DiffSpan, FieldDiff
 from aperture.execution.integrity import FingerprintStore, HeldTool, IntegrityGuard, NewTools, Policy
+from aperture.execution.namespaces import NamespaceDescriptions
 from aperture.execution.registry import BackendRegistry, CatalogSnapshot
 from aperture.execution.result import RunResult, ToolOutput, normalize
 from aperture.execution.runner import Middleware, RunFn, Runner, ToolCall, closest_ids, raise_unavailable_or_unknown
@@ -63,6 +64,7 @@ __all__ = [
     "LogSource",
     "McpBackend",
     "Middleware",
+    "NamespaceDescriptions",
     "NewTools",
     "Policy",
     "ProgressFn",

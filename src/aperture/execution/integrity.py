@@ -134,6 +134,7 @@ class FingerprintStore:
                     output_schema=spec.get("output_schema"),
                     annotations=ToolAnnotations.from_dict(spec.get("annotations") or {}),
                     backend_kind=backend_kind,
+                    namespace_description=spec.get("namespace_description") or "",
                 )
             )
         return tools

@@ -12,6 +12,7 @@ import anyio
 
 from aperture.execution.backend import Backend, ChangeNotifier, HealthStatus
 from aperture.execution.integrity import HeldTool, IntegrityGuard
+from aperture.execution.namespaces import NamespaceDescriptions
 from aperture.model import ApertureError, ConfigError, Tool
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,8 @@ class BackendRegistry:
 
     def __init__(self, guard: IntegrityGuard | None = None) -> None:
         self.guard = guard
+        self.namespaces = NamespaceDescriptions()
+        """Sets the namespace text of every listed tool (the gateway gives it the configured descriptions)."""
         self._backends: dict[str, Backend] = {}
         self._listed: dict[str, tuple[Tool, ...]] = {}
         self._failures: dict[str, str] = {}
@@ -148,7 +151,7 @@ class BackendRegistry:
         if backend is None:
             return
         try:
-            tools = tuple(await backend.list_tools())
+            tools = self.namespaces.said(await backend.list_tools())
         except Exception as exc:  # a broken backend is reported, never allowed to hide the others
             logger.warning("backend %s: listing tools failed: %s", name, exc)
             self._listed[name] = ()
@@ -170,6 +173,8 @@ class BackendRegistry:
         if self.guard is not None:
             served, held = self.guard.check(tools.values())
             tools = {tool.key: tool for tool in served}
+        if self.namespaces.configured:  # after the check: the operator's own words are not pinned
+            tools = self.namespaces.served(tools)
         self._snapshot = CatalogSnapshot(
             version=self._snapshot.version + 1,
             tools=MappingProxyType(tools),

@@ -42,6 +42,7 @@ from aperture.execution import (
     FingerprintStore,
     IntegrityGuard,
     LoadReport,
+    NamespaceDescriptions,
     NewTools,
     Policy,
     Reloadable,
@@ -112,6 +113,10 @@ class Gateway:
             timeouts[self.config.skills.namespace] = self.config.skills.timeout + 5.0
         # Every configured credential, taken out of results, errors and log records (capability files add theirs).
         self.redactor = Redactor(self.config.secret_values)
+        # What each backend says about itself, bounded and redacted; a `description:` in its entry instead.
+        self.registry.namespaces = NamespaceDescriptions(
+            {b.name: b.description for b in self.config.backends if b.description}, self.redactor
+        )
         self.runner = Runner(
             self.registry,
             default_timeout=self.config.execution.timeout,

@@ -27,7 +27,7 @@ from aperture.model.errors import (
 )
 from aperture.model.ids import ToolId
 from aperture.model.redact import RedactingFilter, Redactor, install_log_redaction
-from aperture.model.tool import ParameterInfo, Tool, ToolAnnotations, ToolExample
+from aperture.model.tool import ParameterInfo, Tool, ToolAnnotations, ToolExample, namespace_text
 from aperture.model.validation import ArgumentValidator, OutputValidator, Violation
 
 __all__ = [
@@ -67,6 +67,7 @@ __all__ = [
     "describe",
     "function_name",
     "install_log_redaction",
+    "namespace_text",
     "to_anthropic",
     "to_mcp",
     "to_openai",

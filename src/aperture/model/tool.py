@@ -12,6 +12,8 @@ from aperture.model.ids import ToolId
 EMPTY_INPUT_SCHEMA: Mapping[str, Any] = {"type": "object", "properties": {}}
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s|\n\s*\n")
 SHORT_DESCRIPTION_LIMIT = 160
+NAMESPACE_DESCRIPTION_LIMIT = 500
+"""Most characters of a tool's `namespace_description` (a server's instructions can run to pages)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -146,6 +148,33 @@ def short_description(text: str, limit: int = SHORT_DESCRIPTION_LIMIT) -> str:
     if len(first) > limit:
         first = first[: limit - 1].rstrip() + "…"
     return first
+
+
+def namespace_text(*parts: str | None, limit: int | None = NAMESPACE_DESCRIPTION_LIMIT) -> str:
+    """What a backend says about itself as one line: the non-empty `parts` (a title, a description, instructions),
+    whitespace collapsed, each left out when an earlier one already says it, joined into sentences and cut at a
+    word to at most `limit` characters (None: not cut; the registry cuts once secrets are out). Applied to its
+    own answer it changes nothing.
+
+    Example:
+        ```python
+        namespace_text("Acme Billing", "Invoices and refunds.")  # 'Acme Billing. Invoices and refunds.'
+        ```
+    """
+    text = ""
+    for part in parts:
+        part = " ".join((part or "").split())
+        if not part or part.casefold() in text.casefold():
+            continue
+        if text:
+            text += " " if text[-1] in ".!?:;…" else ". "
+        text += part
+    if limit is None or len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    if text[limit - 1] != " " and " " in cut:  # not inside a word
+        cut = cut.rsplit(" ", 1)[0]
+    return cut.rstrip() + "…"
 
 
 # Words ending in a period that do not end a sentence ("with a hash function, e.g. sha256").

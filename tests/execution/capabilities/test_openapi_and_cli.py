@@ -51,6 +51,8 @@ def test_openapi_operations_become_capability_files_with_parameters_body_and_aut
     show = caps["show_pet_by_id"]
     assert show.tool.input_schema["properties"]["petId"] == {"type": "integer", "description": "The pet's id."}
     assert show.tool.description == "Info for a specific pet."
+    # The document's info is every operation's namespace text (the file's `info`).
+    assert show.tool.namespace_description == "Pet Store. Pets up for adoption, with their owners."
     assert caps["delete_pets_pet_id"].tool.annotations.destructive
     assert any("PET_STORE_" in note for note in result.notes)
 

@@ -37,10 +37,15 @@ def backend_name(value: str) -> str:
 
 class BackendSettings(Section):
     """What every backend entry has: a `name`, the `kind` that picks its model (a `Literal` in each kind's
-    model) and a `timeout` (each kind declares it, with its own default)."""
+    model), a `timeout` (each kind declares it, with its own default) and an optional `description`."""
 
     name: str = Field(description="Backend name; becomes the namespace of its tools.")
     kind: str
+    description: str = Field(
+        "",
+        description="What this backend is for, in a sentence or two: searched with its namespace, in place of what "
+        "the backend says about itself (an MCP server's instructions and title, an agent card's description).",
+    )
 
     if TYPE_CHECKING:  # declared by each kind, where its default and place among the keys are its own
         timeout: float | None

@@ -54,6 +54,7 @@ from aperture.model import (
     ToolAnnotations,
     ToolExample,
     ToolId,
+    namespace_text,
 )
 
 logger = logging.getLogger(__name__)
@@ -202,6 +203,10 @@ class A2aBackend:
             annotations=ToolAnnotations(title=skill.name or None, open_world=True),
             examples=examples,
             backend_kind=self.kind,
+            # What the agent says about itself: its card's name and description (the registry bounds it).
+            namespace_description=namespace_text(self.card.name, self.card.description, limit=None)
+            if self.card is not None
+            else "",
         )
 
     async def start(self, task_group: TaskGroup) -> None:

@@ -46,6 +46,7 @@ from aperture.execution.backends.mcp_upstream import (
     UpstreamState,
     all_pages,
     explain_failure,
+    server_context,
     session_lost,
     stopped,
     upstream_tool,
@@ -298,10 +299,11 @@ class McpBackend:
     async def _relist(self, client: Client) -> None:
         tools: dict[str, tuple[Tool, str]] = {}
         cursor: str | None = None
+        context = server_context(client.server_info, client.instructions)
         for _ in range(MAX_PAGES):
             page = await client.list_tools(cursor=cursor)
             for listed in page.tools:
-                converted, upstream_name = upstream_tool(self._name, listed)
+                converted, upstream_name = upstream_tool(self._name, listed, context=context)
                 tools[converted.name] = (converted, upstream_name)
             cursor = page.next_cursor
             if not cursor:

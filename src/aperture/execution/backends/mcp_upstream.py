@@ -14,7 +14,7 @@ from mcp.shared.exceptions import MCPError
 
 from aperture.execution.backends.mcp_env import DEFAULT_INHERITED_ENV
 from aperture.execution.backends.mcp_stdio import MAX_LINE_BYTES, ProcessWatch
-from aperture.model import Tool, ToolAnnotations, ToolId
+from aperture.model import Tool, ToolAnnotations, ToolId, namespace_text
 
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.\-]")
 MAX_PAGES = 1000
@@ -69,8 +69,17 @@ class RestartPolicy:
         return float(min(self.maximum, self.initial * 2**attempt))
 
 
-def upstream_tool(namespace: str, tool: mcp_types.Tool) -> tuple[Tool, str]:
-    """An upstream tool as a gateway `Tool`, and the upstream's own name for it."""
+def server_context(info: mcp_types.Implementation | None, instructions: str | None) -> str:
+    """What an upstream says about itself in its answer to initialize: its title (else its name), its
+    description and its instructions, as one line (the namespace text of its tools; the registry bounds it once
+    the secrets are out)."""
+    title = (info.title or info.name) if info is not None else None
+    return namespace_text(title, info.description if info is not None else None, instructions, limit=None)
+
+
+def upstream_tool(namespace: str, tool: mcp_types.Tool, *, context: str = "") -> tuple[Tool, str]:
+    """An upstream tool as a gateway `Tool`, and the upstream's own name for it; `context` is what the server
+    says about itself (`server_context`)."""
     name = _UNSAFE_NAME.sub("_", tool.name)[:128] or "_"
     hints = tool.annotations
     annotations = ToolAnnotations(
@@ -88,6 +97,7 @@ def upstream_tool(namespace: str, tool: mcp_types.Tool) -> tuple[Tool, str]:
         output_schema=tool.output_schema,
         annotations=annotations,
         backend_kind=BACKEND_KIND,
+        namespace_description=context,
     )
     return converted, tool.name
 

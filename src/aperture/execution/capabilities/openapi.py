@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from aperture.model import ConfigError
+from aperture.model import ConfigError, namespace_text
 
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 _NAME_CHARS = re.compile(r"[^A-Za-z0-9_]+")
@@ -212,6 +212,7 @@ def import_openapi(
     base = _server_url(spec, base_url)
     title = str((spec.get("info") or {}).get("title") or spec_path.stem)
     env = env_prefix or snake(title).upper() or "API"
+    api = _api_info(spec.get("info"))
     result = ImportResult()
     out_dir.mkdir(parents=True, exist_ok=True)
     used: set[str] = set()
@@ -234,6 +235,8 @@ def import_openapi(
                 output = _success_schema(resolver, operation)
                 if output is not None:
                     doc["schema"]["output"] = output
+            if api:
+                doc["info"] = api
             if name in used:
                 name = f"{name}_{method}"
                 doc["name"] = name
@@ -245,6 +248,15 @@ def import_openapi(
     if any("auth" in yaml.safe_load(p.read_text()) for p in result.written):
         result.notes.append(f"credentials are read from environment variables named {env}_*; set them before serving")
     return result
+
+
+def _api_info(info: Any) -> dict[str, str]:
+    """The document's `info` title and description, for each file's `info` (searched as the namespace text; the
+    description cut to what search keeps of it)."""
+    if not isinstance(info, Mapping):
+        return {}
+    out = {key: namespace_text(str(info.get(key) or "")) for key in ("title", "description")}
+    return {key: value for key, value in out.items() if value}
 
 
 def _success_schema(resolver: _Resolver, operation: Mapping[str, Any]) -> Any:

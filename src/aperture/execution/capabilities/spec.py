@@ -19,7 +19,7 @@ from urllib.parse import quote, unquote
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from aperture.model import Tool, ToolAnnotations, ToolId
+from aperture.model import Tool, ToolAnnotations, ToolId, namespace_text
 from aperture.model.errors import shorten
 
 KIND = "capabilities"
@@ -151,11 +151,19 @@ class SchemaConfig(_Part):
     output: dict[str, Any] | None = None
 
 
+class ApiInfo(_Part):
+    """The API a capability belongs to, as OpenAPI's `info` says it: searched as its namespace text."""
+
+    title: str = ""
+    description: str = ""
+
+
 class CapabilityFile(_Part):
     """One capability file, as written."""
 
     name: str = ""
     description: str = ""
+    info: ApiInfo = Field(default_factory=ApiInfo)
     schema_: SchemaConfig = Field(default_factory=SchemaConfig, alias="schema")
     providers: dict[str, Any]
     auth: AuthConfig = Field(default_factory=AuthConfig)
@@ -526,6 +534,7 @@ def compile_capability(spec: CapabilityFile, *, namespace: str, path: Path, dige
         ),
         backend_kind=KIND,
         cache_ttl=float(spec.cache.ttl) if spec.cache.ttl else None,
+        namespace_description=namespace_text(spec.info.title, spec.info.description, limit=None),
     )
     return Capability(
         tool=tool,
@@ -590,7 +599,8 @@ def _compile_auth(auth: AuthConfig) -> Auth | None:
 def _unknown_keys(spec: CapabilityFile, listed: list[tuple[Loc, ProviderConfig]]) -> list[str]:
     """Every key no one knows, as `path.to.key` (reported as warnings: usually a typo)."""
     found = spec.unknown_keys("")
-    for part, where in ((spec.auth, "auth."), (spec.cache, "cache."), (spec.metadata, "metadata.")):
+    parts: list[tuple[_Part, str]] = [(spec.auth, "auth."), (spec.cache, "cache."), (spec.metadata, "metadata.")]
+    for part, where in [*parts, (spec.info, "info.")]:
         found += part.unknown_keys(where)
     for loc, provider in listed:
         where = dotted(loc)
