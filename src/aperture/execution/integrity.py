@@ -58,6 +58,17 @@ def definition(tool: Tool) -> dict[str, Any]:
     return out
 
 
+_ADDED_LATER = ("namespace_description",)
+"""Fields of a definition that approvals recorded before 2026-12-05 do not have: such an approval still holds
+for a tool that differs from it only by having them (trust on first use, as for a tool first listed)."""
+
+
+def _only_fields_added_since(approved: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
+    """Does `current` differ from `approved` only by fields of `_ADDED_LATER` that `approved` lacks?"""
+    added = [field for field in _ADDED_LATER if field in current and field not in approved]
+    return bool(added) and {k: v for k, v in current.items() if k not in added} == dict(approved)
+
+
 def fingerprint(tool: Tool) -> str:
     """sha256 of the canonical JSON of the tool's definition."""
     canonical = json.dumps(definition(tool), sort_keys=True, separators=(",", ":"), default=str)
@@ -203,6 +214,13 @@ class IntegrityGuard:
                 if record is None:
                     self.store.approve(tool)
                     dirty = True
+                served.append(tool)
+                continue
+            if _only_fields_added_since(record.get("definition", {}), definition(tool)):
+                # Approved by a gateway that did not record these fields yet: nothing approved changed.
+                logger.info("tool %s: recording %s, which its approval predates", tool.key, ", ".join(_ADDED_LATER))
+                self.store.approve(tool)
+                dirty = True
                 served.append(tool)
                 continue
             change = HeldTool(tool, record.get("definition", {}))
