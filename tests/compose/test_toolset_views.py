@@ -335,3 +335,19 @@ async def test_a_tool_of_a_backend_that_is_down_is_said_down_in_a_toolset_that_n
                 assert isinstance((await gw.run("t:nope", {})).error, UnknownToolError)
         with through("tagged"):  # (whether the tool has the tag is unknown while it is absent: as any unknown id)
             assert isinstance((await gw.run("down:t0", {})).error, UnknownToolError)
+
+
+async def test_surfaced_tools_are_listed_directly_only_inside_the_view_and_under_its_names() -> None:
+    async with gateway(server={"expose": "meta", "surfaced": ["t:lookup", "t:append", "admin:reset"]}) as gw:
+        with through("words"):
+            async with Client(McpSurface(gw).server) as client:
+                listed = {tool.name for tool in (await client.list_tools()).tools}
+                assert {"t__find", "t__append"} <= listed and not {"t__lookup", "admin__reset"} & listed
+                found = await client.call_tool("t__find", {"word": "hi"})
+                assert not found.is_error and text_of(found) == "HI"
+                outside = await client.call_tool("admin__reset", {})
+                assert outside.is_error and text_of(outside).startswith("No tool 'admin__reset'.")
+        with through():
+            async with Client(McpSurface(gw).server) as client:
+                listed = {tool.name for tool in (await client.list_tools()).tools}
+                assert {"t__lookup", "t__append", "admin__reset"} <= listed and "t__find" not in listed
