@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import socket
+import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,3 +57,31 @@ def write_results(name: str, data: Any) -> Path:
     out = RESULTS / f"{name}.json"
     out.write_text(json.dumps(data, indent=2))
     return out
+
+
+Call = Callable[[], Awaitable[None]]
+"""One timed call of a benchmark row (it raises when the call failed)."""
+
+
+@dataclass
+class Row:
+    """A benchmark row: its call and the latencies (ms) recorded so far."""
+
+    label: str
+    call: Call
+    latencies: list[float] = field(default_factory=list)
+
+    async def once(self, record: bool = True) -> None:
+        started = time.perf_counter()
+        await self.call()
+        if record:
+            self.latencies.append((time.perf_counter() - started) * 1000)
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "row": self.label,
+            "calls": len(self.latencies),
+            "p50_ms": round(percentile(self.latencies, 0.5), 3),
+            "p99_ms": round(percentile(self.latencies, 0.99), 3),
+            "mean_ms": round(statistics.fmean(self.latencies), 3),
+        }

@@ -16,9 +16,8 @@ import json
 import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +31,11 @@ from mcp import Client
 from rich.console import Console
 from rich.table import Table
 
-from bench._processes import APERTURE, ROOT, free_port, http_process, percentile, write_results
+from bench._processes import APERTURE, ROOT, Call, Row, free_port, http_process, percentile, write_results
 
 console = Console()
 ARGS = {"text": "hello"}
 TOOL = "t:echo"
-Call = Callable[[], Awaitable[None]]
 
 
 def mcp_call(client: Client) -> Call:
@@ -62,19 +60,6 @@ def a2a_call(client: A2aClient) -> Call:
             raise RuntimeError(f"A2A call did not complete: {last}")
 
     return call
-
-
-@dataclass
-class Row:
-    label: str
-    call: Call
-    latencies: list[float] = field(default_factory=list)
-
-    async def once(self, record: bool = True) -> None:
-        started = time.perf_counter()
-        await self.call()
-        if record:
-            self.latencies.append((time.perf_counter() - started) * 1000)
 
 
 @asynccontextmanager

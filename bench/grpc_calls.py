@@ -21,9 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,35 +35,12 @@ from rich.table import Table
 
 from aperture.config import load_config
 from aperture.gateway import Gateway
-from bench._processes import APERTURE, ROOT, free_port, http_process, percentile, write_results
+from bench._processes import APERTURE, ROOT, Call, Row, free_port, http_process, write_results
 
 SHOP = ROOT / "tests" / "fixtures" / "grpc_shop.py"
 GET_ITEM = "shop:shop.v1.Inventory.GetItem"
 ARGS = {"sku": "SKU-1"}
 console = Console()
-Call = Callable[[], Awaitable[None]]
-
-
-@dataclass
-class Row:
-    label: str
-    call: Call
-    latencies: list[float] = field(default_factory=list)
-
-    async def once(self, record: bool = True) -> None:
-        started = time.perf_counter()
-        await self.call()
-        if record:
-            self.latencies.append((time.perf_counter() - started) * 1000)
-
-    def figures(self) -> dict[str, Any]:
-        return {
-            "row": self.label,
-            "calls": len(self.latencies),
-            "p50_ms": round(percentile(self.latencies, 0.5), 3),
-            "p99_ms": round(percentile(self.latencies, 0.99), 3),
-            "mean_ms": round(statistics.fmean(self.latencies), 3),
-        }
 
 
 def mcp_call(client: Client, tool_id: str) -> Call:
