@@ -64,7 +64,7 @@ class ListNamespacesArgs(_Arguments):
 class DescribeToolArgs(_Arguments):
     tool_id: str = Field(description="Tool id from search_tools.")
     detail_level: Literal["summary", "schema", "full"] = Field(
-        "schema", description="summary: what it does; schema: plus its JSON Schemas; full: plus examples."
+        "schema", description="summary: what it does; schema: + JSON Schemas; full: + examples."
     )
     examples_max: int | None = Field(None, ge=0, le=5, description="Examples at full.")
 
@@ -87,7 +87,7 @@ class ChainStepArgs(_Arguments):
     args: dict[str, Any] = Field(default_factory=dict, description="Its arguments.")
     use_previous: bool = Field(
         False,
-        description="Give it the previous result: as args.previous if it takes that, and in args as "
+        description="Pass the previous result: as args.previous if the tool takes it; in args as "
         "'{{ previous.<path> }}'.",
     )
 
@@ -217,9 +217,9 @@ def _inline_definitions(schema: dict[str, Any]) -> dict[str, Any]:
 
 def _lean(schema: dict[str, Any]) -> dict[str, Any]:
     """`schema` for a listing: an optional argument is its plain type (not `anyOf [type, null]` with `default:
-    null`), no `additionalProperties` (nor in the objects of a list), no `default: false` of a flag. Validation
-    keeps the whole schema, so an explicit null is still accepted and an unknown argument still refused, with
-    the list of valid ones."""
+    null`), no `additionalProperties` (nor in the objects of a list), no `default: false` of a flag nor `default:
+    ""` of a text. Validation keeps the whole schema, so an explicit null is still accepted and an unknown
+    argument still refused, with the list of valid ones."""
     properties = {}
     for name, spec in schema.get("properties", {}).items():
         branches = spec.get("anyOf")
@@ -233,8 +233,8 @@ def _lean(schema: dict[str, Any]) -> dict[str, Any]:
             spec = {**kept, **{k: v for k, v in spec.items() if k not in ("anyOf", "default")}}
         if spec.get("additionalProperties") is True:  # JSON Schema's default (a free-form object)
             spec = {k: v for k, v in spec.items() if k != "additionalProperties"}
-        if spec.get("type") == "boolean" and spec.get("default") is False:  # an optional flag left out is off
-            spec = {k: v for k, v in spec.items() if k != "default"}
+        if spec.get("default") is False and spec.get("type") == "boolean" or spec.get("default") == "":
+            spec = {k: v for k, v in spec.items() if k != "default"}  # an optional flag left out is off; "" is none
         if isinstance(spec.get("items"), dict) and "properties" in spec["items"]:  # a list of objects (chain steps)
             spec = {**spec, "items": _lean(spec["items"])}
         properties[name] = spec
@@ -397,22 +397,21 @@ def _has_toolsets(gateway: Gateway) -> bool:
 META_TOOLS: tuple[MetaTool[Any], ...] = (
     MetaTool(
         "search_tools",
-        "Find tools for a task: best matches first, without schemas, and a confidence: strong (the first "
-        "fits), weak (check it), none (no tool fits: stop searching and tell the user). Then describe_tool, "
-        "then run_tool.",
+        "Find tools for a task, best first, with a confidence: strong (the first fits), weak (check it), none "
+        "(nothing fits: tell the user). Then describe_tool, run_tool.",
         SearchToolsArgs,
         _search_tools,
     ),
     MetaTool(
         "describe_tool",
-        "A tool's documentation; at detail_level schema (the default), the input schema run_tool needs.",
+        "A tool's docs; at detail_level schema, the input schema run_tool needs.",
         DescribeToolArgs,
         _describe_tool,
     ),
     MetaTool(
         "run_tool",
-        "Run a tool with arguments matching its input schema; returns its result. An invalid call's error "
-        "lists every problem and the valid parameters: fix and retry.",
+        "Run a tool with args matching its input schema. An invalid call's error lists each problem and the "
+        "valid parameters.",
         RunToolArgs,
         _run_tool,
         read_only=False,
@@ -433,13 +432,13 @@ META_TOOLS: tuple[MetaTool[Any], ...] = (
     ),
     MetaTool(
         "list_tools",
-        "Browse tools in catalog order (to find one, search_tools is better).",
+        "Browse tools page by page (search_tools finds one faster).",
         ListToolsArgs,
         _list_tools,
     ),
     MetaTool(
         "list_namespaces",
-        "Namespaces (tool sources) with tool counts and backend health.",
+        "Namespaces (tool sources): tool counts and health.",
         ListNamespacesArgs,
         _list_namespaces,
     ),
