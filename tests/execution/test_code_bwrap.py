@@ -165,6 +165,38 @@ async def test_a_fork_bomb_cannot_fork() -> None:
     assert no_sandbox_left()
 
 
+def autogroup_enabled() -> bool:
+    try:
+        return Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
+    except OSError:
+        return False
+
+
+async def test_the_sandbox_runs_at_the_lowest_cpu_weight_and_cannot_leave_it() -> None:
+    """Nice 19 and, where the kernel groups sessions (autogroup), its session niced too: else a sandbox alone in
+    its session weighs as much as the whole gateway. Neither a lower nice nor a new session is open to it (its
+    session's nice it can set back to 0 every 100 ms: docs/code-mode.md says so)."""
+    code = """
+    import os
+    tried = []
+    for attempt in (lambda: os.nice(-1), os.setsid):
+        try:
+            attempt()
+            tried.append('done')
+        except OSError as e:
+            tried.append(type(e).__name__)
+    autogroup = open('/proc/self/autogroup').read().split() if os.path.exists('/proc/self/autogroup') else []
+    [os.nice(0), autogroup[1:], tried]
+    """
+    outcome = await run(code)
+    assert outcome.error is None, outcome.error
+    niceness, autogroup, tried = outcome.value
+    assert niceness == 19
+    if autogroup_enabled():
+        assert autogroup == ["nice", "19"]
+    assert tried == ["PermissionError", "PermissionError"]
+
+
 async def test_allocating_10_gb_fails_inside_the_sandbox() -> None:
     outcome = await run("x = bytearray(10 * 1024**3)")
     assert outcome.error == "The program failed: MemoryError:  (line 1)"

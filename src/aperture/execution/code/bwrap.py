@@ -128,7 +128,8 @@ def sandbox_argv(
     sandbox = [
         "--unshare-all",
         "--die-with-parent",
-        "--new-session",
+        # No --new-session: the sandbox is already in a session of its own without a terminal (spawn starts one),
+        # and a second session would be a second autogroup, which spawn's nice does not reach.
         "--clearenv",
         "--uid",
         str(SANDBOX_UID),

@@ -34,6 +34,7 @@ _DENIED = (
     "mount",
     "pivot_root",
     "chroot",
+    "setsid",  # a new session would be a new autogroup, out of the lowest CPU weight spawn gives the sandbox's
 )
 _DENIED_FAMILIES = (socket.AF_INET, socket.AF_INET6, socket.AF_NETLINK, socket.AF_PACKET)
 
