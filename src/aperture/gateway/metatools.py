@@ -233,7 +233,7 @@ def _lean(schema: dict[str, Any]) -> dict[str, Any]:
             spec = {**kept, **{k: v for k, v in spec.items() if k not in ("anyOf", "default")}}
         if spec.get("additionalProperties") is True:  # JSON Schema's default (a free-form object)
             spec = {k: v for k, v in spec.items() if k != "additionalProperties"}
-        if spec.get("default") is False and spec.get("type") == "boolean" or spec.get("default") == "":
+        if (spec.get("default") is False and spec.get("type") == "boolean") or spec.get("default") == "":
             spec = {k: v for k, v in spec.items() if k != "default"}  # an optional flag left out is off; "" is none
         if isinstance(spec.get("items"), dict) and "properties" in spec["items"]:  # a list of objects (chain steps)
             spec = {**spec, "items": _lean(spec["items"])}

@@ -120,9 +120,8 @@ def lowest_session_weight(pid: int) -> None:
     set its session's nice back to 0 (at most every 100 ms): a hostile program can regain a session's weight,
     as before this, within its CPU-time limit and the concurrency cap (docs/code-mode.md).
     """
-    with contextlib.suppress(OSError):
-        with open(f"/proc/{pid}/autogroup", "w") as autogroup:
-            autogroup.write("19")
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/autogroup", "w") as autogroup:
+        autogroup.write("19")
 
 
 def _popen(command: list[str], pass_fds: tuple[int, ...]) -> subprocess.Popen[bytes]:
