@@ -7,12 +7,15 @@ from __future__ import annotations
 import os
 import socket
 import textwrap
+import time
 from pathlib import Path
 
+import anyio
 import pytest
 import redis.asyncio as aioredis
 
 from aperture.execution.code import BwrapRuntime, Limits, Outcome
+from aperture.execution.code.cgroups import CPU_SHARES, PIDS_PER_SANDBOX, sandbox_cgroups
 from tests.execution.code_probes import Calls, accepted, canary_process, kill_program, sandboxes_left
 from tests.ops.test_audit import free_port, redis_server
 
@@ -162,6 +165,77 @@ async def test_a_fork_bomb_cannot_fork() -> None:
     """
     outcome = await run(code)
     assert outcome.value == [1, 2]  # bwrap's init and the program: no child ever ran
+    assert no_sandbox_left()
+
+
+async def test_a_sandbox_outlives_the_worker_thread_that_was_busy_when_it_started(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """bwrap's --die-with-parent kills the sandbox when the thread that started it exits, and AnyIO retires worker
+    threads idle for 10 s (here 0.1 s) whenever another call needs one: a busy gateway killed every execution
+    longer than that ("killed by signal 9"). Sandboxes start from a thread that lives as long as the gateway."""
+    from anyio._backends import _asyncio
+
+    monkeypatch.setattr(_asyncio.WorkerThread, "MAX_IDLE_TIME", 0.1)
+    outcome: Outcome | None = None
+
+    async def execution() -> None:
+        nonlocal outcome
+        outcome = await run("import time\ntime.sleep(1.5)\n'still here'")
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(execution)
+        while outcome is None:  # the gateway's other calls, each on a worker thread
+            await anyio.to_thread.run_sync(time.sleep, 0.05)
+            await anyio.sleep(0.15)
+    assert outcome is not None
+    assert (outcome.value, outcome.error) == ("still here", None)
+
+
+@pytest.mark.skipif(sandbox_cgroups() is None, reason="no writable cgroup v1 cpu or pids hierarchy here")
+async def test_where_cgroups_can_be_made_every_sandbox_process_is_in_them_and_its_tasks_are_capped() -> None:
+    """Seen from outside while the program runs: each of its processes (bwrap's and the interpreter) in the
+    sandboxes' CPU group at a nice-19 weight and in a pids group of its own capped at PIDS_PER_SANDBOX; a program
+    starting threads without end gets an error inside, not the machine's tasks."""
+    groups = sandbox_cgroups()
+    assert groups is not None
+    seen: list[dict[str, str]] = []
+    outcome: Outcome | None = None
+
+    async def execution() -> None:
+        nonlocal outcome
+        outcome = await run("import time\ntime.sleep(1)\n1")
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(execution)
+        while not seen and outcome is None:
+            await anyio.sleep(0.05)
+            for pid in sandboxes_left(b"_BRIDGE"):
+                lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+                seen.append({line.split(":")[1]: line.split(":")[2] for line in lines})
+    assert outcome is not None and outcome.value == 1
+    assert len(seen) >= 2  # bwrap's outer process and the sandbox's
+    for cgroup in seen:
+        assert any(path.endswith(f"aperture-sandboxes-{os.getpid()}") for c, path in cgroup.items() if "cpu" in c)
+        (pids,) = [path for c, path in cgroup.items() if "pids" in c.split(",")]
+        assert Path(pids).parent.name == f"aperture-sandboxes-{os.getpid()}"
+    assert groups.cpu is not None and (groups.cpu / "cpu.shares").read_text().strip() == str(CPU_SHARES)
+    code = """
+    import threading, time
+    threading.stack_size(64 * 1024)  # (so that the address-space limit is not what stops them)
+    started = 0
+    try:
+        for _ in range(1000):
+            threading.Thread(target=time.sleep, args=(2,), daemon=True).start()
+            started += 1
+    except RuntimeError as e:
+        failed = str(e)
+    [started, failed]
+    """
+    outcome = await run(code)
+    assert outcome.error is None, outcome.error
+    started, failed = outcome.value
+    assert PIDS_PER_SANDBOX - 10 < started < PIDS_PER_SANDBOX and "thread" in failed
     assert no_sandbox_left()
 
 

@@ -1,9 +1,9 @@
-"""A sandbox process started from a worker thread and watched without the event loop's child watcher.
+"""A sandbox process started from a thread of its own and watched without the event loop's child watcher.
 
 Why not `anyio.open_process`: on asyncio it forks in the event loop's thread (about 1-3 ms a sandbox, longer on a
 busy machine, during which no other call of the gateway moves), and Python 3.11's child watcher starts one more
-thread per process. Here `subprocess.Popen` runs in a worker thread, the pipes are read when the loop says they are
-readable, and the exit is seen on a pidfd (Linux 5.3+; elsewhere, polled).
+thread per process. Here `subprocess.Popen` runs in the spawner thread (`_SPAWNER`), the pipes are read when the
+loop says they are readable, and the exit is seen on a pidfd (Linux 5.3+; elsewhere, polled).
 """
 
 from __future__ import annotations
@@ -13,12 +13,21 @@ import os
 import signal
 import subprocess
 from collections.abc import Sequence
-from functools import partial
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import anyio
 from anyio.abc import ByteReceiveStream
 
+from aperture.execution.code.cgroups import release, sandbox_cgroups
+
 _POLL = 0.01  # seconds between exit checks where there is no pidfd
+
+_SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aperture-sandbox-spawner")
+"""The one thread every sandbox starts from. Not an AnyIO worker thread: bwrap's --die-with-parent (and Linux's
+parent-death signal under it) is tied to the thread that started it, and AnyIO retires worker threads idle for
+10 s whenever another call needs one, which killed longer executions and warm interpreters of a busy gateway.
+This thread lives as long as the process; a gateway that dies still takes its sandboxes with it."""
 
 
 class PipeStream(ByteReceiveStream):
@@ -53,9 +62,10 @@ class PipeStream(ByteReceiveStream):
 class SandboxProcess:
     """A started child: its pid, its two output pipes, and its exit status once it has exited."""
 
-    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+    def __init__(self, popen: subprocess.Popen[bytes], group: Path | None = None) -> None:
         assert popen.stdout is not None and popen.stderr is not None
         self._popen = popen
+        self._group = group  # its own cgroup, removed once it has exited
         self.pid = popen.pid
         # The streams own the descriptors from here on; the Popen must not close them a second time.
         self.stdout = PipeStream(os.dup(popen.stdout.fileno()))
@@ -93,6 +103,7 @@ class SandboxProcess:
                 fd, self._pidfd = self._pidfd, None
                 anyio.notify_closing(fd)
                 os.close(fd)
+            release(self._group)
 
 
 async def spawn(command: Sequence[str], *, pass_fds: Sequence[int]) -> SandboxProcess:
@@ -102,9 +113,10 @@ async def spawn(command: Sequence[str], *, pass_fds: Sequence[int]) -> SandboxPr
     Raises:
         OSError: it could not start.
     """
-    popen = await anyio.to_thread.run_sync(partial(_popen, list(command), tuple(pass_fds)))
+    started = _SPAWNER.submit(_popen, list(command), tuple(pass_fds))
+    popen, group = await anyio.to_thread.run_sync(started.result)
     lowest_session_weight(popen.pid)
-    return SandboxProcess(popen)
+    return SandboxProcess(popen, group)
 
 
 def lowest_session_weight(pid: int) -> None:
@@ -124,13 +136,23 @@ def lowest_session_weight(pid: int) -> None:
         autogroup.write("19")
 
 
-def _popen(command: list[str], pass_fds: tuple[int, ...]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        command,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        pass_fds=pass_fds,
-        start_new_session=True,
-        env={},  # bwrap's own pid-1 monitor keeps its environment: /proc/1/environ in the sandbox shows it
-    )
+def _popen(command: list[str], pass_fds: tuple[int, ...]) -> tuple[subprocess.Popen[bytes], Path | None]:
+    """The started process, in the sandboxes' cgroups where there are some (see `cgroups`), and its own group."""
+    groups = sandbox_cgroups()
+    group = None
+    if groups is not None:
+        command, group = groups.wrap(command)
+    try:
+        popen = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            pass_fds=pass_fds,
+            start_new_session=True,
+            env={},  # bwrap's own pid-1 monitor keeps its environment: /proc/1/environ in the sandbox shows it
+        )
+    except OSError:
+        release(group)
+        raise
+    return popen, group
