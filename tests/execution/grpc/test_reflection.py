@@ -4,8 +4,11 @@ own package; any other missing file stops discovery with a message naming it."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
+import grpc
 import pytest
+from grpc_reflection.v1alpha import reflection_pb2
 from grpc_shop import POOL, ShopServer, WithholdingReflection
 
 from tests.execution.grpc.conftest import gateway_client, shop_config
@@ -54,3 +57,38 @@ async def test_a_missing_file_of_the_servers_own_stops_discovery_and_names_it() 
     finally:
         server.stop()
     assert "reflection has no file shop/v1/common.proto, which the server's protos import" in failure
+
+
+class NoFileFor(WithholdingReflection):
+    """Reflection that lists `services` but answers "Symbol not found" for them, as grpc++ does for its built-in
+    health service (served and listed, but with no descriptor in its pool)."""
+
+    def __init__(self, services: tuple[str, ...]) -> None:
+        super().__init__([*NAMES, *services], POOL, ())
+        self.services = services
+
+    def _file_containing_symbol(self, request: Any, fully_qualified_name: str) -> Any:
+        if fully_qualified_name in self.services:
+            error = reflection_pb2.ErrorResponse(
+                error_code=grpc.StatusCode.NOT_FOUND.value[0], error_message="Symbol not found."
+            )
+            return reflection_pb2.ServerReflectionResponse(error_response=error, original_request=request)
+        return super()._file_containing_symbol(request, fully_qualified_name)
+
+
+async def test_a_listed_grpc_service_without_a_file_is_passed_over_but_one_of_the_servers_own_is_named() -> None:
+    server = ShopServer(reflector=NoFileFor(("grpc.health.v1.Health",))).start()
+    try:
+        async with gateway_client(shop_config(server.target)) as (gateway, client):
+            assert "shop:shop.v1.Inventory.GetItem" in gateway.registry.snapshot.tools, gateway.backend_failures()
+            result = await run(client, "shop:shop.v1.Inventory.GetItem", {"sku": "SKU-1"})
+            assert not result.is_error, text_of(result)
+    finally:
+        server.stop()
+    server = ShopServer(reflector=NoFileFor(("shop.v1.Admin",))).start()
+    try:
+        async with gateway_client(shop_config(server.target)) as (gateway, _):
+            failure = gateway.backend_failures()["shop"]
+    finally:
+        server.stop()
+    assert "reflection lists service shop.v1.Admin but has no file for it: Symbol not found." in failure

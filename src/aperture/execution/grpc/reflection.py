@@ -6,6 +6,7 @@ messages under another service name), which servers in other languages may offer
 
 from __future__ import annotations
 
+import fnmatch
 import time
 from collections.abc import Sequence
 
@@ -24,7 +25,7 @@ from google.protobuf import (  # noqa: F401  (the well-known types' modules regi
 )
 from grpc_reflection.v1alpha import reflection_pb2
 
-from aperture.execution.grpc.discovery import DiscoveryError
+from aperture.execution.grpc.discovery import INFRASTRUCTURE, DiscoveryError
 
 _PATHS = (
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
@@ -101,15 +102,20 @@ class _Session:
         if listed.HasField("error_response"):
             raise DiscoveryError(f"reflection could not list services: {listed.error_response.error_message}")
         services = [s.name for s in listed.list_services_response.service if s.name not in _SKIPPED_SERVICES]
+        described = []
         for service in services:
             answer = await self._ask(reflection_pb2.ServerReflectionRequest(file_containing_symbol=service))
             if answer.HasField("error_response"):
+                if any(fnmatch.fnmatchcase(service, pattern) for pattern in INFRASTRUCTURE):
+                    # grpc++'s built-in health service is listed but has no descriptor: not a tool anyway.
+                    continue
                 raise DiscoveryError(
                     f"reflection lists service {service} but has no file for it: {answer.error_response.error_message}"
                 )
             self._take(answer)
+            described.append(service)
         await self._imports()
-        return list(self._files.values()), services
+        return list(self._files.values()), described
 
     async def _imports(self) -> None:
         """Ask for every imported file not yet sent; the well-known types come from protobuf itself if the server
