@@ -137,7 +137,7 @@ async def test_search_tools_over_mcp_takes_an_intent_and_reports_confidence(clie
 
 def test_the_search_tools_description_explains_confidence() -> None:
     tool = META_TOOLS_BY_NAME["search_tools"]
-    assert "none (no tool fits: stop searching and tell the user" in tool.description
+    assert "none (nothing fits: stop searching, tell the user)" in tool.description
     assert tool.input_schema["properties"]["intent"]["type"] == "string"
     assert "at most 1000 characters" in tool.input_schema["properties"]["intent"]["description"]
 

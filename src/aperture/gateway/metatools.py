@@ -398,7 +398,7 @@ META_TOOLS: tuple[MetaTool[Any], ...] = (
     MetaTool(
         "search_tools",
         "Find tools for a task, best first, with a confidence: strong (the first fits), weak (check it), none "
-        "(nothing fits: tell the user). Then describe_tool, run_tool.",
+        "(nothing fits: stop searching, tell the user). Then describe_tool, run_tool.",
         SearchToolsArgs,
         _search_tools,
     ),
