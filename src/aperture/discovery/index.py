@@ -15,7 +15,15 @@ import numpy as np
 import numpy.typing as npt
 
 from aperture.discovery.bm25 import BM25Strategy
-from aperture.discovery.confidence import Confidence, Overlap, evidence, judge, near_exact
+from aperture.discovery.confidence import (
+    PAGE_HITS,
+    Confidence,
+    Overlap,
+    evidence,
+    judge,
+    near_exact,
+    page_evidence,
+)
 from aperture.discovery.document import SearchDoc
 from aperture.discovery.semantic import DenseScorer, DenseStrategy, HybridScorer, HybridStrategy
 from aperture.discovery.strategy import Scorer, SearchStrategy
@@ -319,13 +327,14 @@ class ToolIndex:
         candidates = np.flatnonzero(order > 0)
         total = int(candidates.size)
         need = offset + limit
-        if total > need:
-            candidates = candidates[np.argpartition(-order[candidates], need - 1)[:need]]
+        ranks = max(need, PAGE_HITS)  # confidence reads the first few hits whatever the page
+        if total > ranks:
+            candidates = candidates[np.argpartition(-order[candidates], ranks - 1)[:ranks]]
         ranked = candidates[np.lexsort((candidates, -order[candidates]))]
         page = ranked[offset:need]
         hits = [self._summary(snap.docs[i].tool, float(scores[i]), unavailable) for i in page]
         confidence, value = (
-            self._confidence(snap, query, int(ranked[0]), bool(exact)) if total else (Confidence.NONE, 0.0)
+            self._confidence(snap, query, ranked[:PAGE_HITS], bool(exact)) if total else (Confidence.NONE, 0.0)
         )
         if not total:
             reason = (
@@ -369,16 +378,20 @@ class ToolIndex:
         return list(dict.fromkeys(found))
 
     @staticmethod
-    def _confidence(snap: _Snapshot, query: str, top: int, exact: bool) -> tuple[Confidence, float]:
-        """How well the best match fits, from absolute signals (see `aperture.discovery.confidence`)."""
-        doc = snap.docs[top]
+    def _confidence(snap: _Snapshot, query: str, first: _Positions, exact: bool) -> tuple[Confidence, float]:
+        """How well the best matches fit, from absolute signals (see `aperture.discovery.confidence`): `none`
+        from the evidence of the `first` few hits, `strong` from the top one's."""
         dense = _dense_part(snap.scorer)
-        cosine = dense.cosine(query, top) if dense is not None and len(dense.vectors) > top else None
-        overlap = Overlap.of(tokenize(query), doc)
-        value = evidence(overlap, cosine)
-        if exact or near_exact(overlap, cosine):
+        if dense is not None and len(dense.vectors) < len(snap.docs):
+            dense = None
+        tokens = tokenize(query)
+        overlaps = [Overlap.of(tokens, snap.docs[i]) for i in first]
+        cosines = [dense.cosine(query, int(i)) for i in first] if dense is not None else None
+        top = cosines[0] if cosines else None
+        value = page_evidence(overlaps, cosines)
+        if exact or near_exact(tokens, snap.docs[first[0]], overlaps[0], top):
             return Confidence.STRONG, value
-        return judge(value, dense=cosine is not None), value
+        return judge(value, dense=cosines is not None, top=evidence(overlaps[0], top)), value
 
     def page(
         self,
