@@ -1,12 +1,16 @@
-"""Abstention: how good a search's best match is (`strong`, `weak` or `none`), from signals that mean the same
-on any catalog.
+"""Abstention: how good a search's best matches are (`strong`, `weak` or `none`), from signals that mean the
+same on any catalog.
 
 Ranking scores cannot say this: hybrid scores are min-max normalised per query (the top is always 1) and BM25
 scores grow with the catalog's statistics. The evidence used here is absolute instead:
 
-- with an embedding model: the raw cosine of the query and the top tool's text, plus 0.2 x the share of the
-  tool's name words found in the query and 0.9 x the share of its name and description words found in it;
+- with an embedding model: the raw cosine of the query and a tool's text, plus 0.2 x the share of the tool's
+  name words found in the query and 0.9 x the share of its name and description words found in it;
 - lexical only: the share of the query's words the tool has anywhere, plus the two overlaps above.
+
+`none` (nothing in the catalog fits) is judged on the first `PAGE_HITS` hits together, each part of the evidence
+at its best over them (`page_evidence`); `strong` (the first hit fits) on the first hit's own evidence, or when
+the request names the tool in its own words (`near_exact`).
 
 The overlaps leave out the words any tool's documentation uses whatever it does (`GENERIC`: "specified",
 "given", "based on", "returns", "details", digits, ...): "get the details of the given user" shares
@@ -16,10 +20,10 @@ The weights and the `strong` thresholds were fitted on a random half of BFCL (an
 irrelevance sets, each entry searched in a catalog of its own functions; see `bench/retrieval.py
 --datasets abstention`), `strong` at the 92.5th percentile of its irrelevant ones. The `none` thresholds are
 calibrated on every development set (MetaTool, BFCL, Seal-Tools, RestBench, Gorilla, whose requests are all
-answerable, and BFCL's answerable entries): the lowest of the sets' 9th percentiles on a seeded half of each,
-checked on the other half, so that no set hears `none` for more than about 10% of its requests. Fitted on BFCL
-alone (0.48 and 0.63 before) they said `none` to 19-25% of MetaTool's, RestBench's and Gorilla's requests. They
-are the defaults for every catalog: nothing is tuned per data set.
+answerable, and BFCL's answerable entries): about the lowest of the sets' 9th percentiles of the page evidence
+on seeded halves of 1,000-request samples, checked on the other halves, so that no set hears `none` for more
+than about 10% of its requests. They are the defaults for every catalog: nothing is tuned per data set. See
+docs/search.md for the figures and what else was tried.
 """
 
 from __future__ import annotations
@@ -53,9 +57,9 @@ class Thresholds:
         return Confidence.STRONG if (evidence if top is None else top) >= self.strong_from else Confidence.WEAK
 
 
-# `none` below the lowest 9th percentile of the development sets' requests (telling an agent to give up on a
-# tool that exists is the costlier mistake: at most about 10% of any set's requests); `strong` fitted on half of
-# BFCL so that few irrelevant requests hear it. See docs/search.md for the figures.
+# `none` below about the lowest 9th percentile of the development sets' page evidence (telling an agent to give
+# up on a tool that exists is the costlier mistake: at most about 10% of any set's requests); `strong` fitted on
+# half of BFCL so that few irrelevant requests hear it. See docs/search.md for the figures.
 DENSE_THRESHOLDS = Thresholds(none_below=0.44, strong_from=0.9)
 LEXICAL_THRESHOLDS = Thresholds(none_below=0.34, strong_from=1.57)
 _NAME_WEIGHT = 0.2
@@ -137,6 +141,7 @@ NEAR_EXACT_COSINE = 0.4
 # ... and at least this share of the tool's name: "convert kilometres to miles" names `convert_units` by its
 # verb, and its units by their abbreviations in the tool's parameters.
 NEAR_EXACT_NAME = 0.5
+_ABBREVIATED = 2
 
 
 def near_exact(query_tokens: Collection[str], doc: SearchDoc, overlap: Overlap, cosine: float | None) -> bool:
@@ -147,18 +152,25 @@ def near_exact(query_tokens: Collection[str], doc: SearchDoc, overlap: Overlap, 
     long description lowers the share of its words a short request can name)."""
     if overlap.name < NEAR_EXACT_NAME or (cosine is not None and cosine < NEAR_EXACT_COSINE):
         return False
-    return overlap.query >= 1.0 or _all_found(query_tokens, doc)
+    return overlap.query >= 1.0 or _all_found(query_tokens, doc, overlap)
 
 
-def _all_found(query_tokens: Collection[str], doc: SearchDoc) -> bool:
+def _all_found(query_tokens: Collection[str], doc: SearchDoc, overlap: Overlap) -> bool:
     """Whether every specific word of the query is in the tool's text, or abbreviates or is abbreviated by one of
-    its words. (Only asked when the exact words fall short, so searches rarely pay for it.)"""
+    its words. Asked only when the exact words fall short, and only when at most `_ABBREVIATED` words do (a
+    request that names a tool spells out one or two of its abbreviations, not more)."""
     words = _specific(query_tokens)
-    if not words:
+    if not words or len(words) - round(overlap.query * len(words)) > _ABBREVIATED:
         return False
     fields = doc.fields
     text = set().union(*(fields[f] for f in ("name", "description", "parameters", "tags", "namespace")))
-    return all(w in text or any(_abbreviates(w, t) or _abbreviates(t, w) for t in text) for w in words)
+    missing = words - text
+    short = [t for t in text if len(t) <= 4]  # an abbreviation is short, one side or the other
+    for word in missing:
+        candidates = text if len(word) <= 4 else short
+        if not any(_abbreviates(word, t) or _abbreviates(t, word) for t in candidates if t[0] == word[0]):
+            return False
+    return True
 
 
 def _abbreviates(short: str, word: str) -> bool:

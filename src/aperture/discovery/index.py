@@ -16,11 +16,12 @@ import numpy.typing as npt
 
 from aperture.discovery.bm25 import BM25Strategy
 from aperture.discovery.confidence import (
+    DENSE_THRESHOLDS,
+    LEXICAL_THRESHOLDS,
     PAGE_HITS,
     Confidence,
     Overlap,
     evidence,
-    judge,
     near_exact,
     page_evidence,
 )
@@ -63,7 +64,8 @@ class SearchPage:
         next_offset: where the next page starts, or None on the last page.
         reason: why there are no hits or why they do not fit, in words for the caller; empty otherwise.
         confidence: how well the best match fits the query (`none` when there is no hit).
-        evidence: the calibrated score `confidence` was judged from (see `aperture.discovery.confidence`).
+        evidence: the calibrated evidence `confidence` was judged on: the top hit's, or when that is below the
+            `none` threshold, the first few hits' together (see `aperture.discovery.confidence`).
         exact: how many hits lead because the query names them exactly.
     """
 
@@ -379,19 +381,26 @@ class ToolIndex:
 
     @staticmethod
     def _confidence(snap: _Snapshot, query: str, first: _Positions, exact: bool) -> tuple[Confidence, float]:
-        """How well the best matches fit, from absolute signals (see `aperture.discovery.confidence`): `none`
-        from the evidence of the `first` few hits, `strong` from the top one's."""
+        """How well the best matches fit, from absolute signals (see `aperture.discovery.confidence`): `strong`
+        from the top hit's evidence, `none` from the `first` few hits' together when the top's alone would say
+        it (the page's evidence is never below the top's, so the others are read only then: most searches pay
+        for one hit, as before)."""
         dense = _dense_part(snap.scorer)
         if dense is not None and len(dense.vectors) < len(snap.docs):
             dense = None
         tokens = tokenize(query)
-        overlaps = [Overlap.of(tokens, snap.docs[i]) for i in first]
-        cosines = [dense.cosine(query, int(i)) for i in first] if dense is not None else None
-        top = cosines[0] if cosines else None
-        value = page_evidence(overlaps, cosines)
-        if exact or near_exact(tokens, snap.docs[first[0]], overlaps[0], top):
+        overlap = Overlap.of(tokens, snap.docs[first[0]])
+        cosine = dense.cosine(query, int(first[0])) if dense is not None else None
+        value = evidence(overlap, cosine)
+        if exact or near_exact(tokens, snap.docs[first[0]], overlap, cosine):
             return Confidence.STRONG, value
-        return judge(value, dense=cosines is not None, top=evidence(overlaps[0], top)), value
+        thresholds = DENSE_THRESHOLDS if dense is not None else LEXICAL_THRESHOLDS
+        top = value
+        if top < thresholds.none_below and len(first) > 1:
+            overlaps = [overlap] + [Overlap.of(tokens, snap.docs[i]) for i in first[1:]]
+            cosines = [dense.cosine(query, int(i)) for i in first] if dense is not None else None
+            value = page_evidence(overlaps, cosines)
+        return thresholds.judge(value, top=top), value
 
     def page(
         self,
