@@ -342,3 +342,31 @@ def test_confidence_does_not_depend_on_the_page_size(hybrid: HybridStrategy) -> 
         pages = [index.search(query, limit=n) for n in (1, 3, 10)]
         assert len({(p.confidence, round(p.evidence, 6)) for p in pages}) == 1, query
         assert [h.id for h in pages[0].hits] == [h.id for h in pages[2].hits[:1]]
+
+
+def test_none_needs_every_one_of_the_first_hits_to_miss() -> None:
+    import numpy as np
+
+    class Ranked:
+        """Ranks the tools in catalog order, whatever the query: the first tool leads even when it fits least."""
+
+        name = "ranked"
+
+        def build(self, docs: Sequence[SearchDoc]) -> Scorer:
+            class Fixed:
+                def scores(self, query: str):  # type: ignore[no-untyped-def]
+                    return np.linspace(2.0, 1.0, len(docs), dtype=np.float32)
+
+            return Fixed()
+
+    unrelated = make("misc", "slugify", "Turn a title into a URL slug.", text="The title")
+    fitting = CATALOG[1]  # mail:send_email
+    request = "send an email message to a recipient"
+    second = index_of(Ranked(), [unrelated, fitting]).search(request)
+    assert [h.id for h in second.hits] == ["misc:slugify", "mail:send_email"]
+    assert second.confidence is Confidence.WEAK  # the tool that fits is on the page, not first: not strong
+    alone = index_of(Ranked(), [unrelated]).search(request)
+    assert alone.confidence is Confidence.NONE and alone.evidence < second.evidence
+    # Beyond the first five hits the tool that fits no longer counts.
+    others = [make("misc", f"tool_{i}", "Turn a title into a URL slug.") for i in range(5)]
+    assert index_of(Ranked(), [*others, fitting]).search(request).confidence is Confidence.NONE
