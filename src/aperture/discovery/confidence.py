@@ -168,7 +168,7 @@ def _all_found(query_tokens: Collection[str], doc: SearchDoc, overlap: Overlap) 
     short = [t for t in text if len(t) <= 4]  # an abbreviation is short, one side or the other
     for word in missing:
         candidates = text if len(word) <= 4 else short
-        if not any(_abbreviates(word, t) or _abbreviates(t, word) for t in candidates if t[0] == word[0]):
+        if not any(_abbreviates(word, t) or _abbreviates(t, word) for t in candidates if t[:1] == word[:1]):
             return False
     return True
 
