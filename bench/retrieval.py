@@ -21,7 +21,7 @@ the five (printed last, and under "geometric_mean" in retrieval.json). metatool-
 
 - abstention: BFCL entries, each searched in a catalog of its own functions: the answerable categories
   (simple_python, multiple, live_simple, live_multiple) against irrelevance and live_irrelevance. Reports the
-  AUROC of the calibrated top score (`SearchPage.evidence`) and how often the default thresholds answer
+  AUROC of the calibrated evidence (`SearchPage.evidence`) and how often the default thresholds answer
   `none` on irrelevant and on answerable entries (writes bench/results/retrieval/abstention/ENTRIES.jsonl).
 
 "bm25s (plain)" is the usual baseline: the `bm25s` package over name + description + parameter names

@@ -91,3 +91,25 @@ def test_hybrid_says_none_to_few_answerable_requests_of_a_development_set(
     report = evaluate(tools, load_queries(dataset.queries, tools), strategy_named("hybrid"))
     shares = stats.confidence_shares(report.rankings)
     assert shares["none"] <= 0.12  # calibrated for at most about 10% on every set (was 23-25% on these two)
+
+
+def test_the_confidence_calibration_fits_on_one_half_and_measures_on_the_other() -> None:
+    from bench import confidence
+
+    # Answerable requests whose first hit is weak but whose second fits; irrelevant ones where nothing fits.
+    def request(kind: str, first: float, second: float) -> dict[str, object]:
+        hits = [{"cos": first, "q": 0.0, "n": 0.0, "d": 0.0}, {"cos": second, "q": 0.0, "n": 0.0, "d": 0.0}]
+        return {"set": kind, "hits": hits}
+
+    rng = np.random.default_rng(0)
+    requests = [
+        request(s, 0.2, 0.6 + 0.1 * rng.random()) for s in ("metatool-single", "bfcl-answerable") for _ in range(50)
+    ]
+    requests += [request(confidence.IRRELEVANT, 0.2, 0.2 + 0.1 * rng.random()) for _ in range(50)]
+    compared = confidence.candidates(dense=True)
+    top = confidence.judge(requests, compared["top hit (before)"], seeds=3)
+    page = confidence.judge(requests, compared["parts of 5 (kept)"], seeds=3)
+    assert top["none_irrelevant"] < 0.2 and page["none_irrelevant"] > 0.8  # only the page tells them apart
+    assert page["worst_set_mean"] <= 0.1 and page["auroc"] == 1.0
+    fitted = confidence.judge(requests, compared["logistic, page parts"], seeds=3)
+    assert fitted["none_irrelevant"] > 0.8

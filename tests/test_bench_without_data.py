@@ -39,3 +39,10 @@ def test_bench_retrieval_stops_with_what_it_needs(no_shared: Path) -> None:
 def test_a_bfcl_catalog_without_the_data_is_a_sentence_not_a_traceback(no_shared: Path) -> None:
     with pytest.raises(SystemExit, match="BFCL's catalog needs the public tool-retrieval data sets"):
         bench._catalogs.bfcl_tools(limit=10)
+
+
+def test_bench_confidence_stops_with_what_it_needs(no_shared: Path) -> None:
+    import bench.confidence
+
+    with pytest.raises(SystemExit, match=r"bench\.confidence needs the public tool-retrieval data sets"):
+        bench.confidence.main(["--reuse"])

@@ -265,11 +265,108 @@ def test_a_closed_index_builds_nothing_more_in_the_background() -> None:
     assert not index.ready and ids(index, "send an email")[0] == "mail:send_email"
 
 
-def test_a_near_exact_request_needs_all_its_words_in_the_tool_and_all_the_name_in_it() -> None:
+def test_a_near_exact_request_needs_all_its_words_in_the_tool_and_half_the_name_in_it() -> None:
     from aperture.discovery.confidence import NEAR_EXACT_COSINE, near_exact
 
-    assert near_exact(Overlap(query=1.0, name=1.0, described=0.05), NEAR_EXACT_COSINE)
-    assert near_exact(Overlap(query=1.0, name=1.0, described=0.05), None)  # lexical: the words alone
-    assert not near_exact(Overlap(query=1.0, name=1.0, described=0.05), NEAR_EXACT_COSINE - 0.01)
-    assert not near_exact(Overlap(query=0.9, name=1.0, described=0.5), 0.9)  # a word the tool lacks
-    assert not near_exact(Overlap(query=1.0, name=0.5, described=0.5), 0.9)  # half of the name
+    doc = SearchDoc.of(CATALOG[0])  # weather:get_weather
+    words = tokenize("weather in a city")
+    assert near_exact(words, doc, Overlap(query=1.0, name=1.0, described=0.05), NEAR_EXACT_COSINE)
+    assert near_exact(words, doc, Overlap(query=1.0, name=1.0, described=0.05), None)  # lexical: the words alone
+    assert near_exact(words, doc, Overlap(query=1.0, name=0.5, described=0.5), 0.9)  # half of the name will do
+    assert not near_exact(words, doc, Overlap(query=1.0, name=1.0, described=0.05), NEAR_EXACT_COSINE - 0.01)
+    assert not near_exact(words, doc, Overlap(query=1.0, name=0.4, described=0.5), 0.9)  # less than half
+    lacking = tokenize("weather on mars")
+    assert not near_exact(lacking, doc, Overlap.of(lacking, doc), 0.9)  # a word the tool lacks
+
+
+def test_abbreviations_count_as_the_words_they_stand_for() -> None:
+    from aperture.discovery.confidence import _abbreviates
+
+    assert _abbreviates("km", "kilometr") and _abbreviates("mi", "mile") and _abbreviates("repo", "repositori")
+    assert not _abbreviates("k", "kilometr")  # one letter abbreviates too much
+    assert not _abbreviates("km", "mile") and not _abbreviates("mk", "kilometr")  # first letter, letters in order
+    assert not _abbreviates("km", "km") and not _abbreviates("k2", "k2so")
+
+
+UNITS = ["km", "mi", "m", "ft", "kg", "lb", "C", "F"]
+TOOLBOX = [
+    Tool(
+        id=ToolId("toolbox", "convert_units"),
+        description="Convert a quantity between units of length, mass or temperature.",
+        input_schema={
+            "type": "object",
+            "properties": {
+                "value": {"type": "number", "description": "The quantity to convert."},
+                "from_unit": {"type": "string", "enum": UNITS, "description": "The unit the value is in."},
+                "to_unit": {"type": "string", "enum": UNITS, "description": "The unit to convert to."},
+            },
+        },
+    ),
+    make("toolbox", "calculate", "Evaluate an arithmetic expression safely and return its value.", expression="2+2"),
+    make("toolbox", "hash_text", "Hash a text with md5, sha1 or sha256.", text="The text"),
+    make("toolbox", "add_to_date", "Add days, weeks or months to a date.", date="ISO date", days="How many"),
+    make("toolbox", "slugify", "Turn a title into a URL slug.", text="The title"),
+]
+
+
+@pytest.mark.parametrize("strategy", [BM25Strategy(), None], ids=["bm25", "hybrid"])
+def test_an_exact_request_in_other_words_is_strong_and_an_unrelated_one_none(
+    strategy: SearchStrategy | None, hybrid: HybridStrategy
+) -> None:
+    index = index_of(strategy or hybrid, TOOLBOX)
+    # The tool says "units of length" and lists km and mi: the request names its verb and both units.
+    for query in ("convert kilometres to miles", "convert km to miles"):
+        page = index.search(query)
+        assert page.hits[0].id == "toolbox:convert_units" and page.confidence is Confidence.STRONG, query
+    unrelated = index.search("book a table for two at an italian restaurant tonight")
+    assert unrelated.confidence is Confidence.NONE
+
+
+def test_the_first_hits_together_decide_none_and_the_first_alone_strong() -> None:
+    from aperture.discovery.confidence import page_evidence
+
+    wrong, right = Overlap(query=0.2, name=0.0, described=0.0), Overlap(query=1.0, name=0.5, described=0.4)
+    assert page_evidence([wrong, right], [0.2, 0.5]) == pytest.approx(evidence(right, 0.5))
+    # Each part at its best, whichever hit has it.
+    assert page_evidence([wrong, right], [0.6, 0.1]) == pytest.approx(0.6 + 0.2 * 0.5 + 0.9 * 0.4)
+    assert page_evidence([wrong, right], None) == pytest.approx(evidence(right, None))
+    assert page_evidence([], None) == 0.0
+    # `none` reads the page's evidence, `strong` the first hit's own.
+    assert DENSE_THRESHOLDS.judge(1.0, top=0.5) is Confidence.WEAK
+    assert DENSE_THRESHOLDS.judge(1.0) is Confidence.STRONG and DENSE_THRESHOLDS.judge(0.1, top=1.0) is Confidence.NONE
+
+
+def test_confidence_does_not_depend_on_the_page_size(hybrid: HybridStrategy) -> None:
+    index = index_of(hybrid)
+    for query in ("what is the weather forecast in Paris", "open a ticket about the login bug", "bake a cake"):
+        pages = [index.search(query, limit=n) for n in (1, 3, 10)]
+        assert len({(p.confidence, round(p.evidence, 6)) for p in pages}) == 1, query
+        assert [h.id for h in pages[0].hits] == [h.id for h in pages[2].hits[:1]]
+
+
+def test_none_needs_every_one_of_the_first_hits_to_miss() -> None:
+    import numpy as np
+
+    class Ranked:
+        """Ranks the tools in catalog order, whatever the query: the first tool leads even when it fits least."""
+
+        name = "ranked"
+
+        def build(self, docs: Sequence[SearchDoc]) -> Scorer:
+            class Fixed:
+                def scores(self, query: str):  # type: ignore[no-untyped-def]
+                    return np.linspace(2.0, 1.0, len(docs), dtype=np.float32)
+
+            return Fixed()
+
+    unrelated = make("misc", "slugify", "Turn a title into a URL slug.", text="The title")
+    fitting = CATALOG[1]  # mail:send_email
+    request = "send an email message to a recipient"
+    second = index_of(Ranked(), [unrelated, fitting]).search(request)
+    assert [h.id for h in second.hits] == ["misc:slugify", "mail:send_email"]
+    assert second.confidence is Confidence.WEAK  # the tool that fits is on the page, not first: not strong
+    alone = index_of(Ranked(), [unrelated]).search(request)
+    assert alone.confidence is Confidence.NONE and alone.evidence < second.evidence
+    # Beyond the first five hits the tool that fits no longer counts.
+    others = [make("misc", f"tool_{i}", "Turn a title into a URL slug.") for i in range(5)]
+    assert index_of(Ranked(), [*others, fitting]).search(request).confidence is Confidence.NONE

@@ -1,12 +1,16 @@
-"""Abstention: how good a search's best match is (`strong`, `weak` or `none`), from signals that mean the same
-on any catalog.
+"""Abstention: how good a search's best matches are (`strong`, `weak` or `none`), from signals that mean the
+same on any catalog.
 
 Ranking scores cannot say this: hybrid scores are min-max normalised per query (the top is always 1) and BM25
 scores grow with the catalog's statistics. The evidence used here is absolute instead:
 
-- with an embedding model: the raw cosine of the query and the top tool's text, plus 0.2 x the share of the
-  tool's name words found in the query and 0.9 x the share of its name and description words found in it;
+- with an embedding model: the raw cosine of the query and a tool's text, plus 0.2 x the share of the tool's
+  name words found in the query and 0.9 x the share of its name and description words found in it;
 - lexical only: the share of the query's words the tool has anywhere, plus the two overlaps above.
+
+`none` (nothing in the catalog fits) is judged on the first `PAGE_HITS` hits together, each part of the evidence
+at its best over them (`page_evidence`); `strong` (the first hit fits) on the first hit's own evidence, or when
+the request names the tool in its own words (`near_exact`).
 
 The overlaps leave out the words any tool's documentation uses whatever it does (`GENERIC`: "specified",
 "given", "based on", "returns", "details", digits, ...): "get the details of the given user" shares
@@ -16,15 +20,15 @@ The weights and the `strong` thresholds were fitted on a random half of BFCL (an
 irrelevance sets, each entry searched in a catalog of its own functions; see `bench/retrieval.py
 --datasets abstention`), `strong` at the 92.5th percentile of its irrelevant ones. The `none` thresholds are
 calibrated on every development set (MetaTool, BFCL, Seal-Tools, RestBench, Gorilla, whose requests are all
-answerable, and BFCL's answerable entries): the lowest of the sets' 9th percentiles on a seeded half of each,
-checked on the other half, so that no set hears `none` for more than about 10% of its requests. Fitted on BFCL
-alone (0.48 and 0.63 before) they said `none` to 19-25% of MetaTool's, RestBench's and Gorilla's requests. They
-are the defaults for every catalog: nothing is tuned per data set.
+answerable, and BFCL's answerable entries): about the lowest of the sets' 9th percentiles of the page evidence
+on seeded halves of 1,000-request samples, checked on the other halves, so that no set hears `none` for more
+than about 10% of its requests. They are the defaults for every catalog: nothing is tuned per data set. See
+docs/search.md for the figures and what else was tried.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -46,17 +50,18 @@ class Thresholds:
     none_below: float
     strong_from: float
 
-    def judge(self, evidence: float) -> Confidence:
+    def judge(self, evidence: float, *, top: float | None = None) -> Confidence:
+        """`none` from the page's evidence; `strong` from the first hit's own (`top`, `evidence` when not given)."""
         if evidence < self.none_below:
             return Confidence.NONE
-        return Confidence.STRONG if evidence >= self.strong_from else Confidence.WEAK
+        return Confidence.STRONG if (evidence if top is None else top) >= self.strong_from else Confidence.WEAK
 
 
-# `none` below the lowest 9th percentile of the development sets' requests (telling an agent to give up on a
-# tool that exists is the costlier mistake: at most about 10% of any set's requests); `strong` fitted on half of
-# BFCL so that few irrelevant requests hear it. See docs/search.md for the figures.
-DENSE_THRESHOLDS = Thresholds(none_below=0.36, strong_from=0.9)
-LEXICAL_THRESHOLDS = Thresholds(none_below=0.26, strong_from=1.57)
+# `none` below about the lowest 9th percentile of the development sets' page evidence (telling an agent to give
+# up on a tool that exists is the costlier mistake: at most about 10% of any set's requests); `strong` fitted on
+# half of BFCL so that few irrelevant requests hear it. See docs/search.md for the figures.
+DENSE_THRESHOLDS = Thresholds(none_below=0.44, strong_from=0.9)
+LEXICAL_THRESHOLDS = Thresholds(none_below=0.34, strong_from=1.57)
 _NAME_WEIGHT = 0.2
 _DESCRIBED_WEIGHT = 0.9
 
@@ -105,25 +110,79 @@ def _specific(tokens: Collection[str]) -> set[str]:
 
 
 def evidence(overlap: Overlap, cosine: float | None) -> float:
-    """The calibrated score of a best match: dense when a cosine is known, lexical otherwise."""
+    """The calibrated score of one match: dense when a cosine is known, lexical otherwise."""
     if cosine is not None:
         return cosine + _NAME_WEIGHT * overlap.name + _DESCRIBED_WEIGHT * overlap.described
     return overlap.query + overlap.name + overlap.described
 
 
+# `none` says nothing in the catalog fits, so it looks past the first hit: the first few hits each add their
+# evidence. (An answerable request whose right tool ranks second or third no longer hears `none` because the
+# first is wrong; a request with no tool finds nothing better further down.)
+PAGE_HITS = 5
+
+
+def page_evidence(overlaps: Sequence[Overlap], cosines: Sequence[float] | None) -> float:
+    """The evidence that one of the first hits fits: each part of `evidence` at its best over them (the best
+    cosine and the best word overlaps, not necessarily of the same hit)."""
+    if not overlaps:
+        return 0.0
+    best = Overlap(
+        query=max(o.query for o in overlaps),
+        name=max(o.name for o in overlaps),
+        described=max(o.described for o in overlaps),
+    )
+    return evidence(best, max(cosines) if cosines else None)
+
+
 # A near-exact match needs at least this cosine too, so that a request made of a tool's words in another sense
 # ("calculate the odds" against `calculate`, read as arithmetic) is not called strong on words alone.
 NEAR_EXACT_COSINE = 0.4
+# ... and at least this share of the tool's name: "convert kilometres to miles" names `convert_units` by its
+# verb, and its units by their abbreviations in the tool's parameters.
+NEAR_EXACT_NAME = 0.5
+_ABBREVIATED = 2
 
 
-def near_exact(overlap: Overlap, cosine: float | None) -> bool:
+def near_exact(query_tokens: Collection[str], doc: SearchDoc, overlap: Overlap, cosine: float | None) -> bool:
     """Whether a request names a tool in its own words: every specific word of the request is in the tool's
-    text and every word of the tool's name is in the request ("calculate 2+2" for `calculate`), with a cosine
-    of at least `NEAR_EXACT_COSINE` when embeddings are there. Such a match is `strong` whatever the evidence
-    (a long description lowers the share of its words a short request can name)."""
-    return overlap.query >= 1.0 and overlap.name >= 1.0 and (cosine is None or cosine >= NEAR_EXACT_COSINE)
+    text, spelt out or abbreviated ("km" for kilometres), at least half the words of the tool's name are in the
+    request ("calculate 2+2" for `calculate`, "convert kilometres to miles" for `convert_units`), and the cosine
+    is at least `NEAR_EXACT_COSINE` when embeddings are there. Such a match is `strong` whatever the evidence (a
+    long description lowers the share of its words a short request can name)."""
+    if overlap.name < NEAR_EXACT_NAME or (cosine is not None and cosine < NEAR_EXACT_COSINE):
+        return False
+    return overlap.query >= 1.0 or _all_found(query_tokens, doc, overlap)
 
 
-def judge(value: float, *, dense: bool) -> Confidence:
-    """The confidence for an `evidence` value, with the default thresholds of its kind."""
-    return (DENSE_THRESHOLDS if dense else LEXICAL_THRESHOLDS).judge(value)
+def _all_found(query_tokens: Collection[str], doc: SearchDoc, overlap: Overlap) -> bool:
+    """Whether every specific word of the query is in the tool's text, or abbreviates or is abbreviated by one of
+    its words. Asked only when the exact words fall short, and only when at most `_ABBREVIATED` words do (a
+    request that names a tool spells out one or two of its abbreviations, not more)."""
+    words = _specific(query_tokens)
+    if not words or len(words) - round(overlap.query * len(words)) > _ABBREVIATED:
+        return False
+    fields = doc.fields
+    text = set().union(*(fields[f] for f in ("name", "description", "parameters", "tags", "namespace")))
+    missing = words - text
+    short = [t for t in text if len(t) <= 4]  # an abbreviation is short, one side or the other
+    for word in missing:
+        candidates = text if len(word) <= 4 else short
+        if not any(_abbreviates(word, t) or _abbreviates(t, word) for t in candidates if t[:1] == word[:1]):
+            return False
+    return True
+
+
+def _abbreviates(short: str, word: str) -> bool:
+    """Whether `short` (2-4 letters) abbreviates `word`: the same first letter, and its letters in order in the
+    longer word ("km" kilometr, "mi" mile, "msg" messag, "repo" repositori)."""
+    if not 2 <= len(short) <= 4 or len(word) <= len(short) or short[0] != word[0] or not short.isalpha():
+        return False
+    rest = iter(word[1:])
+    return all(letter in rest for letter in short[1:])
+
+
+def judge(value: float, *, dense: bool, top: float | None = None) -> Confidence:
+    """The confidence for a page's `value` (`page_evidence`), with the default thresholds of its kind; `strong`
+    is judged on the first hit's own evidence, `top` (`value` when not given)."""
+    return (DENSE_THRESHOLDS if dense else LEXICAL_THRESHOLDS).judge(value, top=top)

@@ -15,7 +15,16 @@ import numpy as np
 import numpy.typing as npt
 
 from aperture.discovery.bm25 import BM25Strategy
-from aperture.discovery.confidence import Confidence, Overlap, evidence, judge, near_exact
+from aperture.discovery.confidence import (
+    DENSE_THRESHOLDS,
+    LEXICAL_THRESHOLDS,
+    PAGE_HITS,
+    Confidence,
+    Overlap,
+    evidence,
+    near_exact,
+    page_evidence,
+)
 from aperture.discovery.document import SearchDoc
 from aperture.discovery.semantic import DenseScorer, DenseStrategy, HybridScorer, HybridStrategy
 from aperture.discovery.strategy import Scorer, SearchStrategy
@@ -55,7 +64,8 @@ class SearchPage:
         next_offset: where the next page starts, or None on the last page.
         reason: why there are no hits or why they do not fit, in words for the caller; empty otherwise.
         confidence: how well the best match fits the query (`none` when there is no hit).
-        evidence: the calibrated score `confidence` was judged from (see `aperture.discovery.confidence`).
+        evidence: the calibrated evidence `confidence` was judged on: the top hit's, or when that is below the
+            `none` threshold, the first few hits' together (see `aperture.discovery.confidence`).
         exact: how many hits lead because the query names them exactly.
     """
 
@@ -319,13 +329,14 @@ class ToolIndex:
         candidates = np.flatnonzero(order > 0)
         total = int(candidates.size)
         need = offset + limit
-        if total > need:
-            candidates = candidates[np.argpartition(-order[candidates], need - 1)[:need]]
+        ranks = max(need, PAGE_HITS)  # confidence reads the first few hits whatever the page
+        if total > ranks:
+            candidates = candidates[np.argpartition(-order[candidates], ranks - 1)[:ranks]]
         ranked = candidates[np.lexsort((candidates, -order[candidates]))]
         page = ranked[offset:need]
         hits = [self._summary(snap.docs[i].tool, float(scores[i]), unavailable) for i in page]
         confidence, value = (
-            self._confidence(snap, query, int(ranked[0]), bool(exact)) if total else (Confidence.NONE, 0.0)
+            self._confidence(snap, query, ranked[:PAGE_HITS], bool(exact)) if total else (Confidence.NONE, 0.0)
         )
         if not total:
             reason = (
@@ -369,16 +380,27 @@ class ToolIndex:
         return list(dict.fromkeys(found))
 
     @staticmethod
-    def _confidence(snap: _Snapshot, query: str, top: int, exact: bool) -> tuple[Confidence, float]:
-        """How well the best match fits, from absolute signals (see `aperture.discovery.confidence`)."""
-        doc = snap.docs[top]
+    def _confidence(snap: _Snapshot, query: str, first: _Positions, exact: bool) -> tuple[Confidence, float]:
+        """How well the best matches fit, from absolute signals (see `aperture.discovery.confidence`): `strong`
+        from the top hit's evidence, `none` from the `first` few hits' together when the top's alone would say
+        it (the page's evidence is never below the top's, so the others are read only then: most searches pay
+        for one hit, as before)."""
         dense = _dense_part(snap.scorer)
-        cosine = dense.cosine(query, top) if dense is not None and len(dense.vectors) > top else None
-        overlap = Overlap.of(tokenize(query), doc)
+        if dense is not None and len(dense.vectors) < len(snap.docs):
+            dense = None
+        tokens = tokenize(query)
+        overlap = Overlap.of(tokens, snap.docs[first[0]])
+        cosine = dense.cosine(query, int(first[0])) if dense is not None else None
         value = evidence(overlap, cosine)
-        if exact or near_exact(overlap, cosine):
+        if exact or near_exact(tokens, snap.docs[first[0]], overlap, cosine):
             return Confidence.STRONG, value
-        return judge(value, dense=cosine is not None), value
+        thresholds = DENSE_THRESHOLDS if dense is not None else LEXICAL_THRESHOLDS
+        top = value
+        if top < thresholds.none_below and len(first) > 1:
+            overlaps = [overlap] + [Overlap.of(tokens, snap.docs[i]) for i in first[1:]]
+            cosines = [dense.cosine(query, int(i)) for i in first] if dense is not None else None
+            value = page_evidence(overlaps, cosines)
+        return thresholds.judge(value, top=top), value
 
     def page(
         self,
