@@ -325,7 +325,7 @@ class ToolIndex:
             scores = scores * allowed  # (a quarter of the time np.where takes: it costs a toolset nothing)
             exact = [i for i in exact if allowed[i]]
         if snap.prerequisites is not None:
-            scores = snap.prerequisites.expand(scores, query)
+            scores = snap.prerequisites.expand(scores, query, allowed)
         order = scores
         if exact:
             # Named tools lead: lift them above every other score for the ordering only.

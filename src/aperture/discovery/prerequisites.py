@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from aperture.discovery.document import SearchDoc
 from aperture.discovery.strategy import Scores
@@ -33,9 +34,9 @@ _NOT_ENTITIES = frozenset({"get", "search", "list", "creat", "updat", "delet"})
 _SEARCH_STEMS = frozenset({"search", "list"})
 # How many of the top hits may bring their producer along: a task names its main step among the first few.
 DEPTH = 3
-# A request gives an id itself when it says "id" or holds a value that looks like one (a run of digits, a
-# token of letters and digits, a UUID).
-_GIVES_ID = re.compile(r"\b(?:ids?|uuids?|identifiers?)\b|\b\d{3,}\b|\b(?=\w*\d)(?=\w*[A-Za-z])\w{6,}\b", re.IGNORECASE)
+# A request gives an id itself when it says "id" or holds a value that looks like one: a long number (not a
+# year or a count), a token of letters and digits, a UUID.
+_GIVES_ID = re.compile(r"\b(?:ids?|uuids?|identifiers?)\b|\b\d{5,}\b|\b(?=\w*\d)(?=\w*[A-Za-z])\w{6,}\b", re.IGNORECASE)
 
 
 def gives_id(request: str) -> bool:
@@ -124,9 +125,12 @@ class Prerequisites:
                 producers[position] = tuple(found)
         return cls(producers)
 
-    def expand(self, scores: Scores, request: str, depth: int = DEPTH) -> Scores:
+    def expand(
+        self, scores: Scores, request: str, allowed: npt.NDArray[np.bool_] | None = None, depth: int = DEPTH
+    ) -> Scores:
         """`scores` with each producer of the top `depth` hits ranked just below its hit (a copy; `scores`
-        itself when nothing changes). Nothing changes when the request gives an id of its own."""
+        itself when nothing changes). Nothing changes when the request gives an id of its own; a producer
+        outside `allowed` (the caller's filters) stays out."""
         if not self.producers or gives_id(request):
             return scores
         top = np.argpartition(-scores, depth - 1)[:depth] if len(scores) > depth else np.arange(len(scores))
@@ -137,7 +141,7 @@ class Prerequisites:
             if level <= 0:
                 break
             for producer in self.producers.get(int(hit), ()):
-                if out[producer] < level:
+                if out[producer] < level and (allowed is None or allowed[producer]):
                     if out is scores:
                         out = scores.copy()
                     out[producer] = np.nextafter(level, np.float32(0))
