@@ -9,7 +9,11 @@ A request that needs several tools ("the latest news about Tesla and how the sto
 clause by clause (`text.clauses`): each tool keeps the best of its fused score for the whole request and
 0.8x its best fused score for any one clause, so every part of the task can bring its own tool into the
 top five instead of five variants of the first part (MetaTool multi-tool Comp@5 0.513 -> 0.551; 0.9x
-gave 0.573 but cost single-tool R@1 0.010 and BFCL R@5 0.006, 0.8x costs 0.002 and 0.001).
+gave 0.573 but cost single-tool R@1 0.010 and BFCL R@5 0.006, 0.8x costs 0.002 and 0.001). On top of that,
+each clause's best tool is placed right after the request's best, in the clauses' order (`clause_tops`), so
+a task of several needs has one tool per need at the top rather than five variants of its main need; a
+clause whose best tool has a cosine under `CLAUSE_FLOOR` (a sentence of preamble) lifts nothing. See
+docs/search.md for what it moved on each development set.
 
 The clauses are not encoded one by one: the request goes through the model once and each clause's vector
 pools the output of its own tokens (`MiniLMEmbedder.embed_spans`, "late chunking"). Encoding is most of a
