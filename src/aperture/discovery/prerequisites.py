@@ -48,31 +48,45 @@ def _is_id(stems: Sequence[str]) -> bool:
     return bool(stems) and stems[-1] in _ID_STEMS
 
 
+def _required(tool: Tool) -> list[tuple[str, str]]:
+    """`(name, description)` of each required top-level parameter, read straight from the schema (this runs
+    for every tool of the catalog on each update: `Tool.parameters()` costs several times more)."""
+    schema = tool.input_schema
+    required = schema.get("required")
+    if not isinstance(required, list) or not required:
+        return []
+    properties = schema.get("properties")
+    properties = properties if isinstance(properties, Mapping) else {}
+    out = []
+    for name in required:
+        prop = properties.get(name)
+        description = prop.get("description", "") if isinstance(prop, Mapping) else ""
+        out.append((str(name), str(description)))
+    return out
+
+
 def needed_entities(tool: Tool) -> list[str]:
     """The stems of the entities whose ids `tool` requires: `person_id` -> person; a bare `id` described as
     "the Spotify ID of the album" in `get_album` -> album (the description's words that the name also has)."""
-    name = set(tokenize(tool.name, identifier=True))
     entities: list[str] = []
-    for param in tool.parameters():
-        if not param.required:
-            continue
-        stems = tokenize(param.name, identifier=True)
+    name: set[str] | None = None
+    for param, description in _required(tool):
+        stems = tokenize(param, identifier=True)
         if not _is_id(stems):
             continue
         # `person_id`: the word before "id"; a bare `id`: the first word of its description the name also has.
         words = [s for s in stems[:-1] if s not in _ID_STEMS and s not in _NOT_ENTITIES][-1:]
         if not words:
+            name = set(tokenize(tool.name, identifier=True)) if name is None else name
             words = [
-                s
-                for s in dict.fromkeys(tokenize(param.description))
-                if s in name and s not in _ID_STEMS | _NOT_ENTITIES
-            ][:1]
-        entities += [w for w in words if w not in entities]
+                s for s in dict.fromkeys(tokenize(description)) if s in name and s not in _ID_STEMS | _NOT_ENTITIES
+            ]
+        entities += [w for w in words[:1] if w not in entities]
     return entities
 
 
 def _requires_id(tool: Tool) -> bool:
-    return any(p.required and _is_id(tokenize(p.name, identifier=True)) for p in tool.parameters())
+    return any(_is_id(tokenize(param, identifier=True)) for param, _ in _required(tool))
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +111,7 @@ class Prerequisites:
             searches = 3 if "search" in name else 2 if "list" in name else 0
             # A tool that takes no arguments and gets something (`get_current_user`) hands out that thing's id;
             # one that takes none and acts (`skip_to_next_track`) does not.
-            bare = not any(p.required for p in tool.parameters()) and name[:1] == ["get"]
+            bare = name[:1] == ["get"] and not _required(tool)
             if not (searches or bare):
                 continue
             described = set(doc.fields["description"])
