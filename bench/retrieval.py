@@ -287,7 +287,8 @@ def _retrieval(dataset: Dataset, strategy: SearchStrategy, started: Callable[[in
     tools = load_tools(dataset.tools)
     queries = load_queries(dataset.queries, tools)
     started(len(queries))
-    report = evaluate(tools, queries, strategy, on_query=lambda: started(0))
+    # The baseline ranks as plain BM25 does, without the index's own additions (prerequisite tools).
+    report = evaluate(tools, queries, strategy, on_query=lambda: started(0), prerequisites=strategy.name != PLAIN)
     row = report.to_dict()
     if strategy.name != PLAIN:  # plain BM25 has no confidence of its own
         row["confidence"] = {k: round(v, 4) for k, v in confidence_shares(report.rankings).items()}

@@ -2,10 +2,11 @@
 
 Side by side in one run: Aperture's BM25 (the default), the lexical strategy, and the same fields and
 boosts scored by the `bm25s` package as a reference. With `--hybrid`, also the hybrid strategy (query
-embedding included) at the sizes up to 10k, on the short queries and on two-part requests ("... and then
-..."), whose clauses are scored too. Its build includes embedding the catalog, which the embedding cache
-makes a one-off (about 2.5 minutes for 10k tools on 2 busy cores). Prints a table and writes
-bench/results/search_latency.json.
+embedding included) at the sizes up to 10k, on the short queries, on two-part requests ("... and then
+..."), whose clauses are scored too, and on task-length requests of about 80 words (five needs in five
+sentences: clauses, clause tops and prerequisite tools all at work). Its build includes embedding the
+catalog, which the embedding cache makes a one-off (about 2.5 minutes for 10k tools on 2 busy cores). Prints
+a table and writes bench/results/search_latency.json.
 
     .venv/bin/python -m bench.search_latency [--sizes 1000,10000,100000] [--queries 500] [--hybrid]
 """
@@ -45,11 +46,19 @@ console = Console()
 
 
 def measure(
-    strategy: SearchStrategy, size: int, queries: int, progress: Progress, *, two_part: bool = False
+    strategy: SearchStrategy,
+    size: int,
+    queries: int,
+    progress: Progress,
+    *,
+    two_part: bool = False,
+    long: bool = False,
 ) -> dict[str, Any]:
     tools = synthetic_tools(size)
     asked = synthetic_queries(tools, queries)
-    if two_part:
+    if long:
+        asked = [_long_request(asked, i) for i in range(len(asked))]
+    elif two_part:
         half = len(asked) // 2
         asked = [
             f"Please {a} for the report and then {b} so I can share it"
@@ -60,7 +69,7 @@ def measure(
     index.update(tools)
     index.wait_ready()
     build_s = time.perf_counter() - started
-    label = f"{strategy.name}{' (two-part)' if two_part else ''}"
+    label = f"{strategy.name}{' (80 words)' if long else ' (two-part)' if two_part else ''}"
     task = progress.add_task(f"{label} {size:>7,} tools", total=len(asked))
     for query in asked[:20]:  # warm-up: numpy, the model; other strings, so no query vector is cached
         index.search(f"{query} (warm-up)", limit=10)
@@ -80,6 +89,17 @@ def measure(
         "p99_ms": round(percentile(latencies, 0.99), 3),
         "mean_ms": round(statistics.fmean(latencies), 3),
     }
+
+
+def _long_request(asked: Sequence[str], i: int) -> str:
+    """About 80 words asking for five things in five sentences (the longest requests the budget covers)."""
+    a, b, c, d, e = (asked[(i + k * 7) % len(asked)] for k in range(5))
+    return (
+        f"First, {a} for the quarterly report we are preparing for the board next week. Then {b} and check "
+        f"that nothing is missing from the results. After that, {c} so the team can review the numbers "
+        f"tomorrow morning. Also {d} for the customers who asked about it last week. Finally, {e} and send "
+        "me a short summary of what changed and what still needs attention."
+    )
 
 
 class Bm25sReference:
@@ -127,6 +147,7 @@ def main() -> None:
                 hybrid = HybridStrategy()
                 rows.append(measure(hybrid, size, args.queries, progress))
                 rows.append(measure(hybrid, size, args.queries, progress, two_part=True))
+                rows.append(measure(hybrid, size, args.queries, progress, long=True))
     table = Table(title="Search latency (in process, limit 10)")
     for column in ("strategy", "tools", "build s", "build tools/s", "p50 ms", "p99 ms", "mean ms"):
         table.add_column(column, justify="right")

@@ -171,6 +171,38 @@ def test_each_clause_of_a_request_can_bring_its_own_tool(dense: DenseStrategy) -
     assert len(split) >= len(whole)
 
 
+MAIL = [
+    tool("mail:send_email", "Send an email message to a recipient.", to="Address", body="Text"),
+    tool("mail:send_bulk_email", "Send one email message to many recipients at once.", to="Addresses"),
+    tool("mail:draft_email", "Write an email draft to send later.", to="Address"),
+    tool("mail:forward_email", "Forward an email message to another recipient.", to="Address"),
+    tool("mail:schedule_email", "Send an email message at a later time.", when="Time"),
+    *CATALOG[:1],
+    *CATALOG[2:],
+]
+
+
+def ranked_in(catalog: list[Tool], strategy: HybridStrategy, query: str) -> list[str]:
+    index = ToolIndex(strategy)
+    index.update(catalog)
+    return [hit.id for hit in index.search(query, limit=5).hits]
+
+
+def test_each_clauses_best_tool_comes_right_after_the_requests_best(dense: DenseStrategy) -> None:
+    query = "Send an email message to the team, forward the email to Bob, and create a ticket in the repository."
+    lifted = ranked_in(MAIL, HybridStrategy(BM25Strategy(), dense, clause_floor=None), query)
+    assert lifted[:2] == ["mail:forward_email", "github:create_issue"]
+    # Without it, the variants of the first need fill the places before the second need's tool.
+    plain = ranked_in(MAIL, HybridStrategy(BM25Strategy(), dense, clause_tops=False), query)
+    assert plain.index("github:create_issue") > 2
+
+
+def test_a_clause_that_fits_no_tool_lifts_nothing(dense: DenseStrategy) -> None:
+    query = "I need your help with a few things today. Send an email message to my manager."
+    assert "weather:get_weather" in ranked_in(MAIL, HybridStrategy(BM25Strategy(), dense, clause_floor=None), query)[:2]
+    assert "weather:get_weather" not in ranked_in(MAIL, HybridStrategy(BM25Strategy(), dense), query)[:3]
+
+
 def test_clause_weight_is_checked() -> None:
     with pytest.raises(ValueError, match="clause_weight"):
         HybridStrategy(BM25Strategy(), DenseStrategy(embedder=object()), clause_weight=1.5)  # type: ignore[arg-type]

@@ -29,6 +29,7 @@ from aperture.discovery.embedding import (
 from aperture.discovery.evaluation import EvalDataError, EvalQuery, Ranking, RetrievalReport
 from aperture.discovery.index import INTENT_WEIGHT, MAX_INTENT, MAX_QUERY, SearchPage, ToolIndex
 from aperture.discovery.lexical import LexicalScorer, LexicalStrategy
+from aperture.discovery.prerequisites import Prerequisites
 from aperture.discovery.semantic import DenseScorer, DenseStrategy, HybridScorer, HybridStrategy, tool_text
 from aperture.discovery.strategy import DEFAULT_BOOSTS, Scorer, SearchStrategy
 from aperture.discovery.text import split_identifier, tokenize
@@ -58,6 +59,7 @@ __all__ = [
     "LexicalStrategy",
     "MiniLMEmbedder",
     "Overlap",
+    "Prerequisites",
     "Ranking",
     "RetrievalReport",
     "Scorer",

@@ -378,9 +378,11 @@ def _shown(value: Any) -> str:
 # --- ranking and metrics ----------------------------------------------------------------------
 
 
-def build_index(tools: Sequence[Tool], strategy: SearchStrategy) -> tuple[ToolIndex, float]:
+def build_index(
+    tools: Sequence[Tool], strategy: SearchStrategy, *, prerequisites: bool = True
+) -> tuple[ToolIndex, float]:
     """An index over `tools` with `strategy`, and how long building it took in milliseconds."""
-    index = ToolIndex(strategy)
+    index = ToolIndex(strategy, prerequisites=prerequisites)
     started = time.perf_counter()
     index.update(tools)
     return index, (time.perf_counter() - started) * 1000
@@ -465,9 +467,13 @@ def evaluate(
     strategy: SearchStrategy,
     *,
     on_query: Callable[[], None] | None = None,
+    prerequisites: bool = True,
 ) -> RetrievalReport:
-    """Index `tools` with `strategy`, rank every query, and score the rankings."""
-    index, build_ms = build_index(tools, strategy)
+    """Index `tools` with `strategy`, rank every query, and score the rankings.
+
+    `prerequisites=False` ranks without bringing the producers of needed ids (a baseline's plain ranking).
+    """
+    index, build_ms = build_index(tools, strategy, prerequisites=prerequisites)
     rankings = rank(index, queries, on_query=on_query)
     return RetrievalReport(
         strategy=strategy.name,

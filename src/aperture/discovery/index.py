@@ -26,6 +26,7 @@ from aperture.discovery.confidence import (
     page_evidence,
 )
 from aperture.discovery.document import SearchDoc
+from aperture.discovery.prerequisites import Prerequisites
 from aperture.discovery.semantic import DenseScorer, DenseStrategy, HybridScorer, HybridStrategy
 from aperture.discovery.strategy import Scorer, SearchStrategy
 from aperture.discovery.text import tokenize
@@ -88,6 +89,7 @@ class _Snapshot:
     by_namespace: Mapping[str, _Positions] = field(default_factory=dict)
     by_tag: Mapping[str, _Positions] = field(default_factory=dict)
     exact: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    prerequisites: Prerequisites | None = None
     complete: bool = True  # the scorer is the strategy's own, not the fallback's
 
 
@@ -101,11 +103,21 @@ class ToolIndex:
     With a `fallback` strategy (BM25 in front of a hybrid one, say), `update` swaps in the fallback's
     scorer at once and builds the strategy's own in a worker thread, swapping it in when it is ready:
     embedding a large catalog takes minutes, and search works meanwhile.
+
+    With `prerequisites` (the default), a top hit that needs an id the request does not give brings the tool
+    that produces it just below itself (see `aperture.discovery.prerequisites`).
     """
 
-    def __init__(self, strategy: SearchStrategy | None = None, *, fallback: SearchStrategy | None = None) -> None:
+    def __init__(
+        self,
+        strategy: SearchStrategy | None = None,
+        *,
+        fallback: SearchStrategy | None = None,
+        prerequisites: bool = True,
+    ) -> None:
         self.strategy: SearchStrategy = strategy or BM25Strategy()
         self.fallback = fallback
+        self.prerequisites = prerequisites
         self.build_error: BaseException | None = None
         self._snapshot = _Snapshot(version=0)
         # Visibility masks of the current version, by the caller's rights (see `Visibility`).
@@ -186,6 +198,7 @@ class ToolIndex:
             by_namespace=MappingProxyType({k: np.array(v, dtype=np.int64) for k, v in namespaces.items()}),
             by_tag=MappingProxyType({k: np.array(v, dtype=np.int64) for k, v in tags.items()}),
             exact=MappingProxyType({k: tuple(dict.fromkeys(v)) for k, v in exact.items()}),
+            prerequisites=Prerequisites.of(docs) if self.prerequisites else None,
             complete=not background,
         )
         with self._swap_lock:
@@ -321,6 +334,8 @@ class ToolIndex:
         if allowed is not None:
             scores = scores * allowed  # (a quarter of the time np.where takes: it costs a toolset nothing)
             exact = [i for i in exact if allowed[i]]
+        if snap.prerequisites is not None:
+            scores = snap.prerequisites.expand(scores, query, allowed)
         order = scores
         if exact:
             # Named tools lead: lift them above every other score for the ordering only.

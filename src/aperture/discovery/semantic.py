@@ -9,7 +9,11 @@ A request that needs several tools ("the latest news about Tesla and how the sto
 clause by clause (`text.clauses`): each tool keeps the best of its fused score for the whole request and
 0.8x its best fused score for any one clause, so every part of the task can bring its own tool into the
 top five instead of five variants of the first part (MetaTool multi-tool Comp@5 0.513 -> 0.551; 0.9x
-gave 0.573 but cost single-tool R@1 0.010 and BFCL R@5 0.006, 0.8x costs 0.002 and 0.001).
+gave 0.573 but cost single-tool R@1 0.010 and BFCL R@5 0.006, 0.8x costs 0.002 and 0.001). On top of that,
+each clause's best tool is placed right after the request's best, in the clauses' order (`clause_tops`), so
+a task of several needs has one tool per need at the top rather than five variants of its main need; a
+clause whose best tool has a cosine under `CLAUSE_FLOOR` (a sentence of preamble) lifts nothing. See
+docs/search.md for what it moved on each development set.
 
 The clauses are not encoded one by one: the request goes through the model once and each clause's vector
 pools the output of its own tokens (`MiniLMEmbedder.embed_spans`, "late chunking"). Encoding is most of a
@@ -40,6 +44,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from aperture.discovery.bm25 import BM25Strategy
+from aperture.discovery.confidence import DENSE_THRESHOLDS
 from aperture.discovery.document import SearchDoc
 from aperture.discovery.embedding import (
     Embedder,
@@ -53,6 +58,9 @@ from aperture.discovery.strategy import Scorer, Scores, SearchStrategy
 from aperture.discovery.text import clause_spans, split_identifier, without_quoted
 
 _SEPARATORS = re.compile(r"[_\-.:/\s]+")
+# A clause whose best tool has a lower cosine than this fits nothing ("I need your help with my project"):
+# its top is not lifted. The `none` threshold of confidence's dense evidence, taken as it is, not fitted.
+CLAUSE_FLOOR = DENSE_THRESHOLDS.none_below
 
 
 def tool_text(doc: SearchDoc) -> str:
@@ -241,11 +249,15 @@ class HybridScorer:
         lexical_weight: float,
         dense_weight: float,
         clause_weight: float = 0.0,
+        clause_tops: bool = False,
+        clause_floor: float | None = None,
     ) -> None:
         self.lexical = lexical
         self.dense = dense
         self._weights = np.float32(lexical_weight), np.float32(dense_weight)
         self._clause_weight = np.float32(clause_weight)
+        self._clause_tops = clause_tops
+        self._clause_floor = clause_floor
 
     def scores(self, query: str) -> Scores:
         spans = clause_spans(query) if self._clause_weight > 0 else []
@@ -264,7 +276,31 @@ class HybridScorer:
             for text, row in zip(texts, cosines, strict=True)
         ]
         best: Scores = np.maximum(fused[0], self._clause_weight * np.max(fused[1:], axis=0))
+        if self._clause_tops:
+            best = self._lift_clause_tops(best, fused[1:], cosines[1:])
         return best
+
+    def _lift_clause_tops(self, best: Scores, fused: Sequence[Scores], cosines: Sequence[Scores]) -> Scores:
+        """Each clause's best tool right after the request's best, in the clauses' order (one need, one tool
+        near the top), unless its cosine is below `clause_floor` (a clause of preamble fits nothing)."""
+        lead_at = int(np.argmax(best))
+        lead = best[lead_at]
+        tops: list[int] = []
+        for row, cos in zip(fused, cosines, strict=True):
+            top = int(np.argmax(row))
+            if top == lead_at or top in tops:
+                continue
+            if self._clause_floor is not None and cos[top] < self._clause_floor:
+                continue
+            tops.append(top)
+        if not tops or lead <= 0:
+            return best
+        out = best.copy()
+        level = lead
+        for top in tops:
+            level = np.nextafter(level, np.float32(0))  # just below the one before: nothing fits between
+            out[top] = max(out[top], level)
+        return out
 
 
 class HybridStrategy:
@@ -280,6 +316,8 @@ class HybridStrategy:
         lexical_weight: float = 0.3,
         dense_weight: float = 0.7,
         clause_weight: float = 0.8,
+        clause_tops: bool = True,
+        clause_floor: float | None = CLAUSE_FLOOR,
     ) -> None:
         if lexical_weight < 0 or dense_weight < 0 or lexical_weight + dense_weight <= 0:
             raise ValueError(f"hybrid weights must be >= 0, not both 0; got {lexical_weight}, {dense_weight}")
@@ -290,6 +328,8 @@ class HybridStrategy:
         self.lexical_weight = lexical_weight
         self.dense_weight = dense_weight
         self.clause_weight = clause_weight
+        self.clause_tops = clause_tops
+        self.clause_floor = clause_floor
 
     def build(self, docs: Sequence[SearchDoc]) -> HybridScorer:
         return HybridScorer(
@@ -298,4 +338,6 @@ class HybridStrategy:
             self.lexical_weight,
             self.dense_weight,
             self.clause_weight,
+            self.clause_tops,
+            self.clause_floor,
         )
