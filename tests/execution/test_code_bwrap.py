@@ -293,6 +293,7 @@ async def test_the_gateways_environment_is_unseen(monkeypatch: pytest.MonkeyPatc
     outcome = await run(code)
     assert outcome.error is None
     assert CANARY not in repr(outcome.value) and "APERTURE_CANARY" not in repr(outcome.value)
+    assert os.getcwd() not in repr(outcome.value)  # (no PWD of the gateway's either, e.g. from a shell on the way)
     assert os.environ["APERTURE_CANARY"] == CANARY
 
 

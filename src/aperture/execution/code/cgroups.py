@@ -35,7 +35,9 @@ CPU_SHARES = 15
 """The sandboxes' CPU weight together: a nice-19 task's (the gateway's tasks weigh 1024). Not `cpu.idle`, which
 gives them only the time nobody else wants: on a busy machine every execution then ran into its time limit."""
 
-_JOIN = 'while [ "$1" != -- ]; do echo 0 > "$1" 2>/dev/null; shift; done; shift; exec "$@"'
+# `unset PWD`: sh exports the working directory it starts in, and bwrap's pid-1 monitor keeps its environment
+# (the sandbox can read /proc/1/environ): the environment stays empty.
+_JOIN = 'unset PWD; while [ "$1" != -- ]; do echo 0 > "$1" 2>/dev/null; shift; done; shift; exec "$@"'
 
 
 @dataclass
