@@ -8,7 +8,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,3 +85,25 @@ class Row:
             "p99_ms": round(percentile(self.latencies, 0.99), 3),
             "mean_ms": round(statistics.fmean(self.latencies), 3),
         }
+
+
+async def interleaved(
+    rows: Sequence[Row],
+    calls: int,
+    *,
+    rounds: int = 10,
+    warmup: int = 50,
+    advance: Callable[[], None] | None = None,
+) -> None:
+    """Warm every row up (`warmup` calls, not recorded), then call them in alternating rounds until each has
+    `calls` latencies, so drift of a noisy machine hits all rows alike; `advance` after each recorded call."""
+    for row in rows:
+        for _ in range(warmup):
+            await row.once(record=False)
+    per_round = max(1, calls // rounds)
+    while any(len(r.latencies) < calls for r in rows):
+        for row in rows:
+            for _ in range(min(per_round, calls - len(row.latencies))):
+                await row.once()
+                if advance is not None:
+                    advance()

@@ -31,7 +31,17 @@ from mcp import Client
 from rich.console import Console
 from rich.table import Table
 
-from bench._processes import APERTURE, ROOT, Call, Row, free_port, http_process, percentile, write_results
+from bench._processes import (
+    APERTURE,
+    ROOT,
+    Call,
+    Row,
+    free_port,
+    http_process,
+    interleaved,
+    percentile,
+    write_results,
+)
 
 console = Console()
 ARGS = {"text": "hello"}
@@ -84,14 +94,7 @@ async def clients(base: str) -> AsyncIterator[dict[str, Call]]:
 async def sequential(base: str, calls: int, rounds: int = 10) -> list[dict[str, Any]]:
     async with clients(base) as made:
         rows = [Row(label, call) for label, call in made.items()]
-        for row in rows:
-            for _ in range(30):
-                await row.once(record=False)
-        per_round = max(1, calls // rounds)
-        while any(len(r.latencies) < calls for r in rows):
-            for row in rows:
-                for _ in range(min(per_round, calls - len(row.latencies))):
-                    await row.once()
+        await interleaved(rows, calls, rounds=rounds, warmup=30)
     figures: list[dict[str, Any]] = []
     for row in rows:
         figures.append(

@@ -40,7 +40,7 @@ from rich.table import Table
 
 from aperture.config import load_config
 from aperture.gateway import Gateway
-from bench._processes import APERTURE, ROOT, Call, Row, free_port, http_process, write_results
+from bench._processes import APERTURE, ROOT, Call, Row, free_port, http_process, interleaved, write_results
 
 SHOP = ROOT / "tests" / "fixtures" / "grpc_shop.py"
 CPP_SHOP = ROOT / "bench" / "grpc_shop.cc"
@@ -77,17 +77,6 @@ def direct_call(channel: grpc.aio.Channel) -> Call:
         await invoke(request(sku="SKU-1"), timeout=10)
 
     return call
-
-
-async def interleaved(rows: list[Row], calls: int, rounds: int = 10) -> None:
-    for row in rows:
-        for _ in range(50):
-            await row.once(record=False)
-    per_round = max(1, calls // rounds)
-    while any(len(r.latencies) < calls for r in rows):
-        for row in rows:
-            for _ in range(min(per_round, calls - len(row.latencies))):
-                await row.once()
 
 
 async def throughput(calls: list[Call], total: int) -> float:

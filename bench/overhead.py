@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,52 +25,25 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from bench._processes import APERTURE, ROOT, free_port, http_process, percentile, write_results
+from bench._processes import APERTURE, ROOT, Call, Row, free_port, http_process, interleaved, write_results
 
 UPSTREAM = ROOT / "tests" / "fixtures" / "upstream_server.py"
 console = Console()
 
 
-@dataclass
-class Row:
-    """One way of calling the tool: a connected client, what to call, and the latencies seen."""
+def tool_call(label: str, client: Client, tool: str, args: dict[str, Any]) -> Call:
+    """Call `tool` on `client`; a failed call raises, naming the row."""
 
-    label: str
-    client: Client
-    tool: str
-    args: dict[str, Any]
-    latencies: list[float] = field(default_factory=list)
-
-    async def call(self, record: bool = True) -> None:
-        started = time.perf_counter()
-        result = await self.client.call_tool(self.tool, self.args)
-        if record:
-            self.latencies.append((time.perf_counter() - started) * 1000)
+    async def call() -> None:
+        result = await client.call_tool(tool, args)
         if result.is_error:
-            raise RuntimeError(f"{self.label}: call failed: {result.content}")
+            raise RuntimeError(f"{label}: call failed: {result.content}")
 
-    def figures(self) -> dict[str, Any]:
-        return {
-            "row": self.label,
-            "calls": len(self.latencies),
-            "p50_ms": round(percentile(self.latencies, 0.5), 3),
-            "p99_ms": round(percentile(self.latencies, 0.99), 3),
-            "mean_ms": round(statistics.fmean(self.latencies), 3),
-        }
+    return call
 
 
-async def interleaved(rows: list[Row], calls: int, progress: Progress, rounds: int = 10) -> None:
-    """Warm every row up, then call them in alternating rounds, so drift of a noisy machine hits all alike."""
-    for row in rows:
-        for _ in range(20):
-            await row.call(record=False)
-    task = progress.add_task(" / ".join(r.label for r in rows), total=calls * len(rows))
-    per_round = max(1, calls // rounds)
-    while any(len(r.latencies) < calls for r in rows):
-        for row in rows:
-            for _ in range(min(per_round, calls - len(row.latencies))):
-                await row.call()
-                progress.advance(task)
+def row(label: str, client: Client, tool: str, args: dict[str, Any]) -> Row:
+    return Row(label, tool_call(label, client, tool, args))
 
 
 def config(path: Path, expose: str, upstream: dict[str, Any]) -> Path:
@@ -92,11 +62,12 @@ async def compare(
 ) -> list[dict[str, Any]]:
     """The same echo called directly, through Aperture listed directly, and through `run_tool`."""
     rows = [
-        Row(f"direct, {transport}", direct, "echo", ECHO),
-        Row(f"aperture passthrough, {transport}", passthrough, "up__echo", ECHO),
-        Row(f"aperture meta, {transport}", meta, "run_tool", {"tool_id": "up:echo", "args": ECHO}),
+        row(f"direct, {transport}", direct, "echo", ECHO),
+        row(f"aperture passthrough, {transport}", passthrough, "up__echo", ECHO),
+        row(f"aperture meta, {transport}", meta, "run_tool", {"tool_id": "up:echo", "args": ECHO}),
     ]
-    await interleaved(rows, calls, progress)
+    task = progress.add_task(" / ".join(r.label for r in rows), total=calls * len(rows))
+    await interleaved(rows, calls, warmup=20, advance=lambda: progress.advance(task))
     return [row.figures() for row in rows]
 
 
