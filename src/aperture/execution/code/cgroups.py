@@ -22,6 +22,7 @@ import itertools
 import logging
 import os
 import shutil
+import threading
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -77,20 +78,22 @@ class SandboxCgroups:
 _leftover: list[Path] = []
 """Groups not yet empty when released: the sandbox's inner processes, orphaned when bwrap is killed, are reaped
 a moment after it. Removed on a later release, and at exit."""
+_leftover_lock = threading.Lock()  # (released from the event loop's thread and from the spawner thread)
 
 
 def release(group: Path | None) -> None:
     """Remove a sandbox's own group once its processes are gone (now, or on a later call), and leftovers."""
-    if group is not None:
-        _leftover.append(group)
-    for old in list(_leftover):
-        try:
-            old.rmdir()
-        except FileNotFoundError:
-            pass
-        except OSError:
-            continue
-        _leftover.remove(old)
+    with _leftover_lock:
+        if group is not None:
+            _leftover.append(group)
+        for old in list(_leftover):
+            try:
+                old.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError:
+                continue
+            _leftover.remove(old)
 
 
 @cache
