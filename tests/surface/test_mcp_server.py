@@ -314,7 +314,43 @@ def test_meta_tool_names_match_the_reference_server() -> None:
     reference = META_NAMES | conditional  # metatools-mcp's set
     assert {t.name for t in META_TOOLS} <= reference
     run_tool = next(t for t in META_TOOLS if t.name == "run_tool")
-    assert set(run_tool.input_schema["properties"]) == {"tool_id", "args"}
+    assert set(run_tool.listing_schema["properties"]) == {"tool_id", "args"}
+
+
+async def test_the_reference_servers_run_flags_are_accepted_but_not_listed(client: Client) -> None:
+    """A program written for metatools-mcp sends run_tool's and run_chain's flags; a model is not told of them."""
+    listing = {t.name: t for t in (await client.list_tools()).tools}
+    assert set(listing["run_tool"].input_schema["properties"]) == {"tool_id", "args"}
+    assert set(listing["run_chain"].input_schema["properties"]) == {"steps"}
+    args = {"text": "Hello World"}
+    flags = {"include_tool": True, "include_backend": True, "include_mcp_result": True, "stream": True}
+    ran = await client.call_tool("run_tool", {"tool_id": "toolbox:slugify", "args": args, **flags})
+    assert not ran.is_error, text_of(ran)
+    data = ran.structured_content
+    assert data["result"] == {"result": "hello-world"}
+    assert data["backend"] == {"kind": "python", "name": "toolbox"}
+    assert data["tool"]["id"] == "toolbox:slugify" and data["tool"]["description"]
+    assert data["mcp_result"]["structuredContent"] == data["result"]
+    plain = (await run(client, "toolbox:slugify", args)).structured_content
+    assert set(plain) == {"tool_id", "result", "duration_ms"}  # nothing asked, nothing added
+    chain = await client.call_tool(
+        "run_chain", {"steps": [{"tool_id": "toolbox:slugify", "args": args}], "include_backends": False}
+    )
+    assert not chain.is_error and "backend" not in chain.structured_content["results"][0]
+    override = {"tool_id": "toolbox:slugify", "args": args, "backend_override": {"kind": "mcp"}}
+    error = error_of(await client.call_tool("run_tool", override))
+    assert error["code"] == "invalid_request" and "backend_override is not supported" in error["message"]
+    assert set(listing["describe_tool"].input_schema["properties"]) == {"tool_id", "detail_level"}
+    described = await client.call_tool(
+        "describe_tool", {"tool_id": "toolbox:convert_units", "detail_level": "full", "examples_max": 1}
+    )
+    everything = await client.call_tool("describe_tool", {"tool_id": "toolbox:convert_units", "detail_level": "full"})
+    assert len(described.structured_content["examples"]) == 1 < len(everything.structured_content["examples"])
+    assert "backend_name" not in listing["list_tools"].input_schema["properties"]
+    page = (await client.call_tool("list_tools", {"backend_name": "toolbox"})).structured_content["tools"]
+    assert page and {t["id"].split(":")[0] for t in page} == {"toolbox"}
+    wrong = error_of(await client.call_tool("run_tool", {"tool_id": "toolbox:slugify", "include_tool": "yes"}))
+    assert "include_tool" in wrong["message"] and "- include_tool" not in wrong["message"]  # valid ones: as listed
 
 
 async def test_tools_of_a_failed_backend_are_unavailable_not_unknown(client: Client, gateway: Gateway) -> None:

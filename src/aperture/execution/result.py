@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -46,6 +46,8 @@ class RunResult:
     is_error: bool = False
     error: ApertureError | None = None
     duration_ms: float = 0.0
+    extra: Mapping[str, Any] | None = None
+    """What the caller asked to have beside the result (run_tool's `include_tool`, `include_backend`)."""
 
     @classmethod
     def failure(cls, tool_id: str, error: ApertureError, duration_ms: float = 0.0) -> RunResult:

@@ -14,13 +14,14 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 import anyio
+import mcp_types
 from pydantic import BaseModel, ConfigDict, Field
 
 from aperture.compose import ChainStep, Recipe, SkillBackend
 from aperture.compose.skills import LIMITS_KEY, Skill
 from aperture.discovery import MAX_INTENT, MAX_QUERY
 from aperture.execution import CallContext, RunResult
-from aperture.model import ArgumentValidator, InvalidRequestError, UnknownToolError
+from aperture.model import ArgumentValidator, DetailLevel, InvalidRequestError, UnknownToolError, describe
 from aperture.model._schema import tidy_schema
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ class ListToolsArgs(_Arguments):
     cursor: str | None = Field(None, description="nextCursor of the previous page.")
     namespace: str | None = Field(None, description="Only this namespace.")
     backend_kind: str | None = Field(None, description="Only this backend kind, e.g. mcp.")
+    backend_name: str | None = Field(None, description="The reference server's word for namespace.")
 
 
 class ListNamespacesArgs(_Arguments):
@@ -80,6 +82,12 @@ class RunToolArgs(_Arguments):
         default_factory=dict,
         description="The tool's arguments: a JSON object matching its input schema (a JSON string works too).",
     )
+    # The reference server's flags (unlisted: a model has no use for them; programs ported from it send them).
+    stream: bool = Field(False, description="Progress is sent whenever the request carries a progressToken.")
+    include_tool: bool = Field(False, description="Add the tool's summary.")
+    include_backend: bool = Field(False, description="Name the tool's backend.")
+    include_mcp_result: bool = Field(False, description="Add the result as MCP content.")
+    backend_override: dict[str, Any] | None = Field(None, description="Not supported: a tool id has one backend.")
 
 
 class ChainStepArgs(_Arguments):
@@ -169,6 +177,9 @@ class MetaTool(Generic[A]):
     offered: Callable[[Gateway], bool] | None = field(default=None, repr=False)
     """Whether the gateway offers it now (None: always). A meta-tool that can do nothing here (skill tools
     without skills) is neither listed nor callable, so it costs the agent no context."""
+    unlisted: frozenset[str] = frozenset()
+    """Arguments of the reference server's that a model has no use for (a program ported from it still sends
+    them): accepted with their meaning, and named in an invalid call's error, but left out of the listing."""
 
     def offered_by(self, gateway: Gateway) -> bool:
         return self.offered is None or self.offered(gateway)
@@ -179,12 +190,16 @@ class MetaTool(Generic[A]):
 
     @cached_property
     def listing_schema(self) -> dict[str, Any]:
-        """The input schema as listed: without what costs an agent tokens and tells it nothing (see `_lean`)."""
-        return _lean(self.input_schema)
+        """The input schema as listed: without what costs an agent tokens and tells it nothing (see `_lean`),
+        nor the `unlisted` arguments."""
+        lean = _lean(self.input_schema)
+        if self.unlisted:
+            lean["properties"] = {k: v for k, v in lean["properties"].items() if k not in self.unlisted}
+        return lean
 
     @cached_property
     def validator(self) -> ArgumentValidator:
-        return ArgumentValidator(self.input_schema, tool_id=self.name)
+        return ArgumentValidator(self.input_schema, tool_id=self.name, unlisted=self.unlisted)
 
     async def call(self, gateway: Gateway, call: CallContext, arguments: Mapping[str, Any] | None) -> Answer:
         """Validate `arguments` (errors list every problem, as for any tool) and run the handler.
@@ -262,7 +277,26 @@ async def _describe_tool(gateway: Gateway, call: CallContext, args: DescribeTool
 
 
 async def _run_tool(gateway: Gateway, call: CallContext, args: RunToolArgs) -> Answer:
-    return await gateway.run(args.tool_id, args.args, call)
+    if args.backend_override is not None:
+        raise InvalidRequestError(
+            "backend_override is not supported: Aperture serves each tool id from the one backend of its "
+            "namespace. Leave it out; to use another backend's tool, call that tool by its own id.",
+            op="run_tool",
+        )
+    result = await gateway.run(args.tool_id, args.args, call)
+    tool = gateway.visible_tool(args.tool_id, call)
+    if result.error is not None or tool is None:
+        return result
+    extra: dict[str, Any] = {}
+    if args.include_tool:
+        extra["tool"] = describe(tool, DetailLevel.SUMMARY)
+    if args.include_backend:
+        extra["backend"] = {"kind": tool.backend_kind, "name": tool.namespace}
+    if args.include_mcp_result:
+        extra["mcp_result"] = mcp_types.CallToolResult(
+            content=list(result.content), structured_content=result.structured, is_error=result.is_error
+        ).model_dump(by_alias=True, mode="json", exclude_none=True)
+    return replace(result, extra=extra) if extra else result
 
 
 async def _run_chain(gateway: Gateway, call: CallContext, args: RunChainArgs) -> Answer:
@@ -278,7 +312,10 @@ async def _list_tool_examples(gateway: Gateway, call: CallContext, args: ListToo
 
 async def _list_tools(gateway: Gateway, call: CallContext, args: ListToolsArgs) -> Answer:
     return gateway.list_tools(
-        limit=args.limit, cursor=args.cursor, namespace=args.namespace, backend_kind=args.backend_kind
+        limit=args.limit,
+        cursor=args.cursor,
+        namespace=args.namespace or args.backend_name,
+        backend_kind=args.backend_kind,
     )
 
 
@@ -407,6 +444,7 @@ META_TOOLS: tuple[MetaTool[Any], ...] = (
         "A tool's docs; at detail_level schema, the input schema run_tool needs.",
         DescribeToolArgs,
         _describe_tool,
+        unlisted=frozenset({"examples_max"}),  # list_tool_examples' max says it where a tool has examples
     ),
     MetaTool(
         "run_tool",
@@ -415,6 +453,7 @@ META_TOOLS: tuple[MetaTool[Any], ...] = (
         RunToolArgs,
         _run_tool,
         read_only=False,
+        unlisted=frozenset({"stream", "include_tool", "include_backend", "include_mcp_result", "backend_override"}),
     ),
     MetaTool(
         "run_chain",
@@ -422,6 +461,7 @@ META_TOOLS: tuple[MetaTool[Any], ...] = (
         RunChainArgs,
         _run_chain,
         read_only=False,
+        unlisted=frozenset({"include_backends", "include_tools"}),
     ),
     MetaTool(
         "list_tool_examples",
@@ -435,6 +475,7 @@ META_TOOLS: tuple[MetaTool[Any], ...] = (
         "Browse tools page by page (search_tools finds one faster).",
         ListToolsArgs,
         _list_tools,
+        unlisted=frozenset({"backend_name"}),
     ),
     MetaTool(
         "list_namespaces",

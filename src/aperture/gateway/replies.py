@@ -31,7 +31,8 @@ def run_data(result: RunResult) -> dict[str, Any]:
     """The structured form of a `run_tool` answer: `{tool_id, result, duration_ms}` (or its error)."""
     if result.error is not None:
         return error_data(result.error)
-    return {"tool_id": result.tool_id, "result": result.structured, "duration_ms": round(result.duration_ms, 3)}
+    data = {"tool_id": result.tool_id, "result": result.structured, "duration_ms": round(result.duration_ms, 3)}
+    return {**data, **result.extra} if result.extra else data
 
 
 def internal_failure(op: str, exc: BaseException) -> InternalError:

@@ -12,7 +12,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,9 +85,11 @@ def _path(parts: Any) -> str:
 class ArgumentValidator:
     """Validates and coerces arguments for one input schema; build once per tool, reuse for every call."""
 
-    def __init__(self, schema: Mapping[str, Any], *, tool_id: str = "") -> None:
+    def __init__(self, schema: Mapping[str, Any], *, tool_id: str = "", unlisted: Iterable[str] = ()) -> None:
+        """`unlisted`: parameters accepted but left out of an invalid call's list of valid ones."""
         self.schema: Mapping[str, Any] = schema if isinstance(schema, Mapping) else {}
         self.tool_id = tool_id
+        self._unlisted = frozenset(unlisted)
         self._properties: Mapping[str, Any] = self.schema.get("properties") or {}
         extra = self.schema.get("additionalProperties", False)
         # Unknown top-level arguments are rejected unless the schema explicitly allows them: a misspelled
@@ -253,7 +255,7 @@ class ArgumentValidator:
         title = f"tool '{self.tool_id}'" if self.tool_id else "the tool"
         lines = [f"Invalid arguments for {title} ({count} problem{'s' if count != 1 else ''}):"]
         lines += [f"- {v.message}" for v in violations]
-        params = parameters_of(self.schema)
+        params = [p for p in parameters_of(self.schema) if p.name not in self._unlisted]
         if params:
             lines.append("Valid parameters:")
             lines += [p.render() for p in params]
