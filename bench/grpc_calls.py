@@ -7,9 +7,12 @@ bench` installs), the same GetItem in C++ (bench/grpc_shop.cc, built into bench/
 round trip is about as large as the goal, a C++ one's about half. Each server gets its own run; the gateway is
 `aperture serve` over streamable HTTP with two backends, `shop` (kind grpc) and `base` (kind python,
 bench/_noop_tools.py). Rows run interleaved, in rounds, so drift on a noisy machine hits them alike. A third row
-calls the server directly with grpcio, for scale. Then the gateway's runner in this process (no MCP, no HTTP, no
-other process to wait for) against grpcio's direct call: the gateway's own share. The goals (issue 22): the gRPC
-call adds at most 0.5 ms p50 over the no-op tool, and keeps at least half of its calls per second with 20 clients.
+calls the server directly with grpcio. What the gateway adds to the unary call ("over grpcio") is the gRPC row's
+p50 less the no-op row's (the MCP hop every tool call pays, whatever its backend) and less grpcio's direct call
+(the gRPC round trip itself). Then the gateway's runner in this process (no MCP, no HTTP, no other process to wait
+for) against grpcio's direct call: the gateway's own share. The goals (issue 22): the gateway adds at most 0.5 ms
+p50 over calling the server directly with grpcio, and the gRPC tool keeps at least half of the no-op tool's calls
+per second with 20 clients.
 Prints a table and writes bench/results/grpc_calls.json.
 
     .venv/bin/python -m bench.grpc_calls [--calls 1000] [--concurrent-calls 4000] [--clients 20]
@@ -180,10 +183,12 @@ async def run(server: list[str], calls: int, concurrent_calls: int, clients: int
                 console.print(f"{calls} sequential calls per row, interleaved ...")
                 await interleaved(rows, calls)
             sequential = [row.figures() for row in rows]
-            base = sequential[0]
-            for row in sequential[1:2]:
-                row["added_p50_ms"] = round(row["p50_ms"] - base["p50_ms"], 3)
-                row["added_p99_ms"] = round(row["p99_ms"] - base["p99_ms"], 3)
+            base, via, direct = sequential
+            via["added_p50_ms"] = round(via["p50_ms"] - base["p50_ms"], 3)
+            via["added_p99_ms"] = round(via["p99_ms"] - base["p99_ms"], 3)
+            # The issue's overhead: what the gateway adds to grpcio's own call. The MCP hop (the no-op row) is what
+            # the agent pays for any tool, so it is taken out; the gRPC round trip itself is grpcio's direct row.
+            via["over_direct_p50_ms"] = round(via["added_p50_ms"] - direct["p50_ms"], 3)
             console.print(f"{clients} concurrent clients, {concurrent_calls} calls per row, two rounds ...")
             rates: dict[str, list[float]] = {"noop": [], "grpc": [], "direct": []}
             async with AsyncExitStack() as stack:
@@ -210,7 +215,7 @@ async def run(server: list[str], calls: int, concurrent_calls: int, clients: int
             "direct_grpc_calls_per_s": concurrent["direct"],
             "grpc_share_of_noop": round(concurrent["grpc"] / concurrent["noop"], 3),
         },
-        "goals": {"added_p50_ms_at_most": 0.5, "share_of_noop_at_least": 0.5},
+        "goals": {"over_direct_p50_ms_at_most": 0.5, "share_of_noop_at_least": 0.5},
     }
 
 
@@ -241,12 +246,18 @@ def main() -> None:
 
 def report(server: str, result: dict[str, Any], calls: int) -> None:
     table = Table(title=f"gRPC backend overhead, {server} shop: {calls} sequential calls per row (streamable HTTP)")
-    for column in ("row", "p50 ms", "p99 ms", "mean ms", "+p50 ms vs no-op", "+p99 ms vs no-op"):
+    for column in ("row", "p50 ms", "p99 ms", "mean ms", "+p50 ms vs no-op", "+p99 ms vs no-op", "over grpcio"):
         table.add_column(column, justify="right")
     for r in result["sequential"]:
-        added = (f"{r['added_p50_ms']:+.3f}", f"{r['added_p99_ms']:+.3f}") if "added_p50_ms" in r else ("", "")
+        added = ("", "", "")
+        if "added_p50_ms" in r:
+            added = (f"{r['added_p50_ms']:+.3f}", f"{r['added_p99_ms']:+.3f}", f"{r['over_direct_p50_ms']:+.3f}")
         table.add_row(r["row"], f"{r['p50_ms']:.3f}", f"{r['p99_ms']:.3f}", f"{r['mean_ms']:.3f}", *added)
     console.print(table)
+    console.print(
+        "over grpcio: p50 of the gRPC call via the gateway, less the MCP hop (the no-op row) and grpcio's own call "
+        "(the direct row): what the gateway adds to the unary call (goal ≤ 0.5 ms)"
+    )
     inner = Table(title=f"The same in this process ({server} shop): the gateway's runner, no MCP or HTTP layer")
     for column in ("row", "p50 ms", "p99 ms", "+p50 ms vs no-op", "+p50 ms vs grpcio"):
         inner.add_column(column, justify="right")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from google.protobuf import descriptor_pool, json_format, message_factory
@@ -58,13 +59,52 @@ class MethodCodec:
         """The message in its JSON mapping (lowerCamelCase names, enums by name, 64-bit integers as strings, fields
         at their default left out): what `schema.response_schema` describes. An object, except for the well-known
         types written as other JSON (a Timestamp is a string)."""
-        return json_format.MessageToDict(message, descriptor_pool=self.pool)
+        return message_json(message, self.pool)
 
     def result(self, message: Message) -> dict[str, Any]:
         """A unary method's answer as structured content: its JSON mapping, as `{"result": ...}` when not an
         object."""
         data = self.to_json(message)
         return {RESULT_KEY: data} if self.wrapped else data
+
+
+def message_json(message: Message, pool: descriptor_pool.DescriptorPool) -> Any:
+    """`message` in protobuf's JSON mapping; an `Any` holding a type `pool` does not know (the server packed a
+    message its descriptors never named) is written `{"@type": <its type URL>, "value": <its bytes, base64>}`,
+    where `json_format` would fail the whole answer."""
+    try:
+        return json_format.MessageToDict(message, descriptor_pool=pool)
+    except TypeError:  # json_format's "Can not find message descriptor by type_url"
+        pass
+    if message.DESCRIPTOR.full_name == "google.protobuf.Any":
+        return {"@type": message.type_url, "value": base64.b64encode(message.value).decode()}  # type: ignore[attr-defined]
+    known = type(message)()
+    known.CopyFrom(message)
+    unknown: dict[str, Any] = {}
+    for field, value in message.ListFields():
+        if field.message_type is None:
+            continue
+        try:  # the field alone: whether it holds such an Any
+            _field_json(field, value, pool, strict=True)
+        except TypeError:
+            unknown[field.json_name] = _field_json(field, value, pool, strict=False)
+            known.ClearField(field.name)
+    return {**json_format.MessageToDict(known, descriptor_pool=pool), **unknown}
+
+
+def _field_json(field: Any, value: Any, pool: descriptor_pool.DescriptorPool, *, strict: bool) -> Any:
+    def convert(item: Message) -> Any:
+        return json_format.MessageToDict(item, descriptor_pool=pool) if strict else message_json(item, pool)
+
+    if field.message_type.GetOptions().map_entry:
+        entry = field.message_type.fields_by_name["value"]
+        key = field.message_type.fields_by_name["key"]
+        if entry.message_type is None:
+            return None  # scalar values: nothing to convert here
+        return {(str(k).lower() if key.type == key.TYPE_BOOL else str(k)): convert(v) for k, v in value.items()}
+    if field.is_repeated:
+        return [convert(item) for item in value]
+    return convert(value)
 
 
 def message_class(descriptor: Descriptor) -> type[Message]:
