@@ -179,7 +179,7 @@ class MetaTool(Generic[A]):
     without skills) is neither listed nor callable, so it costs the agent no context."""
     unlisted: frozenset[str] = frozenset()
     """Arguments of the reference server's that a model has no use for (a program ported from it still sends
-    them): accepted with their meaning, and named in an invalid call's error, but left out of the listing."""
+    them): accepted with their meaning, but left out of the listing and of an invalid call's valid parameters."""
 
     def offered_by(self, gateway: Gateway) -> bool:
         return self.offered is None or self.offered(gateway)
@@ -284,8 +284,10 @@ async def _run_tool(gateway: Gateway, call: CallContext, args: RunToolArgs) -> A
             op="run_tool",
         )
     result = await gateway.run(args.tool_id, args.args, call)
+    if result.error is not None or not (args.include_tool or args.include_backend or args.include_mcp_result):
+        return result
     tool = gateway.visible_tool(args.tool_id, call)
-    if result.error is not None or tool is None:
+    if tool is None:
         return result
     extra: dict[str, Any] = {}
     if args.include_tool:
