@@ -68,13 +68,19 @@ async def test_an_unknown_tool_through_the_bridge_gets_run_tools_answer(client: 
 
 
 async def test_hostile_programs_are_contained_and_the_gateway_serves_on(client: Client) -> None:
-    for code, said in [
-        ("while True: pass", "time limit (200 ms)"),
-        ("import os\nos.fork()", "Operation not permitted"),
-        ("import os, sys\nos.write(int(sys.argv[-1]), b'\\x00\\x00\\x00\\x05hello')\nwhile True: pass", "not JSON"),
+    # Only the endless loop needs the short limit; the others end on their own (a busy machine may take longer
+    # than 200 ms just to start the interpreter).
+    for code, said, limit in [
+        ("while True: pass", "time limit (200 ms)", 200),
+        ("import os\nos.fork()", "Operation not permitted", 10_000),
+        (
+            "import os, sys\nos.write(int(sys.argv[-1]), b'\\x00\\x00\\x00\\x05hello')\nwhile True: pass",
+            "not JSON",
+            10_000,
+        ),
     ]:
-        is_error, body = await execute(client, code, timeout_ms=200)
-        assert is_error and said in body["error"]
+        is_error, body = await execute(client, code, timeout_ms=limit)
+        assert is_error and said in body["error"], body["error"]
     result = await client.call_tool("run_tool", {"tool_id": "toolbox:calculate", "args": {"expression": "2+2"}})
     assert not result.is_error
 

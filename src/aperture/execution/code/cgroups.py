@@ -10,6 +10,13 @@ sandbox joins one group with a nice-19 task's CPU weight (`CPU_SHARES`) and a gr
 system, and its seccomp filter refuses mount). Where no writable hierarchy is found (cgroup v2, an unprivileged
 gateway), sandboxes run as before, and a log line says so.
 
+The sandboxes' CPU group sits beside one holding the gateway process itself, under a group of this gateway's
+(`aperture-<pid>/gateway` and `aperture-<pid>/sandboxes`): the low weight is against the gateway, not against
+the whole machine. As siblings of every other process, nice-19-weight sandboxes got next to nothing on a host
+busy with other work (load 18 on 2 cores: executions ran into their time limits before the interpreter had
+started); nested, they share the gateway's own part of the machine and yield to the gateway within it. The
+gateway weighs as before: out of the root group it is out of autogroup, and its group has a session's weight.
+
 A sandbox joins before bubblewrap starts: its command line begins with `sh`, which writes its own pid into the
 groups and then becomes the rest of the command (no window in which a process of the sandbox runs outside).
 """
@@ -43,8 +50,8 @@ _JOIN = 'unset PWD; while [ "$1" != -- ]; do echo 0 > "$1" 2>/dev/null; shift; d
 
 @dataclass
 class SandboxCgroups:
-    """The groups sandboxes of this gateway process join: `cpu`, shared, at `CPU_SHARES`; under `pids`, one per
-    sandbox, capped at `PIDS_PER_SANDBOX`."""
+    """The groups sandboxes of this gateway process join: `cpu`, shared, at `CPU_SHARES` (beside the gateway's
+    own group); under `pids`, one per sandbox, capped at `PIDS_PER_SANDBOX`."""
 
     cpu: Path | None
     pids: Path | None
@@ -102,18 +109,42 @@ def sandbox_cgroups() -> SandboxCgroups | None:
     shell = shutil.which("sh") or ("/bin/sh" if os.access("/bin/sh", os.X_OK) else None)
     if shell is None:
         return None
-    cpu = _make_group("cpu")
-    if cpu is not None and not _set(cpu, "cpu.shares", str(CPU_SHARES)):
-        _remove(cpu)
-        cpu = None
-    pids = _make_group("pids")
+    cpu = _cpu_groups()
+    pids = _make_group("pids", f"aperture-sandboxes-{os.getpid()}")
     if cpu is None and pids is None:
         logger.info("code mode: no writable cgroup; sandboxes are held by their own and their session's nice")
         return None
     groups = SandboxCgroups(cpu=cpu, pids=pids, shell=shell)
     logger.info("code mode: %s", groups.describe())
-    atexit.register(_remove, cpu, pids)
+    atexit.register(_remove, pids)
     return groups
+
+
+def _cpu_groups() -> Path | None:
+    """`aperture-<pid>/sandboxes` at `CPU_SHARES`, with the gateway process moved into `aperture-<pid>/gateway`;
+    None (and nothing moved) where that cannot be done."""
+    parent = _make_group("cpu", f"aperture-{os.getpid()}")
+    if parent is None:
+        return None
+    gateway, sandboxes = parent / "gateway", parent / "sandboxes"
+    try:
+        gateway.mkdir(exist_ok=True)
+        sandboxes.mkdir(exist_ok=True)
+    except OSError:
+        _remove(gateway, sandboxes, parent)
+        return None
+    if not _set(sandboxes, "cpu.shares", str(CPU_SHARES)) or not _set(gateway, "cgroup.procs", str(os.getpid())):
+        _remove(gateway, sandboxes, parent)
+        return None
+    atexit.register(_leave, parent.parent, gateway, sandboxes, parent)
+    return sandboxes
+
+
+def _leave(home: Path, *groups: Path) -> None:
+    """At exit: the gateway back in the group it came from, and its groups removed (those still holding processes,
+    such as an upstream server outliving the gateway, stay until a later gateway finds them empty)."""
+    _set(home, "cgroup.procs", str(os.getpid()))
+    _remove(*groups)
 
 
 def _remove(*groups: Path | None) -> None:
@@ -124,9 +155,9 @@ def _remove(*groups: Path | None) -> None:
                 group.rmdir()
 
 
-def _make_group(controller: str) -> Path | None:
-    """`aperture-sandboxes-<pid>` under this process's own group of the cgroup v1 hierarchy that has
-    `controller`, removing groups of gateways that have exited; None if there is none or it is not writable."""
+def _make_group(controller: str, name: str) -> Path | None:
+    """`name` under this process's own group of the cgroup v1 hierarchy that has `controller`, removing the groups
+    of gateways that have exited; None if there is none or it is not writable."""
     own = _own_v1_path(controller)
     mount = _v1_mount(controller)
     if own is None or mount is None:
@@ -136,11 +167,11 @@ def _make_group(controller: str) -> Path | None:
     if relative.startswith(".."):
         return None
     parent = Path(point) / relative
-    for stale in parent.glob("aperture-sandboxes-*"):
+    for stale in parent.glob("aperture-*"):
         pid = stale.name.rsplit("-", 1)[-1]
         if pid.isdigit() and not Path(f"/proc/{pid}").exists():
             _remove(*(child for child in stale.iterdir() if child.is_dir()), stale)
-    group = parent / f"aperture-sandboxes-{os.getpid()}"
+    group = parent / name
     try:
         group.mkdir(exist_ok=True)
     except OSError:
