@@ -243,7 +243,7 @@ async def test_where_cgroups_can_be_made_every_sandbox_process_is_in_them_and_it
     assert no_sandbox_left()
 
 
-@pytest.mark.skipif(sandbox_cgroups() is None or sandbox_cgroups().cpu is None, reason="no writable cgroup v1 cpu")
+@pytest.mark.skipif(getattr(sandbox_cgroups(), "cpu", None) is None, reason="no writable cgroup v1 cpu hierarchy")
 async def test_on_a_machine_busy_with_other_work_an_execution_still_gets_the_gateways_share() -> None:
     """Sandboxes yield to the gateway, not to every process of the machine: with four CPU-bound processes of
     someone else's running (each in its own session, outside the gateway's groups), a program needing a few
