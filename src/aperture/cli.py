@@ -144,25 +144,30 @@ def _root(
 
 def _a2a_surface(gateway: Gateway, *, required: bool = False) -> Any:
     """The A2A surface to serve over HTTP: None when `server.a2a.enabled` is false, or when the `a2a` extra is
-    not installed (said once, as a warning).
+    not installed (said once, as a warning). Beside MCP it loads the SDK on its first request (`OnDemandA2a`:
+    a gateway whose clients speak only MCP never holds it); alone, now.
 
     Raises:
         ConfigError: `required` (A2A alone) and it cannot be served.
     """
     if not gateway.config.server.a2a.enabled and not required:
         return None
-    try:
-        from aperture.surface.a2a import A2aSurface
-    except ModuleNotFoundError as exc:
-        if required:
-            raise ConfigError(
-                f"--transport a2a needs the 'a2a' extra ({exc}); install it with .venv/bin/pip install -e '.[a2a]'"
-            ) from None
+    if not required:
+        from aperture.surface.a2a.on_demand import OnDemandA2a
+
+        if importlib.util.find_spec("a2a") is not None:
+            return OnDemandA2a(gateway)
         err.print(
-            f"[yellow]warning:[/yellow] A2A is not served: the 'a2a' extra is not installed ({escape(str(exc))}); "
+            "[yellow]warning:[/yellow] A2A is not served: the 'a2a' extra is not installed (no module named 'a2a'); "
             "install it with .venv/bin/pip install -e '.[a2a]', or set server.a2a.enabled: false"
         )
         return None
+    try:
+        from aperture.surface.a2a.app import A2aSurface
+    except ModuleNotFoundError as exc:
+        raise ConfigError(
+            f"--transport a2a needs the 'a2a' extra ({exc}); install it with .venv/bin/pip install -e '.[a2a]'"
+        ) from None
     return A2aSurface(gateway)
 
 
