@@ -1,11 +1,11 @@
 """Resident memory of `aperture serve --transport http` over the peers' upstreams (server-everything and
 mcp-server-time, as in ../shared/bench-peers), per search strategy, side by side in one run.
 
-Each row starts its own gateway from a fresh directory (so the hybrid row also makes the small embedding model
-once, in a child process whose memory is not the gateway's), waits until its RSS has settled (the semantic
-index loads in the background), then sends
-`--searches` task-length `search_tools` calls over one MCP session. Reports RSS (VmRSS) after the start and
-after the searches, and the peak (VmHWM). Prints a table and writes bench/results/memory.json.
+Each row starts its own gateway from a fresh directory (the hybrid row makes the small embedding model in the
+user cache directory if it is not there yet, in a child process whose memory is not the gateway's), waits until
+its RSS has settled (the semantic index loads in the background), then sends `--searches` task-length
+`search_tools` calls over one MCP session. Reports RSS (VmRSS) after the start and after the searches, and the
+peak (VmHWM). Prints a table and writes bench/results/memory.json.
 
     .venv/bin/python -m bench.memory [--searches 30] [--strategies bm25,hybrid]
 """
@@ -26,6 +26,8 @@ import httpx2
 import yaml
 from rich.console import Console
 from rich.table import Table
+
+from aperture.discovery.embedding import default_cache_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -105,7 +107,8 @@ def measure(strategy: str, searches: int) -> dict[str, Any]:
                 search = {"name": "search_tools", "arguments": {"query": QUERY}}
                 _rpc(http, url, "tools/call", search, 2)
                 if strategy in ("hybrid", "semantic"):  # (the small model is made first: the RSS holds still)
-                    models = Path(work) / ".aperture" / "embeddings" / "models"
+                    # (kept once per user: in the user cache directory, made there on the first run)
+                    models = default_cache_dir() / "models"
                     while time.monotonic() < deadline and not any(models.glob("*.onnx")):
                         time.sleep(0.25)
                 started = _settled(process.pid)
