@@ -1,11 +1,11 @@
 """Resident memory of `aperture serve --transport http` over the peers' upstreams (server-everything and
 mcp-server-time, as in ../shared/bench-peers), per search strategy, side by side in one run.
 
-Each row starts its own gateway from a fresh directory (so the hybrid row also makes the small embedding model
-once, in a child process whose memory is not the gateway's), waits until its RSS has settled (the semantic
-index loads in the background), then sends
-`--searches` task-length `search_tools` calls over one MCP session. Reports RSS (VmRSS) after the start and
-after the searches, and the peak (VmHWM). Prints a table and writes bench/results/memory.json.
+Each row starts its own gateway from a fresh directory (the hybrid row makes the small embedding model in the
+user cache directory if it is not there yet, in a child process whose memory is not the gateway's), waits until
+the semantic index is built (it loads in the background: searches say so until then) and its RSS has settled,
+then sends `--searches` task-length `search_tools` calls over one MCP session. Reports RSS (VmRSS) after the
+start and after the searches, and the peak (VmHWM). Prints a table and writes bench/results/memory.json.
 
     .venv/bin/python -m bench.memory [--searches 30] [--strategies bm25,hybrid]
 """
@@ -68,6 +68,15 @@ def _rpc(http: httpx2.Client, url: str, method: str, params: dict[str, Any], n: 
     return response
 
 
+def _result(response: httpx2.Response) -> dict[str, Any]:
+    """The JSON object a `search_tools` call answered (from a JSON or an event-stream response)."""
+    body = response.text
+    if "text/event-stream" in response.headers.get("content-type", ""):
+        body = next(line[6:] for line in body.splitlines() if line.startswith("data: "))
+    result: dict[str, Any] = json.loads(json.loads(body)["result"]["content"][0]["text"])
+    return result
+
+
 def measure(strategy: str, searches: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="aperture-memory-") as work:
         config = Path(work) / "aperture.yaml"
@@ -103,11 +112,9 @@ def measure(strategy: str, searches: int) -> dict[str, Any]:
                     HEADERS["mcp-session-id"] = session
                 http.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=HEADERS)
                 search = {"name": "search_tools", "arguments": {"query": QUERY}}
-                _rpc(http, url, "tools/call", search, 2)
-                if strategy in ("hybrid", "semantic"):  # (the small model is made first: the RSS holds still)
-                    models = Path(work) / ".aperture" / "embeddings" / "models"
-                    while time.monotonic() < deadline and not any(models.glob("*.onnx")):
-                        time.sleep(0.25)
+                # A search answered by the stand-in (BM25) while the semantic index is built says so ("strategy").
+                while "strategy" in _result(_rpc(http, url, "tools/call", search, 2)) and time.monotonic() < deadline:
+                    time.sleep(0.25)
                 started = _settled(process.pid)
                 for n in range(searches):
                     _rpc(http, url, "tools/call", search, 3 + n)

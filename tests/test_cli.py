@@ -194,3 +194,26 @@ def test_commands_that_read_the_catalog_fail_naming_a_backend_that_could_not_sta
         assert output.count(why) == 1, (command, output)
     listed = runner.invoke(app, ["tools", *config])  # what the others serve is still shown
     assert "toolbox:calculate" in listed.output
+
+
+def test_serve_maps_large_blocks_of_memory_unless_the_operator_chose_a_threshold(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import ctypes
+
+    from aperture import cli
+
+    calls: list[tuple[int, int]] = []
+
+    class Libc:
+        def mallopt(self, parameter: int, value: int) -> int:
+            calls.append((parameter, value))
+            return 1
+
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: Libc())
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    cli._map_large_blocks()
+    assert calls == [(-3, 128 * 1024)]  # (M_MMAP_THRESHOLD: fixed, so glibc no longer raises it)
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
+    cli._map_large_blocks()
+    assert calls == [(-3, 128 * 1024)]

@@ -84,6 +84,30 @@ def _event_loop_options() -> dict[str, Any]:
     return {"use_uvloop": importlib.util.find_spec("uvloop") is not None}
 
 
+_M_MMAP_THRESHOLD = -3  # (glibc's mallopt parameter)
+
+
+def _map_large_blocks() -> None:
+    """glibc: blocks of 128 KiB and more get a mapping of their own, handed back to the system when freed.
+
+    By default the threshold rises to the largest block freed so far, so once the catalog embedding has freed its
+    tensors, later ones land in the worker threads' malloc arenas, where what is freed stays resident in holes
+    that `malloc_trim` cannot hand back: a hybrid gateway on the peers' catalog held 195 MB after its start in
+    some runs and 220-226 MB in others; with the threshold fixed, 194-196 in every run, search latency the same
+    (docs/benchmarks.md). An operator's `MALLOC_MMAP_THRESHOLD_` wins; elsewhere than glibc, nothing happens.
+    """
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
+    except (OSError, AttributeError):
+        pass
+
+
 def _with_gateway(config: Config, work: Callable[[Gateway], Awaitable[T]]) -> T:
     async def main() -> T:
         async with Gateway(config) as gateway:
@@ -144,25 +168,30 @@ def _root(
 
 def _a2a_surface(gateway: Gateway, *, required: bool = False) -> Any:
     """The A2A surface to serve over HTTP: None when `server.a2a.enabled` is false, or when the `a2a` extra is
-    not installed (said once, as a warning).
+    not installed (said once, as a warning). Beside MCP it loads the SDK on its first request (`OnDemandA2a`:
+    a gateway whose clients speak only MCP never holds it); alone, now.
 
     Raises:
         ConfigError: `required` (A2A alone) and it cannot be served.
     """
     if not gateway.config.server.a2a.enabled and not required:
         return None
-    try:
-        from aperture.surface.a2a import A2aSurface
-    except ModuleNotFoundError as exc:
-        if required:
-            raise ConfigError(
-                f"--transport a2a needs the 'a2a' extra ({exc}); install it with .venv/bin/pip install -e '.[a2a]'"
-            ) from None
+    if not required:
+        from aperture.surface.a2a.on_demand import OnDemandA2a
+
+        if importlib.util.find_spec("a2a") is not None:
+            return OnDemandA2a(gateway)
         err.print(
-            f"[yellow]warning:[/yellow] A2A is not served: the 'a2a' extra is not installed ({escape(str(exc))}); "
+            "[yellow]warning:[/yellow] A2A is not served: the 'a2a' extra is not installed (no module named 'a2a'); "
             "install it with .venv/bin/pip install -e '.[a2a]', or set server.a2a.enabled: false"
         )
         return None
+    try:
+        from aperture.surface.a2a.app import A2aSurface
+    except ModuleNotFoundError as exc:
+        raise ConfigError(
+            f"--transport a2a needs the 'a2a' extra ({exc}); install it with .venv/bin/pip install -e '.[a2a]'"
+        ) from None
     return A2aSurface(gateway)
 
 
@@ -196,6 +225,7 @@ def serve(
     from aperture.surface.mcp import Termination, serve_http, serve_stdio, until_terminated
     from aperture.surface.mcp.transport import bind_listener, exposure_warning
 
+    _map_large_blocks()
     cfg = _load(config)
     server = cfg.server.model_copy(
         update={k: v for k, v in {"transport": transport, "host": host, "port": port}.items() if v is not None}

@@ -60,3 +60,12 @@ def test_long_texts_go_in_smaller_batches_and_short_ones_32_at_a_time() -> None:
     order = np.argsort(np.array(lengths[::-1]), kind="stable")  # (shortest first, as embed sorts them)
     sizes = [len(batch) for batch in _batches(order, lengths[::-1], 32)]
     assert sizes == [32, 8, 4, 2, 1, 1, 1, 1, 1] and sum(sizes) == len(lengths)
+
+
+def test_a_batch_holds_at_most_512_tokens_padding_included() -> None:
+    from aperture.discovery.embedding import _batches
+
+    lengths = [60] * 16 + [20] * 30
+    order = np.argsort(np.array(lengths), kind="stable")
+    sizes = [len(batch) for batch in _batches(order, lengths, 32)]
+    assert sizes == [25, 8, 8, 5]  # (25 * 20 = 500 tokens; then 5 of 20 padded to 60 with 3 of 60: 8 * 60 = 480)

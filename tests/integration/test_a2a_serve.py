@@ -3,7 +3,9 @@ MCP calls on the same port; with `server.a2a.enabled: false`, only MCP; with `--
 
 from __future__ import annotations
 
+import json
 import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -62,3 +64,48 @@ async def test_serve_with_transport_a2a_serves_a2a_alone() -> None:
     finally:
         process.terminate()
         assert process.wait(10) == 0
+
+
+_PROBE = """
+import json, os, signal, sys, threading, time, urllib.request
+
+from aperture.cli import main
+
+BASE = "http://127.0.0.1:{port}"
+HEAVY = ("a2a", "grpc", "google.protobuf", "culsans", "httpx")
+
+
+def loaded():
+    return sorted(name for name in HEAVY if name in sys.modules)
+
+
+def probe():
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(BASE + "/readyz", timeout=1).read()
+            break
+        except OSError:
+            time.sleep(0.1)
+    before = loaded()
+    card = json.loads(urllib.request.urlopen(BASE + "/.well-known/agent-card.json", timeout=30).read())
+    print(json.dumps({{"before": before, "after": loaded(), "name": card["name"]}}), flush=True)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+threading.Thread(target=probe, daemon=True).start()
+sys.argv = ["aperture", "serve", "--config", {config!r}, "--transport", "http", "--port", "{port}"]
+main()
+"""
+
+
+def test_serve_over_http_loads_the_a2a_sdk_on_the_first_a2a_request() -> None:
+    """The SDK (and grpc, protobuf, httpx that it brings) is not imported by a gateway no A2A client has called:
+    tens of MB of a gateway that serves only MCP."""
+    port = free_port()
+    code = _PROBE.format(port=port, config=str(TEST_CONFIG))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["name"] == "aperture-test"
+    assert seen["before"] == [] and seen["after"] == ["a2a", "culsans", "google.protobuf", "grpc", "httpx"]

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 from a2a.server.request_handlers.response_helpers import agent_card_to_dict
 from a2a.server.routes import create_jsonrpc_routes, create_rest_routes
 from a2a.types import AgentCard
-from a2a.utils.constants import AGENT_CARD_WELL_KNOWN_PATH
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -23,6 +22,7 @@ from aperture.ops.http import OpsHttpApp
 from aperture.surface.a2a.card import agent_card
 from aperture.surface.a2a.executor import GatewayExecutor
 from aperture.surface.a2a.handler import GatewayRequestHandler
+from aperture.surface.a2a.on_demand import CARD_PATHS
 from aperture.surface.a2a.tasks import BASE_URL_STATE, BoundedTaskStore, CallerContextBuilder, identity_in
 
 if TYPE_CHECKING:
@@ -31,8 +31,6 @@ if TYPE_CHECKING:
     from aperture.gateway import Gateway
 
 logger = logging.getLogger(__name__)
-
-CARD_PATHS = (AGENT_CARD_WELL_KNOWN_PATH, "/.well-known/agent.json")  # (the second: what 0.2 clients fetch)
 
 
 class A2aSurface:
