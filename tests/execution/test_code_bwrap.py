@@ -243,6 +243,44 @@ async def test_where_cgroups_can_be_made_every_sandbox_process_is_in_them_and_it
     assert no_sandbox_left()
 
 
+_UNMOVABLE_GATEWAY = """
+from aperture.execution.code import cgroups
+real_set = cgroups._set
+cgroups._set = lambda group, name, value: False if name == "cgroup.procs" else real_set(group, name, value)
+sandboxes = cgroups._cpu_groups()
+parent = sandboxes.parent
+print(parent.name, (parent / "cpu.shares").read_text().strip(), (sandboxes / "cpu.shares").read_text().strip(),
+      (parent / "gateway").exists())
+"""
+
+
+@pytest.mark.skipif(getattr(sandbox_cgroups(), "cpu", None) is None, reason="no writable cgroup v1 cpu hierarchy")
+def test_a_gateway_that_cannot_join_its_own_group_keeps_its_sandboxes_at_the_lowest_weight() -> None:
+    """(In a process of its own: the fallback weighs its whole group down.) Without the gateway beside them, the
+    sandboxes' group must not weigh as much as a session: the group they are in is set to `CPU_SHARES` itself."""
+    done = subprocess.run([sys.executable, "-c", _UNMOVABLE_GATEWAY], capture_output=True, text=True, check=True)
+    name, parent_shares, sandbox_shares, has_gateway = done.stdout.split()
+    assert name.startswith("aperture-") and (parent_shares, sandbox_shares) == (str(CPU_SHARES), str(CPU_SHARES))
+    assert has_gateway == "False"
+
+
+@pytest.mark.skipif(getattr(sandbox_cgroups(), "cpu", None) is None, reason="no writable cgroup v1 cpu hierarchy")
+def test_the_groups_a_killed_gateway_left_are_removed_whole_by_the_next_one() -> None:
+    """A gateway killed before its exit handlers ran leaves its groups, with those of gateways it started nested in
+    them; the next gateway to make its groups beside them removes the whole tree."""
+    groups = sandbox_cgroups()
+    assert groups is not None and groups.cpu is not None
+    here = groups.cpu.parent / "gateway"  # this process's own group: a child process starts in it
+    stale = here / "aperture-99999999"  # (no such pid)
+    (stale / "gateway" / "aperture-99999998" / "sandboxes").mkdir(parents=True)
+    (stale / "sandboxes").mkdir()
+    make = (
+        "import os; from aperture.execution.code import cgroups; cgroups._make_group('cpu', 'aperture-probe').rmdir()"
+    )
+    subprocess.run([sys.executable, "-c", make], check=True)
+    assert not stale.exists()
+
+
 @pytest.mark.skipif(getattr(sandbox_cgroups(), "cpu", None) is None, reason="no writable cgroup v1 cpu hierarchy")
 async def test_on_a_machine_busy_with_other_work_an_execution_still_gets_the_gateways_share() -> None:
     """Sandboxes yield to the gateway, not to every process of the machine: with four CPU-bound processes of

@@ -121,8 +121,9 @@ def sandbox_cgroups() -> SandboxCgroups | None:
 
 
 def _cpu_groups() -> Path | None:
-    """`aperture-<pid>/sandboxes` at `CPU_SHARES`, with the gateway process moved into `aperture-<pid>/gateway`;
-    None (and nothing moved) where that cannot be done."""
+    """`aperture-<pid>/sandboxes` at `CPU_SHARES`, with the gateway process moved into `aperture-<pid>/gateway`
+    (where the gateway cannot be moved, the whole `aperture-<pid>` at `CPU_SHARES`: sandboxes then yield to every
+    process, as a flat group would); None where no group can be made."""
     parent = _make_group("cpu", f"aperture-{os.getpid()}")
     if parent is None:
         return None
@@ -133,9 +134,15 @@ def _cpu_groups() -> Path | None:
     except OSError:
         _remove(gateway, sandboxes, parent)
         return None
-    if not _set(sandboxes, "cpu.shares", str(CPU_SHARES)) or not _set(gateway, "cgroup.procs", str(os.getpid())):
+    if not _set(sandboxes, "cpu.shares", str(CPU_SHARES)):
         _remove(gateway, sandboxes, parent)
         return None
+    if not _set(gateway, "cgroup.procs", str(os.getpid())):
+        logger.info("code mode: the gateway cannot join its own cgroup; sandboxes yield to every process")
+        _remove(gateway)
+        if not _set(parent, "cpu.shares", str(CPU_SHARES)):
+            _remove(sandboxes, parent)
+            return None
     atexit.register(_leave, parent.parent, gateway, sandboxes, parent)
     return sandboxes
 
@@ -170,13 +177,23 @@ def _make_group(controller: str, name: str) -> Path | None:
     for stale in parent.glob("aperture-*"):
         pid = stale.name.rsplit("-", 1)[-1]
         if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-            _remove(*(child for child in stale.iterdir() if child.is_dir()), stale)
+            _remove_tree(stale)
     group = parent / name
     try:
         group.mkdir(exist_ok=True)
     except OSError:
         return None
     return group if os.access(group / "cgroup.procs", os.W_OK) else None
+
+
+def _remove_tree(group: Path) -> None:
+    """`group` and the groups below it (those of gateways it started, nested in its own), deepest first; a group
+    that still holds a process stays."""
+    with contextlib.suppress(OSError):
+        for child in group.iterdir():
+            if child.is_dir():
+                _remove_tree(child)
+        group.rmdir()
 
 
 def _set(group: Path, name: str, value: str) -> bool:
