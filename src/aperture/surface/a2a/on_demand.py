@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 import anyio.to_thread
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 if TYPE_CHECKING:
@@ -46,7 +47,17 @@ class OnDemandA2a:
 
         async def route(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] == "http" and self._is_a2a(scope["path"]):
-                app = self._app if self._app is not None else await self._load(other)
+                try:
+                    app = self._app if self._app is not None else await self._load(other)
+                except ImportError as exc:  # a broken install: say so to the caller, keep serving MCP
+                    logger.warning("A2A cannot be served: %s", exc)
+                    app = JSONResponse(
+                        {
+                            "error": f"A2A is not available on this gateway ({exc}). Use MCP at its endpoint, or "
+                            "ask the operator to reinstall the 'a2a' extra.",
+                        },
+                        status_code=503,
+                    )
                 await app(scope, receive, send)
                 return
             await other(scope, receive, send)
