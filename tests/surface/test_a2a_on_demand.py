@@ -41,7 +41,8 @@ async def test_a_broken_a2a_install_gets_a_clear_503_and_mcp_is_served_on(monkey
 
     async with Gateway() as gateway:
         app = OnDemandA2a(gateway).beside(mcp_side)
-        monkeypatch.setattr("aperture.surface.a2a.on_demand.importlib.import_module", broken)  # (for this call only)
+        # Broken only once the gateway has started (the gateway itself imports nothing this way):
+        monkeypatch.setattr("aperture.surface.a2a.on_demand.importlib.import_module", broken)
         status, body = await call(app, "/.well-known/agent-card.json")
         assert status == 503
         said = json.loads(body)["error"]
