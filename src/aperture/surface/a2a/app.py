@@ -22,7 +22,7 @@ from aperture.ops.http import OpsHttpApp
 from aperture.surface.a2a.card import agent_card
 from aperture.surface.a2a.executor import GatewayExecutor
 from aperture.surface.a2a.handler import GatewayRequestHandler
-from aperture.surface.a2a.on_demand import CARD_PATHS
+from aperture.surface.a2a.on_demand import CARD_PATHS, under
 from aperture.surface.a2a.tasks import BASE_URL_STATE, BoundedTaskStore, CallerContextBuilder, identity_in
 
 if TYPE_CHECKING:
@@ -106,7 +106,7 @@ class _Router:
             if route in CARD_PATHS:
                 await self._card(scope, receive, send)
                 return
-            if route == self._path or route.startswith(self._path + "/"):
+            if under(route, self._path):
                 await self._bindings(scope, receive, send)
                 return
         await self._other(scope, receive, send)

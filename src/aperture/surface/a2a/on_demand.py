@@ -31,6 +31,11 @@ CARD_PATHS = ("/.well-known/agent-card.json", "/.well-known/agent.json")
 clients fetch."""
 
 
+def under(route: str, path: str) -> bool:
+    """Whether `route` is A2A's `path` or below it (the bindings' routes)."""
+    return route == path or route.startswith(path + "/")
+
+
 class OnDemandA2a:
     """The A2A agent of one gateway, made on the first A2A request. Call `aclose()` when the server stops."""
 
@@ -46,7 +51,7 @@ class OnDemandA2a:
         from `other`."""
 
         async def route(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] == "http" and self._is_a2a(scope["path"]):
+            if scope["type"] == "http" and (scope["path"] in CARD_PATHS or under(scope["path"], self.path)):
                 try:
                     app = self._app if self._app is not None else await self._load(other)
                 except ImportError as exc:  # a broken install: say so to the caller, keep serving MCP
@@ -63,9 +68,6 @@ class OnDemandA2a:
             await other(scope, receive, send)
 
         return route
-
-    def _is_a2a(self, route: str) -> bool:
-        return route in CARD_PATHS or route == self.path or route.startswith(self.path + "/")
 
     async def _load(self, other: ASGIApp) -> ASGIApp:
         async with self._lock:
