@@ -17,7 +17,7 @@ from mcp import Client
 
 from aperture.config import load_config
 from aperture.execution import BackendRegistry, CallContext
-from aperture.gateway import Gateway, offered_meta_tools
+from aperture.gateway import Gateway, call_meta_tool, offered_meta_tools
 from aperture.model import (
     BackendUnavailableError,
     ConfigError,
@@ -157,6 +157,25 @@ async def test_a_renamed_tool_is_found_described_and_run_by_its_new_id_and_its_o
             assert isinstance(old_run.error, UnknownToolError)
         with through():  # outside the toolset the tool has its own id
             assert gw.describe("t:lookup")["id"] == "t:lookup"
+
+
+async def test_run_tools_reference_flags_describe_the_tool_as_the_view_shows_it() -> None:
+    """`include_tool` names a renamed tool by its id in the view (never its old one) and gives the view's
+    description; a tool outside the view is unknown with or without the flags."""
+    async with gateway() as gw:
+        with through("words"):
+            flags = {"include_tool": True, "include_backend": True}
+            found = await call_meta_tool(
+                gw, "run_tool", {"tool_id": "t:find", "args": {"word": "hi"}, **flags}, CallContext()
+            )
+            assert not found.is_error and found.data["tool"]["id"] == "t:find" and "t:lookup" not in str(found.data)
+            assert found.data["backend"] == {"kind": "python", "name": "t"}
+            appended = await call_meta_tool(
+                gw, "run_tool", {"tool_id": "t:append", "args": {"word": "x"}, **flags}, CallContext()
+            )
+            assert appended.data["tool"]["description"] == "Add a word at the end. Not idempotent."
+            outside = await call_meta_tool(gw, "run_tool", {"tool_id": "admin:reset", **flags}, CallContext())
+            assert outside.is_error and outside.data["error"]["code"] == "tool_not_found" and "tool" not in outside.data
 
 
 async def test_a_bound_key_sees_only_its_toolsets_whatever_it_asks_for() -> None:

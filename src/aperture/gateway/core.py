@@ -648,7 +648,7 @@ class Gateway:
         return await run_chain(
             steps,
             run=self.run,
-            find=lambda tool_id: self.visible_tool(tool_id, ctx),
+            find=lambda tool_id: self._visible_tool(tool_id, ctx),
             ctx=ctx,
             settings=self.config.chain,
             include_backends=include_backends,
@@ -708,7 +708,7 @@ class Gateway:
             raise result.error or ApertureError(result.text or f"Tool '{tool_id}' failed.")
         return result.structured if result.structured is not None else result.text
 
-    def visible_tool(self, tool_id: str, ctx: CallContext) -> Tool | None:
+    def _visible_tool(self, tool_id: str, ctx: CallContext) -> Tool | None:
         """The tool behind `tool_id` if the caller of `ctx` may see it, else None (as if it did not exist)."""
         try:
             parsed = ToolId.parse(tool_id)

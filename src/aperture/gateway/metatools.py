@@ -21,7 +21,14 @@ from aperture.compose import ChainStep, Recipe, SkillBackend
 from aperture.compose.skills import LIMITS_KEY, Skill
 from aperture.discovery import MAX_INTENT, MAX_QUERY
 from aperture.execution import CallContext, RunResult
-from aperture.model import ArgumentValidator, DetailLevel, InvalidRequestError, UnknownToolError, describe
+from aperture.model import (
+    ApertureError,
+    ArgumentValidator,
+    DetailLevel,
+    InvalidRequestError,
+    UnknownToolError,
+    describe,
+)
 from aperture.model._schema import tidy_schema
 
 if TYPE_CHECKING:
@@ -286,8 +293,9 @@ async def _run_tool(gateway: Gateway, call: CallContext, args: RunToolArgs) -> A
     result = await gateway.run(args.tool_id, args.args, call)
     if result.error is not None or not (args.include_tool or args.include_backend or args.include_mcp_result):
         return result
-    tool = gateway.visible_tool(args.tool_id, call)
-    if tool is None:
+    try:  # the tool as describe_tool shows it to this caller (its toolset's id for it)
+        tool = gateway.get_tool(args.tool_id, "run_tool")
+    except ApertureError:
         return result
     extra: dict[str, Any] = {}
     if args.include_tool:
